@@ -25,6 +25,15 @@ public sealed class PipelineDefinition
     [NotASetting]
     public string FilePath { get; set; } = "";
 
+    /// <summary>
+    /// Where a setting was written, for diagnostics: <c>Locate("stages.fetch.path")</c>. Falls back to the nearest
+    /// enclosing key that was written, then to the file itself.
+    /// </summary>
+    public SourceLocation Locate(string keyPath) => SourceMap?.Invoke(keyPath) ?? new SourceLocation(FilePath, 0, 0);
+
+    [NotASetting]
+    public Func<string, SourceLocation?>? SourceMap { get; set; }
+
     public string Directory => Path.GetDirectoryName(Path.GetFullPath(FilePath)) ?? ".";
 
     public string StorePath => Path.GetFullPath(Path.Combine(Directory, Store));
@@ -44,3 +53,9 @@ public sealed class PipelineDefinition
 /// <summary>Marks a property the loader, the schema and the lock file ignore.</summary>
 [AttributeUsage(AttributeTargets.Property)]
 public sealed class NotASettingAttribute : Attribute;
+
+/// <summary>A position in a pipeline file (1-based line and column; 0 when unknown).</summary>
+public sealed record SourceLocation(string File, int Line, int Column)
+{
+    public Diagnostics.Diagnostic Error(string code, string message) => Diagnostics.Diagnostic.Error(code, message, File, Line, Column);
+}
