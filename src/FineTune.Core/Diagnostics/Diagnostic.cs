@@ -18,7 +18,8 @@ public sealed record Diagnostic(Severity Severity, string Code, string Message, 
     {
         var kind = Severity == Severity.Error ? "error" : "warning";
         if (File is null) return $"{kind} {Code}: {Message}";
-        var path = DisplayPath(File, relativeTo ?? Directory.GetCurrentDirectory());
+        // Pseudo-files such as "<command line> --set train.lr" are shown as they are.
+        var path = File.StartsWith('<') ? File : DisplayPath(File, relativeTo ?? Directory.GetCurrentDirectory());
         var location = Line > 0 ? $"({Line},{Math.Max(Column, 1)})" : "";
         return $"{path}{location}: {kind} {Code}: {Message}";
     }

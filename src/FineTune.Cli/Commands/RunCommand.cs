@@ -1,0 +1,95 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using FineTune.Cli.Output;
+using FineTune.Core.Diagnostics;
+using FineTune.Core.Stages;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace FineTune.Cli.Commands;
+
+/// <summary><c>run</c> executes the pipeline; <c>status</c> says what run would do, doing nothing.</summary>
+public static class RunCommand
+{
+    public static Command Create(IServiceProvider services, CliConsole console, bool dryRun)
+    {
+        var command = new Command(dryRun ? "status" : "run", dryRun
+            ? "Show which stages are up to date and why the others would run, without running anything."
+            : "Run the pipeline: every stage whose inputs or settings changed, skipping the rest.");
+        var file = PipelineOptions.File();
+        var set = PipelineOptions.Set();
+        var json = PipelineOptions.Json();
+        var until = new Option<string?>("--until") { Description = "Stop after this stage." };
+        var only = new Option<string?>("--only") { Description = "Run only this stage (the stages before it must be up to date)." };
+        var force = new Option<string?>("--force")
+        {
+            Description = "Re-run a stage even if its output is cached; without a stage name, every selected stage.",
+            Arity = ArgumentArity.ZeroOrOne,
+        };
+        var noWait = new Option<bool>("--no-wait") { Description = "Fail at once if another run is using the store, instead of waiting." };
+        command.Arguments.Add(file);
+        foreach (var option in new Option[] { set, until, only, json }) command.Options.Add(option);
+        if (!dryRun) { command.Options.Add(force); command.Options.Add(noWait); }
+
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var clock = Stopwatch.StartNew();
+            var pipeline = PipelineOptions.Load(console, parse.GetValue(file)!, parse.GetValue(set));
+            if (pipeline is null) return ExitCodes.InvalidInput;
+            var forceGiven = parse.GetResult(force) is not null;
+            var options = new RunOptions
+            {
+                DryRun = dryRun,
+                Until = parse.GetValue(until),
+                Only = parse.GetValue(only),
+                ForceAll = forceGiven && parse.GetValue(force) is null,
+                ForceStage = parse.GetValue(force),
+                WaitForLock = !parse.GetValue(noWait),
+            };
+            var asJson = parse.GetValue(json);
+            var observer = new ConsoleObserver(asJson ? console.Error : console.Out, console.Error, console.Interactive);
+            var catalog = services.GetRequiredService<StageCatalog>();
+            var runner = new PipelineRunner(catalog.Stages, catalog.ResolveEnvironment, CliApplication.ToolVersion);
+            var outcomes = await runner.RunAsync(pipeline, options, observer, cancellationToken);
+
+            var export = outcomes.LastOrDefault(o => o.Stage == "export" && o.OutputDirectory is not null)?.OutputDirectory;
+            if (asJson)
+            {
+                console.Out.WriteLine(JsonSerializer.Serialize(new
+                {
+                    version = 1,
+                    pipeline = pipeline.Name,
+                    file = pipeline.FilePath,
+                    dry_run = dryRun,
+                    elapsed_s = Math.Round(clock.Elapsed.TotalSeconds, 3),
+                    stages = outcomes.Select(o => new
+                    {
+                        stage = o.Stage,
+                        status = o.Status switch { StageStatus.UpToDate => "up-to-date", StageStatus.Restored => "restored", StageStatus.Ran => "ran", _ => "will-run" },
+                        reasons = o.Reasons,
+                        key = o.Entry?.Key,
+                        output = o.OutputDirectory,
+                        duration_s = o.Entry?.DurationSeconds,
+                        summary = o.Entry?.Summary,
+                    }),
+                    export_directory = export,
+                }, new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
+                return ExitCodes.Ok;
+            }
+
+            var ran = outcomes.Count(o => o.Status == StageStatus.Ran);
+            var pending = outcomes.Count(o => o.Status == StageStatus.WillRun);
+            if (dryRun)
+                console.Out.WriteLine(pending == 0 ? "Everything is up to date." : $"{pending} stage(s) would run.");
+            else
+            {
+                console.Out.WriteLine(ran == 0
+                    ? $"Everything is up to date; nothing to do ({Durations.Format(clock.Elapsed.TotalSeconds)})."
+                    : $"Done: {ran} stage(s) ran, {outcomes.Count - ran} up to date, in {Durations.Format(clock.Elapsed.TotalSeconds)}.");
+                if (export is not null) console.Out.WriteLine($"Model: {Path.GetRelativePath(Directory.GetCurrentDirectory(), export)}");
+            }
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+}

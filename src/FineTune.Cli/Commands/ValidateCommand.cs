@@ -1,0 +1,68 @@
+using System.CommandLine;
+using System.Text.Json;
+using FineTune.Core.Diagnostics;
+using FineTune.Core.Pipeline;
+
+namespace FineTune.Cli.Commands;
+
+/// <summary><c>validate</c>: every problem in a pipeline file at once, in the canonical file(line,col) form.</summary>
+public static class ValidateCommand
+{
+    public static Command Create(CliConsole console)
+    {
+        var command = new Command("validate", "Check a pipeline file without running it: syntax, keys, types, values and contradictions.");
+        var file = PipelineOptions.File();
+        var set = PipelineOptions.Set();
+        var json = PipelineOptions.Json();
+        command.Arguments.Add(file);
+        command.Options.Add(set);
+        command.Options.Add(json);
+        command.SetAction(parse =>
+        {
+            var result = PipelineLoader.Load(parse.GetValue(file)!.FullName, parse.GetValue(set) ?? []);
+            if (parse.GetValue(json))
+            {
+                console.Out.WriteLine(JsonSerializer.Serialize(new
+                {
+                    version = 1,
+                    valid = !result.HasErrors,
+                    diagnostics = result.Diagnostics.Select(d => new
+                    {
+                        severity = d.Severity == Severity.Error ? "error" : "warning",
+                        code = d.Code,
+                        message = d.Message,
+                        file = d.File,
+                        line = d.Line,
+                        column = d.Column,
+                    }),
+                }, new JsonSerializerOptions { WriteIndented = true }));
+            }
+            else
+            {
+                console.Print(result.Diagnostics);
+                if (!result.HasErrors) console.Out.WriteLine($"{parse.GetValue(file)!.Name}: valid");
+            }
+            return result.HasErrors ? ExitCodes.InvalidInput : ExitCodes.Ok;
+        });
+        return command;
+    }
+}
+
+/// <summary><c>schema</c>: the JSON Schema of pipeline files, for editors.</summary>
+public static class SchemaCommand
+{
+    public static Command Create(CliConsole console)
+    {
+        var command = new Command("schema", "Print the JSON Schema of pipeline files (generated from the settings the loader uses).");
+        var output = new Option<FileInfo?>("--output", "-o") { Description = "Write to this file instead of stdout." };
+        command.Options.Add(output);
+        command.SetAction(parse =>
+        {
+            var schema = PipelineSchema.Generate();
+            if (parse.GetValue(output) is { } file) File.WriteAllText(file.FullName, schema + "\n");
+            else console.Out.WriteLine(schema);
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+}

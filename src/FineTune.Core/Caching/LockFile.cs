@@ -1,0 +1,172 @@
+using System.Collections;
+using System.Globalization;
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using FineTune.Core.Pipeline;
+using YamlDotNet.Serialization;
+
+namespace FineTune.Core.Caching;
+
+/// <summary>
+/// <c>&lt;pipeline&gt;.lock.yaml</c> beside the pipeline: what each stage last consumed and produced. Meant to be
+/// committed, so it is written with a fixed key order (stages in pipeline order, everything else sorted) and
+/// one value per line, and it is rewritten atomically after each stage.
+/// </summary>
+public sealed class LockFile
+{
+    public const int Schema = 1;
+
+    public string Path { get; }
+    public string PipelineName { get; set; } = "";
+    public string ToolVersion { get; set; } = "";
+
+    /// <summary>Stage name to entry; entries are StoreEntry-shaped trees of plain values.</summary>
+    public Dictionary<string, LockedStage> Stages { get; } = new(StringComparer.Ordinal);
+
+    public sealed record LockedStage(string Key, string OutputHash, IReadOnlyDictionary<string, string> FlatSettings, IReadOnlyDictionary<string, string> InputHashes,
+        IReadOnlyDictionary<string, string> Environment, int Implementation, StoreEntry? Entry);
+
+    public LockFile(string path) => Path = path;
+
+    public static string PathFor(string pipelineFile)
+    {
+        var directory = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(pipelineFile))!;
+        return System.IO.Path.Combine(directory, System.IO.Path.GetFileNameWithoutExtension(pipelineFile) + ".lock.yaml");
+    }
+
+    public static LockFile Read(string path)
+    {
+        var lockFile = new LockFile(path);
+        if (!File.Exists(path)) return lockFile;
+        object? root;
+        try { root = new DeserializerBuilder().Build().Deserialize<object>(File.ReadAllText(path)); }
+        catch (YamlDotNet.Core.YamlException) { return lockFile; } // a damaged lock file only means "no history"
+        if (root is not IDictionary top || top["stages"] is not IDictionary stages) return lockFile;
+        foreach (DictionaryEntry stage in stages)
+        {
+            if (stage.Value is not IDictionary entry || entry["key"] is not string key) continue;
+            var settings = entry["settings"] is IDictionary s ? Flatten(s, "") : [];
+            var inputs = entry["inputs"] is IDictionary i
+                ? i.Cast<DictionaryEntry>().ToDictionary(e => e.Key.ToString()!, e => (e.Value as IDictionary)?["sha256"]?.ToString() ?? "")
+                : [];
+            var environment = entry["environment"] is IDictionary env
+                ? env.Cast<DictionaryEntry>().ToDictionary(e => e.Key.ToString()!, e => e.Value?.ToString() ?? "")
+                : [];
+            var implementation = int.TryParse(entry["implementation"]?.ToString(), out var v) ? v : 0;
+            lockFile.Stages[stage.Key.ToString()!] = new LockedStage(key, entry["output_hash"]?.ToString() ?? "", settings, inputs, environment, implementation, null);
+        }
+        return lockFile;
+    }
+
+    private static Dictionary<string, string> Flatten(IDictionary map, string prefix)
+    {
+        var flat = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (DictionaryEntry e in map)
+        {
+            var key = prefix + e.Key;
+            if (e.Value is IDictionary nested) foreach (var kv in Flatten(nested, key + ".")) flat[kv.Key] = kv.Value;
+            else flat[key] = e.Value is IList list ? "[" + string.Join(", ", list.Cast<object?>().Select(x => x?.ToString() ?? "null")) + "]" : e.Value?.ToString() ?? "null";
+        }
+        return flat;
+    }
+
+    public void Record(StoreEntry entry)
+    {
+        var flat = SettingsReflection.Flatten(entry.Settings).ToDictionary(kv => kv.Key, kv => SettingsReflection.Display(kv.Value));
+        Stages[entry.Stage] = new LockedStage(entry.Key, entry.OutputHash, flat, entry.Inputs.ToDictionary(kv => kv.Key, kv => kv.Value.Sha256),
+            entry.Environment, entry.Implementation, entry);
+    }
+
+    /// <summary>Writes the file atomically. Stages recorded only from an older file (no entry) keep their text.</summary>
+    public void Write(IReadOnlyDictionary<string, string> previousStageBlocks)
+    {
+        var text = new StringBuilder();
+        text.Append("# Written by dotnet finetune: what each stage of this pipeline last read and wrote.\n");
+        text.Append("# Commit it with the pipeline; do not edit it by hand.\n");
+        text.Append($"schema: {Schema}\n");
+        text.Append($"pipeline: {Quote(PipelineName)}\n");
+        text.Append($"tool: {Quote(ToolVersion)}\n");
+        text.Append("stages:\n");
+        foreach (var stage in PipelineDefinition.StageOrder)
+        {
+            if (Stages.TryGetValue(stage, out var locked) && locked.Entry is { } entry) AppendStage(text, entry);
+            else if (previousStageBlocks.TryGetValue(stage, out var block)) text.Append(block);
+        }
+        var temporary = Path + $".{Environment.ProcessId}.tmp";
+        File.WriteAllText(temporary, text.ToString(), new UTF8Encoding(false));
+        File.Move(temporary, Path, overwrite: true);
+    }
+
+    /// <summary>The text blocks of each stage in an existing lock file, to carry over stages this run did not touch.</summary>
+    public static Dictionary<string, string> ReadStageBlocks(string path)
+    {
+        var blocks = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (!File.Exists(path)) return blocks;
+        string? current = null;
+        var builder = new StringBuilder();
+        var inStages = false;
+        foreach (var line in File.ReadAllLines(path))
+        {
+            if (line == "stages:") { inStages = true; continue; }
+            if (!inStages) continue;
+            if (line.StartsWith("  ", StringComparison.Ordinal) && !line.StartsWith("   ", StringComparison.Ordinal) && line.EndsWith(':'))
+            {
+                if (current is not null) blocks[current] = builder.ToString();
+                current = line.Trim().TrimEnd(':');
+                builder.Clear();
+            }
+            if (current is not null) builder.Append(line).Append('\n');
+        }
+        if (current is not null) blocks[current] = builder.ToString();
+        return blocks;
+    }
+
+    private static void AppendStage(StringBuilder text, StoreEntry entry)
+    {
+        text.Append($"  {entry.Stage}:\n");
+        text.Append($"    key: {entry.Key}\n");
+        text.Append($"    implementation: {entry.Implementation}\n");
+        AppendMap(text, "settings", entry.Settings, 4);
+        text.Append("    inputs:\n");
+        foreach (var (name, record) in entry.Inputs) text.Append($"      {QuoteKey(name)}: {{sha256: {record.Sha256}, size: {record.Size}}}\n");
+        text.Append("    outputs:\n");
+        foreach (var (name, record) in entry.Outputs) text.Append($"      {QuoteKey(name)}: {{sha256: {record.Sha256}, size: {record.Size}}}\n");
+        text.Append($"    output_hash: {entry.OutputHash}\n");
+        text.Append("    environment:\n");
+        foreach (var (name, value) in entry.Environment) text.Append($"      {name}: {Quote(value)}\n");
+        if (entry.Settings.TryGetValue("seed", out var seed)) text.Append($"    seed: {Scalar(seed)}\n");
+        text.Append($"    duration_s: {entry.DurationSeconds.ToString("0.###", CultureInfo.InvariantCulture)}\n");
+        if (entry.Summary.Count > 0) AppendMap(text, "summary", entry.Summary, 4);
+    }
+
+    private static void AppendMap(StringBuilder text, string name, IDictionary<string, object?> map, int indent)
+    {
+        var pad = new string(' ', indent);
+        if (map.Count == 0) { text.Append($"{pad}{name}: {{}}\n"); return; }
+        text.Append($"{pad}{name}:\n");
+        foreach (var (key, value) in map)
+        {
+            if (value is IDictionary<string, object?> nested) AppendMap(text, QuoteKey(key), nested, indent + 2);
+            else text.Append($"{pad}  {QuoteKey(key)}: {Scalar(value)}\n");
+        }
+    }
+
+    private static readonly JsonSerializerOptions QuoteOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    /// <summary>Strings are always double-quoted (JSON escapes are valid YAML), so no value changes type on reading.</summary>
+    private static string Quote(string value) => JsonSerializer.Serialize(value, QuoteOptions);
+
+    private static string QuoteKey(string key) => key.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.' or '/') ? key : Quote(key);
+
+    private static string Scalar(object? value) => value switch
+    {
+        null => "null",
+        string s => Quote(s),
+        bool b => b ? "true" : "false",
+        double d => double.IsFinite(d) ? d.ToString("R", CultureInfo.InvariantCulture) : Quote(d.ToString(CultureInfo.InvariantCulture)),
+        long or int => Convert.ToString(value, CultureInfo.InvariantCulture)!,
+        IEnumerable list => "[" + string.Join(", ", list.Cast<object?>().Select(Scalar)) + "]",
+        _ => Quote(Convert.ToString(value, CultureInfo.InvariantCulture) ?? ""),
+    };
+}

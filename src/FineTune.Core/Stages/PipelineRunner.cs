@@ -1,0 +1,270 @@
+using System.Diagnostics;
+using FineTune.Core.Caching;
+using FineTune.Core.Diagnostics;
+using FineTune.Core.Pipeline;
+
+namespace FineTune.Core.Stages;
+
+public sealed class RunOptions
+{
+    /// <summary>Re-run every selected stage even when its output is cached.</summary>
+    public bool ForceAll { get; init; }
+
+    /// <summary>Re-run this stage even when its output is cached.</summary>
+    public string? ForceStage { get; init; }
+
+    /// <summary>Stop after this stage.</summary>
+    public string? Until { get; init; }
+
+    /// <summary>Run only this stage; the stages before it must be up to date.</summary>
+    public string? Only { get; init; }
+
+    /// <summary>Say what would run without running anything (the status command).</summary>
+    public bool DryRun { get; init; }
+
+    /// <summary>Wait for another run that holds the store, rather than failing at once.</summary>
+    public bool WaitForLock { get; init; } = true;
+}
+
+public enum StageStatus { UpToDate, Restored, Ran, WillRun, NotSelected }
+
+public sealed record StageOutcome(string Stage, StageStatus Status, IReadOnlyList<string> Reasons, StoreEntry? Entry, string? OutputDirectory);
+
+/// <summary>Receives what the runner does, to print it (console, JSON, MSBuild).</summary>
+public interface IRunObserver
+{
+    void Notice(string message);
+    void StageUpToDate(StageOutcome outcome);
+    void StageStarting(string stage, IReadOnlyList<string> reasons);
+    IStageLog LogFor(string stage);
+    void StageFinished(StageOutcome outcome);
+}
+
+/// <summary>
+/// Runs the stages of a pipeline in order, skipping each stage whose key (settings, input hashes, implementation
+/// version, cache scheme, compute environment) already has a committed output in the store, and recording every
+/// stage in the lock file as soon as it is settled.
+/// </summary>
+public sealed class PipelineRunner(IReadOnlyList<Stage> stages, Func<string, ComputeEnvironment> resolveEnvironment, string toolVersion)
+{
+    public async Task<IReadOnlyList<StageOutcome>> RunAsync(PipelineDefinition pipeline, RunOptions options, IRunObserver observer, CancellationToken cancellationToken)
+    {
+        var selected = SelectStages(options);
+        var store = new StageStore(pipeline.StorePath);
+        var lockPath = LockFile.PathFor(pipeline.FilePath);
+        using var runLock = options.DryRun ? null : store.AcquireRunLock(options.WaitForLock, observer.Notice, cancellationToken);
+        if (!options.DryRun) store.RemoveTemporaryLeftovers();
+
+        var previous = LockFile.Read(lockPath);
+        var previousBlocks = LockFile.ReadStageBlocks(lockPath);
+        var lockFile = new LockFile(lockPath) { PipelineName = pipeline.Name, ToolVersion = toolVersion };
+        ComputeEnvironment? environment = null;
+
+        var outcomes = new List<StageOutcome>();
+        var settled = new Dictionary<string, StoreEntry>(StringComparer.Ordinal);
+        foreach (var stage in stages)
+        {
+            if (!selected.Contains(stage.Name)) continue;
+            cancellationToken.ThrowIfCancellationRequested();
+
+            var pending = stage.DependsOn.Where(d => !settled.ContainsKey(d)).ToList();
+            if (pending.Count > 0)
+            {
+                // Only a dry run gets here: an upstream stage would run first, so this key is not known yet.
+                outcomes.Add(new StageOutcome(stage.Name, StageStatus.WillRun, [$"input will change: {string.Join(", ", pending.Select(p => p + " output"))} (pending)"], null, null));
+                observer.StageStarting(stage.Name, outcomes[^1].Reasons);
+                continue;
+            }
+
+            if (stage.DependsOnComputeEnvironment) environment ??= resolveEnvironment(pipeline.Stages.Train.Device);
+            var stageEnvironment = stage.DependsOnComputeEnvironment ? environment! : ComputeEnvironment.None;
+            var probe = NewContext(pipeline, stage, store, "", "", settled, stageEnvironment, NullLog.Instance);
+            var key = ComputeKey(stage, pipeline, settled, stage.ResolveExternalInputs(probe), stageEnvironment, out var settings, out var inputs, out var keyEnvironment);
+
+            var existing = store.TryGet(stage.Name, key);
+            var forced = options.ForceAll || options.ForceStage == stage.Name;
+            previous.Stages.TryGetValue(stage.Name, out var locked);
+
+            if (existing is not null && !forced)
+            {
+                var restored = locked is not null && locked.Key != key;
+                var outcome = new StageOutcome(stage.Name, restored ? StageStatus.Restored : StageStatus.UpToDate,
+                    restored ? ["restored from the store: " + string.Join("; ", Explain(locked, settings, inputs, keyEnvironment, stage.ImplementationVersion))] : [],
+                    existing, store.OutputDirectory(stage.Name, key));
+                settled[stage.Name] = existing;
+                lockFile.Record(existing);
+                outcomes.Add(outcome);
+                observer.StageUpToDate(outcome);
+                continue;
+            }
+
+            var reasons = forced ? ["forced"] : Explain(locked, settings, inputs, keyEnvironment, stage.ImplementationVersion);
+            if (locked is not null && locked.Key == key && existing is null && !forced) reasons = ["its output is missing from the store"];
+
+            if (options.Only is not null && options.Only != stage.Name)
+                throw new FineTuneException("FT0902", $"--only {options.Only}: stage '{stage.Name}' is not up to date ({string.Join("; ", reasons)}); run the stages before it first (for example with --until {stage.Name})");
+
+            if (options.DryRun)
+            {
+                outcomes.Add(new StageOutcome(stage.Name, StageStatus.WillRun, reasons, null, null));
+                observer.StageStarting(stage.Name, reasons);
+                continue;
+            }
+
+            observer.StageStarting(stage.Name, reasons);
+            var entry = await RunStageAsync(stage, pipeline, store, key, settings, inputs, environment, settled, observer.LogFor(stage.Name), cancellationToken);
+            settled[stage.Name] = entry;
+            lockFile.Record(entry);
+            WriteLock(lockFile, previousBlocks);
+            var ran = new StageOutcome(stage.Name, StageStatus.Ran, reasons, entry, store.OutputDirectory(stage.Name, key));
+            outcomes.Add(ran);
+            observer.StageFinished(ran);
+        }
+
+        if (!options.DryRun && lockFile.Stages.Count > 0) WriteLock(lockFile, previousBlocks);
+        return outcomes;
+    }
+
+    private static void WriteLock(LockFile lockFile, IReadOnlyDictionary<string, string> previousBlocks) => lockFile.Write(previousBlocks);
+
+    private HashSet<string> SelectStages(RunOptions options)
+    {
+        var names = stages.Select(s => s.Name).ToList();
+        foreach (var (option, value) in new[] { ("--until", options.Until), ("--only", options.Only), ("--force", options.ForceStage) })
+        {
+            if (value is null || names.Contains(value)) continue;
+            var suggestion = DidYouMean.Suggest(value, names);
+            throw new FineTuneException("FT0903", $"{option} {value}: no such stage; stages are {string.Join(", ", names)}" + (suggestion is null ? "" : $"; did you mean '{suggestion}'?"));
+        }
+        if (options.Only is not null) return [.. names.Take(names.IndexOf(options.Only) + 1)];
+        if (options.Until is not null) return [.. names.Take(names.IndexOf(options.Until) + 1)];
+        return [.. names];
+    }
+
+    private static StageContext NewContext(PipelineDefinition pipeline, Stage stage, StageStore store, string output, string work,
+        Dictionary<string, StoreEntry> settled, ComputeEnvironment environment, IStageLog log) => new()
+    {
+        Pipeline = pipeline,
+        PipelineDirectory = pipeline.Directory,
+        OutputDirectory = output,
+        WorkDirectory = work,
+        InputDirectories = stage.DependsOn.Where(settled.ContainsKey).ToDictionary(d => d, d => store.OutputDirectory(d, settled[d].Key)),
+        Log = log,
+        Environment = environment,
+        Name = stage.Name,
+    };
+
+    private static string ComputeKey(Stage stage, PipelineDefinition pipeline, Dictionary<string, StoreEntry> settled, IReadOnlyList<ExternalInput> external,
+        ComputeEnvironment environment, out SortedDictionary<string, object?> settings, out SortedDictionary<string, FileRecord> inputs,
+        out SortedDictionary<string, string> keyEnvironment)
+    {
+        settings = SettingsReflection.ToPlainTree(stage.SelectSettings(pipeline));
+        inputs = new SortedDictionary<string, FileRecord>(StringComparer.Ordinal);
+        foreach (var dependency in stage.DependsOn)
+        {
+            var upstream = settled[dependency];
+            inputs[dependency + " output"] = new FileRecord(upstream.OutputHash, upstream.Outputs.Values.Sum(o => o.Size));
+        }
+        foreach (var input in external) inputs[input.Name] = new FileRecord(input.Sha256, input.Size);
+        keyEnvironment = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        if (stage.DependsOnComputeEnvironment)
+        {
+            keyEnvironment["device"] = environment.Device;
+            keyEnvironment["libtorch"] = environment.LibTorchVersion;
+        }
+        var material = new SortedDictionary<string, object?>(StringComparer.Ordinal)
+        {
+            ["scheme"] = (long)StageStore.CacheScheme,
+            ["stage"] = stage.Name,
+            ["implementation"] = (long)stage.ImplementationVersion,
+            ["settings"] = settings,
+            ["inputs"] = inputs.ToDictionary(kv => kv.Key, kv => (object?)kv.Value.Sha256),
+            ["environment"] = keyEnvironment.ToDictionary(kv => kv.Key, kv => (object?)kv.Value),
+        };
+        return ContentHash.OfText(CanonicalJson.Serialize(material));
+    }
+
+    /// <summary>Why a stage must run, compared with what the lock file says it last ran with.</summary>
+    internal static List<string> Explain(LockFile.LockedStage? locked, SortedDictionary<string, object?> settings, SortedDictionary<string, FileRecord> inputs,
+        SortedDictionary<string, string> environment, int implementation)
+    {
+        if (locked is null) return ["no previous run recorded in the lock file"];
+        var reasons = new List<string>();
+        var now = SettingsReflection.Flatten(settings).ToDictionary(kv => kv.Key, kv => SettingsReflection.Display(kv.Value));
+        var changed = now.Keys.Union(locked.FlatSettings.Keys).OrderBy(k => k, StringComparer.Ordinal)
+            .Where(k => now.GetValueOrDefault(k) != locked.FlatSettings.GetValueOrDefault(k))
+            .Select(k => $"{k} {locked.FlatSettings.GetValueOrDefault(k) ?? "(unset)"} -> {now.GetValueOrDefault(k) ?? "(unset)"}")
+            .ToList();
+        if (changed.Count > 0) reasons.Add("settings changed: " + string.Join(", ", changed));
+        var inputChanges = inputs.Keys.Union(locked.InputHashes.Keys).OrderBy(k => k, StringComparer.Ordinal)
+            .Where(k => inputs.GetValueOrDefault(k)?.Sha256 != locked.InputHashes.GetValueOrDefault(k))
+            .ToList();
+        if (inputChanges.Count > 0) reasons.Add("input changed: " + string.Join(", ", inputChanges));
+        if (implementation != locked.Implementation) reasons.Add($"stage implementation changed (version {locked.Implementation} -> {implementation})");
+        var environmentChanges = environment.Where(kv => locked.Environment.GetValueOrDefault(kv.Key) != kv.Value)
+            .Select(kv => $"{kv.Key} {locked.Environment.GetValueOrDefault(kv.Key) ?? "(unset)"} -> {kv.Value}").ToList();
+        if (environmentChanges.Count > 0) reasons.Add("environment changed: " + string.Join(", ", environmentChanges));
+        if (reasons.Count == 0) reasons.Add("cache scheme changed");
+        return reasons;
+    }
+
+    private async Task<StoreEntry> RunStageAsync(Stage stage, PipelineDefinition pipeline, StageStore store, string key,
+        SortedDictionary<string, object?> settings, SortedDictionary<string, FileRecord> inputs, ComputeEnvironment? environment,
+        Dictionary<string, StoreEntry> settled, IStageLog log, CancellationToken cancellationToken)
+    {
+        var temporary = store.NewTemporaryEntry();
+        var work = store.WorkDirectory(stage.Name, key);
+        Directory.CreateDirectory(work);
+        var context = NewContext(pipeline, stage, store, Path.Combine(temporary, "output"), work, settled,
+            stage.DependsOnComputeEnvironment ? environment! : ComputeEnvironment.None, log);
+        var started = DateTime.UtcNow;
+        var clock = Stopwatch.StartNew();
+        try
+        {
+            await stage.RunAsync(context, cancellationToken);
+        }
+        catch (Exception e)
+        {
+            StageStore.TryDelete(temporary);
+            if (e is OperationCanceledException or FineTuneException) throw;
+            throw new StageFailedException(stage.Name, e);
+        }
+        var recordedEnvironment = new SortedDictionary<string, string>(StringComparer.Ordinal) { ["tool"] = toolVersion };
+        if (stage.DependsOnComputeEnvironment && environment is not null)
+        {
+            recordedEnvironment["device"] = environment.Device;
+            recordedEnvironment["libtorch"] = environment.LibTorchVersion;
+            recordedEnvironment["threads"] = environment.Threads.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+        var summary = new SortedDictionary<string, object?>(context.Summary.ToDictionary(kv => kv.Key, kv => SettingsReflection.ToPlainValue(kv.Value)), StringComparer.Ordinal);
+        return store.Commit(temporary, (outputs, outputHash) => new StoreEntry
+        {
+            Stage = stage.Name,
+            Key = key,
+            Implementation = stage.ImplementationVersion,
+            Settings = settings,
+            Inputs = inputs,
+            Outputs = outputs,
+            OutputHash = outputHash,
+            Environment = recordedEnvironment,
+            Summary = summary,
+            StartedUtc = started,
+            DurationSeconds = Math.Round(clock.Elapsed.TotalSeconds, 3),
+        });
+    }
+
+    private sealed class NullLog : IStageLog
+    {
+        public static readonly NullLog Instance = new();
+        public void Info(string message) { }
+        public void Warning(string message) { }
+        public void Progress(StageProgress progress) { }
+    }
+}
+
+/// <summary>A stage threw something unexpected: exit code 3, the message shown, the stack trace kept for --verbose.</summary>
+public sealed class StageFailedException(string stage, Exception inner)
+    : Exception($"stage '{stage}' failed: {inner.Message}", inner)
+{
+    public string Stage { get; } = stage;
+}
