@@ -1,39 +1,298 @@
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
 
 namespace FineTune.Torch.Models;
 
-// CONTRACT (filled in by the model work): a Llama decoder whose state-dict keys equal Hugging Face's
-// (model.embed_tokens.weight, model.layers.0.self_attn.q_proj.weight, ..., model.norm.weight, lm_head.weight).
+// A Llama decoder, read top to bottom: RMSNorm -> rotary embedding -> attention -> SwiGLU MLP -> decoder layer ->
+// the causal LM. Module names follow Hugging Face's LlamaForCausalLM, so state_dict() keys are exactly the keys of a
+// transformers checkpoint: model.embed_tokens.weight, model.layers.{i}.self_attn.{q,k,v,o}_proj.weight,
+// model.layers.{i}.mlp.{gate,up,down}_proj.weight, model.layers.{i}.{input,post_attention}_layernorm.weight,
+// model.norm.weight and lm_head.weight.
+//
+// Tied embeddings (config.TieWordEmbeddings): there is no lm_head module at all; the head multiplies by
+// model.embed_tokens.weight. state_dict() then has no lm_head.weight, which is what Hugging Face writes to the file
+// for tied models, so a state dict saves and loads one-to-one.
+
+/// <summary>Root-mean-square layer norm, computed in float32 like Hugging Face's LlamaRMSNorm.</summary>
+internal sealed class LlamaRMSNorm : nn.Module<Tensor, Tensor>
+{
+    private readonly Parameter weight; // field names are the state_dict keys
+    private readonly double _eps;
+
+    public LlamaRMSNorm(long size, double eps) : base("LlamaRMSNorm")
+    {
+        weight = nn.Parameter(ones(size));
+        _eps = eps;
+        RegisterComponents();
+    }
+
+    public Parameter Weight => weight;
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var xf = x.to(ScalarType.Float32);
+        var normed = xf * rsqrt(xf.pow(2).mean([-1], keepdim: true) + _eps);
+        return (weight * normed.to(x.dtype)).MoveToOuterDisposeScope();
+    }
+}
 
 /// <summary>Keys and values of past positions, one pair per layer, for incremental decoding.</summary>
 public sealed class KvCache : IDisposable
 {
-    public void Dispose() => throw new NotImplementedException();
+    private readonly Tensor?[] _keys;
+    private readonly Tensor?[] _values;
+
+    internal KvCache(int layers)
+    {
+        _keys = new Tensor?[layers];
+        _values = new Tensor?[layers];
+    }
+
+    /// <summary>Positions already cached; new tokens continue from here.</summary>
+    public long Length => _keys[0]?.shape[2] ?? 0;
+
+    /// <summary>Appends this layer's new keys/values [B, kvHeads, T, headDim] and returns all of them so far.</summary>
+    internal (Tensor Keys, Tensor Values) Append(int layer, Tensor keys, Tensor values)
+    {
+        var oldKeys = _keys[layer];
+        var oldValues = _values[layer];
+        // The cache outlives whatever dispose scope the caller runs a decoding step in.
+        var allKeys = (oldKeys is null ? keys.alias() : cat([oldKeys, keys], 2)).DetachFromDisposeScope();
+        var allValues = (oldValues is null ? values.alias() : cat([oldValues, values], 2)).DetachFromDisposeScope();
+        oldKeys?.Dispose();
+        oldValues?.Dispose();
+        _keys[layer] = allKeys;
+        _values[layer] = allValues;
+        return (allKeys, allValues);
+    }
+
+    public void Dispose()
+    {
+        for (var i = 0; i < _keys.Length; i++)
+        {
+            _keys[i]?.Dispose();
+            _values[i]?.Dispose();
+            _keys[i] = _values[i] = null;
+        }
+    }
+}
+
+/// <summary>Rotary position embedding as Hugging Face computes it: frequencies duplicated, rotate_half pairing (i, i + d/2).</summary>
+internal static class Rotary
+{
+    public static (Tensor Cos, Tensor Sin) CosSin(long start, long length, int headDim, double theta, Device device, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        var inverseFrequencies = 1.0 / pow(theta, arange(0, headDim, 2, ScalarType.Int64, device).to(ScalarType.Float32) / headDim);
+        var positions = arange(start, start + length, 1, ScalarType.Int64, device).to(ScalarType.Float32);
+        var frequencies = outer(positions, inverseFrequencies);
+        var angles = cat([frequencies, frequencies], -1);
+        return (angles.cos().to(dtype).MoveToOuterDisposeScope(), angles.sin().to(dtype).MoveToOuterDisposeScope());
+    }
+
+    public static Tensor RotateHalf(Tensor x)
+    {
+        var half = x.shape[^1] / 2;
+        return cat([-x.narrow(-1, half, half), x.narrow(-1, 0, half)], -1);
+    }
+
+    /// <summary>x [B, H, T, D]; cos and sin [T, D].</summary>
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin) => x * cos + RotateHalf(x) * sin;
+}
+
+internal sealed class LlamaAttention : nn.Module
+{
+    private readonly Linear q_proj, k_proj, v_proj, o_proj;
+    private readonly int _heads, _kvHeads, _headDim;
+
+    public LlamaAttention(LlamaConfig config) : base("LlamaAttention")
+    {
+        _heads = config.NumAttentionHeads;
+        _kvHeads = config.NumKeyValueHeads;
+        _headDim = config.HeadDim;
+        q_proj = nn.Linear(config.HiddenSize, _heads * _headDim, hasBias: false);
+        k_proj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: false);
+        v_proj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: false);
+        o_proj = nn.Linear(_heads * _headDim, config.HiddenSize, hasBias: false);
+        RegisterComponents();
+    }
+
+    /// <param name="x">[B, T, hidden]</param>
+    /// <param name="mask">Boolean [B, 1, T, past + T] (true = may attend), or null for plain causal attention.</param>
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache, int layer)
+    {
+        var (batch, length) = (x.shape[0], x.shape[1]);
+        var q = q_proj.forward(x).view(batch, length, _heads, _headDim).transpose(1, 2);
+        var k = k_proj.forward(x).view(batch, length, _kvHeads, _headDim).transpose(1, 2);
+        var v = v_proj.forward(x).view(batch, length, _kvHeads, _headDim).transpose(1, 2);
+        q = Rotary.Apply(q, cos, sin);
+        k = Rotary.Apply(k, cos, sin);
+        if (cache is not null) (k, v) = cache.Append(layer, k, v);
+
+        // Grouped-query attention: each key/value head serves heads / kvHeads query heads, adjacent in order.
+        if (_kvHeads != _heads)
+        {
+            k = k.repeat_interleave(_heads / _kvHeads, dim: 1);
+            v = v.repeat_interleave(_heads / _kvHeads, dim: 1);
+        }
+
+        var attended = mask is not null
+            ? F.scaled_dot_product_attention(q, k, v, attn_mask: mask)
+            : F.scaled_dot_product_attention(q, k, v, is_casual: length > 1);
+        return o_proj.forward(attended.transpose(1, 2).reshape(batch, length, _heads * _headDim));
+    }
+}
+
+internal sealed class LlamaMLP : nn.Module<Tensor, Tensor>
+{
+    private readonly Linear gate_proj, up_proj, down_proj;
+
+    public LlamaMLP(LlamaConfig config) : base("LlamaMLP")
+    {
+        gate_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: false);
+        up_proj = nn.Linear(config.HiddenSize, config.IntermediateSize, hasBias: false);
+        down_proj = nn.Linear(config.IntermediateSize, config.HiddenSize, hasBias: false);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x) => down_proj.forward(F.silu(gate_proj.forward(x)) * up_proj.forward(x));
+}
+
+internal sealed class LlamaDecoderLayer : nn.Module
+{
+    private readonly LlamaAttention self_attn;
+    private readonly LlamaMLP mlp;
+    private readonly LlamaRMSNorm input_layernorm, post_attention_layernorm;
+
+    public LlamaDecoderLayer(LlamaConfig config) : base("LlamaDecoderLayer")
+    {
+        self_attn = new LlamaAttention(config);
+        mlp = new LlamaMLP(config);
+        input_layernorm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps);
+        post_attention_layernorm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps);
+        RegisterComponents();
+    }
+
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache, int layer)
+    {
+        x = x + self_attn.Forward(input_layernorm.forward(x), cos, sin, mask, cache, layer);
+        return x + mlp.forward(post_attention_layernorm.forward(x));
+    }
+}
+
+/// <summary>The decoder stack without the head; Hugging Face calls it LlamaModel (the "model." prefix of the keys).</summary>
+internal sealed class LlamaModel : nn.Module
+{
+    private readonly Embedding embed_tokens;
+    private readonly ModuleList<LlamaDecoderLayer> layers;
+    private readonly LlamaRMSNorm norm;
+
+    public LlamaModel(LlamaConfig config) : base("LlamaModel")
+    {
+        embed_tokens = nn.Embedding(config.VocabSize, config.HiddenSize);
+        layers = new ModuleList<LlamaDecoderLayer>();
+        for (var i = 0; i < config.NumHiddenLayers; i++) layers.Add(new LlamaDecoderLayer(config));
+        norm = new LlamaRMSNorm(config.HiddenSize, config.RmsNormEps);
+        RegisterComponents();
+    }
+
+    public Embedding EmbedTokens => embed_tokens;
+
+    public Tensor Forward(Tensor inputIds, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache)
+    {
+        var x = embed_tokens.forward(inputIds);
+        for (var i = 0; i < layers.Count; i++) x = layers[i].Forward(x, cos, sin, mask, cache, i);
+        return norm.forward(x);
+    }
 }
 
 public sealed class LlamaForCausalLM : nn.Module
 {
+    private readonly LlamaModel model;
+    private readonly Linear? lm_head;
+
     public LlamaConfig Config { get; }
 
     public LlamaForCausalLM(LlamaConfig config) : base("LlamaForCausalLM")
     {
+        if (config.NumAttentionHeads % config.NumKeyValueHeads != 0)
+            throw new ArgumentException($"num_key_value_heads {config.NumKeyValueHeads} does not divide num_attention_heads {config.NumAttentionHeads}");
         Config = config;
-        throw new NotImplementedException();
+        model = new LlamaModel(config);
+        if (!config.TieWordEmbeddings) lm_head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
+        RegisterComponents();
     }
 
     /// <summary>
     /// Final hidden states [B, T, hidden] (after the last RMSNorm).
-    /// <paramref name="attentionMask"/> [B, T] holds 1 for real tokens and 0 for right-padding (may be null).
-    /// With a <paramref name="cache"/>, the new positions attend to the cached ones and are appended to it.
+    /// <paramref name="attentionMask"/> [B, T] (or [B, past + T] with a cache) holds 1 for real tokens and 0 for
+    /// padding (may be null: right-padding never changes the states of real tokens under a causal mask).
+    /// With a <paramref name="cache"/>, the new positions continue from <see cref="KvCache.Length"/>, attend to
+    /// the cached ones and are appended to it.
     /// </summary>
-    public Tensor Hidden(Tensor inputIds, Tensor? attentionMask = null, KvCache? cache = null) => throw new NotImplementedException();
+    public Tensor Hidden(Tensor inputIds, Tensor? attentionMask = null, KvCache? cache = null)
+    {
+        using var scope = NewDisposeScope();
+        var length = inputIds.shape[1];
+        var past = cache?.Length ?? 0;
+        var dtype = model.EmbedTokens.weight!.dtype;
+        var (cos, sin) = Rotary.CosSin(past, length, Config.HeadDim, Config.RopeTheta, inputIds.device, dtype);
+        var mask = AttentionMask(attentionMask, past, length, inputIds.device);
+        return model.Forward(inputIds, cos, sin, mask, cache).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The boolean mask SDPA needs when plain causal attention is not enough: queries at absolute positions
+    /// past..past+T-1 see keys up to their own position, minus padded keys. Null when is_causal does the job.
+    /// </summary>
+    private static Tensor? AttentionMask(Tensor? attentionMask, long past, long length, Device device)
+    {
+        if (attentionMask is null && (past == 0 || length == 1)) return null;
+        var total = past + length;
+        var queryPositions = arange(past, total, 1, ScalarType.Int64, device).unsqueeze(1);
+        var keyPositions = arange(0, total, 1, ScalarType.Int64, device).unsqueeze(0);
+        var mask = keyPositions.le(queryPositions).unsqueeze(0).unsqueeze(0); // [1, 1, T, total]
+        if (attentionMask is not null)
+        {
+            var keys = attentionMask.shape[1] == total
+                ? attentionMask
+                : attentionMask.shape[1] == length && past > 0
+                    ? cat([ones(attentionMask.shape[0], past, ScalarType.Int64, device), attentionMask.to(ScalarType.Int64)], 1)
+                    : throw new ArgumentException($"attention mask covers {attentionMask.shape[1]} positions, expected {length} or {total}");
+            mask = mask.logical_and(keys.to(ScalarType.Bool).unsqueeze(1).unsqueeze(1));
+        }
+        return mask;
+    }
 
     /// <summary>The output head: hidden states [..., hidden] to logits [..., vocab].</summary>
-    public Tensor Logits(Tensor hidden) => throw new NotImplementedException();
+    public Tensor Logits(Tensor hidden) =>
+        lm_head is not null ? lm_head.forward(hidden) : F.linear(hidden, model.EmbedTokens.weight!);
 
-    public KvCache NewCache() => throw new NotImplementedException();
+    public KvCache NewCache() => new(Config.NumHiddenLayers);
 
-    /// <summary>Deterministic initialisation from the seed (normal(0, 0.02), output projections scaled by depth).</summary>
-    public void InitializeWeights(long seed) => throw new NotImplementedException();
+    /// <summary>
+    /// Deterministic initialisation from the seed: every matrix normal(0, 0.02), the output projections of each
+    /// residual branch (o_proj, down_proj) scaled by 1/sqrt(2 * layers) as in GPT-2, norms at 1. Parameters are
+    /// drawn in state_dict order from a private generator, so the global RNG is left alone.
+    /// </summary>
+    public void InitializeWeights(long seed)
+    {
+        using var generator = new Generator((ulong)seed);
+        using var noGrad = no_grad();
+        var residualStd = 0.02 / Math.Sqrt(2.0 * Config.NumHiddenLayers);
+        foreach (var (name, parameter) in named_parameters())
+        {
+            if (name.EndsWith("norm.weight", StringComparison.Ordinal)) parameter.fill_(1.0);
+            else if (name.EndsWith("o_proj.weight", StringComparison.Ordinal) || name.EndsWith("down_proj.weight", StringComparison.Ordinal))
+                parameter.normal_(0, residualStd, generator);
+            else parameter.normal_(0, 0.02, generator);
+        }
+    }
+
+    /// <summary>Parameters of the decoder layers and final norm: all but the embedding and the head (FLOP estimates count the head apart).</summary>
+    public long NonEmbeddingParameterCount() =>
+        parameters().Sum(p => p.numel()) - model.EmbedTokens.weight!.numel() - (lm_head?.weight!.numel() ?? 0);
 }
