@@ -1,0 +1,190 @@
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using FineTune.Core.Caching;
+using FineTune.Core.Data;
+using FineTune.Core.Diagnostics;
+using FineTune.Core.Pipeline;
+using FineTune.Core.Tokenization;
+
+namespace FineTune.Core.Stages;
+
+/// <summary>
+/// Renders the format stage's conversations with the chat template, tokenizes them with loss labels and writes
+/// train.tokens / validation.tokens, the tokenizer files the model will ship with, and summary.json.
+/// </summary>
+public sealed class TokenizeStage : Stage
+{
+    public override string Name => "tokenize";
+    public override int ImplementationVersion => 1;
+    public override IReadOnlyList<string> DependsOn => ["format"];
+    public override object SelectSettings(PipelineDefinition pipeline) => pipeline.Stages.Tokenize;
+
+    private const string SettingPath = "stages.tokenize.tokenizer";
+
+    public override IReadOnlyList<ExternalInput> ResolveExternalInputs(StageContext context)
+    {
+        var settings = context.Settings<TokenizeSettings>();
+        if (settings.Tokenizer == ChatTokenizer.Gpt2)
+            return [new ExternalInput("tokenizer gpt2", ContentHash.OfText(ChatTokenizer.Gpt2Identity), ChatTokenizer.Gpt2Identity.Length)];
+
+        var dir = context.ResolvePath(settings.Tokenizer);
+        var json = Path.Combine(dir, ChatTokenizer.TokenizerJsonFile);
+        if (!Directory.Exists(dir) || !File.Exists(json))
+        {
+            var what = Directory.Exists(dir) ? $"'{settings.Tokenizer}' has no tokenizer.json" : $"tokenizer folder '{settings.Tokenizer}' does not exist";
+            throw new FineTuneException(context.Pipeline.Locate(SettingPath).Error("FT0401",
+                $"{what}; use 'gpt2' or a folder holding a Hugging Face tokenizer.json (and tokenizer_config.json)"));
+        }
+        var inputs = new List<ExternalInput> { Describe("tokenizer/tokenizer.json", json) };
+        var config = Path.Combine(dir, ChatTokenizer.TokenizerConfigFile);
+        if (File.Exists(config)) inputs.Add(Describe("tokenizer/tokenizer_config.json", config));
+        return inputs;
+
+        static ExternalInput Describe(string name, string path) => new(name, ContentHash.OfFile(path), new FileInfo(path).Length);
+    }
+
+    public override Task RunAsync(StageContext context, CancellationToken cancellationToken)
+    {
+        var settings = context.Settings<TokenizeSettings>();
+        ResolveExternalInputs(context); // the same existence checks, with the pipeline location, before loading
+        var tokenizer = ChatTokenizer.Load(settings.Tokenizer, context.PipelineDirectory);
+        var trainOnAll = settings.TrainOn == "all";
+        var formatDir = context.Input("format");
+
+        var splits = new Dictionary<string, SplitSummary>();
+        foreach (var split in new[] { "train", "validation" })
+        {
+            var source = Path.Combine(formatDir, split + ".jsonl");
+            var conversations = File.Exists(source) ? ConversationFile.Read(source).ToList() : [];
+            splits[split] = TokenizeSplit(context, tokenizer, conversations, split, settings.MaxLength, trainOnAll,
+                Path.Combine(context.OutputDirectory, split + ".tokens"), cancellationToken);
+        }
+        if (splits["train"].Examples == 0)
+            throw new FineTuneException(Diagnostic.Error("FT0404",
+                $"no training example is left after tokenizing ({splits["train"].Dropped} dropped because none of their trained tokens fit in max_length {settings.MaxLength}); raise max_length or check train_on"),
+                ExitCodes.StageFailed);
+
+        tokenizer.WriteFiles(Path.Combine(context.OutputDirectory, "tokenizer"), settings.MaxLength);
+
+        var train = splits["train"];
+        context.Summary["examples"] = train.Examples;
+        context.Summary["tokens"] = train.Tokens;
+        context.Summary["trained_tokens"] = train.TrainedTokens;
+        context.Summary["truncated"] = train.Truncated;
+        context.Summary["dropped"] = train.Dropped;
+        context.Summary["length_p50"] = train.LengthP50;
+        context.Summary["length_p90"] = train.LengthP90;
+        context.Summary["length_p99"] = train.LengthP99;
+        context.Summary["length_max"] = train.LengthMax;
+        context.Summary["validation_examples"] = splits["validation"].Examples;
+        context.Summary["vocab_size"] = tokenizer.VocabSize;
+
+        var summary = new Dictionary<string, object>
+        {
+            ["tokenizer"] = settings.Tokenizer,
+            ["chat_template"] = settings.ChatTemplate,
+            ["train_on"] = settings.TrainOn,
+            ["max_length"] = settings.MaxLength,
+            ["vocab_size"] = tokenizer.VocabSize,
+            ["pad_token_id"] = tokenizer.PadTokenId,
+            ["stop_token_ids"] = tokenizer.StopTokenIds,
+            ["train"] = train,
+            ["validation"] = splits["validation"],
+        };
+        File.WriteAllText(Path.Combine(context.OutputDirectory, "summary.json"), JsonSerializer.Serialize(summary, SummaryJson) + "\n");
+        return Task.CompletedTask;
+    }
+
+    private static readonly JsonSerializerOptions SummaryJson = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+
+    internal static SplitSummary TokenizeSplit(StageContext context, ChatTokenizer tokenizer, IReadOnlyList<Conversation> conversations,
+        string split, int maxLength, bool trainOnAll, string outputPath, CancellationToken cancellationToken)
+    {
+        var builder = new TokenizedDataset.Builder();
+        var lengths = new List<int>(conversations.Count);
+        long tokens = 0, trainedTokens = 0, trainedBeforeTruncation = 0;
+        int truncated = 0, dropped = 0;
+        var droppedExamples = new List<int>();
+        var progressEvery = Math.Max(1, conversations.Count / 20);
+
+        for (var i = 0; i < conversations.Count; i++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var example = tokenizer.Tokenize(conversations[i].Messages, trainOnAll);
+            var trainedInFull = CountTrained(example.Labels);
+            trainedBeforeTruncation += trainedInFull;
+            var length = example.Ids.Length;
+            if (length > maxLength)
+            {
+                truncated++;
+                length = maxLength; // keep the beginning: the prompt and the start of the answer
+            }
+            var trained = CountTrained(example.Labels.AsSpan(0, length));
+            if (trained == 0)
+            {
+                dropped++;
+                if (droppedExamples.Count < 5) droppedExamples.Add(conversations[i].SourceIndex);
+            }
+            else
+            {
+                builder.Add(example.Ids.AsSpan(0, length), example.Labels.AsSpan(0, length));
+                lengths.Add(length);
+                tokens += length;
+                trainedTokens += trained;
+            }
+            if ((i + 1) % progressEvery == 0 || i + 1 == conversations.Count)
+                context.Log.Progress(new StageProgress(i + 1, conversations.Count, "example", split));
+        }
+        builder.Write(outputPath);
+
+        if (dropped > 0)
+            context.Log.Warning($"{split}: dropped {dropped} of {conversations.Count} examples with no trained token within max_length {maxLength} " +
+                $"(records {string.Join(", ", droppedExamples)}{(dropped > droppedExamples.Count ? ", ..." : "")})");
+        var lostShare = trainedBeforeTruncation == 0 ? 0 : 1 - (double)trainedTokens / trainedBeforeTruncation;
+        if (truncated > 0)
+            context.Log.Info($"{split}: truncated {truncated} of {conversations.Count} examples to {maxLength} tokens, losing {lostShare:P1} of the trained tokens");
+
+        lengths.Sort();
+        return new SplitSummary(
+            Examples: lengths.Count, Tokens: tokens, TrainedTokens: trainedTokens, Truncated: truncated, Dropped: dropped,
+            TrainedTokensLostShare: Math.Round(lostShare, 6),
+            LengthP50: Percentile(lengths, 0.50), LengthP90: Percentile(lengths, 0.90), LengthP99: Percentile(lengths, 0.99),
+            LengthMax: lengths.Count == 0 ? 0 : lengths[^1], LengthHistogram: Histogram(lengths, maxLength));
+    }
+
+    private static int CountTrained(ReadOnlySpan<int> labels)
+    {
+        var count = 0;
+        foreach (var label in labels) if (label != TokenizedDataset.IgnoreLabel) count++;
+        return count;
+    }
+
+    /// <summary>Nearest-rank percentile of sorted values.</summary>
+    internal static int Percentile(List<int> sorted, double p) =>
+        sorted.Count == 0 ? 0 : sorted[Math.Clamp((int)Math.Ceiling(p * sorted.Count) - 1, 0, sorted.Count - 1)];
+
+    /// <summary>Eight equal-width buckets from 0 to max_length, labelled "lo-hi" (inclusive token counts).</summary>
+    internal static IReadOnlyList<HistogramBucket> Histogram(List<int> lengths, int maxLength)
+    {
+        const int bucketCount = 8;
+        var width = Math.Max(1, (maxLength + bucketCount - 1) / bucketCount);
+        var buckets = new List<HistogramBucket>();
+        for (var b = 0; b * width < maxLength; b++)
+        {
+            var lo = b * width + 1;
+            var hi = Math.Min(maxLength, (b + 1) * width);
+            buckets.Add(new HistogramBucket(lo, hi, lengths.Count(l => l >= lo && l <= hi)));
+        }
+        return buckets;
+    }
+}
+
+internal sealed record HistogramBucket(int From, int To, int Examples);
+
+internal sealed record SplitSummary(int Examples, long Tokens, long TrainedTokens, int Truncated, int Dropped, double TrainedTokensLostShare,
+    int LengthP50, int LengthP90, int LengthP99, int LengthMax, IReadOnlyList<HistogramBucket> LengthHistogram);
