@@ -185,6 +185,9 @@ public sealed class ExportSettings : IValidatableSettings
     [Doc("Also copy the export to this folder (relative to the pipeline file) after each run.")]
     public string? CopyTo { get; set; }
 
+    [Doc("max_new_tokens written into generation_config.json (the default answer length of tools that load the export)."), Range(Minimum = 1)]
+    public int MaxNewTokens { get; set; } = 256;
+
     public IEnumerable<SettingProblem> Validate() => [];
 }
 

@@ -1,0 +1,141 @@
+using FineTune.Core.Tokenization;
+using FineTune.Torch.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace FineTune.Torch.Generation;
+
+/// <param name="MaxNewTokens">Most tokens generated (the stop token counts).</param>
+/// <param name="Temperature">0 picks the most likely token every step (greedy); above 0 samples.</param>
+/// <param name="TopP">When sampling, draw only from the smallest set of tokens whose probabilities reach this share.</param>
+/// <param name="Seed">Seed of the sampler, so a sampled answer can be reproduced.</param>
+/// <param name="StopTokenIds">Generation ends after any of these (null: the tokenizer's stop tokens).</param>
+public sealed record GenerationOptions(
+    int MaxNewTokens = 64,
+    double Temperature = 0,
+    double TopP = 1.0,
+    long Seed = 0,
+    IReadOnlyList<int>? StopTokenIds = null);
+
+/// <param name="TokenIds">The generated ids, without the prompt, including the stop token when one ended it.</param>
+/// <param name="Text">The answer as text (special tokens and the stop token dropped).</param>
+/// <param name="FinishReason">"stop" when a stop token ended it, "length" when max_new_tokens did.</param>
+public sealed record GenerationResult(IReadOnlyList<int> TokenIds, string Text, string FinishReason);
+
+/// <summary>
+/// Autoregressive decoding with the model's key/value cache: the prompt is run once (prefill), then each new
+/// token is fed alone and attends to the cached positions, so a step costs one token's work instead of the whole
+/// sequence's.
+/// </summary>
+public sealed class TextGenerator(LlamaForCausalLM model, IChatTokenizer tokenizer)
+{
+    /// <summary>
+    /// Continues <paramref name="promptIds"/>. <paramref name="onText"/> receives the answer's text as it grows, in
+    /// pieces that concatenate to <see cref="GenerationResult.Text"/>.
+    /// </summary>
+    public GenerationResult Generate(IReadOnlyList<int> promptIds, GenerationOptions options, Action<string>? onText = null, CancellationToken cancellationToken = default)
+    {
+        var stops = options.StopTokenIds ?? tokenizer.StopTokenIds;
+        var text = new IncrementalText(tokenizer);
+        var ids = GenerateIds(model, promptIds, options with { StopTokenIds = stops }, id =>
+        {
+            if (stops.Contains(id)) return;
+            var piece = text.Add(id);
+            if (piece.Length > 0) onText?.Invoke(piece);
+        }, cancellationToken);
+        var rest = text.Flush();
+        if (rest.Length > 0) onText?.Invoke(rest);
+        var finish = ids.Count > 0 && stops.Contains(ids[^1]) ? "stop" : "length";
+        return new GenerationResult(ids, text.Text, finish);
+    }
+
+    /// <summary>Token-level decoding without a tokenizer; <paramref name="onToken"/> sees each id as it is chosen.</summary>
+    public static List<int> GenerateIds(LlamaForCausalLM model, IReadOnlyList<int> promptIds, GenerationOptions options,
+        Action<int>? onToken = null, CancellationToken cancellationToken = default)
+    {
+        if (promptIds.Count == 0) throw new ArgumentException("the prompt is empty", nameof(promptIds));
+        var stops = options.StopTokenIds ?? [];
+        var generated = new List<int>();
+        if (options.MaxNewTokens <= 0) return generated;
+
+        var device = model.parameters().First().device;
+        using var sampler = options.Temperature > 0 ? new torch.Generator(unchecked((ulong)options.Seed), device) : null;
+        using var noGrad = no_grad();
+        var wasTraining = model.training;
+        model.eval();
+        using var cache = model.NewCache();
+        try
+        {
+            var input = tensor(promptIds.Select(i => (long)i).ToArray(), [1, promptIds.Count], device: device);
+            while (true)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                int next;
+                using (NewDisposeScope())
+                {
+                    var hidden = model.Hidden(input, attentionMask: null, cache: cache);
+                    var logits = model.Logits(hidden[0, -1]).to(ScalarType.Float32);
+                    next = options.Temperature > 0 ? Sample(logits, options, sampler!) : (int)logits.argmax().item<long>();
+                }
+                input.Dispose();
+                generated.Add(next);
+                onToken?.Invoke(next);
+                if (stops.Contains(next) || generated.Count >= options.MaxNewTokens) break;
+                input = tensor(new long[] { next }, [1, 1], device: device);
+            }
+        }
+        finally
+        {
+            if (wasTraining) model.train();
+        }
+        return generated;
+    }
+
+    private static int Sample(Tensor logits, GenerationOptions options, torch.Generator sampler)
+    {
+        var probabilities = nn.functional.softmax(logits / options.Temperature, dim: -1);
+        if (options.TopP < 1.0)
+        {
+            var (sorted, order) = probabilities.sort(descending: true);
+            // Keep a token while the mass before it is still short of top_p; the most likely token always stays.
+            var massBefore = sorted.cumsum(0) - sorted;
+            sorted = sorted.masked_fill(massBefore.ge(options.TopP), 0);
+            probabilities = zeros_like(probabilities).scatter(0, order, sorted);
+        }
+        return (int)multinomial(probabilities, 1, generator: sampler).item<long>();
+    }
+}
+
+/// <summary>
+/// Turns a growing list of ids into text pieces. Byte-level tokens can split a UTF-8 character, and the decoder
+/// shows such a tail as U+FFFD until its last byte arrives, so that tail is held back rather than printed.
+/// </summary>
+public sealed class IncrementalText(IChatTokenizer tokenizer)
+{
+    private readonly List<int> _ids = [];
+    private string _emitted = "";
+
+    public string Text => tokenizer.Decode(_ids);
+
+    /// <summary>Adds one id; returns the text that became final (often empty).</summary>
+    public string Add(int id)
+    {
+        _ids.Add(id);
+        var text = tokenizer.Decode(_ids);
+        var stable = text.TrimEnd('\uFFFD');
+        if (stable.Length <= _emitted.Length || !stable.StartsWith(_emitted, StringComparison.Ordinal)) return "";
+        var piece = stable[_emitted.Length..];
+        _emitted = stable;
+        return piece;
+    }
+
+    /// <summary>The text not yet returned, once nothing more will come.</summary>
+    public string Flush()
+    {
+        var text = tokenizer.Decode(_ids);
+        if (!text.StartsWith(_emitted, StringComparison.Ordinal)) return "";
+        var piece = text[_emitted.Length..];
+        _emitted = text;
+        return piece;
+    }
+}
