@@ -126,6 +126,7 @@ public static partial class PipelineLoader
                         var name = match.Groups[1].Value.Trim();
                         if (name.StartsWith("params.", StringComparison.Ordinal)) name = name["params.".Length..];
                         if (parameters.TryGetValue(name, out var replacement)) return replacement;
+                        scalar.AlreadyReported = true;
                         var suggestion = DidYouMean.Suggest(name, parameters.Keys);
                         diagnostics.Add(scalar.Location.Error("FT0105", $"unknown parameter '${{{name}}}'" +
                             (suggestion is null ? "; define it under 'params:'" : $"; did you mean '${{{suggestion}}}'?")));
@@ -183,6 +184,7 @@ public static partial class PipelineLoader
         result = null;
         var underlying = Nullable.GetUnderlyingType(type) ?? type;
         if (node is YScalar { IsNull: true }) return true;
+        if (node is YScalar { AlreadyReported: true }) return false;
 
         bool Fail(string expected)
         {

@@ -25,6 +25,9 @@ public sealed class YScalar : YNode
     /// <summary>Written without quotes: only such scalars can be null, numbers or booleans.</summary>
     public bool IsPlain { get; init; } = true;
 
+    /// <summary>Already reported (an unknown ${param}); binding stays quiet about it rather than adding a second error.</summary>
+    public bool AlreadyReported { get; set; }
+
     public bool IsNull => IsPlain && Value is "" or "~" or "null" or "Null" or "NULL";
 
     public override string KindName => IsNull ? "null" : "a scalar";
@@ -67,6 +70,13 @@ public static class YamlTree
             diagnostics.Add(Diagnostic.Error("FT0101", "YAML syntax error: " + Describe(e), file, (int)e.Start.Line, (int)e.Start.Column));
             return null;
         }
+        catch (InvalidOperationException)
+        {
+            // YamlDotNet's scanner throws this without a position for some unclosed flow collections.
+            var (line, column) = LastScannablePosition(text);
+            diagnostics.Add(Diagnostic.Error("FT0101", "YAML syntax error: unexpected end of a flow collection (an unclosed '[' or '{'?)", file, line, column));
+            return null;
+        }
         if (stream.Documents.Count == 0) return new YMap { File = file, Line = 1, Column = 1 };
         if (stream.Documents.Count > 1)
         {
@@ -74,6 +84,19 @@ public static class YamlTree
             diagnostics.Add(Diagnostic.Error("FT0101", "a pipeline file holds one YAML document; remove the second '---'", file, (int)second.Line, (int)second.Column));
         }
         return Convert(stream.Documents[0].RootNode, file, diagnostics);
+    }
+
+    private static (int Line, int Column) LastScannablePosition(string text)
+    {
+        var scanner = new Scanner(new StringReader(text));
+        var last = Mark.Empty;
+        try
+        {
+            while (scanner.MoveNext())
+                if (scanner.Current is YamlDotNet.Core.Tokens.FlowSequenceStart or YamlDotNet.Core.Tokens.FlowMappingStart) last = scanner.Current.Start;
+        }
+        catch (Exception e) when (e is YamlException or InvalidOperationException) { }
+        return ((int)last.Line, (int)last.Column);
     }
 
     private static string Describe(YamlException e)
