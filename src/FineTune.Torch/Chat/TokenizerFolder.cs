@@ -8,8 +8,7 @@ namespace FineTune.Torch.Chat;
 /// </summary>
 public static class TokenizerFolder
 {
-    public static readonly string[] Files = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"];
+    public static readonly string[] Files = [ChatTokenizer.TokenizerJsonFile, ChatTokenizer.TokenizerConfigFile, ChatTokenizer.SpecialTokensMapFile];
 
-    // TODO(merge h/tok): ChatTokenizer.LoadFolder(directory)
-    public static IChatTokenizer Load(string directory) => throw new NotSupportedException("no chat tokenizer loader is wired in yet");
+    public static IChatTokenizer Load(string directory) => ChatTokenizer.LoadFolder(directory);
 }
