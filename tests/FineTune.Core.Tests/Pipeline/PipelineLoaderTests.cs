@@ -1,5 +1,6 @@
 using FineTune.Core.Diagnostics;
 using FineTune.Core.Pipeline;
+using FineTune.Core.Tests.Fetching;
 
 namespace FineTune.Core.Tests.Pipeline;
 
