@@ -1,0 +1,133 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using FineTune.Core.Caching;
+using FineTune.Core.Diagnostics;
+using FineTune.Core.Pipeline;
+using FineTune.Core.Stages;
+using FineTune.Core.Tokenization;
+using FineTune.Torch.Checkpoints;
+using FineTune.Torch.Models;
+using FineTune.Torch.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace FineTune.Torch.Stages;
+
+/// <summary>
+/// Trains the model on the tokenize stage's train.tokens and writes <c>model/</c> (config.json +
+/// model.safetensors, Hugging Face layout), <c>metrics.jsonl</c> and <c>summary.json</c>.
+/// </summary>
+public sealed class TrainStage : Stage
+{
+    public override string Name => "train";
+    public override int ImplementationVersion => 1;
+    public override IReadOnlyList<string> DependsOn => ["tokenize"];
+    public override bool DependsOnComputeEnvironment => true;
+    public override object SelectSettings(PipelineDefinition pipeline) => pipeline.Stages.Train;
+
+    public override Task RunAsync(StageContext context, CancellationToken cancellationToken)
+    {
+        var settings = context.Settings<TrainSettings>();
+        var tokenizeDirectory = context.Input("tokenize");
+        var trainPath = Path.Combine(tokenizeDirectory, "train.tokens");
+        var data = TokenizedDataset.Read(trainPath);
+        if (data.Count == 0)
+            throw new FineTuneException(context.Pipeline.Locate("stages.train").Error("FT0503", $"{trainPath} holds no training examples"), ExitCodes.StageFailed);
+
+        var environment = context.Environment.Device == ComputeEnvironment.None.Device
+            ? ComputeEnvironmentProvider.Resolve(settings.Device)
+            : context.Environment;
+        var device = ComputeEnvironmentProvider.TorchDevice(environment);
+        var dtype = Trainer.ScalarTypeOf(settings.Dtype);
+        var config = BuiltinConfig(settings.Builtin, TokenizerFacts.Read(Path.Combine(tokenizeDirectory, "tokenizer"), data));
+
+        manual_seed(settings.Seed);
+        using var model = new LlamaForCausalLM(config);
+        model.InitializeWeights(settings.Seed);
+        model.to(dtype).to(device);
+        var parameterCount = model.parameters().Sum(p => p.numel());
+        context.Log.Info($"model builtin:tiny: {parameterCount:N0} parameters ({config.HiddenSize} hidden, {config.NumHiddenLayers} layers, "
+            + $"{config.NumAttentionHeads}/{config.NumKeyValueHeads} heads, vocab {config.VocabSize}) on {environment.Device}, {settings.Dtype}; "
+            + $"{data.Count:N0} examples, {data.TokenCount:N0} tokens");
+
+        var trainer = new Trainer(model, data, settings, device, context.Log)
+        {
+            CheckpointDirectory = context.WorkDirectory,
+            CheckpointKey = ContentHash.OfText(JsonSerializer.Serialize(settings) + "|" + ContentHash.OfFile(trainPath) + "|" + environment),
+            MetricsPath = Path.Combine(context.OutputDirectory, "metrics.jsonl"),
+        };
+        var result = trainer.Train(cancellationToken);
+
+        var modelDirectory = Directory.CreateDirectory(Path.Combine(context.OutputDirectory, "model")).FullName;
+        File.WriteAllText(Path.Combine(modelDirectory, "config.json"), config.ToJson(settings.Dtype));
+        using (var scope = NewDisposeScope())
+        {
+            var cpuWeights = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().contiguous());
+            Safetensors.Save(Path.Combine(modelDirectory, "model.safetensors"), cpuWeights);
+        }
+
+        context.Summary["steps"] = result.Steps;
+        context.Summary["epochs"] = result.Epochs;
+        context.Summary["tokens"] = result.Tokens;
+        context.Summary["trained_tokens"] = result.TrainedTokens;
+        context.Summary["first_loss"] = Math.Round(result.FirstLoss, 4);
+        context.Summary["final_loss"] = Math.Round(result.FinalLoss, 4);
+        context.Summary["tokens_per_s"] = result.TokensPerSecond;
+        context.Summary["mfu"] = result.Mfu;
+        context.Summary["duration_s"] = result.DurationSeconds;
+        context.Summary["params"] = result.Parameters;
+        File.WriteAllText(Path.Combine(context.OutputDirectory, "summary.json"),
+            JsonSerializer.Serialize(context.Summary, new JsonSerializerOptions { WriteIndented = true }));
+        return Task.CompletedTask;
+    }
+
+    public static LlamaConfig BuiltinConfig(BuiltinModelSettings builtin, TokenizerFacts tokenizer) => new()
+    {
+        VocabSize = tokenizer.VocabSize,
+        HiddenSize = builtin.HiddenSize,
+        IntermediateSize = builtin.IntermediateSize,
+        NumHiddenLayers = builtin.Layers,
+        NumAttentionHeads = builtin.Heads,
+        NumKeyValueHeads = builtin.KvHeads,
+        RopeTheta = builtin.RopeTheta,
+        TieWordEmbeddings = builtin.TieEmbeddings,
+        BosTokenId = tokenizer.BosTokenId,
+        EosTokenId = tokenizer.EosTokenId,
+        PadTokenId = tokenizer.PadTokenId,
+    };
+}
+
+/// <summary>
+/// What the model needs from the tokenizer folder: the vocabulary size (largest id in vocab and added_tokens, and
+/// in the data, plus one) and the ids of the bos/eos/pad tokens named in tokenizer_config.json.
+/// </summary>
+public sealed record TokenizerFacts(int VocabSize, int? BosTokenId, int? EosTokenId, int? PadTokenId)
+{
+    public static TokenizerFacts Read(string tokenizerDirectory, TokenizedDataset? data = null)
+    {
+        var tokenizerJson = Path.Combine(tokenizerDirectory, "tokenizer.json");
+        if (!File.Exists(tokenizerJson))
+            throw new FineTuneException(Diagnostic.Error("FT0504", "the tokenize stage's output has no tokenizer/tokenizer.json; re-run the tokenize stage", tokenizerJson), ExitCodes.StageFailed);
+        var root = JsonNode.Parse(File.ReadAllText(tokenizerJson))!;
+        var ids = new Dictionary<string, int>(StringComparer.Ordinal);
+        if (root["model"]?["vocab"] is JsonObject vocab)
+            foreach (var (token, id) in vocab) if (id is not null) ids[token] = id.GetValue<int>();
+        if (root["added_tokens"] is JsonArray added)
+            foreach (var token in added.OfType<JsonObject>())
+                ids[token["content"]!.GetValue<string>()] = token["id"]!.GetValue<int>();
+        var largest = ids.Count == 0 ? -1 : ids.Values.Max();
+        if (data is not null)
+            for (var i = 0; i < data.Count; i++)
+                foreach (var id in data.Ids(i)) largest = Math.Max(largest, id);
+
+        int? IdOf(string key)
+        {
+            var configPath = Path.Combine(tokenizerDirectory, "tokenizer_config.json");
+            if (!File.Exists(configPath)) return null;
+            var node = JsonNode.Parse(File.ReadAllText(configPath))?[key];
+            var text = node is JsonObject o ? o["content"]?.GetValue<string>() : node is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
+            return text is not null && ids.TryGetValue(text, out var id) ? id : null;
+        }
+        return new TokenizerFacts(largest + 1, IdOf("bos_token"), IdOf("eos_token"), IdOf("pad_token"));
+    }
+}

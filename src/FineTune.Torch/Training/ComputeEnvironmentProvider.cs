@@ -1,0 +1,53 @@
+using System.Reflection;
+using FineTune.Core.Diagnostics;
+using FineTune.Core.Stages;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace FineTune.Torch.Training;
+
+/// <summary>Resolves the device a torch stage runs on and describes it for stage keys and the lock file.</summary>
+public static class ComputeEnvironmentProvider
+{
+    /// <summary>
+    /// auto: CUDA when libtorch sees a GPU, else the CPU. cuda: a GPU or an FT0501 error. cpu: the CPU.
+    /// <paramref name="threads"/> (when given) sets libtorch's intra-op thread count first.
+    /// </summary>
+    public static ComputeEnvironment Resolve(string requestedDevice, int? threads = null)
+    {
+        if (threads is > 0) torch.set_num_threads(threads.Value);
+        var device = requestedDevice switch
+        {
+            "cpu" => "cpu",
+            "auto" => cuda.is_available() ? "cuda" : "cpu",
+            "cuda" => cuda.is_available()
+                ? "cuda"
+                : throw new FineTuneException("FT0501",
+                    "device 'cuda' was requested but libtorch sees no CUDA device. This build uses the CPU libtorch "
+                    + "(libtorch-cpu-linux-x64); rebuild with -p:TorchBackend=cuda on a machine with an NVIDIA GPU, or set device: auto or cpu.",
+                    ExitCodes.StageFailed),
+            _ => throw new FineTuneException("FT0502", $"unknown device '{requestedDevice}'; use auto, cpu or cuda"),
+        };
+        return new ComputeEnvironment(device, LibTorchVersion(), torch.get_num_threads());
+    }
+
+    public static Device TorchDevice(ComputeEnvironment environment) =>
+        environment.Device.StartsWith("cuda", StringComparison.Ordinal) ? CUDA : CPU;
+
+    /// <summary>
+    /// libtorch's own version string (torch.__version__), else the version TorchSharp was built against, read from
+    /// the native package's assembly name TorchSharp expects.
+    /// </summary>
+    public static string LibTorchVersion()
+    {
+        try
+        {
+            var version = torch.__version__;
+            if (!string.IsNullOrWhiteSpace(version)) return version;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException) { }
+        return typeof(torch).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion is { } torchSharp
+            ? "torchsharp-" + torchSharp
+            : "unknown";
+    }
+}

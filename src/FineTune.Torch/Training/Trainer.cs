@@ -1,0 +1,311 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using FineTune.Core.Pipeline;
+using FineTune.Core.Stages;
+using FineTune.Core.Tokenization;
+using FineTune.Torch.Checkpoints;
+using FineTune.Torch.Models;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace FineTune.Torch.Training;
+
+/// <summary>What a training run achieved; the train stage copies it into its summary.</summary>
+public sealed record TrainResult(
+    int Steps, double Epochs, long Tokens, long TrainedTokens, double FirstLoss, double FinalLoss,
+    double TokensPerSecond, double Mfu, double DurationSeconds, long Parameters, bool Resumed);
+
+/// <summary>
+/// Full fine-tuning of a causal LM: AdamW, linear warmup then cosine decay to min_lr_ratio, gradient accumulation,
+/// gradient clipping, length-grouped right-padded batches, loss = mean cross-entropy over every label token of an
+/// optimizer step. Reads top to bottom: plan, resume, loop (step, log, checkpoint), finish.
+/// </summary>
+public sealed class Trainer
+{
+    private readonly LlamaForCausalLM _model;
+    private readonly TokenizedDataset _data;
+    private readonly TrainSettings _settings;
+    private readonly Device _device;
+    private readonly IStageLog _log;
+
+    /// <summary>Where checkpoints go (a stage's WorkDirectory); null disables checkpoints.</summary>
+    public string? CheckpointDirectory { get; init; }
+
+    /// <summary>Identifies the run a checkpoint belongs to; a checkpoint with another key is ignored.</summary>
+    public string CheckpointKey { get; init; } = "";
+
+    /// <summary>metrics.jsonl path, one JSON line per logged step; null disables it.</summary>
+    public string? MetricsPath { get; init; }
+
+    /// <summary>Stops after this many optimizer steps (tests and experiments); null runs the whole plan.</summary>
+    public int? MaxSteps { get; init; }
+
+    /// <summary>Loss of every optimizer step, in order (for tests and experiments).</summary>
+    public List<double> Losses { get; } = [];
+
+    public Trainer(LlamaForCausalLM model, TokenizedDataset data, TrainSettings settings, Device device, IStageLog log)
+    {
+        _model = model;
+        _data = data;
+        _settings = settings;
+        _device = device;
+        _log = log;
+    }
+
+    public TrainResult Train(CancellationToken cancellationToken)
+    {
+        var batchesPerEpoch = Batching.EpochBatches(_data, _settings.BatchSize, _settings.Seed, 0).Count;
+        if (batchesPerEpoch == 0) throw new InvalidOperationException("the training set has no example of two tokens or more");
+        var totalMicroBatches = (long)Math.Ceiling(_settings.Epochs * batchesPerEpoch);
+        var accumulation = _settings.GradientAccumulation;
+        var totalSteps = (int)Math.Ceiling(totalMicroBatches / (double)accumulation);
+        if (MaxSteps is { } max) totalSteps = Math.Min(totalSteps, max);
+
+        var parameters = _model.parameters().ToList();
+        var optimizer = NewOptimizer();
+        var state = new Position(0, 0, 0, 0, 0, 0);
+        var resumed = TryResume(optimizer, ref state);
+        var flopsPerToken = new FlopCounter(_model.Config, _model.NonEmbeddingParameterCount());
+        var peakFlops = FlopCounter.MeasureMatmulFlops(_device, ScalarTypeOf(_settings.Dtype));
+
+        using var metrics = MetricsPath is null ? null : new StreamWriter(MetricsPath, append: resumed);
+        var clock = Stopwatch.StartNew();
+        var elapsedBefore = state.ElapsedSeconds;
+        long tokens = state.Tokens, trainedTokens = state.TrainedTokens, microBatch = state.MicroBatch;
+        long windowTokens = 0;
+        double windowFlops = 0, totalFlops = 0;
+        var windowClock = Stopwatch.StartNew();
+        double firstLoss = state.FirstLoss, loss = double.NaN;
+        IReadOnlyList<int[]>? plan = null;
+        var planEpoch = -1L;
+        _model.train();
+
+        try
+        {
+            for (var step = state.Step; step < totalSteps; step++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var learningRate = LearningRateAt(step, totalSteps);
+                foreach (var group in optimizer.ParamGroups) group.LearningRate = learningRate;
+
+                using var scope = NewDisposeScope();
+                optimizer.zero_grad();
+                var microBatches = new List<int[]>();
+                for (var i = 0; i < accumulation && microBatch < totalMicroBatches; i++, microBatch++)
+                {
+                    var epoch = microBatch / batchesPerEpoch;
+                    if (epoch != planEpoch) (plan, planEpoch) = (Batching.EpochBatches(_data, _settings.BatchSize, _settings.Seed, (int)epoch), epoch);
+                    microBatches.Add(plan![(int)(microBatch % batchesPerEpoch)]);
+                }
+                var stepLabelTokens = microBatches.Sum(b => b.Sum(CountLabels));
+                var lossSum = 0.0;
+                foreach (var examples in microBatches)
+                {
+                    var batch = MakeBatch(examples);
+                    if (batch.LabelCount == 0) continue;
+                    var hidden = _model.Hidden(batch.InputIds);
+                    // The head runs only where a label is: over a 50k vocabulary it would otherwise dominate the step.
+                    var trained = hidden.reshape(-1, hidden.shape[^1]).index_select(0, batch.Positions);
+                    var logits = _model.Logits(trained).to(ScalarType.Float32);
+                    var batchLoss = F.cross_entropy(logits, batch.Targets, reduction: nn.Reduction.Sum) / stepLabelTokens;
+                    batchLoss.backward();
+                    lossSum += batchLoss.item<float>();
+                    tokens += batch.TokenCount;
+                    windowTokens += batch.TokenCount;
+                    trainedTokens += batch.LabelCount;
+                    var flops = flopsPerToken.TrainingFlops(batch.TokenCount, batch.PaddedLength, batch.LabelCount);
+                    windowFlops += flops;
+                    totalFlops += flops;
+                }
+                var gradNorm = _settings.MaxGradNorm > 0
+                    ? nn.utils.clip_grad_norm_(parameters, _settings.MaxGradNorm)
+                    : GradNorm(parameters);
+                optimizer.step();
+
+                loss = lossSum;
+                Losses.Add(loss);
+                if (step == 0) firstLoss = loss;
+                var done = step + 1;
+                var epochs = microBatch / (double)batchesPerEpoch;
+                if (done % _settings.LogEvery == 0 || done == totalSteps || done == 1)
+                {
+                    var seconds = windowClock.Elapsed.TotalSeconds;
+                    var tokensPerSecond = windowTokens / Math.Max(seconds, 1e-9);
+                    var elapsed = elapsedBefore + clock.Elapsed.TotalSeconds;
+                    _log.Progress(new StageProgress(done, totalSteps, "step",
+                        $"loss {loss:F3} lr {learningRate:0.0e+00} {tokensPerSecond:N0} tok/s"));
+                    metrics?.WriteLine(JsonSerializer.Serialize(new
+                    {
+                        step = done, epoch = Math.Round(epochs, 4), loss = Math.Round(loss, 5), lr = learningRate,
+                        grad_norm = Math.Round(gradNorm, 5), tokens, tokens_per_s = Math.Round(tokensPerSecond, 1),
+                        elapsed_s = Math.Round(elapsed, 2), mfu = Math.Round(windowFlops / Math.Max(seconds, 1e-9) / peakFlops, 4),
+                    }));
+                    metrics?.Flush();
+                    windowTokens = 0;
+                    windowFlops = 0;
+                    windowClock.Restart();
+                }
+                state = new Position(done, microBatch, tokens, trainedTokens, firstLoss, elapsedBefore + clock.Elapsed.TotalSeconds);
+                if (_settings.CheckpointEvery > 0 && done % _settings.CheckpointEvery == 0 && done < totalSteps)
+                    SaveCheckpoint(optimizer, state);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            if (state.Step > 0)
+            {
+                SaveCheckpoint(optimizer, state);
+                _log.Info($"cancelled: checkpoint at step {state.Step} written; run again to resume");
+            }
+            throw;
+        }
+
+        var duration = clock.Elapsed.TotalSeconds;
+        var totalDuration = elapsedBefore + duration;
+        return new TrainResult(
+            Steps: state.Step,
+            Epochs: Math.Round(microBatch / (double)batchesPerEpoch, 4),
+            Tokens: tokens,
+            TrainedTokens: trainedTokens,
+            FirstLoss: firstLoss,
+            FinalLoss: loss,
+            TokensPerSecond: Math.Round(tokens / Math.Max(totalDuration, 1e-9), 1),
+            Mfu: Math.Round(totalFlops / Math.Max(duration, 1e-9) / peakFlops, 4),
+            DurationSeconds: Math.Round(totalDuration, 2),
+            Parameters: _model.parameters().Sum(p => p.numel()),
+            Resumed: resumed);
+    }
+
+    /// <summary>Linear warmup from 0 to the peak, then cosine decay to peak * min_lr_ratio at the last step.</summary>
+    public double LearningRateAt(int step, int totalSteps)
+    {
+        var peak = _settings.LearningRate;
+        var warmup = (int)Math.Ceiling(_settings.WarmupRatio * totalSteps);
+        if (step < warmup) return peak * (step + 1) / warmup;
+        var decaySteps = Math.Max(1, totalSteps - warmup - 1);
+        var progress = Math.Min(1.0, (step - warmup) / (double)decaySteps);
+        var floor = peak * _settings.MinLrRatio;
+        return floor + (peak - floor) * 0.5 * (1 + Math.Cos(Math.PI * progress));
+    }
+
+    public static ScalarType ScalarTypeOf(string dtype) => dtype switch
+    {
+        "bfloat16" => ScalarType.BFloat16,
+        _ => ScalarType.Float32,
+    };
+
+    /// <summary>Weight decay applies to matrices only; norms and the embedding (often tied to the head) keep theirs.</summary>
+    private AdamW NewOptimizer()
+    {
+        var decayed = new List<Parameter>();
+        var kept = new List<Parameter>();
+        foreach (var (name, parameter) in _model.named_parameters())
+            (name.EndsWith("norm.weight", StringComparison.Ordinal) || name.Contains("embed_tokens") ? kept : decayed).Add(parameter);
+        var groups = new List<AdamW.ParamGroup>
+        {
+            new(decayed, new AdamW.Options { LearningRate = _settings.LearningRate, weight_decay = _settings.WeightDecay }),
+            new(kept, new AdamW.Options { LearningRate = _settings.LearningRate, weight_decay = 0 }),
+        };
+        return optim.AdamW(groups, _settings.LearningRate, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: _settings.WeightDecay);
+    }
+
+    private int CountLabels(int example)
+    {
+        var labels = _data.Labels(example);
+        var count = 0;
+        for (var t = 1; t < labels.Length; t++) if (labels[t] != TokenizedDataset.IgnoreLabel) count++;
+        return count;
+    }
+
+    private sealed record Batch(Tensor InputIds, Tensor Positions, Tensor Targets, long TokenCount, int LabelCount, int PaddedLength);
+
+    /// <summary>
+    /// Right-padded inputs (the last token of each example is dropped: it predicts nothing), and the flat positions
+    /// whose next token carries a label, with those labels. Padding needs no mask: under causal attention it comes
+    /// after every real token and never gets a label.
+    /// </summary>
+    private Batch MakeBatch(int[] examples)
+    {
+        var length = examples.Max(e => _data.Length(e)) - 1;
+        var inputIds = new long[examples.Length * length];
+        var positions = new List<long>();
+        var targets = new List<long>();
+        long tokenCount = 0;
+        for (var b = 0; b < examples.Length; b++)
+        {
+            var ids = _data.Ids(examples[b]);
+            var labels = _data.Labels(examples[b]);
+            for (var t = 0; t < ids.Length - 1; t++)
+            {
+                inputIds[b * length + t] = ids[t];
+                if (labels[t + 1] == TokenizedDataset.IgnoreLabel) continue;
+                positions.Add(b * length + t);
+                targets.Add(labels[t + 1]);
+            }
+            tokenCount += ids.Length - 1;
+        }
+        return new Batch(
+            tensor(inputIds, [examples.Length, length], ScalarType.Int64).to(_device),
+            tensor(positions.ToArray(), ScalarType.Int64).to(_device),
+            tensor(targets.ToArray(), ScalarType.Int64).to(_device),
+            tokenCount, targets.Count, length);
+    }
+
+    private static double GradNorm(IEnumerable<Parameter> parameters)
+    {
+        using var scope = NewDisposeScope();
+        var squares = parameters.Where(p => p.grad is not null).Select(p => p.grad!.to(ScalarType.Float32).pow(2).sum()).ToList();
+        return squares.Count == 0 ? 0 : Math.Sqrt(stack(squares).sum().item<float>());
+    }
+
+    // ---- checkpoints: model + AdamW state + position, written atomically into the work directory ----
+
+    private sealed record Position(int Step, long MicroBatch, long Tokens, long TrainedTokens, double FirstLoss, double ElapsedSeconds);
+
+    private sealed record CheckpointState(string Key, int Seed, int Step, long MicroBatch, long Tokens, long TrainedTokens, double FirstLoss, double ElapsedSeconds);
+
+    private string CheckpointPath => Path.Combine(CheckpointDirectory!, "checkpoint");
+
+    private void SaveCheckpoint(AdamW optimizer, Position position)
+    {
+        if (CheckpointDirectory is null) return;
+        var temporary = CheckpointPath + ".tmp";
+        if (Directory.Exists(temporary)) Directory.Delete(temporary, recursive: true);
+        Directory.CreateDirectory(temporary);
+        Safetensors.Save(Path.Combine(temporary, "model.safetensors"), _model.state_dict());
+        optimizer.save_state_dict(Path.Combine(temporary, "optimizer.bin"));
+        var record = new CheckpointState(CheckpointKey, _settings.Seed, position.Step, position.MicroBatch, position.Tokens,
+            position.TrainedTokens, position.FirstLoss, position.ElapsedSeconds);
+        File.WriteAllText(Path.Combine(temporary, "state.json"), JsonSerializer.Serialize(record));
+        if (Directory.Exists(CheckpointPath)) Directory.Delete(CheckpointPath, recursive: true);
+        Directory.Move(temporary, CheckpointPath);
+    }
+
+    private bool TryResume(AdamW optimizer, ref Position position)
+    {
+        if (CheckpointDirectory is null || !File.Exists(Path.Combine(CheckpointPath, "state.json"))) return false;
+        var saved = JsonSerializer.Deserialize<CheckpointState>(File.ReadAllText(Path.Combine(CheckpointPath, "state.json")));
+        if (saved is null || saved.Key != CheckpointKey || saved.Seed != _settings.Seed)
+        {
+            _log.Warning($"ignoring the checkpoint in {CheckpointPath}: it belongs to another run");
+            return false;
+        }
+        var weights = Safetensors.Load(Path.Combine(CheckpointPath, "model.safetensors"));
+        try
+        {
+            using var noGrad = no_grad();
+            foreach (var (name, parameter) in _model.state_dict()) parameter.copy_(weights[name]);
+        }
+        finally
+        {
+            foreach (var tensor in weights.Values) tensor.Dispose();
+        }
+        optimizer.load_state_dict(Path.Combine(CheckpointPath, "optimizer.bin"));
+        position = new Position(saved.Step, saved.MicroBatch, saved.Tokens, saved.TrainedTokens, saved.FirstLoss, saved.ElapsedSeconds);
+        _log.Info($"resuming from the checkpoint at step {saved.Step} ({CheckpointPath})");
+        return true;
+    }
+}

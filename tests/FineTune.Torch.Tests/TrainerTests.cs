@@ -1,0 +1,205 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using FineTune.Core.Diagnostics;
+using FineTune.Core.Pipeline;
+using FineTune.Core.Stages;
+using FineTune.Core.Tokenization;
+using FineTune.Torch.Checkpoints;
+using FineTune.Torch.Models;
+using FineTune.Torch.Stages;
+using FineTune.Torch.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace FineTune.Torch.Tests;
+
+public sealed class TrainerTests : IDisposable
+{
+    private readonly string _root = Directory.CreateTempSubdirectory("finetune-trainer-").FullName;
+
+    public void Dispose() => Directory.Delete(_root, recursive: true);
+
+    private const int Vocab = 40;
+
+    /// <summary>Prompts (masked) followed by a fixed answer per prompt, of varied lengths: memorisable.</summary>
+    private static TokenizedDataset Dataset(int examples = 24)
+    {
+        var builder = new TokenizedDataset.Builder();
+        for (var i = 0; i < examples; i++)
+        {
+            var prompt = Enumerable.Range(0, 2 + i % 5).Select(t => 1 + (i * 7 + t) % 10).ToList();
+            var answer = Enumerable.Range(0, 3 + i % 4).Select(t => 20 + (i + t * 3) % 19).ToList();
+            var ids = prompt.Concat(answer).ToArray();
+            var labels = prompt.Select(_ => TokenizedDataset.IgnoreLabel).Concat(answer).ToArray();
+            builder.Add(ids, labels);
+        }
+        return builder.Build();
+    }
+
+    private static TrainSettings Settings(int checkpointEvery = 0) => new()
+    {
+        Builtin = new BuiltinModelSettings { HiddenSize = 16, Layers = 2, Heads = 4, KvHeads = 2, IntermediateSize = 32 },
+        Epochs = 3, BatchSize = 4, GradientAccumulation = 2, LearningRate = 1e-2, WarmupRatio = 0.1, MinLrRatio = 0.1,
+        WeightDecay = 0.01, MaxGradNorm = 1.0, Seed = 5, LogEvery = 1, CheckpointEvery = checkpointEvery,
+    };
+
+    private static LlamaForCausalLM NewModel(TrainSettings settings)
+    {
+        var model = new LlamaForCausalLM(TrainStage.BuiltinConfig(settings.Builtin, new TokenizerFacts(Vocab, null, null, null)));
+        model.InitializeWeights(settings.Seed);
+        return model;
+    }
+
+    private static List<double> Run(TrainSettings settings, TokenizedDataset data, string? workDirectory = null,
+        Func<StageProgress, bool>? cancelWhen = null, RecordingLog? log = null)
+    {
+        using var model = NewModel(settings);
+        using var cancellation = new CancellationTokenSource();
+        log ??= new RecordingLog();
+        log.OnProgress = p => { if (cancelWhen?.Invoke(p) == true) cancellation.Cancel(); };
+        var trainer = new Trainer(model, data, settings, CPU, log) { CheckpointDirectory = workDirectory, CheckpointKey = "k" };
+        trainer.Train(cancellation.Token);
+        return trainer.Losses;
+    }
+
+    [Fact]
+    public void Same_seed_gives_bit_identical_losses_and_the_loss_falls()
+    {
+        var data = Dataset();
+        var first = Run(Settings(), data);
+        var second = Run(Settings(), data);
+        Assert.Equal(first, second); // exact double equality
+        Assert.Equal(9, first.Count); // 24 examples / 4 = 6 batches per epoch, 3 epochs, 2 per step
+        Assert.True(first[^1] < first[0] * 0.9, $"loss {first[0]} -> {first[^1]}");
+        Assert.InRange(first[0], Math.Log(Vocab) - 0.5, Math.Log(Vocab) + 0.5);
+    }
+
+    [Fact]
+    public void A_cancelled_run_checkpoints_and_the_next_run_resumes_where_it_stopped()
+    {
+        var data = Dataset();
+        var uninterrupted = Run(Settings(), data);
+
+        var work = Path.Combine(_root, "work");
+        Directory.CreateDirectory(work);
+        var partial = new List<double>();
+        Assert.ThrowsAny<OperationCanceledException>(() => partial.AddRange(Run(Settings(), data, work, p => p.Done == 4)));
+        Assert.True(File.Exists(Path.Combine(work, "checkpoint", "state.json")));
+
+        var log = new RecordingLog();
+        var resumed = Run(Settings(), data, work, log: log);
+        Assert.Contains(log.Messages, m => m.Contains("resuming from the checkpoint at step 4"));
+        Assert.Equal(uninterrupted.Skip(4), resumed); // AdamW moments, schedule and data position all restored
+    }
+
+    [Fact]
+    public void Learning_rate_warms_up_linearly_then_decays_to_the_floor()
+    {
+        var settings = new TrainSettings { LearningRate = 1e-3, WarmupRatio = 0.1, MinLrRatio = 0.1 };
+        using var model = NewModel(Settings());
+        var trainer = new Trainer(model, Dataset(), settings, CPU, new RecordingLog());
+        Assert.Equal(1e-4, trainer.LearningRateAt(0, 100), 12);
+        Assert.Equal(1e-3, trainer.LearningRateAt(9, 100), 12);
+        Assert.True(trainer.LearningRateAt(50, 100) < 1e-3 && trainer.LearningRateAt(50, 100) > 1e-4);
+        Assert.Equal(1e-4, trainer.LearningRateAt(99, 100), 12);
+    }
+
+    [Fact]
+    public void Length_grouped_batches_cover_every_example_once_per_epoch_and_depend_on_the_seed()
+    {
+        var data = Dataset(100);
+        var batches = Batching.EpochBatches(data, 8, seed: 1, epoch: 0);
+        Assert.Equal(Enumerable.Range(0, 100), batches.SelectMany(b => b).Order());
+        Assert.Equal(batches, Batching.EpochBatches(data, 8, seed: 1, epoch: 0));
+        Assert.NotEqual(batches.Select(b => b[0]), Batching.EpochBatches(data, 8, seed: 1, epoch: 1).Select(b => b[0]));
+        // Grouping: the within-batch length spread is far below the dataset's.
+        var spread = batches.Where(b => b.Length == 8).Average(b => b.Max(data.Length) - b.Min(data.Length));
+        Assert.True(spread < 2, $"average in-batch length spread {spread}");
+    }
+
+    [Fact]
+    public void Cpu_environment_names_the_device_libtorch_version_and_threads()
+    {
+        var environment = ComputeEnvironmentProvider.Resolve("cpu");
+        Assert.Equal("cpu", environment.Device);
+        Assert.StartsWith("2.", environment.LibTorchVersion);
+        Assert.True(environment.Threads >= 1);
+        Assert.Equal(environment.Device, ComputeEnvironmentProvider.Resolve(cuda.is_available() ? "cpu" : "auto").Device);
+    }
+
+    [Fact]
+    public void Cuda_requested_without_a_gpu_is_a_user_error()
+    {
+        if (cuda.is_available()) return; // only meaningful on a CPU-only machine
+        var error = Assert.Throws<FineTuneException>(() => ComputeEnvironmentProvider.Resolve("cuda"));
+        Assert.Equal("FT0501", error.Diagnostics[0].Code);
+    }
+
+    [Fact]
+    public async Task Train_stage_writes_a_hugging_face_model_metrics_and_summary()
+    {
+        var tokenize = Path.Combine(_root, "tokenize");
+        Directory.CreateDirectory(Path.Combine(tokenize, "tokenizer"));
+        Dataset().Clone().Write(Path.Combine(tokenize, "train.tokens"));
+        var vocab = new JsonObject();
+        for (var i = 0; i < 38; i++) vocab[$"t{i}"] = i;
+        File.WriteAllText(Path.Combine(tokenize, "tokenizer", "tokenizer.json"), new JsonObject
+        {
+            ["model"] = new JsonObject { ["type"] = "BPE", ["vocab"] = vocab },
+            ["added_tokens"] = new JsonArray(new JsonObject { ["id"] = 38, ["content"] = "<|im_start|>" }, new JsonObject { ["id"] = 39, ["content"] = "<|im_end|>" }),
+        }.ToJsonString());
+        File.WriteAllText(Path.Combine(tokenize, "tokenizer", "tokenizer_config.json"), """{"eos_token": "<|im_end|>", "pad_token": "t0"}""");
+
+        var pipeline = new PipelineDefinition { FilePath = Path.Combine(_root, "p.yaml") };
+        var settings = Settings();
+        pipeline.Stages.Train = settings;
+        settings.LogEvery = 4;
+        var output = Directory.CreateDirectory(Path.Combine(_root, "out")).FullName;
+        var context = new StageContext
+        {
+            Pipeline = pipeline, PipelineDirectory = _root, OutputDirectory = output, Name = "train",
+            InputDirectories = new Dictionary<string, string> { ["tokenize"] = tokenize },
+            WorkDirectory = Directory.CreateDirectory(Path.Combine(_root, "work")).FullName,
+            Log = new RecordingLog(), Environment = ComputeEnvironmentProvider.Resolve("cpu"),
+        };
+        await new TrainStage().RunAsync(context, CancellationToken.None);
+
+        var config = LlamaConfig.FromJson(File.ReadAllText(Path.Combine(output, "model", "config.json")), "config.json");
+        Assert.Equal(40, config.VocabSize);
+        Assert.Equal(39, config.EosTokenId);
+        Assert.Equal(0, config.PadTokenId);
+        var weights = Safetensors.Load(Path.Combine(output, "model", "model.safetensors"));
+        using var model = new LlamaForCausalLM(config);
+        Assert.Equal(model.state_dict().Keys.Order(), weights.Keys.Order());
+        Assert.Equal(new long[] { 40, 16 }, weights["model.embed_tokens.weight"].shape);
+
+        var metrics = File.ReadAllLines(Path.Combine(output, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
+        Assert.Equal([1, 4, 8, 9], metrics.Select(m => m["step"]!.GetValue<int>()));
+        foreach (var key in new[] { "epoch", "loss", "lr", "grad_norm", "tokens", "tokens_per_s", "elapsed_s" }) Assert.NotNull(metrics[0][key]);
+
+        Assert.Equal(9, context.Summary["steps"]);
+        foreach (var key in new[] { "epochs", "tokens", "trained_tokens", "final_loss", "first_loss", "tokens_per_s", "mfu", "duration_s", "params" })
+            Assert.True(context.Summary.ContainsKey(key), key);
+        Assert.True((double)context.Summary["final_loss"] < (double)context.Summary["first_loss"]);
+        Assert.True(File.Exists(Path.Combine(output, "summary.json")));
+    }
+}
+
+internal static class DatasetExtensions
+{
+    public static TokenizedDataset.Builder Clone(this TokenizedDataset data)
+    {
+        var builder = new TokenizedDataset.Builder();
+        for (var i = 0; i < data.Count; i++) builder.Add(data.Ids(i), data.Labels(i));
+        return builder;
+    }
+}
+
+internal sealed class RecordingLog : IStageLog
+{
+    public List<string> Messages { get; } = [];
+    public Action<StageProgress>? OnProgress { get; set; }
+    public void Info(string message) => Messages.Add(message);
+    public void Warning(string message) => Messages.Add("warning: " + message);
+    public void Progress(StageProgress progress) => OnProgress?.Invoke(progress);
+}
