@@ -97,7 +97,7 @@ public sealed class ChatTokenizer : IChatTokenizer
         }
         ByteLevelBpe bpe;
         try { bpe = TokenizerJson.Load(jsonPath); }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or ArgumentException)
         {
             throw new FineTuneException(Diagnostic.Error("FT0402", $"tokenizer.json could not be read: {e.Message}", jsonPath));
         }
