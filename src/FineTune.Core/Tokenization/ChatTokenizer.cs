@@ -69,12 +69,16 @@ public sealed class ChatTokenizer : IChatTokenizer
         var tiktoken = TiktokenTokenizer.CreateForModel("gpt2");
         var bpe = new ByteLevelBpe(tiktoken, ByteLevelBpe.Gpt2Pattern, added, nfc: false, largestModelId: 50255);
         var config = new JsonObject { ["bos_token"] = EndOfText, ["eos_token"] = ChatML.ImEnd, ["pad_token"] = EndOfText };
-        return new ChatTokenizer(bpe, path =>
-        {
-            using var file = File.Create(path);
-            TokenizerJson.WriteGpt2(added, file);
-        }, config, Gpt2);
+        return new ChatTokenizer(bpe, path => File.WriteAllBytes(path, Gpt2TokenizerJson.Value), config, Gpt2);
     }
+
+    // Recovering 50,000 merges takes a moment; the file never changes within a process.
+    private static readonly Lazy<byte[]> Gpt2TokenizerJson = new(() =>
+    {
+        using var buffer = new MemoryStream();
+        TokenizerJson.WriteGpt2([new(50256, EndOfText, true), new(50257, ChatML.ImStart, true), new(50258, ChatML.ImEnd, true)], buffer);
+        return buffer.ToArray();
+    });
 
     /// <summary>A folder with a Hugging Face tokenizer.json (byte-level BPE) and optionally tokenizer_config.json.</summary>
     public static ChatTokenizer LoadFolder(string dir)
@@ -93,7 +97,7 @@ public sealed class ChatTokenizer : IChatTokenizer
         }
         ByteLevelBpe bpe;
         try { bpe = TokenizerJson.Load(jsonPath); }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or ArgumentException)
         {
             throw new FineTuneException(Diagnostic.Error("FT0402", $"tokenizer.json could not be read: {e.Message}", jsonPath));
         }

@@ -169,6 +169,19 @@ internal static class TokenizerJson
 
     internal static (byte[] Left, byte[] Right) RecoverMerge(byte[] token, int rank, Dictionary<string, int> rankOf)
     {
+        // Fast path: when only one split has both halves below rank r, it is the merge (true for most tokens).
+        (byte[], byte[])? only = null;
+        var candidates = 0;
+        for (var k = 1; k < token.Length && candidates < 2; k++)
+        {
+            if (rankOf.TryGetValue(Latin1(token[..k]), out var l) && l < rank && rankOf.TryGetValue(Latin1(token[k..]), out var r) && r < rank)
+            {
+                candidates++;
+                only = (token[..k], token[k..]);
+            }
+        }
+        if (candidates == 1) return only!.Value;
+
         var parts = token.Select(b => new[] { b }).ToList();
         while (parts.Count > 2)
         {
