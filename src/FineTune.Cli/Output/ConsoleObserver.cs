@@ -11,10 +11,12 @@ namespace FineTune.Cli.Output;
 public sealed class ConsoleObserver(TextWriter results, TextWriter log, bool interactive) : IRunObserver
 {
     private readonly Lock _gate = new();
+    private readonly TextWriter _log = log;
+    private readonly bool _interactive = interactive;
 
     public void Notice(string message)
     {
-        lock (_gate) { ClearBar(); log.WriteLine(message); }
+        lock (_gate) { ClearBar(); _log.WriteLine(message); }
     }
 
     public void StageUpToDate(StageOutcome outcome)
@@ -46,25 +48,25 @@ public sealed class ConsoleObserver(TextWriter results, TextWriter log, bool int
     private void ClearBar()
     {
         if (!_barShown) return;
-        log.Write("\r\u001b[2K");
+        _log.Write("\r\u001b[2K");
         _barShown = false;
     }
 
     private sealed class StageLog(ConsoleObserver owner, string stage) : IStageLog
     {
         private readonly Stopwatch _clock = Stopwatch.StartNew();
-        private TimeSpan _lastPrinted = TimeSpan.MinValue;
+        private TimeSpan? _lastPrinted;
         private long _firstDone = -1;
         private TimeSpan _firstSeen;
 
         public void Info(string message)
         {
-            lock (owner._gate) { owner.ClearBar(); owner.log.WriteLine($"  {stage}: {message}"); }
+            lock (owner._gate) { owner.ClearBar(); owner._log.WriteLine($"  {stage}: {message}"); }
         }
 
         public void Warning(string message)
         {
-            lock (owner._gate) { owner.ClearBar(); owner.log.WriteLine($"  {stage}: warning: {message}"); }
+            lock (owner._gate) { owner.ClearBar(); owner._log.WriteLine($"  {stage}: warning: {message}"); }
         }
 
         public void Progress(StageProgress progress)
@@ -72,19 +74,19 @@ public sealed class ConsoleObserver(TextWriter results, TextWriter log, bool int
             var now = _clock.Elapsed;
             if (_firstDone < 0) { _firstDone = progress.Done; _firstSeen = now; }
             var finished = progress.Total > 0 && progress.Done >= progress.Total;
-            var interval = owner.interactive ? TimeSpan.FromMilliseconds(200) : TimeSpan.FromSeconds(10);
-            if (!finished && now - _lastPrinted < interval) return;
+            var interval = owner._interactive ? TimeSpan.FromMilliseconds(200) : TimeSpan.FromSeconds(10);
+            if (!finished && _lastPrinted is { } last && now - last < interval) return;
             _lastPrinted = now;
             var line = Describe(progress, now);
             lock (owner._gate)
             {
-                if (owner.interactive)
+                if (owner._interactive)
                 {
-                    owner.log.Write("\r\u001b[2K" + line);
+                    owner._log.Write("\r\u001b[2K" + line);
                     owner._barShown = true;
                     if (finished) owner.ClearBar();
                 }
-                else owner.log.WriteLine(line);
+                else owner._log.WriteLine(line);
             }
         }
 

@@ -48,10 +48,10 @@ public sealed class LockFile
             if (stage.Value is not IDictionary entry || entry["key"] is not string key) continue;
             var settings = entry["settings"] is IDictionary s ? Flatten(s, "") : [];
             var inputs = entry["inputs"] is IDictionary i
-                ? i.Cast<DictionaryEntry>().ToDictionary(e => e.Key.ToString()!, e => (e.Value as IDictionary)?["sha256"]?.ToString() ?? "")
+                ? i.Keys.Cast<object>().ToDictionary(k => k.ToString()!, k => (i[k] as IDictionary)?["sha256"]?.ToString() ?? "")
                 : [];
             var environment = entry["environment"] is IDictionary env
-                ? env.Cast<DictionaryEntry>().ToDictionary(e => e.Key.ToString()!, e => e.Value?.ToString() ?? "")
+                ? env.Keys.Cast<object>().ToDictionary(k => k.ToString()!, k => env[k]?.ToString() ?? "")
                 : [];
             var implementation = int.TryParse(entry["implementation"]?.ToString(), out var v) ? v : 0;
             lockFile.Stages[stage.Key.ToString()!] = new LockedStage(key, entry["output_hash"]?.ToString() ?? "", settings, inputs, environment, implementation, null);

@@ -1,0 +1,36 @@
+using System.CommandLine;
+using System.Text.Json;
+using FineTune.Core.Diagnostics;
+using FineTune.Core.Fetching;
+using FineTune.Torch.Training;
+
+namespace FineTune.Cli.Commands;
+
+/// <summary><c>info</c>: what this machine offers (device, libtorch, threads) and where the caches are.</summary>
+public static class InfoCommand
+{
+    public static Command Create(CliConsole console)
+    {
+        var command = new Command("info", "Show the tool version, the compute device libtorch sees, and the cache folders.");
+        var json = new Option<bool>("--json") { Description = "Write one JSON document." };
+        command.Options.Add(json);
+        command.SetAction(parse =>
+        {
+            var environment = ComputeEnvironmentProvider.Resolve("auto");
+            var info = new
+            {
+                version = 1,
+                tool = CliApplication.ToolVersion,
+                device = environment.Device,
+                libtorch = environment.LibTorchVersion,
+                threads = environment.Threads,
+                download_cache = DownloadCache.DefaultRoot(),
+            };
+            console.Out.WriteLine(parse.GetValue(json)
+                ? JsonSerializer.Serialize(info, new JsonSerializerOptions { WriteIndented = true })
+                : $"dotnet-finetune {info.tool}\ndevice: {info.device} ({info.threads} threads)\nlibtorch: {info.libtorch}\ndownload cache: {info.download_cache}");
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+}
