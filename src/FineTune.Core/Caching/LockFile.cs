@@ -79,7 +79,7 @@ public sealed class LockFile
     }
 
     /// <summary>Writes the file atomically. Stages recorded only from an older file (no entry) keep their text.</summary>
-    public void Write(IReadOnlyDictionary<string, string> previousStageBlocks)
+    public void Write(IReadOnlyList<string> stageOrder, IReadOnlyDictionary<string, string> previousStageBlocks)
     {
         var text = new StringBuilder();
         text.Append("# Written by dotnet finetune: what each stage of this pipeline last read and wrote.\n");
@@ -88,7 +88,7 @@ public sealed class LockFile
         text.Append($"pipeline: {Quote(PipelineName)}\n");
         text.Append($"tool: {Quote(ToolVersion)}\n");
         text.Append("stages:\n");
-        foreach (var stage in PipelineDefinition.StageOrder)
+        foreach (var stage in stageOrder)
         {
             if (Stages.TryGetValue(stage, out var locked) && locked.Entry is { } entry) AppendStage(text, entry);
             else if (previousStageBlocks.TryGetValue(stage, out var block)) text.Append(block);

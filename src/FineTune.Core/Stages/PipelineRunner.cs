@@ -125,7 +125,8 @@ public sealed class PipelineRunner(IReadOnlyList<Stage> stages, Func<string, Com
         return outcomes;
     }
 
-    private static void WriteLock(LockFile lockFile, IReadOnlyDictionary<string, string> previousBlocks) => lockFile.Write(previousBlocks);
+    private void WriteLock(LockFile lockFile, IReadOnlyDictionary<string, string> previousBlocks) =>
+        lockFile.Write([.. stages.Select(s => s.Name)], previousBlocks);
 
     private HashSet<string> SelectStages(RunOptions options)
     {

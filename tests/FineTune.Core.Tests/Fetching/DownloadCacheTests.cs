@@ -9,7 +9,7 @@ public sealed class DownloadCacheTests : IDisposable
 {
     private readonly TempFolder _temp = new();
     private static readonly byte[] Content = Bytes(300_000, seed: 7);
-    private static readonly string ContentHash = Caching.ContentHash.OfBytes(Content);
+    private static readonly string ContentHash = FineTune.Core.Caching.ContentHash.OfBytes(Content);
 
     // Retries must not make the tests slow: a millisecond of backoff exercises the same code.
     private static readonly HttpDownloader FastDownloader = new() { InitialBackoff = TimeSpan.FromMilliseconds(1), MaxBackoff = TimeSpan.FromMilliseconds(5), MaxAttempts = 3 };

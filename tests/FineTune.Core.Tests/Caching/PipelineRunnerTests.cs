@@ -1,0 +1,233 @@
+using FineTune.Core.Caching;
+using FineTune.Core.Diagnostics;
+using FineTune.Core.Pipeline;
+using FineTune.Core.Stages;
+using FineTune.Core.Tests.Fetching;
+
+namespace FineTune.Core.Tests.Caching;
+
+public class PipelineRunnerTests
+{
+    /// <summary>A stage that writes a deterministic function of its settings and inputs, and counts its runs.</summary>
+    private sealed class RecordingStage(string name, string[] dependsOn, Func<PipelineDefinition, object> settings) : Stage
+    {
+        public int Runs;
+        public Func<StageContext, CancellationToken, Task>? Behaviour;
+        public int Version = 1;
+        public override string Name => name;
+        public override int ImplementationVersion => Version;
+        public override IReadOnlyList<string> DependsOn => dependsOn;
+        public override object SelectSettings(PipelineDefinition pipeline) => settings(pipeline);
+
+        public override async Task RunAsync(StageContext context, CancellationToken cancellationToken)
+        {
+            Runs++;
+            if (Behaviour is not null) await Behaviour(context, cancellationToken);
+            var upstream = string.Concat(DependsOn.Select(d => File.ReadAllText(Path.Combine(context.Input(d), "out.txt"))));
+            var own = CanonicalJson.Serialize(SettingsReflection.ToPlainTree(SelectSettings(context.Pipeline)));
+            File.WriteAllText(Path.Combine(context.OutputDirectory, "out.txt"), Name == "b" ? own : upstream + Name + own + "\n");
+            context.Summary["runs"] = Runs;
+        }
+    }
+
+    private sealed class Observer : IRunObserver
+    {
+        public readonly List<string> Lines = [];
+        public void Notice(string message) => Lines.Add("notice " + message);
+        public void StageUpToDate(StageOutcome outcome) => Lines.Add($"{outcome.Stage} up to date");
+        public void StageStarting(string stage, IReadOnlyList<string> reasons) => Lines.Add($"{stage} runs: {string.Join("; ", reasons)}");
+        public IStageLog LogFor(string stage) => new RecordingLog();
+        public void StageFinished(StageOutcome outcome) { }
+    }
+
+    // Three stages a -> b -> c over real settings sections. b's output depends only on its own settings, so a change
+    // upstream re-runs b but, its output being the same bytes, leaves c up to date.
+    private sealed class Fixture : IDisposable
+    {
+        public readonly TempFolder Folder = new();
+        public readonly RecordingStage A = new("a", [], p => p.Stages.Format);
+        public readonly RecordingStage B = new("b", ["a"], p => p.Stages.Evaluate);
+        public readonly RecordingStage C = new("c", ["b"], p => p.Stages.Export);
+        public readonly string PipelinePath;
+
+        public Fixture() => PipelinePath = Folder.Write("p.yaml", "name: demo\nstages:\n  fetch: { path: d.json }\n  format: { seed: 1 }\n");
+
+        public async Task<(IReadOnlyList<StageOutcome> Outcomes, Observer Observer)> Run(RunOptions? options = null, params string[] sets)
+        {
+            var observer = new Observer();
+            var runner = new PipelineRunner([A, B, C], _ => ComputeEnvironment.None, "test");
+            var outcomes = await runner.RunAsync(PipelineLoader.LoadOrThrow(PipelinePath, sets), options ?? new RunOptions(), observer, CancellationToken.None);
+            return (outcomes, observer);
+        }
+
+        public string LockText => File.ReadAllText(Path.Combine(Folder.Path, "p.lock.yaml"));
+
+        public void Dispose() => Folder.Dispose();
+    }
+
+    [Fact]
+    public async Task Second_run_of_an_unchanged_pipeline_runs_nothing()
+    {
+        using var f = new Fixture();
+        var (first, _) = await f.Run();
+        Assert.All(first, o => Assert.Equal(StageStatus.Ran, o.Status));
+        var lockAfterFirst = f.LockText;
+
+        var (second, observer) = await f.Run();
+        Assert.All(second, o => Assert.Equal(StageStatus.UpToDate, o.Status));
+        Assert.Equal((1, 1, 1), (f.A.Runs, f.B.Runs, f.C.Runs));
+        Assert.Equal(["a up to date", "b up to date", "c up to date"], observer.Lines);
+        Assert.Equal(lockAfterFirst, f.LockText);
+    }
+
+    [Fact]
+    public async Task A_changed_setting_reruns_that_stage_and_says_why_and_downstream_only_if_its_input_changed()
+    {
+        using var f = new Fixture();
+        await f.Run();
+
+        var (_, observer) = await f.Run(null, "format.seed=2");
+        Assert.Contains("a runs: settings changed: seed 1 -> 2", observer.Lines);
+        Assert.Contains("b runs: input changed: a output", observer.Lines);
+        Assert.Contains("c up to date", observer.Lines); // b's output is the same bytes as before
+        Assert.Equal((2, 2, 1), (f.A.Runs, f.B.Runs, f.C.Runs));
+
+        (_, observer) = await f.Run(null, "format.seed=2", "evaluate.max_new_tokens=7");
+        Assert.Equal(["a up to date", "b runs: settings changed: max_new_tokens 64 -> 7", "c runs: input changed: b output"], observer.Lines);
+    }
+
+    [Fact]
+    public async Task Reverting_a_setting_restores_the_earlier_output_from_the_store_without_running()
+    {
+        using var f = new Fixture();
+        await f.Run();
+        await f.Run(null, "format.seed=2");
+        var (outcomes, _) = await f.Run();
+        Assert.Equal(StageStatus.Restored, outcomes[0].Status);
+        Assert.Equal(2, f.A.Runs);
+    }
+
+    [Fact]
+    public async Task Keys_depend_on_content_not_on_the_folder_or_timestamps()
+    {
+        using var f = new Fixture();
+        var (first, _) = await f.Run();
+        using var elsewhere = new Fixture();
+        File.SetLastWriteTimeUtc(elsewhere.PipelinePath, DateTime.UtcNow.AddDays(-3));
+        var (second, _) = await elsewhere.Run();
+        Assert.Equal(first.Select(o => o.Entry!.Key), second.Select(o => o.Entry!.Key));
+    }
+
+    [Fact]
+    public async Task A_new_implementation_version_reruns_the_stage()
+    {
+        using var f = new Fixture();
+        await f.Run();
+        f.C.Version = 2;
+        var (_, observer) = await f.Run();
+        Assert.Contains("c runs: stage implementation changed (version 1 -> 2)", observer.Lines);
+    }
+
+    [Fact]
+    public async Task A_failing_stage_commits_nothing_and_leaves_the_lock_file_as_it_was()
+    {
+        using var f = new Fixture();
+        await f.Run();
+        var lockBefore = f.LockText;
+        f.B.Behaviour = (context, _) =>
+        {
+            File.WriteAllText(Path.Combine(context.OutputDirectory, "half.txt"), "partial");
+            throw new InvalidOperationException("boom");
+        };
+
+        var failure = await Assert.ThrowsAsync<StageFailedException>(() => f.Run(null, "evaluate.max_new_tokens=9"));
+        Assert.Equal("b", failure.Stage);
+        Assert.Equal(lockBefore, f.LockText);
+        var store = new StageStore(Path.Combine(f.Folder.Path, ".finetune"));
+        Assert.Equal(3, store.Entries().Count());
+        Assert.Empty(Directory.EnumerateFileSystemEntries(Path.Combine(store.Root, "tmp")));
+    }
+
+    [Fact]
+    public async Task Cancelling_keeps_the_work_folder_and_commits_nothing()
+    {
+        using var f = new Fixture();
+        string? work = null;
+        f.B.Behaviour = (context, token) =>
+        {
+            work = context.WorkDirectory;
+            File.WriteAllText(Path.Combine(work, "checkpoint.bin"), "state");
+            throw new OperationCanceledException(token);
+        };
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => f.Run());
+        Assert.True(File.Exists(Path.Combine(work!, "checkpoint.bin")));
+        var store = new StageStore(Path.Combine(f.Folder.Path, ".finetune"));
+        Assert.Equal(["a"], store.Entries().Select(e => e.Stage));
+        Assert.Contains("  a:", f.LockText);
+        Assert.DoesNotContain("  b:", f.LockText);
+    }
+
+    [Fact]
+    public async Task Until_only_and_force_select_stages()
+    {
+        using var f = new Fixture();
+        var (until, _) = await f.Run(new RunOptions { Until = "b" });
+        Assert.Equal(["a", "b"], until.Select(o => o.Stage));
+
+        var (only, _) = await f.Run(new RunOptions { Only = "c" });
+        Assert.Equal([StageStatus.UpToDate, StageStatus.UpToDate, StageStatus.Ran], only.Select(o => o.Status));
+
+        await f.Run(new RunOptions { ForceStage = "b" });
+        Assert.Equal((1, 2, 1), (f.A.Runs, f.B.Runs, f.C.Runs));
+
+        await f.Run(new RunOptions { ForceAll = true });
+        Assert.Equal((2, 3, 2), (f.A.Runs, f.B.Runs, f.C.Runs));
+
+        var error = await Assert.ThrowsAsync<FineTuneException>(() => f.Run(new RunOptions { Only = "c" }, "format.seed=5"));
+        Assert.Equal("FT0902", error.Diagnostics[0].Code);
+        await Assert.ThrowsAsync<FineTuneException>(() => f.Run(new RunOptions { Until = "nope" }));
+    }
+
+    [Fact]
+    public async Task Status_reports_without_running_or_writing()
+    {
+        using var f = new Fixture();
+        await f.Run();
+        var lockBefore = f.LockText;
+        var (outcomes, observer) = await f.Run(new RunOptions { DryRun = true }, "format.seed=3");
+        Assert.Equal([StageStatus.WillRun, StageStatus.WillRun, StageStatus.WillRun], outcomes.Select(o => o.Status));
+        Assert.Equal("a runs: settings changed: seed 1 -> 3", observer.Lines[0]);
+        Assert.Equal((1, 1, 1), (f.A.Runs, f.B.Runs, f.C.Runs));
+        Assert.Equal(lockBefore, f.LockText);
+    }
+
+    [Fact]
+    public async Task A_second_run_on_the_same_store_refuses_clearly_when_asked_not_to_wait()
+    {
+        using var f = new Fixture();
+        var store = new StageStore(Path.Combine(f.Folder.Path, ".finetune"));
+        using (store.AcquireRunLock(wait: false, _ => { }, CancellationToken.None))
+        {
+            var error = await Assert.ThrowsAsync<FineTuneException>(() => f.Run(new RunOptions { WaitForLock = false }));
+            Assert.Equal("FT0901", error.Diagnostics[0].Code);
+        }
+        await f.Run(new RunOptions { WaitForLock = false });
+        Assert.Equal(1, f.A.Runs);
+    }
+
+    [Fact]
+    public async Task Garbage_collection_keeps_what_lock_files_refer_to()
+    {
+        using var f = new Fixture();
+        await f.Run();
+        await f.Run(null, "format.seed=2"); // a and b get second entries; the lock now refers to those
+        var store = new StageStore(Path.Combine(f.Folder.Path, ".finetune"));
+        Assert.Equal(5, store.Entries().Count());
+
+        var result = StoreGarbageCollector.Collect(store, [Path.Combine(f.Folder.Path, "p.lock.yaml")], dryRun: false);
+        Assert.Equal(3, result.Kept);
+        Assert.Equal(3, store.Entries().Count());
+        var (outcomes, _) = await f.Run(null, "format.seed=2");
+        Assert.All(outcomes, o => Assert.Equal(StageStatus.UpToDate, o.Status));
+    }
+}
