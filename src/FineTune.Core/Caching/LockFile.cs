@@ -129,12 +129,12 @@ public sealed class LockFile
         text.Append($"    implementation: {entry.Implementation}\n");
         AppendMap(text, "settings", entry.Settings, 4);
         text.Append("    inputs:\n");
-        foreach (var (name, record) in entry.Inputs) text.Append($"      {QuoteKey(name)}: {{sha256: {record.Sha256}, size: {record.Size}}}\n");
+        foreach (var (name, record) in entry.Inputs.OrderBy(kv => kv.Key, StringComparer.Ordinal)) text.Append($"      {QuoteKey(name)}: {{sha256: {record.Sha256}, size: {record.Size}}}\n");
         text.Append("    outputs:\n");
-        foreach (var (name, record) in entry.Outputs) text.Append($"      {QuoteKey(name)}: {{sha256: {record.Sha256}, size: {record.Size}}}\n");
+        foreach (var (name, record) in entry.Outputs.OrderBy(kv => kv.Key, StringComparer.Ordinal)) text.Append($"      {QuoteKey(name)}: {{sha256: {record.Sha256}, size: {record.Size}}}\n");
         text.Append($"    output_hash: {entry.OutputHash}\n");
         text.Append("    environment:\n");
-        foreach (var (name, value) in entry.Environment) text.Append($"      {name}: {Quote(value)}\n");
+        foreach (var (name, value) in entry.Environment.OrderBy(kv => kv.Key, StringComparer.Ordinal)) text.Append($"      {name}: {Quote(value)}\n");
         if (entry.Settings.TryGetValue("seed", out var seed)) text.Append($"    seed: {Scalar(seed)}\n");
         text.Append($"    duration_s: {entry.DurationSeconds.ToString("0.###", CultureInfo.InvariantCulture)}\n");
         if (entry.Summary.Count > 0) AppendMap(text, "summary", entry.Summary, 4);
@@ -145,7 +145,8 @@ public sealed class LockFile
         var pad = new string(' ', indent);
         if (map.Count == 0) { text.Append($"{pad}{name}: {{}}\n"); return; }
         text.Append($"{pad}{name}:\n");
-        foreach (var (key, value) in map)
+        // Ordinal order, whatever comparer the map was deserialized with, so the file never reorders by culture.
+        foreach (var (key, value) in map.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
             if (value is IDictionary<string, object?> nested) AppendMap(text, QuoteKey(key), nested, indent + 2);
             else text.Append($"{pad}  {QuoteKey(key)}: {Scalar(value)}\n");

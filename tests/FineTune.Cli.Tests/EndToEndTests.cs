@@ -1,0 +1,104 @@
+using System.Text.Json;
+
+namespace FineTune.Cli.Tests;
+
+/// <summary>The whole pipeline on a tiny model and a small fixture dataset, through the CLI.</summary>
+public class EndToEndTests
+{
+    private static string Dataset()
+    {
+        var records = new List<object>();
+        for (var i = 0; i < 6; i++)
+        {
+            records.Add(new { instruction = "你是谁？", input = "", output = "我是甄嬛，家父是大理寺少卿甄远道。" });
+            records.Add(new { instruction = "你好", input = "", output = "皇上好，我是甄嬛。" });
+            records.Add(new { instruction = $"今天是第{i}天", input = "", output = "臣妾知道了。" });
+        }
+        return JsonSerializer.Serialize(records, new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+    }
+
+    private const string Pipeline = """
+        name: tiny
+        stages:
+          fetch: { path: data.json }
+          format: { validation: 3 }
+          tokenize: { max_length: 64 }
+          train:
+            builtin: { hidden_size: 32, layers: 1, heads: 2, kv_heads: 1, intermediate_size: 64 }
+            epochs: 2
+            batch_size: 4
+            gradient_accumulation: 1
+            learning_rate: 1e-2
+          evaluate:
+            prompts: ["你是谁？"]
+            max_new_tokens: 8
+        """;
+
+    [Fact]
+    public async Task Runs_all_stages_then_nothing_then_only_what_a_setting_touches()
+    {
+        using var cli = new CliHarness();
+        cli.Write("pipelines/data.json", Dataset());
+        cli.Write("pipelines/tiny.yaml", Pipeline);
+
+        var first = await cli.Run("run", "pipelines/tiny.yaml");
+        Assert.True(first.ExitCode == 0, first.Error + first.Out);
+        foreach (var stage in new[] { "fetch", "format", "tokenize", "train", "evaluate", "export" })
+            Assert.Contains($"{stage,-9} done in", first.Out);
+        var lockFile = Path.Combine(cli.Folder, "pipelines", "tiny.lock.yaml");
+        Assert.True(File.Exists(lockFile));
+        var lockText = File.ReadAllText(lockFile);
+        Assert.Contains("libtorch:", lockText);
+        Assert.Contains("final_loss:", lockText);
+
+        var second = await cli.Run("run", "pipelines/tiny.yaml");
+        Assert.Equal(0, second.ExitCode);
+        Assert.Contains("Everything is up to date; nothing to do", second.Out);
+        Assert.Equal(lockText, File.ReadAllText(lockFile));
+
+        var changed = await cli.Run("run", "pipelines/tiny.yaml", "--set", "train.learning_rate=2e-2", "--json");
+        Assert.True(changed.ExitCode == 0, changed.Error);
+        var stages = JsonDocument.Parse(changed.Out).RootElement.GetProperty("stages").EnumerateArray()
+            .ToDictionary(s => s.GetProperty("stage").GetString()!, s => s.GetProperty("status").GetString());
+        Assert.Equal("up-to-date", stages["fetch"]);
+        Assert.Equal("up-to-date", stages["format"]);
+        Assert.Equal("up-to-date", stages["tokenize"]);
+        Assert.Equal("ran", stages["train"]);
+        Assert.Equal("ran", stages["evaluate"]);
+        Assert.Equal("ran", stages["export"]);
+        Assert.Contains("train     runs: settings changed: learning_rate 0.01 -> 0.02", changed.Error);
+
+        var export = JsonDocument.Parse(changed.Out).RootElement.GetProperty("export_directory").GetString()!;
+        foreach (var file in new[] { "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json" })
+            Assert.True(File.Exists(Path.Combine(export, file)), file);
+
+        var chat = await cli.Run("chat", export, "--prompt", "你是谁？", "--max-new-tokens", "4");
+        Assert.True(chat.ExitCode == 0, chat.Error);
+        Assert.False(string.IsNullOrWhiteSpace(chat.Out));
+
+        var viaPipeline = await cli.Run("chat", "pipelines/tiny.yaml", "--prompt", "你是谁？", "--max-new-tokens", "4", "--set", "train.learning_rate=2e-2");
+        Assert.Equal(2, viaPipeline.ExitCode); // chat takes no --set: an unknown option is invalid input
+    }
+
+    [Fact]
+    public async Task A_missing_data_file_is_reported_at_the_setting_and_changes_nothing()
+    {
+        using var cli = new CliHarness();
+        cli.Write("pipelines/tiny.yaml", Pipeline);
+        var result = await cli.Run("run", "pipelines/tiny.yaml");
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("pipelines/tiny.yaml(3,18): error FT0301", result.Error);
+        Assert.False(File.Exists(Path.Combine(cli.Folder, "pipelines", "tiny.lock.yaml")));
+    }
+
+    [Fact]
+    public async Task A_malformed_record_is_reported_by_index_and_field_with_exit_code_2()
+    {
+        using var cli = new CliHarness();
+        cli.Write("pipelines/data.json", """[{"instruction": "a", "output": "b"}, {"instruction": "c", "output": 5}]""");
+        cli.Write("pipelines/tiny.yaml", Pipeline);
+        var result = await cli.Run("run", "pipelines/tiny.yaml");
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("record 1: field 'output'", result.Error);
+    }
+}
