@@ -6,7 +6,7 @@ namespace FineTune.Cli.Commands;
 /// <summary>The arguments every pipeline command shares.</summary>
 public static class PipelineOptions
 {
-    public static Argument<FileInfo> File() => new("pipeline") { Description = "The pipeline YAML file (for example pipelines/huanhuan-cpu.yaml)." };
+    public static Argument<FileInfo> File() => new("pipeline") { Description = "The pipeline YAML file (for example pipelines/huanhuan.yaml)." };
 
     public static Option<string[]> Set() => new("--set")
     {
