@@ -1,3 +1,4 @@
+using FineTune.Torch.Training;
 using System.Globalization;
 using System.Text;
 using System.Text.Encodings.Web;
@@ -57,7 +58,7 @@ public sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer = 
         var settings = context.Settings<EvaluateSettings>();
         var modelDirectory = Path.Combine(context.Input("train"), "model");
         var tokenizeDirectory = context.Input("tokenize");
-        var device = TorchDevices.Of(context.Environment);
+        var device = ComputeEnvironmentProvider.TorchDevice(context.Environment);
 
         using var model = ModelFolder.Load(modelDirectory, device: device);
         var tokenizer = _loadTokenizer(Path.Combine(tokenizeDirectory, "tokenizer"));
