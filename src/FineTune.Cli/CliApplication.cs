@@ -64,6 +64,15 @@ public static class CliApplication
             cancellation.Cancel();
         };
         Console.CancelKeyPress += onCancel;
+        // SIGTERM (how build tools and service managers stop a process) cancels like a first Ctrl+C, and never aborts.
+        using var onTerminate = OperatingSystem.IsWindows() ? null : System.Runtime.InteropServices.PosixSignalRegistration.Create(
+            System.Runtime.InteropServices.PosixSignal.SIGTERM, context =>
+            {
+                context.Cancel = true;
+                if (cancellation.IsCancellationRequested) return;
+                stderr.WriteLine("\nTerminating: finishing the current step and saving a checkpoint...");
+                cancellation.Cancel();
+            });
         try
         {
             var configuration = new InvocationConfiguration { ProcessTerminationTimeout = null, EnableDefaultExceptionHandler = false, Output = stdout, Error = stderr };

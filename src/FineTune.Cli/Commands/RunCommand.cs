@@ -27,9 +27,10 @@ public static class RunCommand
             Arity = ArgumentArity.ZeroOrOne,
         };
         var noWait = new Option<bool>("--no-wait") { Description = "Fail at once if another run is using the store, instead of waiting." };
+        var inputsFile = InputsFile.Option();
         command.Arguments.Add(file);
         foreach (var option in new Option[] { set, until, only, json }) command.Options.Add(option);
-        if (!dryRun) { command.Options.Add(force); command.Options.Add(noWait); }
+        if (!dryRun) { command.Options.Add(force); command.Options.Add(noWait); command.Options.Add(inputsFile); }
 
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -52,6 +53,7 @@ public static class RunCommand
             var runner = new PipelineRunner(catalog.Stages, catalog.ResolveEnvironment, CliApplication.ToolVersion);
             var outcomes = await runner.RunAsync(pipeline, options, observer, cancellationToken);
 
+            if (!dryRun && parse.GetValue(inputsFile) is { } inputsPath) InputsFile.Write(inputsPath.FullName, pipeline);
             var export = outcomes.LastOrDefault(o => o.Stage == "export" && o.OutputDirectory is not null)?.OutputDirectory;
             if (asJson)
             {
