@@ -45,6 +45,9 @@ public sealed partial class RunFineTunePipeline : ToolTask
     /// <summary>Where the CLI writes the absolute paths of the files the run read (<c>--inputs-file</c>).</summary>
     public string? InputsFile { get; set; }
 
+    /// <summary>The project that declares the pipeline: where errors that are not in a pipeline file point.</summary>
+    public string? ProjectFile { get; set; }
+
     /// <summary>The folder the CLI runs in; its diagnostics name files relative to it.</summary>
     public string? WorkingDirectory { get; set; }
 
@@ -106,13 +109,13 @@ public sealed partial class RunFineTunePipeline : ToolTask
     {
         if (!File.Exists(Pipeline))
         {
-            Log.LogError(null, "FT0803", null, BuildEngine?.ProjectFileOfTaskNode, 0, 0, 0, 0,
-                $"FineTunePipeline '{Pipeline}' does not exist; fix the Include of the FineTunePipeline item (it is relative to the project folder)");
+            Log.LogError(null, "FT0803", null, ProjectFile, 0, 0, 0, 0,
+                $"FineTunePipeline '{Path.GetRelativePath(GetWorkingDirectory() ?? Directory.GetCurrentDirectory(), Path.GetFullPath(Pipeline))}' does not exist; fix the Include of the FineTunePipeline item (it is relative to the project folder)");
             return false;
         }
         if (!string.IsNullOrEmpty(FineTuneToolPath) && !File.Exists(FineTuneToolPath))
         {
-            Log.LogError(null, "FT0801", null, BuildEngine?.ProjectFileOfTaskNode, 0, 0, 0, 0,
+            Log.LogError(null, "FT0801", null, ProjectFile, 0, 0, 0, 0,
                 $"FineTuneToolPath '{FineTuneToolPath}' does not exist; point it at the dotnet-finetune executable or dll, or leave it empty to use the tool from dotnet-tools.json ('dotnet tool restore')");
             return false;
         }
@@ -147,13 +150,13 @@ public sealed partial class RunFineTunePipeline : ToolTask
         if (found is null)
         {
             var detail = output.Split('\n').Select(l => l.Trim()).FirstOrDefault(l => l.Length > 0);
-            Log.LogError(null, "FT0801", null, BuildEngine?.ProjectFileOfTaskNode, 0, 0, 0, 0,
+            Log.LogError(null, "FT0801", null, ProjectFile, 0, 0, 0, 0,
                 $"the FineTune tool (FineTune.Cli {required}) is not available{(detail is null ? "" : $" ({detail})")}; {restoreHint}");
             return false;
         }
         if (found != required)
         {
-            Log.LogError(null, "FT0802", null, BuildEngine?.ProjectFileOfTaskNode, 0, 0, 0, 0,
+            Log.LogError(null, "FT0802", null, ProjectFile, 0, 0, 0, 0,
                 $"FineTune.MSBuild needs FineTune.Cli {required}, but the tool is {found}; {restoreHint}");
             return false;
         }
@@ -219,7 +222,7 @@ public sealed partial class RunFineTunePipeline : ToolTask
         }
         catch (JsonException e)
         {
-            Log.LogError(null, "FT0804", null, BuildEngine?.ProjectFileOfTaskNode, 0, 0, 0, 0,
+            Log.LogError(null, "FT0804", null, ProjectFile, 0, 0, 0, 0,
                 $"the FineTune tool succeeded but its --json result could not be read ({e.Message}); is FineTuneToolPath a FineTune.Cli?");
             return false;
         }
