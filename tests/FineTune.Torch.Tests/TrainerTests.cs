@@ -75,6 +75,29 @@ public sealed class TrainerTests : IDisposable
     }
 
     [Fact]
+    public void Bfloat16_training_keeps_float32_masters_is_deterministic_and_learns()
+    {
+        var data = Dataset();
+        List<double> RunBf16(out ScalarType weightType, out ScalarType modelType)
+        {
+            var settings = Settings();
+            settings.Dtype = "bfloat16";
+            using var model = NewModel(settings);
+            model.to(ScalarType.BFloat16);
+            var trainer = new Trainer(model, data, settings, CPU, new RecordingLog());
+            trainer.Train(CancellationToken.None);
+            weightType = trainer.Weights()["model.norm.weight"].dtype;
+            modelType = model.state_dict()["model.norm.weight"].dtype;
+            return trainer.Losses;
+        }
+        var first = RunBf16(out var weightType, out var modelType);
+        Assert.Equal(first, RunBf16(out _, out _));
+        Assert.Equal(ScalarType.Float32, weightType);
+        Assert.Equal(ScalarType.BFloat16, modelType);
+        Assert.True(first[^1] < first[0] * 0.9, $"loss {first[0]} -> {first[^1]}");
+    }
+
+    [Fact]
     public void A_cancelled_run_checkpoints_and_the_next_run_resumes_where_it_stopped()
     {
         var data = Dataset();

@@ -59,10 +59,11 @@ public sealed class TrainStage : Stage
         var result = trainer.Train(cancellationToken);
 
         var modelDirectory = Directory.CreateDirectory(Path.Combine(context.OutputDirectory, "model")).FullName;
-        File.WriteAllText(Path.Combine(modelDirectory, "config.json"), config.ToJson(settings.Dtype));
+        // Under bfloat16 training the float32 master weights are the result, so the file is always float32.
+        File.WriteAllText(Path.Combine(modelDirectory, "config.json"), config.ToJson("float32"));
         using (var scope = NewDisposeScope())
         {
-            var cpuWeights = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().contiguous());
+            var cpuWeights = trainer.Weights().ToDictionary(kv => kv.Key, kv => kv.Value.detach().to(ScalarType.Float32).cpu().contiguous());
             Safetensors.Save(Path.Combine(modelDirectory, "model.safetensors"), cpuWeights);
         }
 

@@ -53,6 +53,42 @@ public sealed class Trainer
         _settings = settings;
         _device = device;
         _log = log;
+        var named = _model.named_parameters().ToList();
+        _mixedPrecision = named.Any(p => p.parameter.dtype != ScalarType.Float32);
+        _trained = named.ToDictionary(p => p.name, p => _mixedPrecision
+            ? new Parameter(p.parameter.detach().to(ScalarType.Float32).clone(), requires_grad: true)
+            : p.parameter, StringComparer.Ordinal);
+        _modelParameters = named.ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
+    }
+
+    // Mixed precision: a bfloat16 model computes forward and backward fast, while AdamW keeps float32 master weights
+    // and moments. Pure-bf16 updates smaller than 2^-8 of a weight vanish, which stalls training once the learning
+    // rate decays. In float32, the masters are the model's own parameters.
+    private readonly bool _mixedPrecision;
+    private readonly Dictionary<string, Parameter> _trained;
+    private readonly Dictionary<string, Parameter> _modelParameters;
+
+    /// <summary>The trained weights by Hugging Face key: float32 masters under mixed precision, else the model's.</summary>
+    public IReadOnlyDictionary<string, Tensor> Weights() => _mixedPrecision
+        ? _trained.ToDictionary(kv => kv.Key, kv => (Tensor)kv.Value, StringComparer.Ordinal)
+        : _model.state_dict();
+
+    private void CopyGradientsToMasters()
+    {
+        if (!_mixedPrecision) return;
+        foreach (var (name, master) in _trained)
+        {
+            if (_modelParameters[name].grad is not { } grad) continue;
+            if (master.grad is { } existing) existing.copy_(grad);
+            else master.grad = grad.to(ScalarType.Float32).DetachFromDisposeScope();
+        }
+    }
+
+    private void CopyMastersToModel()
+    {
+        if (!_mixedPrecision) return;
+        using var noGrad = no_grad();
+        foreach (var (name, master) in _trained) _modelParameters[name].copy_(master);
     }
 
     public TrainResult Train(CancellationToken cancellationToken)
@@ -64,8 +100,8 @@ public sealed class Trainer
         var totalSteps = (int)Math.Ceiling(totalMicroBatches / (double)accumulation);
         if (MaxSteps is { } max) totalSteps = Math.Min(totalSteps, max);
 
-        var parameters = _model.parameters().ToList();
         var optimizer = NewOptimizer();
+        var parameters = _trained.Values.ToList();
         var state = new Position(0, 0, 0, 0, 0, 0);
         var resumed = TryResume(optimizer, ref state);
         var flopsPerToken = new FlopCounter(_model.Config, _model.NonEmbeddingParameterCount());
@@ -93,6 +129,7 @@ public sealed class Trainer
 
                 using var scope = NewDisposeScope();
                 optimizer.zero_grad();
+                if (_mixedPrecision) _model.zero_grad();
                 var microBatches = new List<int[]>();
                 for (var i = 0; i < accumulation && microBatch < totalMicroBatches; i++, microBatch++)
                 {
@@ -120,10 +157,12 @@ public sealed class Trainer
                     windowFlops += flops;
                     totalFlops += flops;
                 }
+                CopyGradientsToMasters();
                 var gradNorm = _settings.MaxGradNorm > 0
                     ? nn.utils.clip_grad_norm_(parameters, _settings.MaxGradNorm)
                     : GradNorm(parameters);
                 optimizer.step();
+                CopyMastersToModel();
 
                 loss = lossSum;
                 Losses.Add(loss);
@@ -202,7 +241,7 @@ public sealed class Trainer
     {
         var decayed = new List<Parameter>();
         var kept = new List<Parameter>();
-        foreach (var (name, parameter) in _model.named_parameters())
+        foreach (var (name, parameter) in _trained)
             (name.EndsWith("norm.weight", StringComparison.Ordinal) || name.Contains("embed_tokens") ? kept : decayed).Add(parameter);
         var groups = new List<AdamW.ParamGroup>
         {
@@ -275,7 +314,7 @@ public sealed class Trainer
         var temporary = CheckpointPath + ".tmp";
         if (Directory.Exists(temporary)) Directory.Delete(temporary, recursive: true);
         Directory.CreateDirectory(temporary);
-        Safetensors.Save(Path.Combine(temporary, "model.safetensors"), _model.state_dict());
+        Safetensors.Save(Path.Combine(temporary, "model.safetensors"), Weights());
         optimizer.save_state_dict(Path.Combine(temporary, "optimizer.bin"));
         var record = new CheckpointState(CheckpointKey, _settings.Seed, position.Step, position.MicroBatch, position.Tokens,
             position.TrainedTokens, position.FirstLoss, position.ElapsedSeconds);
@@ -297,13 +336,14 @@ public sealed class Trainer
         try
         {
             using var noGrad = no_grad();
-            foreach (var (name, parameter) in _model.state_dict()) parameter.copy_(weights[name]);
+            foreach (var (name, parameter) in Weights()) parameter.copy_(weights[name]);
         }
         finally
         {
             foreach (var tensor in weights.Values) tensor.Dispose();
         }
         optimizer.load_state_dict(Path.Combine(CheckpointPath, "optimizer.bin"));
+        CopyMastersToModel();
         position = new Position(saved.Step, saved.MicroBatch, saved.Tokens, saved.TrainedTokens, saved.FirstLoss, saved.ElapsedSeconds);
         _log.Info($"resuming from the checkpoint at step {saved.Step} ({CheckpointPath})");
         return true;
