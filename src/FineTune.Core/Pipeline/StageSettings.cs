@@ -67,6 +67,9 @@ public sealed class TokenizeSettings : IValidatableSettings
     [Doc("Which tokens carry loss. assistant: only assistant answers and their end-of-turn token; all: every token."), OneOf("assistant", "all")]
     public string TrainOn { get; set; } = "assistant";
 
+    [Doc("full: the tokenizer as it is. used: keep only the tokens the data uses (plus the 256 byte tokens, the merges that build them and the special tokens) and renumber them; the data encodes identically, other text still encodes, and a small model's embedding and output head shrink from ~50,000 rows to a few thousand."), OneOf("full", "used")]
+    public string Vocabulary { get; set; } = "full";
+
     public IEnumerable<SettingProblem> Validate() => [];
 }
 

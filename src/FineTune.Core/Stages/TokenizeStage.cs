@@ -50,21 +50,32 @@ public sealed class TokenizeStage : Stage
         var tokenizer = ChatTokenizer.Load(settings.Tokenizer, context.PipelineDirectory);
         var trainOnAll = settings.TrainOn == "all";
         var formatDir = context.Input("format");
+        var tokenizerDirectory = Path.Combine(context.OutputDirectory, "tokenizer");
+        var conversations = new[] { "train", "validation" }.ToDictionary(split => split, split =>
+            Path.Combine(formatDir, split + ".jsonl") is var source && File.Exists(source) ? ConversationFile.Read(source).ToList() : []);
+
+        if (settings.Vocabulary == "used")
+        {
+            // Encode once to learn which tokens the data uses, prune, then encode for real with the pruned tokenizer.
+            var used = new HashSet<int>();
+            foreach (var conversation in conversations.Values.SelectMany(c => c))
+                used.UnionWith(tokenizer.Tokenize(conversation.Messages, trainOnAll).Ids);
+            tokenizer.WriteFiles(tokenizerDirectory, settings.MaxLength);
+            var pruned = VocabularyPruning.PruneFolder(tokenizerDirectory, used);
+            context.Log.Info($"vocabulary pruned to the tokens the data uses: {pruned.OriginalSize:N0} -> {pruned.PrunedSize:N0}");
+            tokenizer = ChatTokenizer.LoadFolder(tokenizerDirectory);
+        }
 
         var splits = new Dictionary<string, SplitSummary>();
-        foreach (var split in new[] { "train", "validation" })
-        {
-            var source = Path.Combine(formatDir, split + ".jsonl");
-            var conversations = File.Exists(source) ? ConversationFile.Read(source).ToList() : [];
-            splits[split] = TokenizeSplit(context, tokenizer, conversations, split, settings.MaxLength, trainOnAll,
+        foreach (var (split, examples) in conversations)
+            splits[split] = TokenizeSplit(context, tokenizer, examples, split, settings.MaxLength, trainOnAll,
                 Path.Combine(context.OutputDirectory, split + ".tokens"), cancellationToken);
-        }
         if (splits["train"].Examples == 0)
             throw new FineTuneException(Diagnostic.Error("FT0404",
                 $"no training example is left after tokenizing ({splits["train"].Dropped} dropped because none of their trained tokens fit in max_length {settings.MaxLength}); raise max_length or check train_on"),
                 ExitCodes.StageFailed);
 
-        tokenizer.WriteFiles(Path.Combine(context.OutputDirectory, "tokenizer"), settings.MaxLength);
+        if (settings.Vocabulary == "full") tokenizer.WriteFiles(tokenizerDirectory, settings.MaxLength);
 
         var train = splits["train"];
         context.Summary["examples"] = train.Examples;
