@@ -8,6 +8,7 @@ using FineTune.Torch.Checkpoints;
 using FineTune.Torch.Models;
 using FineTune.Torch.Stages;
 using FineTune.Torch.Training;
+using FineTune.Torch.Tests.Fakes;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -45,7 +46,7 @@ public sealed class TrainerTests : IDisposable
 
     private static LlamaForCausalLM NewModel(TrainSettings settings)
     {
-        var model = new LlamaForCausalLM(TrainStage.BuiltinConfig(settings.Builtin, new TokenizerFacts(Vocab, null, null, null)));
+        var model = new LlamaForCausalLM(TrainStage.BuiltinConfig(settings.Builtin, Vocab));
         model.InitializeWeights(settings.Seed);
         return model;
     }
@@ -111,7 +112,7 @@ public sealed class TrainerTests : IDisposable
 
         var log = new RecordingLog();
         var resumed = Run(Settings(), data, work, log: log);
-        Assert.Contains(log.Messages, m => m.Contains("resuming from the checkpoint at step 4"));
+        Assert.Contains(log.Lines, m => m.Contains("resuming from the checkpoint at step 4"));
         Assert.Equal(uninterrupted.Skip(4), resumed); // AdamW moments, schedule and data position all restored
     }
 
@@ -216,13 +217,4 @@ internal static class DatasetExtensions
         for (var i = 0; i < data.Count; i++) builder.Add(data.Ids(i), data.Labels(i));
         return builder;
     }
-}
-
-internal sealed class RecordingLog : IStageLog
-{
-    public List<string> Messages { get; } = [];
-    public Action<StageProgress>? OnProgress { get; set; }
-    public void Info(string message) => Messages.Add(message);
-    public void Warning(string message) => Messages.Add("warning: " + message);
-    public void Progress(StageProgress progress) => OnProgress?.Invoke(progress);
 }

@@ -58,6 +58,7 @@ public sealed class ChatTokenizer : IChatTokenizer
     public int ImEndId { get; }
     public int EosTokenId { get; }
     public string? BosToken { get; }
+    public int? BosTokenId => BosToken is null ? null : _bpe.FindAdded(BosToken)?.Id;
     public string EosToken { get; }
     public string PadToken { get; }
     public IReadOnlyList<AddedToken> AddedTokens => _bpe.AddedTokens;

@@ -39,7 +39,8 @@ public sealed class TrainStage : Stage
             : context.Environment;
         var device = ComputeEnvironmentProvider.TorchDevice(environment);
         var dtype = Trainer.ScalarTypeOf(settings.Dtype);
-        var config = BuiltinConfig(settings.Builtin, TokenizerFacts.Read(Path.Combine(tokenizeDirectory, "tokenizer"), data));
+        var tokenizer = ChatTokenizer.LoadFolder(Path.Combine(tokenizeDirectory, "tokenizer"));
+        var config = BuiltinConfig(settings.Builtin, tokenizer.VocabSize, tokenizer.BosTokenId, tokenizer.EosTokenId, tokenizer.PadTokenId);
 
         manual_seed(settings.Seed);
         using var model = new LlamaForCausalLM(config);
@@ -82,9 +83,9 @@ public sealed class TrainStage : Stage
         return Task.CompletedTask;
     }
 
-    public static LlamaConfig BuiltinConfig(BuiltinModelSettings builtin, TokenizerFacts tokenizer) => new()
+    public static LlamaConfig BuiltinConfig(BuiltinModelSettings builtin, int vocabSize, int? bosTokenId = null, int? eosTokenId = null, int? padTokenId = null) => new()
     {
-        VocabSize = tokenizer.VocabSize,
+        VocabSize = vocabSize,
         HiddenSize = builtin.HiddenSize,
         IntermediateSize = builtin.IntermediateSize,
         NumHiddenLayers = builtin.Layers,
@@ -92,43 +93,8 @@ public sealed class TrainStage : Stage
         NumKeyValueHeads = builtin.KvHeads,
         RopeTheta = builtin.RopeTheta,
         TieWordEmbeddings = builtin.TieEmbeddings,
-        BosTokenId = tokenizer.BosTokenId,
-        EosTokenId = tokenizer.EosTokenId,
-        PadTokenId = tokenizer.PadTokenId,
+        BosTokenId = bosTokenId,
+        EosTokenId = eosTokenId,
+        PadTokenId = padTokenId,
     };
-}
-
-/// <summary>
-/// What the model needs from the tokenizer folder: the vocabulary size (largest id in vocab and added_tokens, and
-/// in the data, plus one) and the ids of the bos/eos/pad tokens named in tokenizer_config.json.
-/// </summary>
-public sealed record TokenizerFacts(int VocabSize, int? BosTokenId, int? EosTokenId, int? PadTokenId)
-{
-    public static TokenizerFacts Read(string tokenizerDirectory, TokenizedDataset? data = null)
-    {
-        var tokenizerJson = Path.Combine(tokenizerDirectory, "tokenizer.json");
-        if (!File.Exists(tokenizerJson))
-            throw new FineTuneException(Diagnostic.Error("FT0504", "the tokenize stage's output has no tokenizer/tokenizer.json; re-run the tokenize stage", tokenizerJson), ExitCodes.StageFailed);
-        var root = JsonNode.Parse(File.ReadAllText(tokenizerJson))!;
-        var ids = new Dictionary<string, int>(StringComparer.Ordinal);
-        if (root["model"]?["vocab"] is JsonObject vocab)
-            foreach (var (token, id) in vocab) if (id is not null) ids[token] = id.GetValue<int>();
-        if (root["added_tokens"] is JsonArray added)
-            foreach (var token in added.OfType<JsonObject>())
-                ids[token["content"]!.GetValue<string>()] = token["id"]!.GetValue<int>();
-        var largest = ids.Count == 0 ? -1 : ids.Values.Max();
-        if (data is not null)
-            for (var i = 0; i < data.Count; i++)
-                foreach (var id in data.Ids(i)) largest = Math.Max(largest, id);
-
-        int? IdOf(string key)
-        {
-            var configPath = Path.Combine(tokenizerDirectory, "tokenizer_config.json");
-            if (!File.Exists(configPath)) return null;
-            var node = JsonNode.Parse(File.ReadAllText(configPath))?[key];
-            var text = node is JsonObject o ? o["content"]?.GetValue<string>() : node is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
-            return text is not null && ids.TryGetValue(text, out var id) ? id : null;
-        }
-        return new TokenizerFacts(largest + 1, IdOf("bos_token"), IdOf("eos_token"), IdOf("pad_token"));
-    }
 }

@@ -43,9 +43,14 @@ internal sealed class RecordingLog : IStageLog
 {
     public List<string> Lines { get; } = [];
     public List<StageProgress> Progress { get; } = [];
+    public Action<StageProgress>? OnProgress { get; set; }
     public void Info(string message) => Lines.Add("info: " + message);
     public void Warning(string message) => Lines.Add("warning: " + message);
-    void IStageLog.Progress(StageProgress progress) => Progress.Add(progress);
+    void IStageLog.Progress(StageProgress progress)
+    {
+        Progress.Add(progress);
+        OnProgress?.Invoke(progress);
+    }
 }
 
 internal static class Contexts
