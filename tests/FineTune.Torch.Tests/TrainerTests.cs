@@ -170,9 +170,10 @@ public sealed class TrainerTests : IDisposable
         File.WriteAllText(Path.Combine(tokenize, "tokenizer", "tokenizer.json"), new JsonObject
         {
             ["model"] = new JsonObject { ["type"] = "BPE", ["vocab"] = vocab },
+            ["pre_tokenizer"] = new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["use_regex"] = true },
             ["added_tokens"] = new JsonArray(new JsonObject { ["id"] = 38, ["content"] = "<|im_start|>" }, new JsonObject { ["id"] = 39, ["content"] = "<|im_end|>" }),
         }.ToJsonString());
-        File.WriteAllText(Path.Combine(tokenize, "tokenizer", "tokenizer_config.json"), """{"eos_token": "<|im_end|>", "pad_token": "t0"}""");
+        File.WriteAllText(Path.Combine(tokenize, "tokenizer", "tokenizer_config.json"), """{"eos_token": "<|im_end|>", "pad_token": "<|im_start|>"}""");
 
         var pipeline = new PipelineDefinition { FilePath = Path.Combine(_root, "p.yaml") };
         var settings = Settings();
@@ -191,7 +192,7 @@ public sealed class TrainerTests : IDisposable
         var config = LlamaConfig.FromJson(File.ReadAllText(Path.Combine(output, "model", "config.json")), "config.json");
         Assert.Equal(40, config.VocabSize);
         Assert.Equal(39, config.EosTokenId);
-        Assert.Equal(0, config.PadTokenId);
+        Assert.Equal(38, config.PadTokenId);
         var weights = Safetensors.Load(Path.Combine(output, "model", "model.safetensors"));
         using var model = new LlamaForCausalLM(config);
         Assert.Equal(model.state_dict().Keys.Order(), weights.Keys.Order());
