@@ -7,7 +7,7 @@ namespace FineTune.Torch.Models;
 /// The hyper-parameters of a Llama-architecture decoder, named and serialised as Hugging Face's
 /// <c>config.json</c> (<c>LlamaForCausalLM</c>), so an exported model loads in transformers and llama.cpp converters.
 /// </summary>
-public sealed class LlamaConfig
+public sealed record LlamaConfig
 {
     public int VocabSize { get; init; }
     public int HiddenSize { get; init; }

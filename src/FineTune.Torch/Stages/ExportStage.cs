@@ -86,19 +86,8 @@ public sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = nu
     }
 
     // Hugging Face tools read the special ids from config.json as well as from the tokenizer.
-    private static LlamaConfig WithTokenIds(LlamaConfig c, IChatTokenizer tokenizer) => new()
+    private static LlamaConfig WithTokenIds(LlamaConfig c, IChatTokenizer tokenizer) => c with
     {
-        VocabSize = c.VocabSize,
-        HiddenSize = c.HiddenSize,
-        IntermediateSize = c.IntermediateSize,
-        NumHiddenLayers = c.NumHiddenLayers,
-        NumAttentionHeads = c.NumAttentionHeads,
-        NumKeyValueHeads = c.NumKeyValueHeads,
-        RopeTheta = c.RopeTheta,
-        RmsNormEps = c.RmsNormEps,
-        MaxPositionEmbeddings = c.MaxPositionEmbeddings,
-        TieWordEmbeddings = c.TieWordEmbeddings,
-        BosTokenId = c.BosTokenId,
         EosTokenId = c.EosTokenId ?? (tokenizer.StopTokenIds.Count > 0 ? tokenizer.StopTokenIds[0] : null),
         PadTokenId = c.PadTokenId ?? tokenizer.PadTokenId,
     };
