@@ -20,7 +20,7 @@ namespace FineTune.Torch.Stages;
 public sealed class TrainStage : Stage
 {
     public override string Name => "train";
-    public override int ImplementationVersion => 1;
+    public override int ImplementationVersion => 2;
     public override IReadOnlyList<string> DependsOn => ["tokenize"];
     public override bool DependsOnComputeEnvironment => true;
     public override object SelectSettings(PipelineDefinition pipeline) => pipeline.Stages.Train;

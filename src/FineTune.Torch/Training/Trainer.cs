@@ -13,7 +13,10 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace FineTune.Torch.Training;
 
-/// <summary>What a training run achieved; the train stage copies it into its summary.</summary>
+/// <summary>
+/// What a training run achieved; the train stage copies it into its summary. <see cref="FinalLoss"/> is the mean over the
+/// last 5 % of steps, since a single step's loss depends on which length group its batch came from.
+/// </summary>
 public sealed record TrainResult(
     int Steps, double Epochs, long Tokens, long TrainedTokens, double FirstLoss, double FinalLoss,
     double TokensPerSecond, double Mfu, double DurationSeconds, long Parameters, bool Resumed);
@@ -112,7 +115,8 @@ public sealed class Trainer
         var elapsedBefore = state.ElapsedSeconds;
         long tokens = state.Tokens, trainedTokens = state.TrainedTokens, microBatch = state.MicroBatch;
         long windowTokens = 0;
-        double windowFlops = 0, totalFlops = 0;
+        double windowFlops = 0, totalFlops = 0, windowLoss = 0;
+        var windowSteps = 0;
         var windowClock = Stopwatch.StartNew();
         double firstLoss = state.FirstLoss, loss = double.NaN;
         IReadOnlyList<int[]>? plan = null;
@@ -167,6 +171,10 @@ public sealed class Trainer
                 loss = lossSum;
                 Losses.Add(loss);
                 if (step == 0) firstLoss = loss;
+                // Batches are grouped by length, so one step's loss swings with the kind of example it holds
+                // (memorised greetings vs long lines): logs show the mean since the last log, as transformers does.
+                windowLoss += loss;
+                windowSteps++;
                 var done = step + 1;
                 var epochs = microBatch / (double)batchesPerEpoch;
                 if (done % _settings.LogEvery == 0 || done == totalSteps || done == 1)
@@ -174,17 +182,20 @@ public sealed class Trainer
                     var seconds = windowClock.Elapsed.TotalSeconds;
                     var tokensPerSecond = windowTokens / Math.Max(seconds, 1e-9);
                     var elapsed = elapsedBefore + clock.Elapsed.TotalSeconds;
+                    var meanLoss = windowLoss / windowSteps;
                     _log.Progress(new StageProgress(done, totalSteps, "step",
-                        $"loss {loss:F3} lr {learningRate:0.0e+00} {tokensPerSecond:N0} tok/s"));
+                        $"loss {meanLoss:F3} lr {learningRate:0.0e+00} {tokensPerSecond:N0} tok/s"));
                     metrics?.WriteLine(JsonSerializer.Serialize(new
                     {
-                        step = done, epoch = Math.Round(epochs, 4), loss = Math.Round(loss, 5), lr = learningRate,
+                        step = done, epoch = Math.Round(epochs, 4), loss = Math.Round(meanLoss, 5), lr = learningRate,
                         grad_norm = Math.Round(gradNorm, 5), tokens, tokens_per_s = Math.Round(tokensPerSecond, 1),
                         elapsed_s = Math.Round(elapsed, 2), mfu = Math.Round(windowFlops / Math.Max(seconds, 1e-9) / peakFlops, 4),
                     }));
                     metrics?.Flush();
                     windowTokens = 0;
                     windowFlops = 0;
+                    windowLoss = 0;
+                    windowSteps = 0;
                     windowClock.Restart();
                 }
                 state = new Position(done, microBatch, tokens, trainedTokens, firstLoss, elapsedBefore + clock.Elapsed.TotalSeconds);
@@ -210,7 +221,7 @@ public sealed class Trainer
             Tokens: tokens,
             TrainedTokens: trainedTokens,
             FirstLoss: firstLoss,
-            FinalLoss: loss,
+            FinalLoss: Losses.Count == 0 ? loss : Losses.TakeLast(Math.Max(1, totalSteps / 20)).Average(),
             TokensPerSecond: Math.Round(tokens / Math.Max(totalDuration, 1e-9), 1),
             Mfu: Math.Round(totalFlops / Math.Max(duration, 1e-9) / peakFlops, 4),
             DurationSeconds: Math.Round(totalDuration, 2),
