@@ -1,3 +1,4 @@
+using FineTune.Core.Data;
 using FineTune.Core.Tokenization;
 
 namespace FineTune.Torch.Training;
@@ -15,7 +16,9 @@ public static class Batching
 
     public static IReadOnlyList<int[]> EpochBatches(TokenizedDataset data, int batchSize, int seed, int epoch)
     {
-        var random = new Random(HashCode.Combine(seed, epoch, 0x5eed));
+        // Not HashCode.Combine or System.Random: the first is salted per process, the second's algorithm is not promised
+        // across .NET versions; the same seed must give the same batches in every run.
+        var random = new SplitMix64(((ulong)(uint)seed << 32) | (uint)epoch);
         var usable = Enumerable.Range(0, data.Count).Where(i => data.Length(i) >= 2).ToArray();
         random.Shuffle(usable);
         var batches = new List<int[]>();
