@@ -1,3 +1,4 @@
+using FineTune.Core;
 using System.CommandLine;
 using System.Text.Json;
 using FineTune.Core.Diagnostics;
@@ -27,7 +28,7 @@ public static class InfoCommand
                 download_cache = DownloadCache.DefaultRoot(),
             };
             console.Out.WriteLine(parse.GetValue(json)
-                ? JsonSerializer.Serialize(info, new JsonSerializerOptions { WriteIndented = true })
+                ? JsonSerializer.Serialize(info, JsonText.Indented)
                 : $"dotnet-finetune {info.tool}\ndevice: {info.device} ({info.threads} threads)\nlibtorch: {info.libtorch}\ndownload cache: {info.download_cache}");
             return ExitCodes.Ok;
         });

@@ -1,3 +1,4 @@
+using FineTune.Core;
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
@@ -75,7 +76,7 @@ public static class RunCommand
                         summary = o.Entry?.Summary,
                     }),
                     export_directory = export,
-                }, new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
+                }, JsonText.Indented));
                 return ExitCodes.Ok;
             }
 

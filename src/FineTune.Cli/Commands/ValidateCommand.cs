@@ -1,3 +1,4 @@
+using FineTune.Core;
 using System.CommandLine;
 using System.Text.Json;
 using FineTune.Core.Diagnostics;
@@ -35,7 +36,7 @@ public static class ValidateCommand
                         line = d.Line,
                         column = d.Column,
                     }),
-                }, new JsonSerializerOptions { WriteIndented = true }));
+                }, JsonText.Indented));
             }
             else
             {

@@ -17,7 +17,7 @@ public static class PipelineSchema
         root["$schema"] = "http://json-schema.org/draft-07/schema#";
         root["$id"] = Id;
         root["title"] = "dotnet finetune pipeline";
-        return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+        return root.ToJsonString(JsonText.Indented);
     }
 
     private static JsonObject ObjectSchema(Type type, object defaults)

@@ -1,4 +1,3 @@
-using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using FineTune.Core.Data;
@@ -201,7 +200,7 @@ public sealed class ChatTokenizer : IChatTokenizer
     }
 
     private static void WriteJson(string path, JsonNode node) =>
-        File.WriteAllText(path, node.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n");
+        File.WriteAllText(path, node.ToJsonString(JsonText.Indented) + "\n");
 
     private int RequireAdded(string content, string where) => _bpe.FindAdded(content)?.Id
         ?? throw new FineTuneException(Diagnostic.Error("FT0403",

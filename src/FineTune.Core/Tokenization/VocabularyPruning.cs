@@ -1,4 +1,3 @@
-using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -103,5 +102,5 @@ public static class VocabularyPruning
     }
 
     private static void Write(string path, JsonNode node) =>
-        File.WriteAllText(path, node.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n");
+        File.WriteAllText(path, node.ToJsonString(JsonText.Indented) + "\n");
 }

@@ -1,3 +1,4 @@
+using FineTune.Core;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using FineTune.Core.Diagnostics;
@@ -105,6 +106,6 @@ public sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = nu
             ["do_sample"] = false,
             ["max_new_tokens"] = maxNewTokens,
         };
-        return json.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+        return json.ToJsonString(JsonText.Indented);
     }
 }

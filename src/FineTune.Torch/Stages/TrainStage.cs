@@ -1,3 +1,4 @@
+using FineTune.Core;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using FineTune.Core.Caching;
@@ -79,7 +80,7 @@ public sealed class TrainStage : Stage
         context.Summary["duration_s"] = result.DurationSeconds;
         context.Summary["params"] = result.Parameters;
         File.WriteAllText(Path.Combine(context.OutputDirectory, "summary.json"),
-            JsonSerializer.Serialize(context.Summary, new JsonSerializerOptions { WriteIndented = true }));
+            JsonSerializer.Serialize(context.Summary, JsonText.Indented));
         return Task.CompletedTask;
     }
 

@@ -1,0 +1,14 @@
+using System.Text.Encodings.Web;
+using System.Text.Json;
+
+namespace FineTune.Core;
+
+/// <summary>The JSON the tool writes for people to read: indented, with CJK and other text left unescaped.</summary>
+public static class JsonText
+{
+    public static readonly JsonSerializerOptions Indented = new()
+    {
+        WriteIndented = true,
+        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
+}
