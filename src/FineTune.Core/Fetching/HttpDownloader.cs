@@ -7,6 +7,27 @@ using FineTune.Core.Stages;
 namespace FineTune.Core.Fetching;
 
 /// <summary>
+/// What a caller other than the fetch stage changes about a download: credentials, and the wording of the errors,
+/// which by default speak of <c>stages.fetch</c> and <c>dotnet finetune cache add</c>.
+/// </summary>
+public sealed class HttpDownloadOptions
+{
+    /// <summary>Sent with every request to the URL itself. HttpClient drops it when following a redirect.</summary>
+    public AuthenticationHeaderValue? Authorization { get; init; }
+
+    /// <summary>Builds the error for a final (not retried) 4xx answer; null for the fetch stage's wording.</summary>
+    public Func<HttpResponseMessage, FineTuneException>? RefusedError { get; init; }
+
+    /// <summary>The last sentence of the "could not download" error: what the user can do instead.</summary>
+    public string? UnreachableAdvice { get; init; }
+
+    /// <summary>Builds the error for content whose sha256 is not the expected one; null for the fetch stage's wording.</summary>
+    public Func<string, string, FineTuneException>? MismatchError { get; init; }
+
+    public override string ToString() => "HttpDownloadOptions"; // never print credentials
+}
+
+/// <summary>
 /// Downloads one URL into a partial file and verifies it. An interrupted transfer resumes with a Range request;
 /// network failures, timeouts, 5xx and 429 are retried with exponential backoff; other 4xx answers are final.
 /// </summary>
@@ -39,9 +60,17 @@ public sealed class HttpDownloader
     /// file already holds. Throws <see cref="FineTuneException"/> when the content does not match the pin
     /// (exit code 2) or the server cannot be reached (exit code 3); the partial file is kept in the latter case.
     /// </summary>
-    public async Task DownloadAsync(Uri url, string partialPath, string expectedSha256, IProgress<StageProgress>? progress, CancellationToken ct)
+    public Task DownloadAsync(Uri url, string partialPath, string expectedSha256, IProgress<StageProgress>? progress, CancellationToken ct)
+        => DownloadAsync(url, partialPath, expectedSha256, progress, null, ct);
+
+    /// <summary>
+    /// As above; a null <paramref name="expectedSha256"/> accepts whatever the server sends (the caller verifies it some
+    /// other way), and <paramref name="options"/> adds credentials and the caller's wording of errors.
+    /// </summary>
+    public async Task DownloadAsync(Uri url, string partialPath, string? expectedSha256, IProgress<StageProgress>? progress,
+        HttpDownloadOptions? options, CancellationToken ct)
     {
-        var expected = expectedSha256.ToLowerInvariant();
+        var expected = expectedSha256?.ToLowerInvariant();
         var failures = 0;
         var backoff = InitialBackoff;
         var restartedAfterMismatch = false;
@@ -53,7 +82,7 @@ public sealed class HttpDownloader
             AttemptResult result;
             try
             {
-                result = await AttemptAsync(url, partialPath, resumedFrom, progress, ct);
+                result = await AttemptAsync(url, partialPath, resumedFrom, progress, options, ct);
             }
             catch (Exception e) when (IsTransient(e, ct))
             {
@@ -64,7 +93,7 @@ public sealed class HttpDownloader
                     failures = 0;
                     backoff = InitialBackoff;
                 }
-                if (++failures >= MaxAttempts) throw Unreachable(url, failures, e, partialPath);
+                if (++failures >= MaxAttempts) throw Unreachable(url, failures, e, partialPath, options?.UnreachableAdvice);
                 await Task.Delay(RetryDelay(e, backoff), ct);
                 backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, MaxBackoff.Ticks));
                 continue;
@@ -76,6 +105,7 @@ public sealed class HttpDownloader
                 continue;
             }
 
+            if (expected is null) return;
             var actual = ContentHash.OfFile(partialPath);
             if (actual == expected) return;
 
@@ -86,6 +116,7 @@ public sealed class HttpDownloader
                 restartedAfterMismatch = true;
                 continue;
             }
+            if (options?.MismatchError is { } mismatchError) throw mismatchError(actual, expected);
             throw new FineTuneException(Diagnostic.Error("FT0303",
                 $"downloaded {url} but its sha256 is {actual}, not the pinned {expected}. " +
                 "The file at the URL has changed, or the pin is wrong. Check the source; if the new content is right, " +
@@ -96,10 +127,12 @@ public sealed class HttpDownloader
 
     private enum AttemptResult { Complete, Restart }
 
-    private async Task<AttemptResult> AttemptAsync(Uri url, string partialPath, long resumeFrom, IProgress<StageProgress>? progress, CancellationToken ct)
+    private async Task<AttemptResult> AttemptAsync(Uri url, string partialPath, long resumeFrom, IProgress<StageProgress>? progress,
+        HttpDownloadOptions? options, CancellationToken ct)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, url);
         if (resumeFrom > 0) request.Headers.Range = new RangeHeaderValue(resumeFrom, null);
+        request.Headers.Authorization = options?.Authorization;
 
         using var idle = CancellationTokenSource.CreateLinkedTokenSource(ct);
         idle.CancelAfter(IdleTimeout);
@@ -113,6 +146,7 @@ public sealed class HttpDownloader
         if (IsRetryableStatus(response.StatusCode))
             throw new HttpRequestException($"{(int)response.StatusCode} {response.ReasonPhrase}", null, response.StatusCode)
             { Data = { ["RetryAfter"] = response.Headers.RetryAfter?.Delta } };
+        if (!response.IsSuccessStatusCode && options?.RefusedError is { } refusedError) throw refusedError(response);
         if (!response.IsSuccessStatusCode)
             throw new FineTuneException(Diagnostic.Error("FT0305",
                 $"{url} answered {(int)response.StatusCode} {response.ReasonPhrase}. Check stages.fetch.url; " +
@@ -164,6 +198,40 @@ public sealed class HttpDownloader
         return AttemptResult.Complete;
     }
 
+    /// <summary>
+    /// Sends a small request (metadata, not a file) with the same retries as a download: network failures, silence,
+    /// 5xx and 429 are retried with backoff; any other answer goes to <paramref name="read"/>, which turns it into a
+    /// result or a final error. Throws FT0304 (exit code 3) when the server stays unreachable.
+    /// </summary>
+    public async Task<T> SendWithRetriesAsync<T>(HttpClient client, Func<HttpRequestMessage> makeRequest,
+        Func<HttpResponseMessage, CancellationToken, Task<T>> read, string unreachableAdvice, CancellationToken ct)
+    {
+        var failures = 0;
+        var backoff = InitialBackoff;
+        while (true)
+        {
+            ct.ThrowIfCancellationRequested();
+            using var request = makeRequest();
+            var url = request.RequestUri!;
+            try
+            {
+                using var idle = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                idle.CancelAfter(IdleTimeout);
+                using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, idle.Token);
+                if (IsRetryableStatus(response.StatusCode))
+                    throw new HttpRequestException($"{(int)response.StatusCode} {response.ReasonPhrase}", null, response.StatusCode)
+                    { Data = { ["RetryAfter"] = response.Headers.RetryAfter?.Delta } };
+                return await read(response, idle.Token);
+            }
+            catch (Exception e) when (IsTransient(e, ct))
+            {
+                if (++failures >= MaxAttempts) throw Unreachable(url, failures, e, null, unreachableAdvice);
+                await Task.Delay(RetryDelay(e, backoff), ct);
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, MaxBackoff.Ticks));
+            }
+        }
+    }
+
     private static bool IsRetryableStatus(HttpStatusCode status) =>
         status == HttpStatusCode.TooManyRequests || (int)status >= 500;
 
@@ -184,16 +252,16 @@ public sealed class HttpDownloader
         return backoff;
     }
 
-    private static FineTuneException Unreachable(Uri url, int attempts, Exception last, string partialPath)
+    private static FineTuneException Unreachable(Uri url, int attempts, Exception last, string? partialPath, string? advice)
     {
         var reason = last is OperationCanceledException ? "the server stopped answering" : last.Message;
-        var kept = File.Exists(partialPath) && new FileInfo(partialPath).Length > 0
+        var kept = partialPath is not null && File.Exists(partialPath) && new FileInfo(partialPath).Length > 0
             ? $" The {new FileInfo(partialPath).Length:N0} bytes received are kept and the next run resumes from them."
             : "";
         return new FineTuneException(Diagnostic.Error("FT0304",
             $"could not download {url} after {attempts} attempts: {reason}.{kept} " +
-            "Check the network and the URL. To work offline, download the file by other means, run " +
-            $"`dotnet finetune cache add <file>`, and set {DownloadCache.OfflineVariable}=1."),
+            (advice ?? "Check the network and the URL. To work offline, download the file by other means, run " +
+            $"`dotnet finetune cache add <file>`, and set {DownloadCache.OfflineVariable}=1.")),
             ExitCodes.StageFailed);
     }
 }

@@ -82,7 +82,9 @@ public sealed class TestHttpServer : IDisposable
             foreach (var (name, value) in reply.Headers ?? new Dictionary<string, string>()) response.Append($"{name}: {value}\r\n");
             response.Append("\r\n");
             await stream.WriteAsync(Encoding.ASCII.GetBytes(response.ToString()));
-            await stream.WriteAsync(reply.Body.AsMemory(0, Math.Min(reply.DropAfter ?? reply.Body.Length, reply.Body.Length)));
+            // A HEAD answer announces the body's length but carries no body.
+            if (request.Method != "HEAD")
+                await stream.WriteAsync(reply.Body.AsMemory(0, Math.Min(reply.DropAfter ?? reply.Body.Length, reply.Body.Length)));
             await stream.FlushAsync();
         }
         catch (IOException)
