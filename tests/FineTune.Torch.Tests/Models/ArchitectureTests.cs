@@ -125,13 +125,14 @@ public sealed class ArchitectureTests : IDisposable
     {
         var config = BaseConfig("llama", "LlamaForCausalLM");
         config["tie_word_embeddings"] = true;
-        config["head_dim"] = 4;
-        // Small original context so the three bands (kept, blended, stretched) all occur with head_dim 4 and 8.
+        config["head_dim"] = 8; // Llama 3.2 configs name head_dim; here it is not hidden / heads (4)
+        // A small original context, so the three bands occur among 4 frequencies: wavelength 6.3 kept (< 16),
+        // 63 blended (16..64), 628 and 6283 stretched (> 64).
         config["rope_scaling"] = new JsonObject
         {
             ["rope_type"] = "llama3", ["factor"] = 8.0, ["low_freq_factor"] = 1.0, ["high_freq_factor"] = 4.0, ["original_max_position_embeddings"] = 64,
         };
-        var weights = RandomWeights(headDim: 4, bias: false, qkNorm: false, tied: true, ScalarType.BFloat16, seed: 1);
+        var weights = RandomWeights(headDim: 8, bias: false, qkNorm: false, tied: true, ScalarType.BFloat16, seed: 1);
         WriteFolder(config, weights);
         var scaled = AssertLogitsMatchReference(weights);
 
