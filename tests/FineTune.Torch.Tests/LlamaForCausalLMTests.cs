@@ -206,6 +206,8 @@ internal static class ReferenceLlama
                     var scores = new double[t + 1];
                     for (var s = 0; s <= t; s++)
                     {
+                        // Outside Mistral's sliding window: weight exp(-inf) = 0.
+                        if (c.SlidingWindow is { } window && s <= t - window) { scores[s] = double.NegativeInfinity; continue; }
                         double dot = 0;
                         for (var i = 0; i < d; i++) dot += q[t][head * d + i] * k[s][kvHead * d + i];
                         scores[s] = dot / Math.Sqrt(d);

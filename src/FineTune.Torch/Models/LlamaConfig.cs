@@ -44,6 +44,9 @@ public sealed record LlamaConfig
     public int MaxPositionEmbeddings { get; init; } = 2048;
     public bool TieWordEmbeddings { get; init; }
 
+    /// <summary>Mistral's sliding window: each position attends to itself and the window - 1 positions before it.</summary>
+    public int? SlidingWindow { get; init; }
+
     /// <summary>Biases on q_proj, k_proj and v_proj (o_proj never has one); always on for qwen2.</summary>
     public bool AttentionBias { get; init; }
 
@@ -89,6 +92,7 @@ public sealed record LlamaConfig
             ["rms_norm_eps"] = RmsNormEps,
             ["max_position_embeddings"] = MaxPositionEmbeddings,
             ["tie_word_embeddings"] = TieWordEmbeddings,
+            ["sliding_window"] = SlidingWindow,
             ["attention_bias"] = AttentionBias,
             ["mlp_bias"] = false,
             ["bos_token_id"] = BosTokenId,
@@ -119,6 +123,10 @@ public sealed record LlamaConfig
             throw Unsupported(sourceForErrors, $"hidden_act '{activation}' is not supported (only silu)");
         if (OptionalBool("mlp_bias") == true) throw Unsupported(sourceForErrors, "mlp_bias true is not supported");
 
+        // Qwen2 configs carry a sliding_window that only applies with use_sliding_window (false in every Qwen2.5 release).
+        if (modelType == "qwen2" && OptionalBool("use_sliding_window") == true)
+            throw Unsupported(sourceForErrors, "use_sliding_window true is not supported for qwen2");
+
         var heads = Int("num_attention_heads");
         var config = new LlamaConfig
         {
@@ -134,6 +142,7 @@ public sealed record LlamaConfig
             RmsNormEps = OptionalDouble("rms_norm_eps") ?? 1e-6,
             MaxPositionEmbeddings = OptionalInt("max_position_embeddings") ?? 2048,
             TieWordEmbeddings = OptionalBool("tie_word_embeddings") ?? false,
+            SlidingWindow = modelType == "mistral" ? OptionalInt("sliding_window") : null,
             // Qwen2's config has no attention_bias key: its q/k/v projections always carry biases.
             AttentionBias = modelType == "qwen2" || (OptionalBool("attention_bias") ?? false),
             BosTokenId = OptionalInt("bos_token_id"),

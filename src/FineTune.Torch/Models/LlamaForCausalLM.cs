@@ -257,21 +257,25 @@ public sealed class LlamaForCausalLM : nn.Module
         var past = cache?.Length ?? 0;
         var dtype = model.EmbedTokens.weight!.dtype;
         var (cos, sin) = Rotary.CosSin(past, length, _ropeInverseFrequencies, inputIds.device, dtype);
-        var mask = AttentionMask(attentionMask, past, length, inputIds.device);
+        var mask = AttentionMask(attentionMask, past, length, Config.SlidingWindow, inputIds.device);
         return model.Forward(inputIds, cos, sin, mask, cache).MoveToOuterDisposeScope();
     }
 
     /// <summary>
     /// The boolean mask SDPA needs when plain causal attention is not enough: queries at absolute positions
-    /// past..past+T-1 see keys up to their own position, minus padded keys. Null when is_causal does the job.
+    /// past..past+T-1 see keys up to their own position (and, with a sliding window, no further back than
+    /// window - 1 positions), minus padded keys. Null when is_causal does the job.
     /// </summary>
-    private static Tensor? AttentionMask(Tensor? attentionMask, long past, long length, Device device)
+    private static Tensor? AttentionMask(Tensor? attentionMask, long past, long length, int? slidingWindow, Device device)
     {
-        if (attentionMask is null && (past == 0 || length == 1)) return null;
         var total = past + length;
+        var windowCuts = slidingWindow is { } w && total > w;
+        if (attentionMask is null && (past == 0 || length == 1) && !windowCuts) return null;
         var queryPositions = arange(past, total, 1, ScalarType.Int64, device).unsqueeze(1);
         var keyPositions = arange(0, total, 1, ScalarType.Int64, device).unsqueeze(0);
-        var mask = keyPositions.le(queryPositions).unsqueeze(0).unsqueeze(0); // [1, 1, T, total]
+        var visible = keyPositions.le(queryPositions);
+        if (windowCuts) visible = visible.logical_and(keyPositions.gt(queryPositions - slidingWindow!.Value));
+        var mask = visible.unsqueeze(0).unsqueeze(0); // [1, 1, T, total]
         if (attentionMask is not null)
         {
             var keys = attentionMask.shape[1] == total

@@ -205,6 +205,31 @@ public sealed class ArchitectureTests : IDisposable
     }
 
     [Fact]
+    public void Mistral_sliding_window_limits_attention_also_when_decoding_with_the_cache()
+    {
+        var config = BaseConfig("mistral", "MistralForCausalLM");
+        config["sliding_window"] = 3; // sequences are 8 long
+        var weights = RandomWeights(headDim: Hidden / Heads, bias: false, qkNorm: false, tied: false, ScalarType.Float32, seed: 8);
+        WriteFolder(config, weights);
+        var windowed = AssertLogitsMatchReference(weights);
+        Assert.Equal(3, ModelFolder.ReadConfig(_dir).SlidingWindow);
+
+        using var model = ModelFolder.Load(_dir);
+        using var ids = tensor(Sequences[0].Select(i => (long)i).ToArray(), [1, Sequences[0].Length]);
+        using var cache = model.NewCache();
+        var steps = new List<Tensor> { model.Logits(model.Hidden(ids[.., ..2], cache: cache)) };
+        for (var t = 2; t < Sequences[0].Length; t++) steps.Add(model.Logits(model.Hidden(ids[.., t..(t + 1)], cache: cache)));
+        using var incremental = cat(steps, 1);
+        var expected = tensor(windowed[0], [1, Sequences[0].Length, Vocab]);
+        Assert.True(incremental.allclose(expected, rtol: 1e-4, atol: 1e-4), $"max diff {(incremental - expected).abs().max().item<float>()}");
+
+        config.Remove("sliding_window");
+        File.WriteAllText(Path.Combine(_dir, "config.json"), config.ToJsonString());
+        var full = AssertLogitsMatchReference(weights);
+        Assert.True(windowed[0][^Vocab..].Zip(full[0][^Vocab..]).Max(p => Math.Abs(p.First - p.Second)) > 1e-3);
+    }
+
+    [Fact]
     public void Weights_of_another_family_are_named_as_missing_or_unexpected()
     {
         var config = BaseConfig("llama", "LlamaForCausalLM");
