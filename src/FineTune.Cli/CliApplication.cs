@@ -45,6 +45,8 @@ public static class CliApplication
         root.Subcommands.Add(SchemaCommand.Create(console));
         root.Subcommands.Add(CacheCommand.Create(console));
         root.Subcommands.Add(ChatCommand.Create(host.Services, console));
+        root.Subcommands.Add(ScoreCommand.Create(console));
+        root.Subcommands.Add(GenerateCommand.Create(console));
         root.Subcommands.Add(InfoCommand.Create(console));
 
         var parse = root.Parse(args);

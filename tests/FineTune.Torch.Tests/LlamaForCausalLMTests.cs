@@ -143,7 +143,7 @@ public class LlamaForCausalLMTests
         Assert.True(cat([first, rest], 1).allclose(full, rtol: 0, atol: 1e-5));
     }
 
-    private static float[,] Matrix(Tensor t)
+    internal static float[,] Matrix(Tensor t)
     {
         var flat = t.to(ScalarType.Float32).data<float>().ToArray();
         var rows = t.dim() == 1 ? 1 : (int)t.shape[0];
@@ -156,27 +156,45 @@ public class LlamaForCausalLMTests
 }
 
 /// <summary>
-/// Llama written from the Hugging Face modeling code with nothing but loops over float arrays (double
-/// accumulation), independent of the TorchSharp implementation under test.
+/// Llama (and Mistral, Qwen2, Qwen3) written from the Hugging Face modeling code with nothing but loops over float
+/// arrays (double accumulation), independent of the TorchSharp implementation under test. Biases are used when the
+/// weights hold them, q/k norms when the weights hold self_attn.q_norm.weight.
 /// </summary>
 internal static class ReferenceLlama
 {
     public static float[] Logits(LlamaConfig c, Dictionary<string, float[,]> w, int[] tokens)
     {
         int T = tokens.Length, H = c.HiddenSize, nh = c.NumAttentionHeads, nkv = c.NumKeyValueHeads, d = c.HeadDim;
+        var inverseFrequencies = InverseFrequencies(c);
         var x = new double[T][];
         for (var t = 0; t < T; t++) x[t] = Row(w["model.embed_tokens.weight"], tokens[t]);
         for (var l = 0; l < c.NumHiddenLayers; l++)
         {
             string P(string s) => $"model.layers.{l}.{s}.weight";
             var h = x.Select(r => RmsNorm(r, w[P("input_layernorm")], c.RmsNormEps)).ToArray();
-            var q = h.Select(r => MatVec(w[P("self_attn.q_proj")], r)).ToArray();
-            var k = h.Select(r => MatVec(w[P("self_attn.k_proj")], r)).ToArray();
-            var v = h.Select(r => MatVec(w[P("self_attn.v_proj")], r)).ToArray();
+            double[] Project(string name, double[] r)
+            {
+                var y = MatVec(w[P(name)], r);
+                if (w.TryGetValue($"model.layers.{l}.{name}.bias", out var bias))
+                    for (var i = 0; i < y.Length; i++) y[i] += bias[0, i];
+                return y;
+            }
+            var q = h.Select(r => Project("self_attn.q_proj", r)).ToArray();
+            var k = h.Select(r => Project("self_attn.k_proj", r)).ToArray();
+            var v = h.Select(r => Project("self_attn.v_proj", r)).ToArray();
+            var qkNorm = w.ContainsKey(P("self_attn.q_norm"));
             for (var t = 0; t < T; t++)
             {
-                for (var head = 0; head < nh; head++) Rope(q[t], head * d, d, t, c.RopeTheta);
-                for (var head = 0; head < nkv; head++) Rope(k[t], head * d, d, t, c.RopeTheta);
+                for (var head = 0; head < nh; head++)
+                {
+                    if (qkNorm) NormSlice(q[t], head * d, d, w[P("self_attn.q_norm")], c.RmsNormEps);
+                    Rope(q[t], head * d, d, t, inverseFrequencies);
+                }
+                for (var head = 0; head < nkv; head++)
+                {
+                    if (qkNorm) NormSlice(k[t], head * d, d, w[P("self_attn.k_norm")], c.RmsNormEps);
+                    Rope(k[t], head * d, d, t, inverseFrequencies);
+                }
             }
             var attn = new double[T][];
             for (var t = 0; t < T; t++)
@@ -188,6 +206,8 @@ internal static class ReferenceLlama
                     var scores = new double[t + 1];
                     for (var s = 0; s <= t; s++)
                     {
+                        // Outside Mistral's sliding window: weight exp(-inf) = 0.
+                        if (c.SlidingWindow is { } window && s <= t - window) { scores[s] = double.NegativeInfinity; continue; }
                         double dot = 0;
                         for (var i = 0; i < d; i++) dot += q[t][head * d + i] * k[s][kvHead * d + i];
                         scores[s] = dot / Math.Sqrt(d);
@@ -231,12 +251,41 @@ internal static class ReferenceLlama
         return x.Select((v, i) => v / Math.Sqrt(ms + eps) * weight[0, i]).ToArray();
     }
 
-    // HF rotate_half: dimension i (< d/2) pairs with i + d/2, both rotated by position * theta^(-2i/d).
-    private static void Rope(double[] v, int offset, int d, int position, double theta)
+    private static void NormSlice(double[] v, int offset, int d, float[,] weight, double eps)
+    {
+        var normed = RmsNorm(v[offset..(offset + d)], weight, eps);
+        Array.Copy(normed, 0, v, offset, d);
+    }
+
+    // transformers' _compute_default_rope_parameters, then _compute_llama3_parameters or the linear one, as torch.where masks.
+    public static double[] InverseFrequencies(LlamaConfig c)
+    {
+        var d = c.HeadDim;
+        var inv = new double[d / 2];
+        for (var i = 0; i < d / 2; i++) inv[i] = 1.0 / Math.Pow(c.RopeTheta, (2.0 * i) / d);
+        if (c.RopeScaling is { RopeType: "linear", Factor: var linearFactor }) return inv.Select(f => f / linearFactor).ToArray();
+        if (c.RopeScaling is not { RopeType: "llama3" } s) return inv;
+        var lowFreqWavelen = s.OriginalMaxPositionEmbeddings / s.LowFreqFactor;
+        var highFreqWavelen = s.OriginalMaxPositionEmbeddings / s.HighFreqFactor;
+        var result = new double[inv.Length];
+        for (var i = 0; i < inv.Length; i++)
+        {
+            var wavelen = 2 * Math.PI / inv[i];
+            var llama = wavelen > lowFreqWavelen ? inv[i] / s.Factor : inv[i];
+            var smoothFactor = (s.OriginalMaxPositionEmbeddings / wavelen - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor);
+            var smoothed = (1 - smoothFactor) * llama / s.Factor + smoothFactor * llama;
+            var isMediumFreq = !(wavelen < highFreqWavelen) && !(wavelen > lowFreqWavelen);
+            result[i] = isMediumFreq ? smoothed : llama;
+        }
+        return result;
+    }
+
+    // HF rotate_half: dimension i (< d/2) pairs with i + d/2, both rotated by position * inv_freq[i].
+    private static void Rope(double[] v, int offset, int d, int position, double[] inverseFrequencies)
     {
         for (var i = 0; i < d / 2; i++)
         {
-            var angle = position * Math.Pow(theta, -2.0 * i / d);
+            var angle = position * inverseFrequencies[i];
             double a = v[offset + i], b = v[offset + i + d / 2];
             v[offset + i] = a * Math.Cos(angle) - b * Math.Sin(angle);
             v[offset + i + d / 2] = b * Math.Cos(angle) + a * Math.Sin(angle);

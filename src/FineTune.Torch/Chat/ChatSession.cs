@@ -19,7 +19,7 @@ public sealed class ChatSession : IDisposable
     public const int FallbackMaxNewTokens = 256;
 
     private static readonly string[] RequiredFiles =
-        [ModelFolder.ConfigFile, ModelFolder.WeightsFile, ChatTokenizer.TokenizerJsonFile, ChatTokenizer.TokenizerConfigFile];
+        [ModelFolder.ConfigFile, ChatTokenizer.TokenizerJsonFile, ChatTokenizer.TokenizerConfigFile];
 
     public LlamaForCausalLM Model { get; }
     public IChatTokenizer Tokenizer { get; }
@@ -43,7 +43,8 @@ public sealed class ChatSession : IDisposable
         if (missing.Count > 0)
             throw new FineTuneException(Diagnostic.Error("FT0602",
                 $"the model folder lacks {string.Join(", ", missing)}; a chat model folder holds the files the export stage writes " +
-                $"({string.Join(", ", RequiredFiles)})", modelDirectory));
+                $"({string.Join(", ", RequiredFiles)}, {ModelFolder.WeightsFile})", modelDirectory));
+        ModelFolder.WeightFiles(modelDirectory); // model.safetensors or shards, before the tokenizer takes its time
 
         var tokenizer = (loadTokenizer ?? TokenizerFolder.Load)(modelDirectory);
         var model = ModelFolder.Load(modelDirectory, device: device);

@@ -5,11 +5,12 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace FineTune.Torch.Models;
 
-// A Llama decoder, read top to bottom: RMSNorm -> rotary embedding -> attention -> SwiGLU MLP -> decoder layer ->
+// A Llama-family decoder (Llama, Mistral, Qwen2, Qwen3: see LlamaConfig for the switches), read top to bottom: RMSNorm -> rotary embedding -> attention -> SwiGLU MLP -> decoder layer ->
 // the causal LM. Module names follow Hugging Face's LlamaForCausalLM, so state_dict() keys are exactly the keys of a
 // transformers checkpoint: model.embed_tokens.weight, model.layers.{i}.self_attn.{q,k,v,o}_proj.weight,
 // model.layers.{i}.mlp.{gate,up,down}_proj.weight, model.layers.{i}.{input,post_attention}_layernorm.weight,
-// model.norm.weight and lm_head.weight.
+// model.norm.weight and lm_head.weight; with attention_bias also {q,k,v}_proj.bias, and for Qwen3
+// model.layers.{i}.self_attn.{q,k}_norm.weight.
 //
 // Tied embeddings (config.TieWordEmbeddings): there is no lm_head module at all; the head multiplies by
 // model.embed_tokens.weight. state_dict() then has no lm_head.weight, which is what Hugging Face writes to the file
@@ -83,12 +84,12 @@ public sealed class KvCache : IDisposable
 /// <summary>Rotary position embedding as Hugging Face computes it: frequencies duplicated, rotate_half pairing (i, i + d/2).</summary>
 internal static class Rotary
 {
-    public static (Tensor Cos, Tensor Sin) CosSin(long start, long length, int headDim, double theta, Device device, ScalarType dtype)
+    /// <param name="inverseFrequencies">head_dim / 2 values, from <see cref="LlamaConfig.RopeInverseFrequencies"/>.</param>
+    public static (Tensor Cos, Tensor Sin) CosSin(long start, long length, float[] inverseFrequencies, Device device, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
-        var inverseFrequencies = 1.0 / pow(theta, arange(0, headDim, 2, ScalarType.Int64, device).to(ScalarType.Float32) / headDim);
         var positions = arange(start, start + length, 1, ScalarType.Int64, device).to(ScalarType.Float32);
-        var frequencies = outer(positions, inverseFrequencies);
+        var frequencies = outer(positions, tensor(inverseFrequencies, device: device));
         var angles = cat([frequencies, frequencies], -1);
         return (angles.cos().to(dtype).MoveToOuterDisposeScope(), angles.sin().to(dtype).MoveToOuterDisposeScope());
     }
@@ -106,6 +107,7 @@ internal static class Rotary
 internal sealed class LlamaAttention : nn.Module
 {
     private readonly Linear q_proj, k_proj, v_proj, o_proj;
+    private readonly LlamaRMSNorm? q_norm, k_norm;
     private readonly int _heads, _kvHeads, _headDim;
 
     public LlamaAttention(LlamaConfig config) : base("LlamaAttention")
@@ -113,10 +115,15 @@ internal sealed class LlamaAttention : nn.Module
         _heads = config.NumAttentionHeads;
         _kvHeads = config.NumKeyValueHeads;
         _headDim = config.HeadDim;
-        q_proj = nn.Linear(config.HiddenSize, _heads * _headDim, hasBias: false);
-        k_proj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: false);
-        v_proj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: false);
+        q_proj = nn.Linear(config.HiddenSize, _heads * _headDim, hasBias: config.AttentionBias);
+        k_proj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: config.AttentionBias);
+        v_proj = nn.Linear(config.HiddenSize, _kvHeads * _headDim, hasBias: config.AttentionBias);
         o_proj = nn.Linear(_heads * _headDim, config.HiddenSize, hasBias: false);
+        if (config.QkNorm)
+        {
+            q_norm = new LlamaRMSNorm(_headDim, config.RmsNormEps);
+            k_norm = new LlamaRMSNorm(_headDim, config.RmsNormEps);
+        }
         RegisterComponents();
     }
 
@@ -125,8 +132,15 @@ internal sealed class LlamaAttention : nn.Module
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache, int layer)
     {
         var (batch, length) = (x.shape[0], x.shape[1]);
-        var q = q_proj.forward(x).view(batch, length, _heads, _headDim).transpose(1, 2);
-        var k = k_proj.forward(x).view(batch, length, _kvHeads, _headDim).transpose(1, 2);
+        var q = q_proj.forward(x).view(batch, length, _heads, _headDim);
+        var k = k_proj.forward(x).view(batch, length, _kvHeads, _headDim);
+        if (q_norm is not null && k_norm is not null)
+        {
+            q = q_norm.forward(q);
+            k = k_norm.forward(k);
+        }
+        q = q.transpose(1, 2);
+        k = k.transpose(1, 2);
         var v = v_proj.forward(x).view(batch, length, _kvHeads, _headDim).transpose(1, 2);
         q = Rotary.Apply(q, cos, sin);
         k = Rotary.Apply(k, cos, sin);
@@ -216,11 +230,14 @@ public sealed class LlamaForCausalLM : nn.Module
 
     public LlamaConfig Config { get; }
 
+    private readonly float[] _ropeInverseFrequencies;
+
     public LlamaForCausalLM(LlamaConfig config) : base("LlamaForCausalLM")
     {
         if (config.NumAttentionHeads % config.NumKeyValueHeads != 0)
             throw new ArgumentException($"num_key_value_heads {config.NumKeyValueHeads} does not divide num_attention_heads {config.NumAttentionHeads}");
         Config = config;
+        _ropeInverseFrequencies = config.RopeInverseFrequencies().Select(f => (float)f).ToArray();
         model = new LlamaModel(config);
         if (!config.TieWordEmbeddings) lm_head = nn.Linear(config.HiddenSize, config.VocabSize, hasBias: false);
         RegisterComponents();
@@ -239,22 +256,26 @@ public sealed class LlamaForCausalLM : nn.Module
         var length = inputIds.shape[1];
         var past = cache?.Length ?? 0;
         var dtype = model.EmbedTokens.weight!.dtype;
-        var (cos, sin) = Rotary.CosSin(past, length, Config.HeadDim, Config.RopeTheta, inputIds.device, dtype);
-        var mask = AttentionMask(attentionMask, past, length, inputIds.device);
+        var (cos, sin) = Rotary.CosSin(past, length, _ropeInverseFrequencies, inputIds.device, dtype);
+        var mask = AttentionMask(attentionMask, past, length, Config.SlidingWindow, inputIds.device);
         return model.Forward(inputIds, cos, sin, mask, cache).MoveToOuterDisposeScope();
     }
 
     /// <summary>
     /// The boolean mask SDPA needs when plain causal attention is not enough: queries at absolute positions
-    /// past..past+T-1 see keys up to their own position, minus padded keys. Null when is_causal does the job.
+    /// past..past+T-1 see keys up to their own position (and, with a sliding window, no further back than
+    /// window - 1 positions), minus padded keys. Null when is_causal does the job.
     /// </summary>
-    private static Tensor? AttentionMask(Tensor? attentionMask, long past, long length, Device device)
+    private static Tensor? AttentionMask(Tensor? attentionMask, long past, long length, int? slidingWindow, Device device)
     {
-        if (attentionMask is null && (past == 0 || length == 1)) return null;
         var total = past + length;
+        var windowCuts = slidingWindow is { } w && total > w;
+        if (attentionMask is null && (past == 0 || length == 1) && !windowCuts) return null;
         var queryPositions = arange(past, total, 1, ScalarType.Int64, device).unsqueeze(1);
         var keyPositions = arange(0, total, 1, ScalarType.Int64, device).unsqueeze(0);
-        var mask = keyPositions.le(queryPositions).unsqueeze(0).unsqueeze(0); // [1, 1, T, total]
+        var visible = keyPositions.le(queryPositions);
+        if (windowCuts) visible = visible.logical_and(keyPositions.gt(queryPositions - slidingWindow!.Value));
+        var mask = visible.unsqueeze(0).unsqueeze(0); // [1, 1, T, total]
         if (attentionMask is not null)
         {
             var keys = attentionMask.shape[1] == total
@@ -286,6 +307,7 @@ public sealed class LlamaForCausalLM : nn.Module
         foreach (var (name, parameter) in named_parameters())
         {
             if (name.EndsWith("norm.weight", StringComparison.Ordinal)) parameter.fill_(1.0);
+            else if (name.EndsWith(".bias", StringComparison.Ordinal)) parameter.zero_();
             else if (name.EndsWith("o_proj.weight", StringComparison.Ordinal) || name.EndsWith("down_proj.weight", StringComparison.Ordinal))
                 parameter.normal_(0, residualStd, generator);
             else parameter.normal_(0, 0.02, generator);

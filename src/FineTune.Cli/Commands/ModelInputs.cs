@@ -1,0 +1,60 @@
+using FineTune.Core.Diagnostics;
+using FineTune.Core.Tokenization;
+using FineTune.Torch.Chat;
+using FineTune.Torch.Models;
+
+namespace FineTune.Cli.Commands;
+
+/// <summary>What <c>score</c> and <c>generate</c> share: a model folder, its tokenizer, and token ids from the command line.</summary>
+internal static class ModelInputs
+{
+    public const string ArgumentCode = "FT0620";
+
+    public static string Folder(string argument) => Directory.Exists(argument)
+        ? Path.GetFullPath(argument)
+        : throw new FineTuneException(Diagnostic.Error("FT0621",
+            "model folder not found; give a Hugging Face layout folder (config.json, model.safetensors or shards, tokenizer.json)", argument));
+
+    /// <summary>The model in float32 on the CPU. Whatever is wrong with the folder the user named is invalid input (exit 2).</summary>
+    public static LlamaForCausalLM LoadModel(string folder)
+    {
+        try { return ModelFolder.Load(folder); }
+        catch (FineTuneException e) when (e.ExitCode != ExitCodes.InvalidInput) { throw new FineTuneException(e.Diagnostics, ExitCodes.InvalidInput); }
+    }
+
+    /// <summary>The folder's tokenizer; required when text must be encoded, otherwise null when the folder has none.</summary>
+    public static IChatTokenizer? LoadTokenizer(string folder, bool required, string why)
+    {
+        if (!File.Exists(Path.Combine(folder, ChatTokenizer.TokenizerJsonFile)))
+            return required
+                ? throw new FineTuneException(Diagnostic.Error("FT0622", $"the model folder has no {ChatTokenizer.TokenizerJsonFile}, needed {why}; give token ids with --ids instead", folder))
+                : null;
+        return TokenizerFolder.Load(folder);
+    }
+
+    /// <summary>"1,2,3" (spaces allowed) to ids, each checked against the model's vocabulary.</summary>
+    public static List<int> ParseIds(string text, int vocabSize)
+    {
+        var ids = new List<int>();
+        foreach (var part in text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (!int.TryParse(part, out var id))
+                throw new FineTuneException(ArgumentCode, $"--ids: '{part}' is not a token id; give comma-separated integers such as --ids 1,2,3");
+            if (id < 0 || id >= vocabSize)
+                throw new FineTuneException(ArgumentCode, $"--ids: token id {id} is outside the model's vocabulary (0..{vocabSize - 1})");
+            ids.Add(id);
+        }
+        return ids;
+    }
+
+    /// <summary>The special tokens a tokenizer puts before text when asked to: its BOS token, if it has one.</summary>
+    public static IReadOnlyList<int> SpecialPrefix(IChatTokenizer tokenizer) =>
+        tokenizer is ChatTokenizer { BosTokenId: { } bos } ? [bos] : [];
+
+    public static void CheckVocabulary(IReadOnlyList<int> ids, int vocabSize, string folder)
+    {
+        if (ids.FirstOrDefault(id => id >= vocabSize, -1) is var outside and >= 0)
+            throw new FineTuneException(Diagnostic.Error("FT0603",
+                $"the tokenizer produced id {outside} but the model has only {vocabSize} tokens; the tokenizer and weights come from different models", folder));
+    }
+}
