@@ -55,12 +55,12 @@ public static class ChatCommand
         return command;
     }
 
-    /// <summary>A folder as given, or the committed export of a pipeline as its lock file records it.</summary>
+    /// <summary>A folder or Hub model id (as score and generate take them), or the committed export of a pipeline file.</summary>
     private static string ResolveModelDirectory(string argument)
     {
-        if (Directory.Exists(argument)) return Path.GetFullPath(argument);
-        if (!File.Exists(argument) || !(argument.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || argument.EndsWith(".yml", StringComparison.OrdinalIgnoreCase)))
-            throw new FineTuneException("FT0601", $"'{argument}' is neither a model folder nor a pipeline file");
+        var isPipeline = argument.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || argument.EndsWith(".yml", StringComparison.OrdinalIgnoreCase);
+        if (!isPipeline) return ModelInputs.Folder(argument);
+        if (!File.Exists(argument)) throw new FineTuneException("FT0601", $"pipeline file '{argument}' does not exist");
         var pipeline = PipelineLoader.LoadOrThrow(argument);
         var locked = LockFile.Read(LockFile.PathFor(pipeline.FilePath));
         if (!locked.Stages.TryGetValue("export", out var export))

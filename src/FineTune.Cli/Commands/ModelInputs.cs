@@ -1,4 +1,5 @@
 using FineTune.Core.Diagnostics;
+using FineTune.Core.Hub;
 using FineTune.Core.Tokenization;
 using FineTune.Torch.Chat;
 using FineTune.Torch.Models;
@@ -10,10 +11,9 @@ internal static class ModelInputs
 {
     public const string ArgumentCode = "FT0620";
 
-    public static string Folder(string argument) => Directory.Exists(argument)
-        ? Path.GetFullPath(argument)
-        : throw new FineTuneException(Diagnostic.Error("FT0621",
-            "model folder not found; give a Hugging Face layout folder (config.json, model.safetensors or shards, tokenizer.json)", argument));
+    /// <summary>A folder as given, or a Hub model id downloaded into (or, offline, found in) the Hugging Face cache.</summary>
+    public static string Folder(string argument) =>
+        ModelSource.ResolveAsync(argument, HubOptions.FromEnvironment(), progress: null, CancellationToken.None).GetAwaiter().GetResult();
 
     /// <summary>The model in float32 on the CPU. Whatever is wrong with the folder the user named is invalid input (exit 2).</summary>
     public static LlamaForCausalLM LoadModel(string folder)

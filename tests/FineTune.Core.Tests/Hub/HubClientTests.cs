@@ -39,6 +39,21 @@ public sealed class HubClientTests : IDisposable
             : throw new InvalidOperationException());
 
     [Fact]
+    public async Task A_model_argument_is_a_folder_or_a_hub_id_fetched_into_the_cache()
+    {
+        var options = Client().Options;
+        Assert.Equal(_home.Path, await ModelSource.ResolveAsync(_home.Path, options, null, CancellationToken.None));
+
+        var snapshot = await ModelSource.ResolveAsync(FakeHub.Repo, options, null, CancellationToken.None);
+        Assert.Equal(Path.Combine(RepoFolder, "snapshots", FakeHub.Commit), snapshot);
+        Assert.True(File.Exists(Path.Combine(snapshot, "config.json")));
+        Assert.Equal(snapshot, await ModelSource.ResolveAsync(FakeHub.Repo + "@" + FakeHub.Commit, options, null, CancellationToken.None));
+
+        var missing = await Assert.ThrowsAsync<FineTuneException>(() => ModelSource.ResolveAsync("./no/such/folder", options, null, CancellationToken.None));
+        Assert.Equal("FT0621", missing.Diagnostics[0].Code);
+    }
+
+    [Fact]
     public async Task Downloads_the_matching_files_into_the_hugging_face_cache_layout()
     {
         var progress = new List<StageProgress>();
