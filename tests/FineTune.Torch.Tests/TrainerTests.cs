@@ -1,3 +1,4 @@
+using FineTune.Core.Caching;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using FineTune.Core.Diagnostics;
@@ -168,8 +169,8 @@ public sealed class TrainerTests : IDisposable
         Assert.Equal("FT0501", error.Diagnostics[0].Code);
     }
 
-    [Fact]
-    public async Task Train_stage_writes_a_hugging_face_model_metrics_and_summary()
+    /// <summary>A tokenize stage output with a 40-token byte-level tokenizer (38 plain tokens + ChatML) and the fixture data.</summary>
+    private string WriteTokenizeOutput()
     {
         var tokenize = Path.Combine(_root, "tokenize");
         Directory.CreateDirectory(Path.Combine(tokenize, "tokenizer"));
@@ -184,6 +185,13 @@ public sealed class TrainerTests : IDisposable
         }.ToJsonString());
         File.WriteAllText(Path.Combine(tokenize, "tokenizer", "tokenizer_config.json"), """{"eos_token": "<|im_end|>", "pad_token": "<|im_start|>"}""");
 
+        return tokenize;
+    }
+
+    [Fact]
+    public async Task Train_stage_writes_a_hugging_face_model_metrics_and_summary()
+    {
+        var tokenize = WriteTokenizeOutput();
         var pipeline = new PipelineDefinition { FilePath = Path.Combine(_root, "p.yaml") };
         var settings = Settings();
         pipeline.Stages.Train = settings;
@@ -216,6 +224,73 @@ public sealed class TrainerTests : IDisposable
             Assert.True(context.Summary.ContainsKey(key), key);
         Assert.True((double)context.Summary["final_loss"] < (double)context.Summary["first_loss"]);
         Assert.True(File.Exists(Path.Combine(output, "summary.json")));
+    }
+
+    [Fact]
+    public async Task Train_stage_fine_tunes_a_pretrained_hugging_face_folder_keeping_its_architecture()
+    {
+        var tokenize = WriteTokenizeOutput();
+        var pretrained = Path.Combine(_root, "pretrained");
+        var source = new LlamaConfig
+        {
+            ModelType = "qwen2", VocabSize = 48, HiddenSize = 16, IntermediateSize = 32, NumHiddenLayers = 2,
+            NumAttentionHeads = 4, NumKeyValueHeads = 2, TieWordEmbeddings = true, AttentionBias = true,
+        };
+        using (var original = new LlamaForCausalLM(source))
+        {
+            original.InitializeWeights(3);
+            ModelFolder.Save(original, pretrained);
+        }
+
+        var pipeline = new PipelineDefinition { FilePath = Path.Combine(_root, "p.yaml") };
+        var settings = Settings();
+        settings.Model = "pretrained"; // relative to the pipeline file
+        pipeline.Stages.Train = settings;
+        var output = Directory.CreateDirectory(Path.Combine(_root, "out-pretrained")).FullName;
+        var context = new StageContext
+        {
+            Pipeline = pipeline, PipelineDirectory = _root, OutputDirectory = output, Name = "train",
+            InputDirectories = new Dictionary<string, string> { ["tokenize"] = tokenize },
+            WorkDirectory = Directory.CreateDirectory(Path.Combine(_root, "work-pretrained")).FullName,
+            Log = new RecordingLog(), Environment = ComputeEnvironmentProvider.Resolve("cpu"),
+        };
+        var stage = new TrainStage();
+        var inputs = stage.ResolveExternalInputs(context);
+        Assert.Equal(["model/config.json", "model/model.safetensors"], inputs.Select(i => i.Name));
+        Assert.Equal(ContentHash.OfFile(Path.Combine(pretrained, "model.safetensors")), inputs[1].Sha256);
+
+        await stage.RunAsync(context, CancellationToken.None);
+
+        var trained = ModelFolder.ReadConfig(Path.Combine(output, "model"));
+        Assert.Equal("qwen2", trained.ModelType);
+        Assert.Equal(48, trained.VocabSize);
+        Assert.True((double)context.Summary["final_loss"] < (double)context.Summary["first_loss"]);
+        var before = Safetensors.Load(Path.Combine(pretrained, "model.safetensors"));
+        var after = Safetensors.Load(Path.Combine(output, "model", "model.safetensors"));
+        Assert.Equal(before.Keys.Order(), after.Keys.Order());
+        Assert.False(before["model.layers.0.self_attn.q_proj.weight"].allclose(after["model.layers.0.self_attn.q_proj.weight"]));
+    }
+
+    [Fact]
+    public void A_pretrained_model_whose_vocabulary_is_smaller_than_the_tokenizer_is_refused()
+    {
+        var tokenize = WriteTokenizeOutput();
+        var pretrained = Path.Combine(_root, "small");
+        using (var original = new LlamaForCausalLM(new LlamaConfig
+               { VocabSize = 20, HiddenSize = 16, IntermediateSize = 32, NumHiddenLayers = 1, NumAttentionHeads = 4, NumKeyValueHeads = 4 }))
+            ModelFolder.Save(original, pretrained);
+        var pipeline = new PipelineDefinition { FilePath = Path.Combine(_root, "p.yaml") };
+        pipeline.Stages.Train = Settings();
+        pipeline.Stages.Train.Model = pretrained;
+        var context = new StageContext
+        {
+            Pipeline = pipeline, PipelineDirectory = _root, OutputDirectory = Directory.CreateDirectory(Path.Combine(_root, "o")).FullName, Name = "train",
+            InputDirectories = new Dictionary<string, string> { ["tokenize"] = tokenize },
+            WorkDirectory = Directory.CreateDirectory(Path.Combine(_root, "w")).FullName,
+            Log = new RecordingLog(), Environment = ComputeEnvironmentProvider.Resolve("cpu"),
+        };
+        var error = Assert.Throws<FineTuneException>(() => new TrainStage().RunAsync(context, CancellationToken.None).GetAwaiter().GetResult());
+        Assert.Equal("FT0505", error.Diagnostics[0].Code);
     }
 }
 

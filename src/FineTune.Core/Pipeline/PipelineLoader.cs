@@ -301,6 +301,9 @@ public static partial class PipelineLoader
                 diagnostics.Add(LocateIn(locations, keyPath, pipeline.FilePath).Error("FT0110", $"{stage}: {problem.Message}"));
             }
         }
+        if (!pipeline.Stages.Train.IsBuiltin && pipeline.Stages.Tokenize.Vocabulary == "used")
+            diagnostics.Add(LocateIn(locations, "stages.tokenize.vocabulary", pipeline.FilePath).Error("FT0110",
+                $"tokenize: vocabulary 'used' renumbers the tokens, which only a model trained from scratch can follow; model '{pipeline.Stages.Train.Model}' is pretrained, so use vocabulary: full"));
         if (pipeline.Stages.Evaluate.Prompts.Any(string.IsNullOrWhiteSpace))
             diagnostics.Add(LocateIn(locations, "stages.evaluate.prompts", pipeline.FilePath).Error("FT0110", "evaluate: prompts must not be empty"));
     }

@@ -108,8 +108,11 @@ public sealed class BuiltinModelSettings : IValidatableSettings
 [Doc("Trains the model.")]
 public sealed class TrainSettings : IValidatableSettings
 {
-    [Doc("builtin:tiny: a small Llama-architecture model initialised from the seed (its size under builtin).")]
+    [Doc("builtin:tiny: a small Llama-architecture model initialised from the seed (its size under builtin). Or a pretrained model to fine-tune: a Hugging Face layout folder (relative to the pipeline file) or a Hub id such as Qwen/Qwen2.5-0.5B-Instruct (llama, mistral, qwen2, qwen3); tokenize it with its own tokenizer.")]
     public string Model { get; set; } = "builtin:tiny";
+
+    /// <summary>The built-in model is created here; anything else is loaded.</summary>
+    public bool IsBuiltin => Model.StartsWith("builtin:", StringComparison.Ordinal);
 
     [Doc("full: train every weight."), OneOf("full")]
     public string Method { get; set; } = "full";
@@ -158,8 +161,6 @@ public sealed class TrainSettings : IValidatableSettings
 
     public IEnumerable<SettingProblem> Validate()
     {
-        if (!Model.StartsWith("builtin:", StringComparison.Ordinal))
-            yield return new("model", $"model '{Model}' is not supported yet; use builtin:tiny");
         foreach (var p in Builtin.Validate()) yield return p with { Key = "builtin." + p.Key };
     }
 }

@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using FineTune.Core.Caching;
 using FineTune.Core.Diagnostics;
 using FineTune.Core.Pipeline;
+using FineTune.Core.Hub;
 using FineTune.Core.Stages;
 using FineTune.Core.Tokenization;
 using FineTune.Torch.Checkpoints;
@@ -41,14 +42,14 @@ public sealed class TrainStage : Stage
         var device = ComputeEnvironmentProvider.TorchDevice(environment);
         var dtype = Trainer.ScalarTypeOf(settings.Dtype);
         var tokenizer = ChatTokenizer.LoadFolder(Path.Combine(tokenizeDirectory, "tokenizer"));
-        var config = BuiltinConfig(settings.Builtin, tokenizer.VocabSize, tokenizer.BosTokenId, tokenizer.EosTokenId, tokenizer.PadTokenId);
-
-        manual_seed(settings.Seed);
-        using var model = new LlamaForCausalLM(config);
-        model.InitializeWeights(settings.Seed);
+        using var model = settings.IsBuiltin
+            ? NewBuiltinModel(settings, tokenizer)
+            : LoadPretrainedModel(context, settings, tokenizer, dtype);
         model.to(dtype).to(device);
+        model.train();
+        var config = model.Config;
         var parameterCount = model.parameters().Sum(p => p.numel());
-        context.Log.Info($"model builtin:tiny: {parameterCount:N0} parameters ({config.HiddenSize} hidden, {config.NumHiddenLayers} layers, "
+        context.Log.Info($"model {settings.Model}: {parameterCount:N0} parameters ({config.ModelType}, {config.HiddenSize} hidden, {config.NumHiddenLayers} layers, "
             + $"{config.NumAttentionHeads}/{config.NumKeyValueHeads} heads, vocab {config.VocabSize}) on {environment.Device}, {settings.Dtype}; "
             + $"{data.Count:N0} examples, {data.TokenCount:N0} tokens");
 
@@ -82,6 +83,54 @@ public sealed class TrainStage : Stage
         File.WriteAllText(Path.Combine(context.OutputDirectory, "summary.json"),
             JsonSerializer.Serialize(context.Summary, JsonText.Indented));
         return Task.CompletedTask;
+    }
+
+    public override IReadOnlyList<ExternalInput> ResolveExternalInputs(StageContext context)
+    {
+        var settings = context.Settings<TrainSettings>();
+        if (settings.IsBuiltin) return [];
+        // A pretrained model is an input like any file: its configuration and weights enter the key by content.
+        var folder = ModelFolderOf(context, settings);
+        return [.. new[] { Path.Combine(folder, ModelFolder.ConfigFile) }.Concat(ModelFolder.WeightFiles(folder))
+            .Select(file => new ExternalInput("model/" + Path.GetFileName(file), ContentHash.OfFile(file), new FileInfo(file).Length))];
+    }
+
+    /// <summary>A folder relative to the pipeline, else a Hugging Face model id fetched into (or found in) the HF cache.</summary>
+    private static string ModelFolderOf(StageContext context, TrainSettings settings)
+    {
+        var local = context.ResolvePath(settings.Model);
+        try
+        {
+            return ModelSource.ResolveAsync(Directory.Exists(local) ? local : settings.Model, HubOptions.FromEnvironment(), null, CancellationToken.None)
+                .GetAwaiter().GetResult();
+        }
+        catch (FineTuneException e) when (e.Diagnostics.Count == 1 && e.Diagnostics[0].Code == "FT0621")
+        {
+            throw new FineTuneException(context.Pipeline.Locate("stages.train.model").Error("FT0621",
+                $"model '{settings.Model}' is neither a folder (relative to the pipeline file) nor a Hugging Face model id such as Qwen/Qwen2.5-0.5B-Instruct"));
+        }
+    }
+
+    private static LlamaForCausalLM NewBuiltinModel(TrainSettings settings, ChatTokenizer tokenizer)
+    {
+        var config = BuiltinConfig(settings.Builtin, tokenizer.VocabSize, tokenizer.BosTokenId, tokenizer.EosTokenId, tokenizer.PadTokenId);
+        manual_seed(settings.Seed);
+        var model = new LlamaForCausalLM(config);
+        model.InitializeWeights(settings.Seed);
+        return model;
+    }
+
+    private static LlamaForCausalLM LoadPretrainedModel(StageContext context, TrainSettings settings, ChatTokenizer tokenizer, ScalarType dtype)
+    {
+        manual_seed(settings.Seed);
+        var model = ModelFolder.Load(ModelFolderOf(context, settings), dtype);
+        if (tokenizer.VocabSize > model.Config.VocabSize)
+        {
+            model.Dispose();
+            throw new FineTuneException(context.Pipeline.Locate("stages.tokenize.tokenizer").Error("FT0505",
+                $"the tokenizer has {tokenizer.VocabSize:N0} tokens but model '{settings.Model}' embeds only {model.Config.VocabSize:N0}; tokenize with the model's own tokenizer (tokenizer: the model's folder)"));
+        }
+        return model;
     }
 
     public static LlamaConfig BuiltinConfig(BuiltinModelSettings builtin, int vocabSize, int? bosTokenId = null, int? eosTokenId = null, int? padTokenId = null) => new()

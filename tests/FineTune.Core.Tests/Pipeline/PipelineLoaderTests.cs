@@ -110,6 +110,16 @@ public class PipelineLoaderTests
     }
 
     [Fact]
+    public void A_pruned_vocabulary_with_a_pretrained_model_is_a_contradiction()
+    {
+        using var folder = new TempFolder();
+        var path = folder.Write("x.yaml", "name: demo\nstages:\n  fetch: { path: d.json }\n  tokenize: { vocabulary: used }\n  train: { model: Qwen/Qwen2.5-0.5B-Instruct }\n");
+        var error = Assert.Single(PipelineLoader.Load(path).Diagnostics);
+        Assert.Equal(("FT0110", 4), (error.Code, error.Line));
+        Assert.Contains("vocabulary: full", error.Message);
+    }
+
+    [Fact]
     public void Yaml_syntax_error_names_the_position()
     {
         using var folder = new TempFolder();
