@@ -105,6 +105,33 @@ public sealed class BuiltinModelSettings : IValidatableSettings
     }
 }
 
+[Doc("Low-rank adapters: W x + (alpha / r) B A x, with A initialised as PEFT does and B at zero, so training starts from the model itself.")]
+public sealed class LoraSettings : IValidatableSettings
+{
+    [Doc("Rank of the adapters."), Range(Minimum = 1)]
+    public int R { get; set; } = 8;
+
+    [Doc("Scaling numerator: the adapter output is multiplied by alpha / r (alpha / sqrt(r) with rslora)."), Range(Minimum = 0, ExclusiveMinimum = true)]
+    public double Alpha { get; set; } = 16;
+
+    [Doc("Dropout on the adapter's input while training."), Range(Minimum = 0, Maximum = 1, ExclusiveMaximum = true)]
+    public double Dropout { get; set; } = 0.05;
+
+    [Doc("Projections that get adapters (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj), or all-linear.")]
+    public List<string> TargetModules { get; set; } = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+    [Doc("Rank-stabilised scaling alpha / sqrt(r).")]
+    public bool Rslora { get; set; }
+
+    public IEnumerable<SettingProblem> Validate()
+    {
+        string[] known = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "all-linear"];
+        foreach (var module in TargetModules.Where(m => !known.Contains(m)))
+            yield return new("target_modules", $"unknown target module '{module}'; use {string.Join(", ", known)}");
+        if (TargetModules.Count == 0) yield return new("target_modules", "name at least one module (or all-linear)");
+    }
+}
+
 [Doc("Trains the model.")]
 public sealed class TrainSettings : IValidatableSettings
 {
@@ -114,8 +141,11 @@ public sealed class TrainSettings : IValidatableSettings
     /// <summary>The built-in model is created here; anything else is loaded.</summary>
     public bool IsBuiltin => Model.StartsWith("builtin:", StringComparison.Ordinal);
 
-    [Doc("full: train every weight."), OneOf("full")]
+    [Doc("full: train every weight. lora: freeze the model and train low-rank adapters (settings under lora), as PEFT does."), OneOf("full", "lora")]
     public string Method { get; set; } = "full";
+
+    [Doc("LoRA adapters (method: lora), with PEFT's semantics.")]
+    public LoraSettings Lora { get; set; } = new();
 
     [Doc("Size of the built-in model.")]
     public BuiltinModelSettings Builtin { get; set; } = new();
@@ -162,6 +192,7 @@ public sealed class TrainSettings : IValidatableSettings
     public IEnumerable<SettingProblem> Validate()
     {
         foreach (var p in Builtin.Validate()) yield return p with { Key = "builtin." + p.Key };
+        if (Method == "lora") foreach (var p in Lora.Validate()) yield return p with { Key = "lora." + p.Key };
     }
 }
 

@@ -56,7 +56,8 @@ public sealed class Trainer
         _settings = settings;
         _device = device;
         _log = log;
-        var named = _model.named_parameters().ToList();
+        // Frozen parameters (a LoRA base) are neither optimised nor given float32 masters.
+        var named = _model.named_parameters().Where(p => p.parameter.requires_grad).ToList();
         _mixedPrecision = named.Any(p => p.parameter.dtype != ScalarType.Float32);
         _trained = named.ToDictionary(p => p.name, p => _mixedPrecision
             ? new Parameter(p.parameter.detach().to(ScalarType.Float32).clone(), requires_grad: true)
