@@ -258,9 +258,11 @@ public static class LoraAdapter
 
         var registryField = FieldsOf(typeof(nn.Module)).FirstOrDefault(f => f.Name == "_internal_submodules")
             ?? throw new InvalidOperationException("TorchSharp's module registry (_internal_submodules) was not found");
-        var registry = (IDictionary<string, nn.Module>)registryField.GetValue(parent)!;
-        var entries = registry.Select(e => (e.Key, Module: e.Key == name ? newModule : e.Value)).ToList();
-        registry.Clear();
+        var registry = (TorchSharp.Utils.OrderedDict<string, nn.Module>)registryField.GetValue(parent)!;
+        var entries = new List<(string Key, nn.Module Module)>();
+        using (var items = registry.items())
+            while (items.MoveNext()) entries.Add((items.Current.Item1, items.Current.Item1 == name ? newModule : items.Current.Item2));
+        registry.clear();
         foreach (var (key, module) in entries) parent.register_module(key, module);
     }
 
