@@ -96,6 +96,19 @@ public sealed class LoraTests : IDisposable
     }
 
     [Fact]
+    public void A_bfloat16_base_keeps_float32_adapters_and_its_own_output_dtype()
+    {
+        using var model = TinyModels.Create();
+        model.to(ScalarType.BFloat16);
+        var before = TinyModels.LogitsOf(model, Ids);
+        var applied = LoraAdapter.Apply(model, AllSeven);
+        Assert.All(applied.TrainableParameters, p => Assert.Equal(ScalarType.Float32, p.dtype));
+        var after = TinyModels.LogitsOf(model, Ids);
+        Assert.Equal(ScalarType.BFloat16, after.dtype);
+        Assert.True(before.eq(after).all().item<bool>());
+    }
+
+    [Fact]
     public void Backward_gives_gradients_only_to_the_adapters()
     {
         using var model = TinyModels.Create();
