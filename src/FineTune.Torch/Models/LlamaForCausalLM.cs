@@ -106,7 +106,8 @@ internal static class Rotary
 
 internal sealed class LlamaAttention : nn.Module
 {
-    private readonly Linear q_proj, k_proj, v_proj, o_proj;
+    // Typed as modules rather than Linear so that LoRA (Lora/LoraAdapter.cs) can put an adapter wrapper in their place.
+    private nn.Module<Tensor, Tensor> q_proj, k_proj, v_proj, o_proj;
     private readonly LlamaRMSNorm? q_norm, k_norm;
     private readonly int _heads, _kvHeads, _headDim;
 
@@ -162,7 +163,8 @@ internal sealed class LlamaAttention : nn.Module
 
 internal sealed class LlamaMLP : nn.Module<Tensor, Tensor>
 {
-    private readonly Linear gate_proj, up_proj, down_proj;
+    // Typed as modules rather than Linear so that LoRA (Lora/LoraAdapter.cs) can put an adapter wrapper in their place.
+    private nn.Module<Tensor, Tensor> gate_proj, up_proj, down_proj;
 
     public LlamaMLP(LlamaConfig config) : base("LlamaMLP")
     {

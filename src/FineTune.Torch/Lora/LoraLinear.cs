@@ -1,0 +1,99 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace FineTune.Torch.Lora;
+
+/// <summary>
+/// A frozen Linear plus a low-rank update, as PEFT's lora.Linear computes it:
+/// y = x Wᵀ + b + scale · B(A(dropout(x))), with A [r, in] and B [out, r] kept in float32 whatever the base dtype.
+/// The base weight and bias are registered under their own names (weight, bias) and the adapters as lora_A and
+/// lora_B sub-modules, so the keys read <c>q_proj.weight</c>, <c>q_proj.lora_A.weight</c>, <c>q_proj.lora_B.weight</c>:
+/// the base keys stay those of the Hugging Face checkpoint and the adapter keys are PEFT's minus its prefix.
+/// </summary>
+public sealed class LoraLinear : nn.Module<Tensor, Tensor>
+{
+    private readonly Parameter weight;
+    private readonly Parameter? bias;
+    private readonly Linear lora_A;
+    private readonly Linear lora_B;
+    private readonly Dropout? lora_dropout;
+
+    public int Rank { get; }
+    public double Scale { get; }
+
+    /// <summary>True once the update has been added into <see cref="BaseWeight"/>; forward then skips the adapter path.</summary>
+    public bool Merged { get; private set; }
+
+    public long InFeatures => weight.shape[1];
+    public long OutFeatures => weight.shape[0];
+    public Parameter BaseWeight => weight;
+    public Parameter? BaseBias => bias;
+    public Parameter A => lora_A.weight!;
+    public Parameter B => lora_B.weight!;
+
+    /// <param name="baseLayer">The layer to adapt; its parameters are shared (not copied) and frozen.</param>
+    /// <param name="generator">Draws A; B starts at zero so the wrapped layer computes exactly what the base does.</param>
+    public LoraLinear(Linear baseLayer, int rank, double alpha, double dropout, bool useRslora, Generator? generator = null)
+        : base("LoraLinear")
+    {
+        if (rank <= 0) throw new ArgumentOutOfRangeException(nameof(rank), rank, "LoRA rank must be positive");
+        weight = baseLayer.weight!;
+        bias = baseLayer.bias;
+        weight.requires_grad = false;
+        if (bias is not null) bias.requires_grad = false;
+
+        Rank = rank;
+        Scale = useRslora ? alpha / Math.Sqrt(rank) : alpha / rank;
+        var device = weight.device;
+        lora_A = nn.Linear(InFeatures, rank, hasBias: false, device: device, dtype: ScalarType.Float32);
+        lora_B = nn.Linear(rank, OutFeatures, hasBias: false, device: device, dtype: ScalarType.Float32);
+        using (no_grad())
+        {
+            // PEFT: kaiming_uniform_(a=sqrt(5)) on A, i.e. uniform(±1/sqrt(in)) exactly like nn.Linear's default init.
+            var bound = 1.0 / Math.Sqrt(InFeatures);
+            lora_A.weight!.uniform_(-bound, bound, generator);
+            lora_B.weight!.zero_();
+        }
+        if (dropout > 0) lora_dropout = nn.Dropout(dropout);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        var result = F.linear(x, weight, bias);
+        if (Merged) return result;
+        using var scope = NewDisposeScope();
+        var adapterInput = x.to(ScalarType.Float32);
+        if (lora_dropout is not null) adapterInput = lora_dropout.forward(adapterInput);
+        var update = lora_B.forward(lora_A.forward(adapterInput)) * Scale;
+        return (result + update.to(result.dtype)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>scale · B A [out, in] in float32.</summary>
+    public Tensor DeltaWeight()
+    {
+        using var _ = no_grad();
+        return matmul(B, A) * Scale;
+    }
+
+    /// <summary>Adds scale · B A into the base weight (in float32, stored back in the base dtype).</summary>
+    public void Merge()
+    {
+        if (Merged) return;
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        weight.copy_((weight.to(ScalarType.Float32) + DeltaWeight()).to(weight.dtype));
+        Merged = true;
+    }
+
+    /// <summary>A plain Linear over the (possibly merged) base weight and bias, for putting the original layer back.</summary>
+    public Linear ToBaseLinear()
+    {
+        var linear = nn.Linear(InFeatures, OutFeatures, hasBias: bias is not null, device: weight.device, dtype: weight.dtype);
+        linear.weight = weight;
+        if (bias is not null) linear.bias = bias;
+        return linear;
+    }
+}
