@@ -6,6 +6,7 @@ using FineTune.Core.Pipeline;
 using FineTune.Core.Stages;
 using FineTune.Core.Tokenization;
 using FineTune.Torch.Checkpoints;
+using FineTune.Torch.Lora;
 using FineTune.Torch.Models;
 using FineTune.Torch.Stages;
 using FineTune.Torch.Training;
@@ -226,8 +227,10 @@ public sealed class TrainerTests : IDisposable
         Assert.True(File.Exists(Path.Combine(output, "summary.json")));
     }
 
-    [Fact]
-    public async Task Train_stage_fine_tunes_a_pretrained_hugging_face_folder_keeping_its_architecture()
+    [Theory]
+    [InlineData("full")]
+    [InlineData("lora")]
+    public async Task Train_stage_fine_tunes_a_pretrained_hugging_face_folder_keeping_its_architecture(string method)
     {
         var tokenize = WriteTokenizeOutput();
         var pretrained = Path.Combine(_root, "pretrained");
@@ -245,13 +248,16 @@ public sealed class TrainerTests : IDisposable
         var pipeline = new PipelineDefinition { FilePath = Path.Combine(_root, "p.yaml") };
         var settings = Settings();
         settings.Model = "pretrained"; // relative to the pipeline file
+        settings.Method = method;
+        settings.Lora.TargetModules = ["q_proj", "v_proj"];
+        settings.LearningRate = 1e-2;
         pipeline.Stages.Train = settings;
-        var output = Directory.CreateDirectory(Path.Combine(_root, "out-pretrained")).FullName;
+        var output = Directory.CreateDirectory(Path.Combine(_root, "out-" + method)).FullName;
         var context = new StageContext
         {
             Pipeline = pipeline, PipelineDirectory = _root, OutputDirectory = output, Name = "train",
             InputDirectories = new Dictionary<string, string> { ["tokenize"] = tokenize },
-            WorkDirectory = Directory.CreateDirectory(Path.Combine(_root, "work-pretrained")).FullName,
+            WorkDirectory = Directory.CreateDirectory(Path.Combine(_root, "work-" + method)).FullName,
             Log = new RecordingLog(), Environment = ComputeEnvironmentProvider.Resolve("cpu"),
         };
         var stage = new TrainStage();
@@ -269,6 +275,17 @@ public sealed class TrainerTests : IDisposable
         var after = Safetensors.Load(Path.Combine(output, "model", "model.safetensors"));
         Assert.Equal(before.Keys.Order(), after.Keys.Order());
         Assert.False(before["model.layers.0.self_attn.q_proj.weight"].allclose(after["model.layers.0.self_attn.q_proj.weight"]));
+        if (method == "lora")
+        {
+            // Only the adapted projections moved (merged into the base); everything else is the pretrained model.
+            Assert.True(before["model.layers.0.mlp.up_proj.weight"].eq(after["model.layers.0.mlp.up_proj.weight"]).all().item<bool>());
+            Assert.True(before["model.embed_tokens.weight"].eq(after["model.embed_tokens.weight"]).all().item<bool>());
+            Assert.True(File.Exists(Path.Combine(output, "adapter", LoraAdapter.ConfigFile)));
+            Assert.Contains("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
+                Safetensors.Load(Path.Combine(output, "adapter", LoraAdapter.WeightsFile)).Keys);
+            Assert.Equal(2L * 8 * ((16 + 16) + (16 + 8)), Convert.ToInt64(context.Summary["trainable_params"])); // 2 layers x r 8 x (q: 16 in + 16 out, v: 16 in + 8 out)
+        }
+        else Assert.False(Directory.Exists(Path.Combine(output, "adapter")));
     }
 
     [Fact]

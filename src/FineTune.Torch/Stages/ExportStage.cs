@@ -50,6 +50,14 @@ public sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = nu
             ModelFolder.ParseDtype(settings.Dtype));
         File.WriteAllText(Path.Combine(output, GenerationConfigFile), GenerationConfig(tokenizer, config, settings.MaxNewTokens) + "\n");
 
+        // A LoRA run also ships its PEFT adapter (adapter_config.json + adapter_model.safetensors) for the base model.
+        var adapter = Path.Combine(context.Input("train"), "adapter");
+        if (Directory.Exists(adapter))
+        {
+            var adapterOutput = Directory.CreateDirectory(Path.Combine(output, "adapter")).FullName;
+            foreach (var file in Directory.GetFiles(adapter)) File.Copy(file, Path.Combine(adapterOutput, Path.GetFileName(file)));
+        }
+
         var files = Directory.GetFiles(output);
         context.Summary["files"] = files.Length;
         context.Summary["bytes"] = files.Sum(f => new FileInfo(f).Length);

@@ -8,6 +8,7 @@ using FineTune.Core.Hub;
 using FineTune.Core.Stages;
 using FineTune.Core.Tokenization;
 using FineTune.Torch.Checkpoints;
+using FineTune.Torch.Lora;
 using FineTune.Torch.Models;
 using FineTune.Torch.Training;
 using TorchSharp;
@@ -46,6 +47,7 @@ public sealed class TrainStage : Stage
             ? NewBuiltinModel(settings, tokenizer)
             : LoadPretrainedModel(context, settings, tokenizer, dtype);
         model.to(dtype).to(device);
+        var lora = settings.Method == "lora" ? ApplyLora(model, settings, context.Log) : null;
         model.train();
         var config = model.Config;
         var parameterCount = model.parameters().Sum(p => p.numel());
@@ -61,6 +63,14 @@ public sealed class TrainStage : Stage
         };
         var result = trainer.Train(cancellationToken);
 
+        if (lora is not null)
+        {
+            // The PEFT adapter for Python users; the model folder gets the merged weights, so evaluate, export and
+            // chat read one ordinary checkpoint.
+            LoraAdapter.SaveAdapter(model, lora.Options, Path.Combine(context.OutputDirectory, "adapter"), settings.Model);
+            LoraAdapter.MergeAndUnload(model);
+            context.Summary["trainable_params"] = lora.TrainableCount;
+        }
         var modelDirectory = Directory.CreateDirectory(Path.Combine(context.OutputDirectory, "model")).FullName;
         // Under bfloat16 training the float32 master weights are the result, so the file is always float32.
         File.WriteAllText(Path.Combine(modelDirectory, "config.json"), config.ToJson("float32"));
@@ -109,6 +119,19 @@ public sealed class TrainStage : Stage
             throw new FineTuneException(context.Pipeline.Locate("stages.train.model").Error("FT0621",
                 $"model '{settings.Model}' is neither a folder (relative to the pipeline file) nor a Hugging Face model id such as Qwen/Qwen2.5-0.5B-Instruct"));
         }
+    }
+
+    private static AppliedLora ApplyLora(LlamaForCausalLM model, TrainSettings settings, IStageLog log)
+    {
+        var options = new LoraOptions
+        {
+            R = settings.Lora.R, Alpha = settings.Lora.Alpha, Dropout = settings.Lora.Dropout,
+            TargetModules = settings.Lora.TargetModules, UseRslora = settings.Lora.Rslora, Seed = settings.Seed,
+        };
+        var applied = LoraAdapter.Apply(model, options);
+        log.Info($"LoRA r {options.R}, alpha {options.Alpha} on {string.Join(", ", applied.TargetModules)}: "
+            + $"{applied.TrainableCount:N0} trainable parameters of {applied.TotalCount:N0} ({applied.TrainableShare:P2})");
+        return applied;
     }
 
     private static LlamaForCausalLM NewBuiltinModel(TrainSettings settings, ChatTokenizer tokenizer)
