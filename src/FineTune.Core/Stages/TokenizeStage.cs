@@ -3,6 +3,7 @@ using System.Text.Json;
 using FineTune.Core.Caching;
 using FineTune.Core.Data;
 using FineTune.Core.Diagnostics;
+using FineTune.Core.Hub;
 using FineTune.Core.Pipeline;
 using FineTune.Core.Tokenization;
 
@@ -27,14 +28,11 @@ public sealed class TokenizeStage : Stage
         if (settings.Tokenizer == ChatTokenizer.Gpt2)
             return [new ExternalInput("tokenizer gpt2", ContentHash.OfText(ChatTokenizer.Gpt2Identity), ChatTokenizer.Gpt2Identity.Length)];
 
-        var dir = context.ResolvePath(settings.Tokenizer);
+        var dir = TokenizerFolder(context, settings);
         var json = Path.Combine(dir, ChatTokenizer.TokenizerJsonFile);
-        if (!Directory.Exists(dir) || !File.Exists(json))
-        {
-            var what = Directory.Exists(dir) ? $"'{settings.Tokenizer}' has no tokenizer.json" : $"tokenizer folder '{settings.Tokenizer}' does not exist";
+        if (!File.Exists(json))
             throw new FineTuneException(context.Pipeline.Locate(SettingPath).Error("FT0401",
-                $"{what}; use 'gpt2' or a folder holding a Hugging Face tokenizer.json (and tokenizer_config.json)"));
-        }
+                $"'{settings.Tokenizer}' has no tokenizer.json; use 'gpt2', a folder holding a Hugging Face tokenizer.json (and tokenizer_config.json), or a Hub model id"));
         var inputs = new List<ExternalInput> { Describe("tokenizer/tokenizer.json", json) };
         var config = Path.Combine(dir, ChatTokenizer.TokenizerConfigFile);
         if (File.Exists(config)) inputs.Add(Describe("tokenizer/tokenizer_config.json", config));
@@ -43,11 +41,27 @@ public sealed class TokenizeStage : Stage
         static ExternalInput Describe(string name, string path) => new(name, ContentHash.OfFile(path), new FileInfo(path).Length);
     }
 
+    /// <summary>A folder relative to the pipeline file, else a Hugging Face model id whose tokenizer files are fetched (or found offline).</summary>
+    private static string TokenizerFolder(StageContext context, TokenizeSettings settings)
+    {
+        var local = context.ResolvePath(settings.Tokenizer);
+        try
+        {
+            return ModelSource.ResolveAsync(Directory.Exists(local) ? local : settings.Tokenizer, HubOptions.FromEnvironment(), null, CancellationToken.None)
+                .GetAwaiter().GetResult();
+        }
+        catch (FineTuneException e) when (e.Diagnostics.Count == 1 && e.Diagnostics[0].Code == "FT0621")
+        {
+            throw new FineTuneException(context.Pipeline.Locate(SettingPath).Error("FT0401",
+                $"tokenizer folder '{settings.Tokenizer}' does not exist; use 'gpt2', a folder holding a Hugging Face tokenizer.json (and tokenizer_config.json), or a Hub model id"));
+        }
+    }
+
     public override Task RunAsync(StageContext context, CancellationToken cancellationToken)
     {
         var settings = context.Settings<TokenizeSettings>();
         ResolveExternalInputs(context); // the same existence checks, with the pipeline location, before loading
-        var tokenizer = ChatTokenizer.Load(settings.Tokenizer, context.PipelineDirectory);
+        var tokenizer = settings.Tokenizer == ChatTokenizer.Gpt2 ? ChatTokenizer.LoadGpt2() : ChatTokenizer.LoadFolder(TokenizerFolder(context, settings));
         var trainOnAll = settings.TrainOn == "all";
         var formatDir = context.Input("format");
         var tokenizerDirectory = Path.Combine(context.OutputDirectory, "tokenizer");

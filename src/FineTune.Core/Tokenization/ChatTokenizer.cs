@@ -105,10 +105,6 @@ public sealed class ChatTokenizer : IChatTokenizer
         return new ChatTokenizer(bpe, path => File.WriteAllBytes(path, source), config, jsonPath);
     }
 
-    /// <summary>Loads the tokenizer named by the tokenize stage's <c>tokenizer</c> setting.</summary>
-    public static ChatTokenizer Load(string setting, string baseDirectory) =>
-        setting == Gpt2 ? LoadGpt2() : LoadFolder(Path.GetFullPath(Path.Combine(baseDirectory, setting)));
-
     public IReadOnlyList<int> Encode(string text)
     {
         var ids = new List<int>();
