@@ -23,6 +23,23 @@ public static class ModelSource
         return await new HubClient(options).DownloadSnapshotAsync(repo, revision, HubClient.ModelFilePatterns, progress, cancellationToken);
     }
 
+    /// <summary>
+    /// A stage setting naming a model or tokenizer: a folder relative to the pipeline file, else a Hub id. A value that
+    /// is neither is reported at the setting's line with <paramref name="code"/> and <paramref name="hint"/>.
+    /// </summary>
+    public static string ResolveSetting(StageContext context, string value, string settingPath, string code, string hint)
+    {
+        var local = context.ResolvePath(value);
+        try
+        {
+            return ResolveAsync(Directory.Exists(local) ? local : value, HubOptions.FromEnvironment(), null, CancellationToken.None).GetAwaiter().GetResult();
+        }
+        catch (FineTuneException e) when (e.Diagnostics.Count == 1 && e.Diagnostics[0].Code == "FT0621")
+        {
+            throw new FineTuneException(context.Pipeline.Locate(settingPath).Error(code, $"'{value}' is neither a folder (relative to the pipeline file) nor a Hugging Face model id; {hint}"));
+        }
+    }
+
     private static (string Repo, string? Revision) Split(string argument)
     {
         var at = argument.LastIndexOf('@');

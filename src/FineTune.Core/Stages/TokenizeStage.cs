@@ -41,21 +41,9 @@ public sealed class TokenizeStage : Stage
         static ExternalInput Describe(string name, string path) => new(name, ContentHash.OfFile(path), new FileInfo(path).Length);
     }
 
-    /// <summary>A folder relative to the pipeline file, else a Hugging Face model id whose tokenizer files are fetched (or found offline).</summary>
-    private static string TokenizerFolder(StageContext context, TokenizeSettings settings)
-    {
-        var local = context.ResolvePath(settings.Tokenizer);
-        try
-        {
-            return ModelSource.ResolveAsync(Directory.Exists(local) ? local : settings.Tokenizer, HubOptions.FromEnvironment(), null, CancellationToken.None)
-                .GetAwaiter().GetResult();
-        }
-        catch (FineTuneException e) when (e.Diagnostics.Count == 1 && e.Diagnostics[0].Code == "FT0621")
-        {
-            throw new FineTuneException(context.Pipeline.Locate(SettingPath).Error("FT0401",
-                $"tokenizer folder '{settings.Tokenizer}' does not exist; use 'gpt2', a folder holding a Hugging Face tokenizer.json (and tokenizer_config.json), or a Hub model id"));
-        }
-    }
+    private static string TokenizerFolder(StageContext context, TokenizeSettings settings) =>
+        ModelSource.ResolveSetting(context, settings.Tokenizer, SettingPath, "FT0401",
+            "use 'gpt2', a folder holding a Hugging Face tokenizer.json (and tokenizer_config.json), or a Hub model id");
 
     public override Task RunAsync(StageContext context, CancellationToken cancellationToken)
     {

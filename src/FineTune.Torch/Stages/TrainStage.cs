@@ -105,21 +105,9 @@ public sealed class TrainStage : Stage
             .Select(file => new ExternalInput("model/" + Path.GetFileName(file), ContentHash.OfFile(file), new FileInfo(file).Length))];
     }
 
-    /// <summary>A folder relative to the pipeline, else a Hugging Face model id fetched into (or found in) the HF cache.</summary>
-    private static string ModelFolderOf(StageContext context, TrainSettings settings)
-    {
-        var local = context.ResolvePath(settings.Model);
-        try
-        {
-            return ModelSource.ResolveAsync(Directory.Exists(local) ? local : settings.Model, HubOptions.FromEnvironment(), null, CancellationToken.None)
-                .GetAwaiter().GetResult();
-        }
-        catch (FineTuneException e) when (e.Diagnostics.Count == 1 && e.Diagnostics[0].Code == "FT0621")
-        {
-            throw new FineTuneException(context.Pipeline.Locate("stages.train.model").Error("FT0621",
-                $"model '{settings.Model}' is neither a folder (relative to the pipeline file) nor a Hugging Face model id such as Qwen/Qwen2.5-0.5B-Instruct"));
-        }
-    }
+    private static string ModelFolderOf(StageContext context, TrainSettings settings) =>
+        ModelSource.ResolveSetting(context, settings.Model, "stages.train.model", "FT0621",
+            "use builtin:tiny, a Hugging Face layout folder, or a model id such as Qwen/Qwen2.5-0.5B-Instruct");
 
     private static AppliedLora ApplyLora(LlamaForCausalLM model, TrainSettings settings, IStageLog log)
     {
