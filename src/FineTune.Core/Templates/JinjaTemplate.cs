@@ -1,0 +1,49 @@
+using System.Text;
+using System.Text.Json.Nodes;
+
+namespace FineTune.Core.Templates;
+
+/// <summary>
+/// A parsed Jinja template, rendered as jinja2 would with transformers' chat-template settings: trim_blocks and
+/// lstrip_blocks on, no autoescaping, lenient undefined values, loop controls, and the {% generation %} tag.
+/// Parse once, render many times: rendering reuses the tree and keeps no state between calls.
+/// </summary>
+public sealed class JinjaTemplate
+{
+    private readonly SourceText _source;
+    private readonly IReadOnlyList<Stmt> _body;
+
+    private JinjaTemplate(SourceText source, IReadOnlyList<Stmt> body)
+    {
+        _source = source;
+        _body = body;
+    }
+
+    /// <summary>Parses <paramref name="source"/>; syntax errors throw FT0410 located in <paramref name="origin"/>.</summary>
+    public static JinjaTemplate Parse(string source, string origin)
+    {
+        var text = new SourceText(source, origin);
+        return new JinjaTemplate(text, JinjaParser.Parse(text));
+    }
+
+    public string Render(IReadOnlyDictionary<string, JsonNode?> variables)
+    {
+        var values = new Dictionary<string, object?>(variables.Count, StringComparer.Ordinal);
+        foreach (var (name, value) in variables) values[name] = TemplateValues.FromJson(value);
+        return RenderValues(values);
+    }
+
+    /// <summary>Renders with variables already converted to template values (see <see cref="TemplateValues"/>).</summary>
+    public string RenderValues(IReadOnlyDictionary<string, object?> variables)
+    {
+        var builtins = new Scope(null);
+        foreach (var (name, value) in Globals.All) builtins.Set(name, value);
+        var globals = new Scope(builtins);
+        foreach (var (name, value) in variables) globals.Set(name, value);
+
+        var output = new StringBuilder();
+        var context = new RenderContext(_source, globals);
+        Stmt.RenderAll(_body, context, globals, output);
+        return output.ToString();
+    }
+}
