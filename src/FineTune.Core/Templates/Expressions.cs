@@ -37,14 +37,14 @@ public sealed class NameExpr(string name, int offset) : Expr(offset)
         scope.TryGet(Name, out var value) ? value : Undefined.ForName(Name);
 }
 
-/// <summary>A list literal; tuples evaluate to lists too (they only differ in how Python prints them).</summary>
-public sealed class ListExpr(IReadOnlyList<Expr> items, int offset) : Expr(offset)
+/// <summary>A list literal <c>[a, b]</c> or a tuple <c>(a, b)</c>.</summary>
+public sealed class ListExpr(IReadOnlyList<Expr> items, int offset, bool isTuple = false) : Expr(offset)
 {
     public IReadOnlyList<Expr> Items { get; } = items;
 
     protected override object? EvaluateCore(RenderContext context, Scope scope)
     {
-        var list = new List<object?>(Items.Count);
+        var list = isTuple ? new PyTuple() : new List<object?>(Items.Count);
         foreach (var item in Items) list.Add(item.Evaluate(context, scope));
         return list;
     }

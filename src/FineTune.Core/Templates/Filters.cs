@@ -29,11 +29,12 @@ public static class Filters
         ["safe"] = (v, _, _, _) => v,
         ["int"] = ToInt,
         ["float"] = ToFloat,
-        ["abs"] = (v, _, _, _) => v is double d ? Math.Abs(d) : Math.Abs(Operations.AsLong(Number(v))),
+        ["abs"] = (v, _, _, _) => v is double d ? Math.Abs(d) : (object)Math.Abs(Operations.AsLong(Number(v))),
         ["round"] = Round,
         ["list"] = (v, _, _, _) => new List<object?>(Operations.Iterate(v)),
+        ["tuple"] = (v, _, _, _) => new PyTuple(Operations.Iterate(v)),
         ["items"] = (v, _, _, _) => v is Undefined ? new List<object?>() : v is PyDict dict
-            ? dict.Select(e => (object?)new List<object?> { e.Key, e.Value }).ToList()
+            ? dict.Select(e => (object?)new PyTuple { e.Key, e.Value }).ToList()
             : throw new TemplateRuntimeException($"items filter needs a mapping, got '{TemplateValues.TypeName(v)}'"),
         ["dictsort"] = DictSort,
         ["reverse"] = (v, _, _, _) => v is string s ? new string(s.EnumerateRunes().Reverse().SelectMany(r => r.ToString()).ToArray()) : Enumerable.Reverse(Operations.Iterate(v)).ToList(),
@@ -156,7 +157,7 @@ public static class Filters
         var scale = Math.Pow(10, precision);
         return method switch
         {
-            "common" => Math.Round(number, precision, MidpointRounding.AwayFromZero),
+            "common" => Math.Round(number, precision, MidpointRounding.ToEven), // Python's round(): halves go to even
             "ceil" => Math.Ceiling(number * scale) / scale,
             "floor" => Math.Floor(number * scale) / scale,
             _ => throw new TemplateRuntimeException("method must be common, ceil or floor"),
@@ -198,7 +199,7 @@ public static class Filters
         var byValue = (Optional(args, kwargs, 1, "by") as string ?? "key") == "value";
         var reverse = TemplateValues.IsTruthy(Optional(args, kwargs, 2, "reverse"));
         var comparer = Comparer<object?>.Create((a, b) => CompareForSort(a, b, caseSensitive));
-        var pairs = dict.Select(e => (Key: byValue ? e.Value : e.Key, Pair: (object?)new List<object?> { e.Key, e.Value }));
+        var pairs = dict.Select(e => (Key: byValue ? e.Value : e.Key, Pair: (object?)new PyTuple { e.Key, e.Value }));
         var sorted = reverse ? pairs.OrderByDescending(p => p.Key, comparer) : pairs.OrderBy(p => p.Key, comparer);
         return sorted.Select(p => p.Pair).ToList();
     }

@@ -301,7 +301,7 @@ public sealed class JinjaParser
             if (Current.Kind is TokenKind.BlockEnd or TokenKind.VariableEnd) break;
             items.Add(ParseExpression());
         }
-        return new ListExpr(items, first.Offset);
+        return new ListExpr(items, first.Offset, isTuple: true);
     }
 
     private Expr ParseExpression(bool allowConditional = true)
@@ -485,7 +485,7 @@ public sealed class JinjaParser
 
     private Expr ParseParenthesized(Token open)
     {
-        if (SkipOperator(")")) return new ListExpr([], open.Offset);
+        if (SkipOperator(")")) return new ListExpr([], open.Offset, isTuple: true);
         var first = ParseExpression();
         if (SkipOperator(")")) return first;
         var items = new List<Expr> { first };
@@ -495,7 +495,7 @@ public sealed class JinjaParser
             items.Add(ParseExpression());
         }
         Expect(TokenKind.Operator, ")");
-        return new ListExpr(items, open.Offset);
+        return new ListExpr(items, open.Offset, isTuple: true);
     }
 
     private Expr ParsePostfix(Expr node)

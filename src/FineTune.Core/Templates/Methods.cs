@@ -28,7 +28,7 @@ public static class Methods
         switch (name)
         {
             case "items":
-                return dict.Select(e => (object?)new List<object?> { e.Key, e.Value }).ToList();
+                return dict.Select(e => (object?)new PyTuple { e.Key, e.Value }).ToList();
             case "keys":
                 return dict.Keys.Cast<object?>().ToList();
             case "values":

@@ -44,13 +44,14 @@ public static class PythonText
             case string s: AppendStringRepr(text, s); break;
             case Undefined: break;
             case List<object?> list:
-                text.Append('[');
+                var isTuple = list is PyTuple;
+                text.Append(isTuple ? '(' : '[');
                 for (var i = 0; i < list.Count; i++)
                 {
                     if (i > 0) text.Append(", ");
                     AppendRepr(text, list[i]);
                 }
-                text.Append(']');
+                text.Append(isTuple ? (list.Count == 1 ? ",)" : ")") : "]");
                 break;
             case PyDict dict:
                 text.Append('{');

@@ -5,7 +5,7 @@ namespace FineTune.Core.Templates;
 
 // Template values are plain CLR objects standing in for Python's:
 //   null = None, bool, long = int, double = float, string = str,
-//   List<object?> = list (tuples too), PyDict = dict, Undefined, Namespace, LoopContext, ICallable.
+//   List<object?> = list, PyTuple (a List) = tuple, PyDict = dict, Undefined, Namespace, LoopContext, ICallable.
 
 /// <summary>jinja2's default <c>Undefined</c>: prints as nothing and is falsy, but touching its attributes fails.</summary>
 public sealed class Undefined
@@ -22,6 +22,13 @@ public sealed class PyDict : OrderedDictionary<object, object?>
 {
     public PyDict() { }
     public PyDict(int capacity) : base(capacity) { }
+}
+
+/// <summary>A Python tuple: a list everywhere except in how it prints, <c>(1, 'a')</c>.</summary>
+public sealed class PyTuple : List<object?>
+{
+    public PyTuple() { }
+    public PyTuple(IEnumerable<object?> items) : base(items) { }
 }
 
 /// <summary>The object <c>namespace()</c> returns: the one thing a loop body can assign to that outlives the iteration.</summary>
@@ -131,7 +138,7 @@ public static class TemplateValues
         JsonValueKind.False => false,
         JsonValueKind.Null or JsonValueKind.Undefined => null,
         // Python's json.loads keeps 1 and 1.0 apart (int vs float); so do we, by the literal's spelling.
-        JsonValueKind.Number => IsIntegerLiteral(element.GetRawText()) && element.TryGetInt64(out var l) ? l : element.GetDouble(),
+        JsonValueKind.Number => IsIntegerLiteral(element.GetRawText()) && element.TryGetInt64(out var l) ? (object)l : element.GetDouble(),
         JsonValueKind.Array => FromJson(JsonArray.Create(element)),
         JsonValueKind.Object => FromJson(JsonObject.Create(element)),
         _ => null,
