@@ -86,6 +86,26 @@ public class ChatTemplateGoldenTests
             + "<|start_header_id|>assistant<|end_header_id|>\n\n", text);
     }
 
+    [Fact]
+    public void Llama31_renders_a_tool_call_and_json_encodes_a_string_tool_result()
+    {
+        // "is iterable" holds for strings, so the template runs tool output through tojson and it arrives quoted.
+        var messages = Json("""
+            [{"role": "user", "content": "Weather in Paris?"},
+             {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+             {"role": "tool", "content": "{\"temp\": 21}"}]
+            """);
+        var text = Load("llama3.1").Render(messages, addGenerationPrompt: true, tools: Json("[" + Tool + "]"), bosToken: "<|begin_of_text|>");
+        var expectedStart = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nEnvironment: ipython\n"
+            + "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n";
+        var expectedEnd = "Weather in Paris?<|eot_id|>"
+            + "<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}<|eot_id|>"
+            + "<|start_header_id|>ipython<|end_header_id|>\n\n\"{\\\"temp\\\": 21}\"<|eot_id|>"
+            + "<|start_header_id|>assistant<|end_header_id|>\n\n";
+        Assert.StartsWith(expectedStart, text);
+        Assert.EndsWith(expectedEnd, text);
+    }
+
     // ---- Qwen2.5 ---------------------------------------------------------------------------------------------------
 
     [Fact]
