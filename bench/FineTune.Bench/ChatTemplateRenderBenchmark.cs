@@ -4,16 +4,17 @@ using FineTune.Core.Templates;
 
 namespace FineTune.Bench;
 
-/// <summary>Renders a multi-turn conversation with the Qwen3 template many times: the per-conversation cost the format/tokenize stages pay.</summary>
+/// <summary>Renders a multi-turn conversation with a built-in template (Qwen3 by default) many times: the per-conversation cost the format/tokenize stages pay.</summary>
 public sealed class ChatTemplateRenderBenchmark : IBenchmark
 {
     public string Name => "chat-template";
-    public string Description => "render a 6-message conversation with the built-in qwen3 template (default 20000 times)";
+    public string Description => "render a 6-message conversation with a built-in template: [iterations=20000] [template=qwen3]";
 
     public int Run(string[] args)
     {
         var iterations = args.Length > 0 ? int.Parse(args[0]) : 20_000;
-        var template = new ChatTemplate(BuiltinChatTemplates.Source("qwen3")!, "qwen3");
+        var name = args.Length > 1 ? args[1] : "qwen3";
+        var template = new ChatTemplate(BuiltinChatTemplates.Source(name)!, name);
         var messages = JsonNode.Parse("""
             [{"role": "system", "content": "You are a helpful assistant."},
              {"role": "user", "content": "What is the capital of France? Please answer briefly."},
@@ -30,7 +31,7 @@ public sealed class ChatTemplateRenderBenchmark : IBenchmark
         clock.Stop();
 
         var microseconds = clock.Elapsed.TotalMicroseconds / iterations;
-        Console.WriteLine($"chat-template: {iterations} renders in {clock.Elapsed.TotalMilliseconds:F0} ms, {microseconds:F1} µs per conversation ({chars / iterations} chars each)");
+        Console.WriteLine($"chat-template ({name}): {iterations} renders in {clock.Elapsed.TotalMilliseconds:F0} ms, {microseconds:F1} µs per conversation ({chars / iterations} chars each)");
         Console.WriteLine($"{{\"benchmark\": \"chat-template\", \"iterations\": {iterations}, \"us_per_render\": {microseconds:F2}}}");
         return 0;
     }
