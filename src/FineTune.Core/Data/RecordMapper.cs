@@ -49,7 +49,7 @@ public sealed class RecordMapper
     public IEnumerable<(string Field, string Column)> RequiredColumns => Required(Type).Select(f => (f, _columns[f]));
 
     /// <summary>Whether a JSON object is a record of this mapping (rather than an object wrapping the records).</summary>
-    public bool LooksLikeRecord(JsonObject value) => _columns.Where(c => c.Key is not ("role" or "content")).Any(c => value.ContainsKey(c.Value));
+    public bool LooksLikeRecord(JsonObject value) => RequiredColumns.Any(c => value.ContainsKey(c.Column));
 
     private static string[] Required(string type) => type switch
     {

@@ -114,6 +114,7 @@ public static class RecordReader
         byte[] bytes => JsonValue.Create(Encoding.UTF8.GetString(bytes)),
         IDictionary<string, object?> map => new JsonObject(map.Select(kv => KeyValuePair.Create(kv.Key, ToJson(kv.Value)))),
         IEnumerable list => new JsonArray(list.Cast<object?>().Select(ToJson).ToArray()),
+        double or float => Convert.ToDouble(value) is var d && double.IsFinite(d) ? JsonValue.Create(d) : JsonValue.Create(value.ToString()),
         IConvertible number when number.GetTypeCode() is >= TypeCode.SByte and <= TypeCode.Decimal => JsonValue.Create(Convert.ToDecimal(number)),
         _ => JsonValue.Create(value.ToString()),
     };
