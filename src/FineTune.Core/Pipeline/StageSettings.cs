@@ -30,8 +30,14 @@ public sealed class FetchSettings : IValidatableSettings
 [Doc("Turns records into conversations and splits them into train and validation sets.")]
 public sealed class FormatSettings : IValidatableSettings
 {
-    [Doc("The record layout. alpaca: {instruction, input, output, system?}."), OneOf("alpaca")]
+    [Doc("The record layout. alpaca: {instruction, input, output, system?, history?}. sharegpt: {conversations: [{from, value}], system?}. openai: {messages: [{role, content, weight?}]}. text: {text} for continued pre-training. The file type follows the extension: .json, .jsonl, .csv, .tsv, .parquet."), OneOf("alpaca", "sharegpt", "openai", "text")]
     public string Type { get; set; } = "alpaca";
+
+    [Doc("Which column of the data holds each field, when the data does not use the standard names.")]
+    public FormatColumnsSettings Columns { get; set; } = new();
+
+    [Doc("sharegpt: the names the data gives the roles, besides the standard human/user, gpt/assistant and system.")]
+    public FormatRolesSettings Roles { get; set; } = new();
 
     [Doc("A system prompt put before every conversation (a record's own 'system' field wins).")]
     public string? SystemPrompt { get; set; }
@@ -45,10 +51,83 @@ public sealed class FormatSettings : IValidatableSettings
     [Doc("Seed of the shuffle.")]
     public int Seed { get; set; } = 42;
 
+    /// <summary>The fields each type reads; a column set for another type is a mistake worth reporting.</summary>
+    public static readonly IReadOnlyDictionary<string, string[]> FieldsOfType = new Dictionary<string, string[]>
+    {
+        ["alpaca"] = ["instruction", "input", "output", "system", "history"],
+        ["sharegpt"] = ["messages", "system", "role", "content"],
+        ["openai"] = ["messages"],
+        ["text"] = ["text"],
+    };
+
     public IEnumerable<SettingProblem> Validate()
     {
         if (Validation >= 1 && Validation != Math.Floor(Validation))
             yield return new("validation", $"validation {Validation} is neither a fraction below 1 nor a whole count of records");
+        if (!FieldsOfType.TryGetValue(Type, out var fields)) yield break;
+        foreach (var (field, _) in Columns.Set().Where(c => !fields.Contains(c.Field)))
+            yield return new("columns." + field, $"columns.{field} does not apply to type {Type}; it reads {string.Join(", ", fields)}");
+        if (Type != "sharegpt" && Roles.Set().Any())
+            yield return new("roles", $"roles apply to type sharegpt only; type {Type} uses the standard role names");
+        if (Type == "text" && SystemPrompt is not null)
+            yield return new("system_prompt", "type text has no conversations to put a system prompt in");
+    }
+}
+
+[Doc("Column names in the data; unset ones take the standard name of the format type.")]
+public sealed class FormatColumnsSettings
+{
+    [Doc("alpaca: the instruction (default instruction).")]
+    public string? Instruction { get; set; }
+
+    [Doc("alpaca: the optional input appended to the instruction (default input).")]
+    public string? Input { get; set; }
+
+    [Doc("alpaca: the answer (default output).")]
+    public string? Output { get; set; }
+
+    [Doc("alpaca, sharegpt: the optional system prompt of the record (default system).")]
+    public string? System { get; set; }
+
+    [Doc("alpaca: the optional earlier turns, a list of [user, assistant] pairs (default history).")]
+    public string? History { get; set; }
+
+    [Doc("sharegpt, openai: the list of messages (default conversations for sharegpt, messages for openai).")]
+    public string? Messages { get; set; }
+
+    [Doc("sharegpt: the key of a message's role (default from).")]
+    public string? Role { get; set; }
+
+    [Doc("sharegpt: the key of a message's text (default value).")]
+    public string? Content { get; set; }
+
+    [Doc("text: the plain text (default text).")]
+    public string? Text { get; set; }
+
+    /// <summary>The fields given a column in the pipeline, as (field, column).</summary>
+    public IEnumerable<(string Field, string Column)> Set() => SettingsReflection.PropertiesOf(GetType())
+        .Select(p => (p.Key, Column: p.Property.GetValue(this) as string))
+        .Where(p => p.Column is not null)
+        .Select(p => (p.Key, p.Column!));
+}
+
+[Doc("Role names in sharegpt data; each adds to the standard names, which are always understood.")]
+public sealed class FormatRolesSettings
+{
+    [Doc("The name of the user's role (human and user are always understood).")]
+    public string? User { get; set; }
+
+    [Doc("The name of the assistant's role (gpt and assistant are always understood).")]
+    public string? Assistant { get; set; }
+
+    [Doc("The name of the system role (system is always understood).")]
+    public string? System { get; set; }
+
+    public IEnumerable<(string Role, string Name)> Set()
+    {
+        if (User is not null) yield return ("user", User);
+        if (Assistant is not null) yield return ("assistant", Assistant);
+        if (System is not null) yield return ("system", System);
     }
 }
 

@@ -6,40 +6,30 @@ using FineTune.Core.Pipeline;
 namespace FineTune.Core.Stages;
 
 /// <summary>
-/// Turns the fetched records into conversations, shuffles them with a seed and splits off a validation set.
-/// Writes train.jsonl and validation.jsonl (<see cref="ConversationFile"/>) and summary.json.
+/// Turns the fetched records into conversations (<see cref="RecordMapper"/> says how for each format type), checks
+/// them (<see cref="DataChecks"/>), shuffles them with a seed and splits off a validation set. Writes train.jsonl
+/// and validation.jsonl (<see cref="ConversationFile"/>), checks.json (the <see cref="DataCheckReport"/>) and
+/// summary.json. Data with check errors fails the stage with exit code 2; warnings go to the log and the summary.
 /// </summary>
-/// <remarks>
-/// An alpaca record becomes: a system message (the record's own <c>system</c>, else <c>system_prompt</c>, else none),
-/// a user message of <c>instruction + input</c> joined with nothing in between, and an assistant message of
-/// <c>output</c>. The plain join is what the reference tutorial (self-llm, huanhuan) does; for its data, where
-/// input is always empty, it is simply the instruction. Datasets whose input needs a separator should put it in
-/// the data.
-/// </remarks>
 public sealed class FormatStage : Stage
 {
     public override string Name => "format";
 
-    public override int ImplementationVersion => 1;
+    // 2: formats, column mapping, data checks and checks.json.
+    public override int ImplementationVersion => 2;
 
     public override IReadOnlyList<string> DependsOn => ["fetch"];
 
     public override object SelectSettings(PipelineDefinition pipeline) => pipeline.Stages.Format;
 
-    public override Task RunAsync(StageContext context, CancellationToken cancellationToken)
+    public override async Task RunAsync(StageContext context, CancellationToken cancellationToken)
     {
         var settings = (FormatSettings)SelectSettings(context.Pipeline);
-        if (settings.Type != "alpaca")
-            throw new FineTuneException(context.Pipeline.Locate("stages.format.type")
-                .Error("FT0205", $"format type '{settings.Type}' is not supported; use alpaca"));
-
         var source = SourceName(context);
-        var records = AlpacaReader.ReadFile(FetchedDataFile(context), source);
-        if (records.Count == 0)
+        var (conversations, report) = await DataChecks.RunAsync(FetchedDataFile(context), source, settings, cancellationToken);
+        if (report.HasErrors) throw report.ToException();
+        if (conversations.Count == 0)
             throw new FineTuneException(Diagnostic.Error("FT0203", $"{source.Display} holds no records", source.File));
-        cancellationToken.ThrowIfCancellationRequested();
-
-        var conversations = records.Select(r => ToConversation(r, settings.SystemPrompt)).ToList();
 
         var validationCount = ValidationCount(settings.Validation, conversations.Count);
         if (validationCount >= conversations.Count)
@@ -47,36 +37,25 @@ public sealed class FormatStage : Stage
                 $"validation {settings.Validation} takes {validationCount} of the {conversations.Count} records in {source.Display}, " +
                 "leaving none for training; lower it (a fraction below 1 or a smaller count)"));
 
-        var order = conversations;
-        if (settings.Shuffle)
-        {
-            order = [.. conversations];
-            new SplitMix64(unchecked((ulong)(long)settings.Seed)).Shuffle(order);
-        }
+        var order = conversations.ToList();
+        if (settings.Shuffle) new SplitMix64(unchecked((ulong)(long)settings.Seed)).Shuffle(order);
         // Validation is the tail so that, without shuffling, it is the end of the file, as people expect of a hold-out.
         var train = order.Take(order.Count - validationCount).ToList();
         var validation = order.Skip(order.Count - validationCount).ToList();
 
         ConversationFile.Write(Path.Combine(context.OutputDirectory, "train.jsonl"), train);
         ConversationFile.Write(Path.Combine(context.OutputDirectory, "validation.jsonl"), validation);
+        File.WriteAllText(Path.Combine(context.OutputDirectory, "checks.json"), report.ToJson());
 
-        var duplicates = conversations.Count - conversations
-            .Select(c => JsonSerializer.Serialize(c.Messages, ConversationFile.Json))
-            .Distinct(StringComparer.Ordinal)
-            .Count();
-        var emptyOutputs = records.Where(r => string.IsNullOrWhiteSpace(r.Output)).Select(r => r.Index).ToList();
-        if (emptyOutputs.Count > 0)
-            context.Log.Warning($"{source.Display}: {emptyOutputs.Count} record(s) have an empty output " +
-                $"(record {string.Join(", ", emptyOutputs.Take(10))}{(emptyOutputs.Count > 10 ? ", ..." : "")}); " +
-                "the model learns to answer them with nothing");
-        if (duplicates > 0)
-            context.Log.Info($"{source.Display}: {duplicates} record(s) repeat an earlier one exactly");
+        foreach (var warning in report.Warnings)
+            context.Log.Warning($"{source.Display}: {warning.Summary()}");
 
         context.Summary["records"] = conversations.Count;
         context.Summary["train"] = train.Count;
         context.Summary["validation"] = validation.Count;
-        context.Summary["duplicates"] = duplicates;
-        context.Summary["empty_outputs"] = emptyOutputs.Count;
+        context.Summary["duplicates"] = report.CountOf(DataCheckCategory.DuplicateExample);
+        context.Summary["empty_outputs"] = report.CountOf(DataCheckCategory.EmptyAnswer);
+        if (report.Warnings.Count > 0) context.Summary["warnings"] = report.Counts(Severity.Warning);
 
         var summary = new SortedDictionary<string, object>(context.Summary, StringComparer.Ordinal)
         {
@@ -89,18 +68,6 @@ public sealed class FormatStage : Stage
             JsonSerializer.Serialize(summary, new JsonSerializerOptions(ConversationFile.Json) { WriteIndented = true }) + "\n");
 
         context.Log.Info($"{conversations.Count:N0} records: {train.Count:N0} train, {validation.Count:N0} validation");
-        return Task.CompletedTask;
-    }
-
-    public static Conversation ToConversation(AlpacaRecord record, string? systemPrompt)
-    {
-        var messages = new List<ChatMessage>(3);
-        // A blank system field is treated as absent: datasets often carry "system": "" on every record.
-        var system = string.IsNullOrWhiteSpace(record.System) ? systemPrompt : record.System;
-        if (!string.IsNullOrEmpty(system)) messages.Add(new ChatMessage("system", system));
-        messages.Add(new ChatMessage("user", record.Instruction + (record.Input ?? "")));
-        messages.Add(new ChatMessage("assistant", record.Output));
-        return new Conversation(messages, record.Index);
     }
 
     /// <summary>

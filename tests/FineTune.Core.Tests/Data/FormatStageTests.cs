@@ -123,22 +123,53 @@ public sealed class FormatStageTests : IDisposable
     {
         const string data = """
             [
-              {"instruction": "a", "input": "", "output": "x"},
-              {"instruction": "a", "input": "", "output": "x"},
-              {"instruction": "a", "output": "x"},
+              {"instruction": "a", "input": "", "output": "same"},
+              {"instruction": "a", "input": "", "output": "same"},
+              {"instruction": "a", "output": "same"},
               {"instruction": "b", "input": "", "output": " "},
-              {"instruction": "c", "input": "", "output": "y"}
+              {"instruction": "c", "input": "", "output": "other"}
             ]
             """;
         var (output, context, log) = await Format(data, s => s.Validation = 0);
 
         Assert.Equal(2, context.Summary["duplicates"]);
         Assert.Equal(1, context.Summary["empty_outputs"]);
-        var warning = Assert.Single(log.Warnings);
-        Assert.Contains("record 3", warning);
+        Assert.Equal(new SortedDictionary<string, object> { ["duplicate_example"] = 2L, ["empty_answer"] = 1L }, context.Summary["warnings"]);
+        Assert.Equal([
+            "records.json: 2 records repeat an earlier record exactly (records 1, 2)",
+            "records.json: 1 record has an empty assistant answer (the model learns to answer with nothing) (record 3)",
+        ], log.Warnings);
         using var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "summary.json")));
         Assert.Equal(5, summary.RootElement.GetProperty("records").GetInt32());
         Assert.Equal("records.json", summary.RootElement.GetProperty("source").GetString());
+        using var checks = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "checks.json")));
+        Assert.Equal(2, checks.RootElement.GetProperty("warnings").GetArrayLength());
+    }
+
+    [Fact]
+    public async Task Check_errors_fail_the_stage_with_exit_code_2_and_write_nothing()
+    {
+        const string data = """
+            {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "an answer"}]}
+            {"conversations": [{"from": "human", "value": "q"}]}
+            """;
+        var error = await Assert.ThrowsAsync<FineTuneException>(() => Format(data, s => s.Type = "sharegpt", "chat.jsonl", run: "failed"));
+
+        Assert.Equal(ExitCodes.InvalidInput, error.ExitCode);
+        var diagnostic = Assert.Single(error.Diagnostics);
+        Assert.Equal(("FT0206", 2, "record 1: no assistant message (roles: user)"), (diagnostic.Code, diagnostic.Line, diagnostic.Message));
+        Assert.False(File.Exists(_temp.File("failed/format/train.jsonl")));
+    }
+
+    [Fact]
+    public async Task Text_and_weights_reach_the_output_files()
+    {
+        const string data = """
+            {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "wrong answer", "weight": 0}, {"role": "user", "content": "again"}, {"role": "assistant", "content": "right answer", "weight": 1}]}
+            """;
+        var (output, _, _) = await Format(data, s => { s.Type = "openai"; s.Validation = 0; }, "chat.jsonl");
+
+        Assert.Equal([null, 0, null, 1], Assert.Single(Read(output, "train.jsonl")).Messages.Select(m => m.Weight));
     }
 
     [Fact]
@@ -159,23 +190,10 @@ public sealed class FormatStageTests : IDisposable
         Assert.Equal([
             ("record 1: field 'output' must be a string, found number", 3, "records.json"),
             ("record 2: must be an object with 'instruction' and 'output', found array", 4, "records.json"),
-            ("record 3: field 'instruction' is missing", 5, "records.json"),
+            ("record 3: field 'instruction' is missing (set format.columns.instruction if the data names it differently)", 5, "records.json"),
             ("record 3: field 'system' must be a string, found boolean", 5, "records.json"),
         ], reported);
         Assert.Equal(47, error.Diagnostics[0].Column); // where the 42 starts
-    }
-
-    [Fact]
-    public async Task The_list_of_problems_is_capped()
-    {
-        var data = string.Join("\n", Enumerable.Range(0, 30).Select(i => $$"""{"instruction": "q", "output": {{i}}}"""));
-
-        var error = await Assert.ThrowsAsync<FineTuneException>(() => Format(data, fileName: "bad.jsonl"));
-
-        Assert.Equal(AlpacaReader.MaxReported + 1, error.Diagnostics.Count);
-        Assert.Equal("record 19: field 'output' must be a string, found number", error.Diagnostics[19].Message);
-        Assert.Equal(20, error.Diagnostics[19].Line);
-        Assert.Equal("... and 10 more problems", error.Diagnostics[^1].Message);
     }
 
     [Fact]
@@ -202,22 +220,34 @@ public sealed class FormatStageTests : IDisposable
     }
 
     [Fact]
-    public void Messages_name_a_url_source_when_there_is_no_local_file()
+    public async Task Messages_name_a_url_source_when_there_is_no_local_file()
     {
-        var error = Assert.Throws<FineTuneException>(() => AlpacaReader.Read(
-            """[{"instruction": 1, "output": "b"}]"""u8.ToArray(), new DataSourceName("https://example.org/d.json")));
+        var path = _temp.Write("d.json", """[{"instruction": 1, "output": "b"}]""");
+
+        var (_, report) = await DataChecks.RunAsync(path, new DataSourceName("https://example.org/d.json"), new FormatSettings());
 
         Assert.Equal("https://example.org/d.json: record 0: field 'instruction' must be a string, found number (line 1)",
-            Assert.Single(error.Diagnostics).Message);
+            Assert.Single(report.ErrorDiagnostics()).Message);
     }
 
     [Fact]
-    public void Reads_a_byte_order_mark_and_utf8_text()
+    public async Task Reads_a_byte_order_mark_and_utf8_text()
     {
-        var bytes = Encoding.UTF8.GetPreamble().Concat("""[{"instruction": "你是谁？", "input": "", "output": "我是甄嬛。"}]"""u8.ToArray()).ToArray();
+        var path = _temp.File("bom.json");
+        File.WriteAllBytes(path, Encoding.UTF8.GetPreamble().Concat("""[{"instruction": "你是谁？", "input": "", "output": "我是甄嬛。"}]"""u8.ToArray()).ToArray());
 
-        var record = Assert.Single(AlpacaReader.Read(bytes, new DataSourceName("x.json")));
+        var (conversations, _) = await DataChecks.RunAsync(path, new DataSourceName("bom.json"), new FormatSettings());
 
-        Assert.Equal(("你是谁？", "我是甄嬛。"), (record.Instruction, record.Output));
+        Assert.Equal(["你是谁？", "我是甄嬛。"], Assert.Single(conversations).Messages.Select(m => m.Content));
+    }
+
+    [Fact]
+    public async Task Plain_alpaca_output_keeps_its_exact_bytes()
+    {
+        // The lock files pin the format output of alpaca data; new optional fields must not appear in it.
+        var (output, _, _) = await Format("""[{"instruction": "你好", "input": "", "output": "臣妾在。"}]""", s => s.Validation = 0);
+
+        Assert.Equal("{\"messages\":[{\"role\":\"user\",\"content\":\"你好\"},{\"role\":\"assistant\",\"content\":\"臣妾在。\"}],\"source_index\":0}\n",
+            File.ReadAllText(Path.Combine(output, "train.jsonl")));
     }
 }
