@@ -47,6 +47,8 @@ public static class CliApplication
         root.Subcommands.Add(ChatCommand.Create(host.Services, console));
         root.Subcommands.Add(ScoreCommand.Create(console));
         root.Subcommands.Add(GenerateCommand.Create(console));
+        root.Subcommands.Add(TokenizeCommand.Create(console));
+        root.Subcommands.Add(InspectCommand.Create(host.Services, console));
         root.Subcommands.Add(InfoCommand.Create(console));
 
         var parse = root.Parse(args);

@@ -1,3 +1,4 @@
+using FineTune.Core;
 using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -46,7 +47,7 @@ public static class GenerateCommand
             // A raw continuation ends at end-of-sequence: config.json's eos_token_id and the tokenizer's EOS.
             var stops = new List<int>();
             if (loaded.Config.EosTokenId is { } eos) stops.Add(eos);
-            if (tokenizer is FineTune.Core.Tokenization.ChatTokenizer chat && !stops.Contains(chat.EosTokenId)) stops.Add(chat.EosTokenId);
+            if (tokenizer is FineTune.Core.Tokenization.ChatTokenizer { EosTokenId: { } tokenizerEos } && !stops.Contains(tokenizerEos)) stops.Add(tokenizerEos);
 
             var options = new GenerationOptions(parse.GetValue(maxNewTokens), parse.GetValue(temperature), Seed: parse.GetValue(seed), StopTokenIds: stops);
             var generated = TextGenerator.GenerateIds(loaded, promptIds, options, cancellationToken: cancellationToken);
@@ -63,7 +64,7 @@ public static class GenerateCommand
                     ["text"] = text,
                     ["finish_reason"] = finish,
                 };
-                console.Out.WriteLine(result.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
+                console.Out.WriteLine(result.ToJsonString(JsonText.Indented));
             }
             else console.Out.WriteLine(text ?? string.Join(",", generated));
             return Task.FromResult(ExitCodes.Ok);

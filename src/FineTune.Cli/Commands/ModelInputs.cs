@@ -47,9 +47,9 @@ internal static class ModelInputs
         return ids;
     }
 
-    /// <summary>The special tokens a tokenizer puts before text when asked to: its BOS token, if it has one.</summary>
+    /// <summary>The special tokens a tokenizer's post-processor puts before text when asked to (Llama's BOS; none for Qwen).</summary>
     public static IReadOnlyList<int> SpecialPrefix(IChatTokenizer tokenizer) =>
-        tokenizer is ChatTokenizer { BosTokenId: { } bos } ? [bos] : [];
+        tokenizer is ChatTokenizer chat ? chat.Tokenizer.BosIds : [];
 
     public static void CheckVocabulary(IReadOnlyList<int> ids, int vocabSize, string folder)
     {

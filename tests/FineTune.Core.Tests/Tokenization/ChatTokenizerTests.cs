@@ -1,6 +1,7 @@
 using System.Text.Json;
 using FineTune.Core.Data;
 using FineTune.Core.Diagnostics;
+using FineTune.Core.Templates;
 using FineTune.Core.Tokenization;
 
 namespace FineTune.Core.Tests.Tokenization;
@@ -23,8 +24,8 @@ public class ChatTokenizerTests
     public void Qwen3_special_ids_come_from_its_files()
     {
         var qwen = Tokenizers.Qwen3;
-        Assert.Equal(151644, qwen.ImStartId);
-        Assert.Equal(151645, qwen.ImEndId);
+        Assert.Equal(151644, qwen.Tokenizer.TokenToId("<|im_start|>"));
+        Assert.Equal(151645, qwen.Tokenizer.TokenToId("<|im_end|>"));
         Assert.Equal([151645], qwen.StopTokenIds);       // eos_token is <|im_end|> in its tokenizer_config.json
         Assert.Equal(151643, qwen.PadTokenId);           // pad_token <|endoftext|>
         Assert.Equal(151669, qwen.VocabSize);            // largest added token is 151668
@@ -74,29 +75,29 @@ public class ChatTokenizerTests
 
     [Theory]
     [MemberData(nameof(Conversations))]
-    public void Segmented_rendering_equals_tokenizing_the_whole_rendered_string(string name, int index)
+    public void Template_rendering_equals_tokenizing_the_hand_rendered_chatml_string(string name, int index)
     {
         var tokenizer = Tokenizers.ByName(name);
         var messages = SampleConversations[index];
-        var expected = tokenizer.Encode(ChatML.Render(messages, addGenerationPrompt: false));
-        Assert.Equal(expected, tokenizer.Tokenize(messages, trainOnAll: false).Ids);
+        var expected = tokenizer.Encode(ChatMLReference.Render(messages, addGenerationPrompt: false));
+        Assert.Equal(expected, tokenizer.Tokenize(messages, TrainOn.Assistant).Ids);
         Assert.Equal(expected, tokenizer.EncodeConversation(messages, addGenerationPrompt: false));
-        Assert.Equal(tokenizer.Encode(ChatML.Render(messages, addGenerationPrompt: true)), tokenizer.EncodeConversation(messages, addGenerationPrompt: true));
+        Assert.Equal(tokenizer.Encode(ChatMLReference.Render(messages, addGenerationPrompt: true)), tokenizer.EncodeConversation(messages, addGenerationPrompt: true));
     }
 
     [Theory]
     [MemberData(nameof(Conversations))]
     public void Train_on_all_labels_every_token(string name, int index)
     {
-        var example = Tokenizers.ByName(name).Tokenize(SampleConversations[index], trainOnAll: true);
+        var example = Tokenizers.ByName(name).Tokenize(SampleConversations[index], TrainOn.All);
         Assert.Equal(example.Ids, example.Labels);
     }
 
     [Fact]
     public void Assistant_mask_trains_only_answer_and_its_end_of_turn()
     {
-        var qwen = Tokenizers.Qwen3;
-        var example = qwen.Tokenize([new("user", "你好"), new("assistant", "我是甄嬛。")], trainOnAll: false);
+        var qwen = Tokenizers.Qwen3ChatML;
+        var example = qwen.Tokenize([new("user", "你好"), new("assistant", "我是甄嬛。")], TrainOn.Assistant);
         var answer = qwen.Encode("我是甄嬛。").ToArray();
         var header = qwen.Encode("<|im_start|>assistant\n").ToArray();
         // <|im_start|>user\n你好<|im_end|>\n  <|im_start|>assistant\n  answer <|im_end|>  \n
@@ -113,7 +114,7 @@ public class ChatTokenizerTests
     {
         // "\n" + "\n\n" content -> the pre-tokenizer makes one "\n\n\n" piece that spans the header's newline.
         var gpt2 = Tokenizers.Gpt2;
-        var example = gpt2.Tokenize([new("assistant", "\n\nHi")], trainOnAll: false);
+        var example = gpt2.Tokenize([new("assistant", "\n\nHi")], TrainOn.Assistant);
         var trained = example.Ids.Where((id, i) => example.Labels[i] != TokenizedDataset.IgnoreLabel).ToArray();
         Assert.Equal(TokenizedDataset.IgnoreLabel, example.Labels[0]); // <|im_start|>
         Assert.Equal(TokenizedDataset.IgnoreLabel, example.Labels[1]); // "assistant"
@@ -131,7 +132,7 @@ public class ChatTokenizerTests
     }
 
     [Fact]
-    public void Missing_folder_or_chatml_tokens_are_user_errors()
+    public void Missing_folder_or_missing_template_are_user_errors()
     {
         var missing = Assert.Throws<FineTuneException>(() => ChatTokenizer.LoadFolder(Path.Combine(Path.GetTempPath(), "no-such-tokenizer-" + Guid.NewGuid())));
         Assert.Equal("FT0401", missing.Diagnostics[0].Code);
@@ -139,13 +140,115 @@ public class ChatTokenizerTests
         var dir = Directory.CreateTempSubdirectory("ft-tok-").FullName;
         try
         {
-            // A tiny byte-level BPE without ChatML tokens.
+            // A tiny byte-level BPE without a tokenizer_config.json, so without a chat template of its own.
             var vocab = string.Join(",", Enumerable.Range(0, 256).Select(b => $"{JsonSerializer.Serialize(ByteLevelAlphabet.CharOfByte[b].ToString())}:{b}"));
             File.WriteAllText(Path.Combine(dir, "tokenizer.json"),
                 """{"added_tokens":[{"id":256,"content":"<|endoftext|>","special":true}],"normalizer":null,"pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"use_regex":true},"model":{"type":"BPE","vocab":{"""
                 + vocab + """},"merges":[]}}""");
-            var error = Assert.Throws<FineTuneException>(() => ChatTokenizer.LoadFolder(dir));
-            Assert.Equal("FT0403", error.Diagnostics[0].Code);
+            var error = Assert.Throws<FineTuneException>(() => ChatTokenizer.LoadFolder(dir, ChatTokenizer.ModelTemplate));
+            Assert.Equal("FT0405", error.Diagnostics[0].Code);
+            Assert.Contains("llama3, chatml", error.Diagnostics[0].Message);
+            var plain = ChatTokenizer.LoadFolder(dir); // fine for plain text; only a conversation needs the template
+            Assert.Equal([72, 105], plain.Encode("Hi"));
+            Assert.Equal("FT0405", Assert.Throws<FineTuneException>(() => plain.Render([new("user", "x")], false)).Diagnostics[0].Code);
+            var unknown = Assert.Throws<FineTuneException>(() => ChatTokenizer.LoadFolder(dir, "no-such-template.jinja", dir));
+            Assert.Equal("FT0405", unknown.Diagnostics[0].Code);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    private static string Trained(ChatTokenizer tokenizer, TokenizedExample example) =>
+        tokenizer.Decode(example.Ids.Where((_, i) => example.Labels[i] != TokenizedDataset.IgnoreLabel).ToArray(), skipSpecialTokens: false);
+
+    [Fact]
+    public void Qwen3_own_template_trains_each_answer_with_its_end_of_turn_also_when_earlier_turns_render_differently()
+    {
+        // Qwen3's template gives the last answer an empty think block and drops it from answers before the last
+        // question, so turn 1 is located by its content; turn 2 is what its rendering adds after the prompt.
+        var qwen = Tokenizers.Qwen3;
+        ChatMessage[] messages = [new("user", "A?"), new("assistant", "B."), new("user", "C?"), new("assistant", "D.")];
+        const string rendered = "<|im_start|>user\nA?<|im_end|>\n<|im_start|>assistant\nB.<|im_end|>\n"
+            + "<|im_start|>user\nC?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nD.<|im_end|>\n";
+        Assert.Equal(rendered, qwen.Render(messages, addGenerationPrompt: false));
+        var example = qwen.Tokenize(messages, TrainOn.Assistant);
+        Assert.Equal(qwen.Encode(rendered), example.Ids);
+        Assert.Equal("B.<|im_end|><think>\n\n</think>\n\nD.<|im_end|>", Trained(qwen, example));
+        Assert.Equal("<think>\n\n</think>\n\nD.<|im_end|>", Trained(qwen, qwen.Tokenize(messages, TrainOn.Last)));
+    }
+
+    [Fact]
+    public void Llama3_template_puts_bos_first_and_trains_answer_and_eot_id()
+    {
+        var folder = Llama3StyleFolder();
+        try
+        {
+            var llama = ChatTokenizer.LoadFolder(folder);
+            ChatMessage[] messages = [new("user", "Hello"), new("assistant", "  Hello there ")];
+            // The Llama 3 template trims content and writes bos_token before the first header.
+            const string rendered = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|>"
+                + "<|start_header_id|>assistant<|end_header_id|>\n\nHello there<|eot_id|>";
+            var example = llama.Tokenize(messages, TrainOn.Assistant);
+            Assert.Equal(llama.Encode(rendered), example.Ids);
+            Assert.Equal(llama.Tokenizer.TokenToId("<|begin_of_text|>"), example.Ids[0]);
+            Assert.Equal(TokenizedDataset.IgnoreLabel, example.Labels[0]);
+            Assert.Equal("Hello there<|eot_id|>", Trained(llama, example));
+            Assert.Contains(llama.Tokenizer.TokenToId("<|eot_id|>")!.Value, llama.StopTokenIds);
+        }
+        finally { Directory.Delete(folder, true); }
+    }
+
+    private static string Llama3StyleFolder()
+    {
+        var json = System.Text.Json.Nodes.JsonNode.Parse(HfFixtures.Llama3Style(ignoreMerges: true))!.AsObject();
+        var added = json["added_tokens"]!.AsArray();
+        var nextId = added.Max(t => t!["id"]!.GetValue<int>()) + 1;
+        added.Add(new System.Text.Json.Nodes.JsonObject
+        {
+            ["id"] = nextId, ["content"] = "<|end_header_id|>", ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false, ["normalized"] = false, ["special"] = true,
+        });
+        var dir = Directory.CreateTempSubdirectory("ft-llama3-").FullName;
+        File.WriteAllText(Path.Combine(dir, "tokenizer.json"), json.ToJsonString());
+        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), new System.Text.Json.Nodes.JsonObject
+        {
+            ["bos_token"] = "<|begin_of_text|>", ["eos_token"] = "<|eot_id|>", ["chat_template"] = BuiltinChatTemplates.Source("llama3"),
+        }.ToJsonString());
+        return dir;
+    }
+
+    [Fact]
+    public void Last_turn_only_and_weight_zero_turns_are_not_trained()
+    {
+        var gpt2 = Tokenizers.Gpt2;
+        ChatMessage[] messages = [new("user", "one"), new("assistant", "first"), new("user", "two"), new("assistant", "second")];
+        Assert.Equal("first<|im_end|>second<|im_end|>", Trained(gpt2, gpt2.Tokenize(messages, TrainOn.Assistant)));
+        Assert.Equal("second<|im_end|>", Trained(gpt2, gpt2.Tokenize(messages, TrainOn.Last)));
+        ChatMessage[] weighted = [messages[0], messages[1] with { Weight = 0 }, messages[2], messages[3] with { Weight = 1 }];
+        Assert.Equal("second<|im_end|>", Trained(gpt2, gpt2.Tokenize(weighted, TrainOn.Assistant)));
+    }
+
+    [Fact]
+    public void Plain_text_example_is_trained_whole_and_ends_with_eos()
+    {
+        var gpt2 = Tokenizers.Gpt2;
+        var example = gpt2.Tokenize(new Conversation([], 0, Text: "Once upon a time"), TrainOn.Assistant);
+        Assert.Equal([.. gpt2.Encode("Once upon a time"), 50258], example.Ids);
+        Assert.Equal(example.Ids, example.Labels);
+    }
+
+    [Fact]
+    public void A_template_without_an_end_of_turn_token_is_reported()
+    {
+        var dir = Directory.CreateTempSubdirectory("ft-template-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "plain.jinja"), "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}");
+            var tokenizer = ChatTokenizer.LoadGpt2("plain.jinja", dir);
+            var example = tokenizer.Tokenize(new Conversation([new("user", "hi"), new("assistant", "hello")], 0), TrainOn.Assistant, out var endOfTurnTrained);
+            Assert.False(endOfTurnTrained);
+            // Without a generation prompt in the template, the turn's own header is part of what the turn adds.
+            Assert.Equal("assistant: hello\n", Trained(tokenizer, example));
+            Tokenizers.Gpt2.Tokenize(new Conversation([new("user", "hi"), new("assistant", "hello")], 0), TrainOn.Assistant, out var gpt2End);
+            Assert.True(gpt2End);
         }
         finally { Directory.Delete(dir, true); }
     }

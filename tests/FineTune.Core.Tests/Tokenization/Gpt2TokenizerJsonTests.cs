@@ -65,12 +65,12 @@ public class Gpt2TokenizerJsonTests
     }
 
     [Fact]
-    public void Folder_tokenizer_is_copied_unchanged_with_our_template()
+    public void Folder_tokenizer_is_copied_unchanged_with_the_template_that_trained()
     {
         var dir = Path.Combine(Path.GetTempPath(), "ft-qwen3-out-" + Guid.NewGuid());
         try
         {
-            Tokenizers.Qwen3.WriteFiles(dir, modelMaxLength: 384);
+            Tokenizers.Qwen3ChatML.WriteFiles(dir, modelMaxLength: 384);
             Assert.Equal(File.ReadAllBytes(Path.Combine(Tokenizers.Qwen3Folder, "tokenizer.json")), File.ReadAllBytes(Path.Combine(dir, "tokenizer.json")));
             using var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "tokenizer_config.json")));
             Assert.Equal(ChatML.Jinja, config.RootElement.GetProperty("chat_template").GetString());

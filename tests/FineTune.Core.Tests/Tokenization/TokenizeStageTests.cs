@@ -48,15 +48,15 @@ public sealed class TokenizeStageTests : IDisposable
 
         var gpt2 = Tokenizers.Gpt2;
         int Count(string text) => gpt2.Encode(text).Count;
-        var shortLength = Count(ChatML.Render(Short.Messages, false));
-        var answerHeader = Count(ChatML.Render([LongAnswer.Messages[0]], addGenerationPrompt: true));
-        Assert.True(shortLength < maxLength && Count(ChatML.Render([LongPrompt.Messages[0]], true)) > maxLength);
+        var shortLength = Count(ChatMLReference.Render(Short.Messages, false));
+        var answerHeader = Count(ChatMLReference.Render([LongAnswer.Messages[0]], addGenerationPrompt: true));
+        Assert.True(shortLength < maxLength && Count(ChatMLReference.Render([LongPrompt.Messages[0]], true)) > maxLength);
 
         var train = TokenizedDataset.Read(Path.Combine(context.OutputDirectory, "train.tokens"));
         Assert.Equal(2, train.Count); // LongPrompt is dropped: its answer starts after max_length
         Assert.Equal(shortLength, train.Length(0));
         Assert.Equal(maxLength, train.Length(1));
-        Assert.Equal(gpt2.Encode(ChatML.Render(LongAnswer.Messages, false)).Take(maxLength), train.Ids(1).ToArray());
+        Assert.Equal(gpt2.Encode(ChatMLReference.Render(LongAnswer.Messages, false)).Take(maxLength), train.Ids(1).ToArray());
         var shortTrained = Count("Hello") + 1; // the answer and its <|im_end|>
         var longKept = maxLength - answerHeader;
         Assert.Equal(shortTrained, Trained(train, 0));

@@ -20,7 +20,7 @@ public class VocabularyPruningTests
         var full = Tokenizers.ByName(name);
         using var folder = new TempFolder();
         full.WriteFiles(folder.Path, 128);
-        var fullIds = Data.Select(messages => full.Tokenize(messages, trainOnAll: false)).ToList();
+        var fullIds = Data.Select(messages => full.Tokenize(messages, TrainOn.Assistant)).ToList();
         var used = fullIds.SelectMany(e => e.Ids).ToHashSet();
 
         var result = VocabularyPruning.PruneFolder(folder.Path, used);
@@ -31,7 +31,7 @@ public class VocabularyPruningTests
         Assert.True(pruned.VocabSize < 2000, $"pruned vocabulary {pruned.VocabSize}");
         for (var i = 0; i < Data.Length; i++)
         {
-            var prunedExample = pruned.Tokenize(Data[i], trainOnAll: false);
+            var prunedExample = pruned.Tokenize(Data[i], TrainOn.Assistant);
             // Same tokens (by text), same count, same mask: only the numbers changed.
             Assert.Equal(fullIds[i].Ids.Select(id => full.Decode([id], skipSpecialTokens: false)),
                 prunedExample.Ids.Select(id => pruned.Decode([id], skipSpecialTokens: false)));
