@@ -149,7 +149,18 @@ public sealed class TokenizeSettings : IValidatableSettings
     [Doc("full: the tokenizer as it is. used: keep only the tokens the data uses (plus the 256 byte tokens, the merges that build them and the special tokens) and renumber them; the data encodes identically, other text still encodes, and a small model's embedding and output head shrink from ~50,000 rows to a few thousand."), OneOf("full", "used")]
     public string Vocabulary { get; set; } = "full";
 
-    public IEnumerable<SettingProblem> Validate() => [];
+    public IEnumerable<SettingProblem> Validate()
+    {
+        if (ChatTemplate != "model" && Templates.BuiltinChatTemplates.Source(ChatTemplate) is null
+            && !ChatTemplate.EndsWith(".jinja", StringComparison.OrdinalIgnoreCase))
+        {
+            string[] names = ["model", .. Templates.BuiltinChatTemplates.Names];
+            var suggestion = DidYouMean.Suggest(ChatTemplate, names);
+            yield return new SettingProblem("chat_template",
+                $"'{ChatTemplate}' is not 'model' (the tokenizer's own), a built-in template ({string.Join(", ", names[1..])}) or a .jinja file" +
+                (suggestion is null ? "" : $"; did you mean '{suggestion}'?"));
+        }
+    }
 }
 
 [Doc("Size of the built-in Llama-architecture model (model: builtin:tiny).")]

@@ -83,7 +83,8 @@ public class PipelineLoaderTests
         var byCode = result.Diagnostics.Select(d => (d.Code, d.Line)).ToList();
 
         Assert.Contains(("FT0107", 5), byCode);  // max_length 0
-        Assert.Contains(("FT0108", 6), byCode);  // chatm
+        Assert.Contains(("FT0110", 6), byCode);  // chatm
+        Assert.Contains(result.Diagnostics, d => d.Message.Contains("did you mean 'chatml'?"));
         Assert.Contains(("FT0107", 8), byCode);  // negative learning rate
         Assert.Contains(("FT0104", 9), byCode);  // epochs: abc
         Assert.Contains(("FT0102", 10), byCode); // evalute
