@@ -45,7 +45,9 @@ public sealed class ScoreAndGenerateTests : IDisposable
         var vocab = new StringBuilder();
         for (var b = 0; b < 256; b++) vocab.Append(b == 0 ? "" : ",").Append(JsonSerializer.Serialize(CharOfByte(b, ref next).ToString())).Append(':').Append(b);
         File.WriteAllText(Path.Combine(folder, "tokenizer.json"),
-            """{"added_tokens":[{"id":256,"content":"<|endoftext|>","special":true},{"id":257,"content":"<|im_start|>","special":true},{"id":258,"content":"<|im_end|>","special":true}],"normalizer":null,"pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"use_regex":true},"model":{"type":"BPE","vocab":{"""
+            """{"added_tokens":[{"id":256,"content":"<|endoftext|>","special":true},{"id":257,"content":"<|im_start|>","special":true},{"id":258,"content":"<|im_end|>","special":true}],"normalizer":null,"pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false,"use_regex":true},"""
+            + "\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<|endoftext|>\",\"type_id\":0}},{\"Sequence\":{\"id\":\"A\",\"type_id\":0}}],\"pair\":[{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"Sequence\":{\"id\":\"B\",\"type_id\":1}}],\"special_tokens\":{\"<|endoftext|>\":{\"id\":\"<|endoftext|>\",\"ids\":[256],\"tokens\":[\"<|endoftext|>\"]}}},"
+            + "\"decoder\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false,\"trim_offsets\":true,\"use_regex\":true},\"model\":{\"type\":\"BPE\",\"vocab\":{"
             + vocab + """},"merges":[]}}""");
         File.WriteAllText(Path.Combine(folder, "tokenizer_config.json"), """{"bos_token":"<|endoftext|>","eos_token":"<|im_end|>","pad_token":"<|endoftext|>"}""");
     }
@@ -84,7 +86,7 @@ public sealed class ScoreAndGenerateTests : IDisposable
         Assert.Equal(4, json.GetProperty("scored_tokens").GetInt32());
         Assert.True(json.GetProperty("mean_nll").GetDouble() > 0.5); // a random model is far from certain
 
-        // The same ids given directly score the same; --add-special-tokens puts BOS in front.
+        // The same ids given directly score the same; --add-special-tokens adds what the post-processor adds (BOS here).
         var byIds = await _cli.Run("score", _model, "--ids", "104, 101,108,108,111", "--json");
         Assert.Equal(json.GetProperty("mean_nll").GetDouble(), JsonDocument.Parse(byIds.Out).RootElement.GetProperty("mean_nll").GetDouble());
         var withBos = await _cli.Run("score", _model, "--text", "hello", "--add-special-tokens", "--json");
