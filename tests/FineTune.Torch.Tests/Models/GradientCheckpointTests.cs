@@ -11,6 +11,11 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace FineTune.Torch.Tests.Models;
 
+/// <summary>Dropout draws from the process-wide CPU generator, so these tests must not run beside others that draw from it.</summary>
+[CollectionDefinition(nameof(GlobalRandomGenerator), DisableParallelization = true)]
+public sealed class GlobalRandomGenerator;
+
+[Collection(nameof(GlobalRandomGenerator))]
 public sealed class GradientCheckpointTests
 {
     private static readonly long[] Ids = [5, 17, 3, 99, 42, 8, 250, 1, 64, 128, 7, 33];
