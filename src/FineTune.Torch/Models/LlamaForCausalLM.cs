@@ -94,13 +94,22 @@ internal static class Rotary
         return (angles.cos().to(dtype).MoveToOuterDisposeScope(), angles.sin().to(dtype).MoveToOuterDisposeScope());
     }
 
+    /// <summary>cos and sin [B, 1, T, D] at explicit positions [B, T] (packed rows restart them per example).</summary>
+    public static (Tensor Cos, Tensor Sin) CosSin(Tensor positionIds, float[] inverseFrequencies, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        var frequencies = positionIds.to(ScalarType.Float32).unsqueeze(-1) * tensor(inverseFrequencies, device: positionIds.device);
+        var angles = cat([frequencies, frequencies], -1).unsqueeze(1);
+        return (angles.cos().to(dtype).MoveToOuterDisposeScope(), angles.sin().to(dtype).MoveToOuterDisposeScope());
+    }
+
     public static Tensor RotateHalf(Tensor x)
     {
         var half = x.shape[^1] / 2;
         return cat([-x.narrow(-1, half, half), x.narrow(-1, 0, half)], -1);
     }
 
-    /// <summary>x [B, H, T, D]; cos and sin [T, D].</summary>
+    /// <summary>x [B, H, T, D]; cos and sin [T, D] or [B, 1, T, D].</summary>
     public static Tensor Apply(Tensor x, Tensor cos, Tensor sin) => x * cos + RotateHalf(x) * sin;
 }
 
@@ -217,10 +226,20 @@ internal sealed class LlamaModel : nn.Module
 
     public Embedding EmbedTokens => embed_tokens;
 
-    public Tensor Forward(Tensor inputIds, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache)
+    public Tensor Forward(Tensor inputIds, Tensor cos, Tensor sin, Tensor? mask, KvCache? cache, bool checkpointLayers)
     {
         var x = embed_tokens.forward(inputIds);
-        for (var i = 0; i < layers.Count; i++) x = layers[i].Forward(x, cos, sin, mask, cache, i);
+        for (var i = 0; i < layers.Count; i++)
+        {
+            var layer = layers[i];
+            if (checkpointLayers)
+            {
+                var trainable = layer.parameters().Where(p => p.requires_grad).ToList<Tensor>();
+                Tensor[] constants = mask is null ? [cos, sin] : [cos, sin, mask];
+                x = GradientCheckpoint.Run((h, c) => layer.Forward(h, c[0], c[1], c.Length > 2 ? c[2] : null, null, 0), x, constants, trainable);
+            }
+            else x = layer.Forward(x, cos, sin, mask, cache, i);
+        }
         return norm.forward(x);
     }
 }
@@ -231,6 +250,12 @@ public sealed class LlamaForCausalLM : nn.Module
     private readonly Linear? lm_head;
 
     public LlamaConfig Config { get; }
+
+    /// <summary>
+    /// Recompute each decoder layer in backward instead of keeping its activations (see <see cref="GradientCheckpoint"/>);
+    /// applies only while grad is enabled and no KV cache is used. Results are unchanged.
+    /// </summary>
+    public bool GradientCheckpointing { get; set; }
 
     private readonly float[] _ropeInverseFrequencies;
 
@@ -251,16 +276,39 @@ public sealed class LlamaForCausalLM : nn.Module
     /// padding (may be null: right-padding never changes the states of real tokens under a causal mask).
     /// With a <paramref name="cache"/>, the new positions continue from <see cref="KvCache.Length"/>, attend to
     /// the cached ones and are appended to it.
+    /// Packed rows (several examples in one row) pass <paramref name="positionIds"/> [B, T] restarting at 0 per
+    /// example and <paramref name="documentIds"/> [B, T] numbering the examples: a token attends only to earlier
+    /// tokens of its own document, so each example computes exactly what it would alone (no cache with these).
     /// </summary>
-    public Tensor Hidden(Tensor inputIds, Tensor? attentionMask = null, KvCache? cache = null)
+    public Tensor Hidden(Tensor inputIds, Tensor? attentionMask = null, KvCache? cache = null, Tensor? positionIds = null, Tensor? documentIds = null)
     {
         using var scope = NewDisposeScope();
         var length = inputIds.shape[1];
         var past = cache?.Length ?? 0;
         var dtype = model.EmbedTokens.weight!.dtype;
-        var (cos, sin) = Rotary.CosSin(past, length, _ropeInverseFrequencies, inputIds.device, dtype);
-        var mask = AttentionMask(attentionMask, past, length, Config.SlidingWindow, inputIds.device);
-        return model.Forward(inputIds, cos, sin, mask, cache).MoveToOuterDisposeScope();
+        var (cos, sin) = positionIds is null
+            ? Rotary.CosSin(past, length, _ropeInverseFrequencies, inputIds.device, dtype)
+            : Rotary.CosSin(positionIds, _ropeInverseFrequencies, dtype);
+        var mask = documentIds is null
+            ? AttentionMask(attentionMask, past, length, Config.SlidingWindow, inputIds.device)
+            : DocumentMask(documentIds, attentionMask, Config.SlidingWindow);
+        var checkpointLayers = GradientCheckpointing && cache is null && is_grad_enabled();
+        return model.Forward(inputIds, cos, sin, mask, cache, checkpointLayers).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Block-diagonal causal mask [B, 1, T, T]: same document, not later, within the sliding window; minus padded keys.</summary>
+    private static Tensor DocumentMask(Tensor documentIds, Tensor? attentionMask, int? slidingWindow)
+    {
+        var length = documentIds.shape[1];
+        var positions = arange(0, length, 1, ScalarType.Int64, documentIds.device);
+        var queryPositions = positions.unsqueeze(1);
+        var keyPositions = positions.unsqueeze(0);
+        var visible = keyPositions.le(queryPositions);
+        if (slidingWindow is { } w && length > w) visible = visible.logical_and(keyPositions.gt(queryPositions - w));
+        var sameDocument = documentIds.unsqueeze(2).eq(documentIds.unsqueeze(1)); // [B, T, T]
+        var mask = sameDocument.logical_and(visible).unsqueeze(1);
+        if (attentionMask is not null) mask = mask.logical_and(attentionMask.to(ScalarType.Bool).unsqueeze(1).unsqueeze(1));
+        return mask;
     }
 
     /// <summary>

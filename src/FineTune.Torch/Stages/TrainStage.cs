@@ -60,6 +60,7 @@ public sealed class TrainStage : Stage
             CheckpointDirectory = context.WorkDirectory,
             CheckpointKey = ContentHash.OfText(JsonSerializer.Serialize(settings) + "|" + ContentHash.OfFile(trainPath) + "|" + environment),
             MetricsPath = Path.Combine(context.OutputDirectory, "metrics.jsonl"),
+            PackLength = context.Pipeline.Stages.Tokenize.MaxLength,
         };
         var result = trainer.Train(cancellationToken);
 
@@ -90,6 +91,7 @@ public sealed class TrainStage : Stage
         context.Summary["mfu"] = result.Mfu;
         context.Summary["duration_s"] = result.DurationSeconds;
         context.Summary["params"] = result.Parameters;
+        if (result.PackingEfficiency is { } packingEfficiency) context.Summary["packing_efficiency"] = packingEfficiency;
         File.WriteAllText(Path.Combine(context.OutputDirectory, "summary.json"),
             JsonSerializer.Serialize(context.Summary, JsonText.Indented));
         return Task.CompletedTask;

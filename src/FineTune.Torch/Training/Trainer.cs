@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using FineTune.Core.Diagnostics;
 using FineTune.Core.Pipeline;
 using FineTune.Core.Stages;
 using FineTune.Core.Tokenization;
@@ -19,7 +20,7 @@ namespace FineTune.Torch.Training;
 /// </summary>
 public sealed record TrainResult(
     int Steps, double Epochs, long Tokens, long TrainedTokens, double FirstLoss, double FinalLoss,
-    double TokensPerSecond, double Mfu, double DurationSeconds, long Parameters, bool Resumed);
+    double TokensPerSecond, double Mfu, double DurationSeconds, long Parameters, bool Resumed, double? PackingEfficiency = null);
 
 /// <summary>
 /// Full fine-tuning of a causal LM: AdamW, linear warmup then cosine decay to min_lr_ratio, gradient accumulation,
@@ -46,6 +47,9 @@ public sealed class Trainer
     /// <summary>Stops after this many optimizer steps (tests and experiments); null runs the whole plan.</summary>
     public int? MaxSteps { get; init; }
 
+    /// <summary>Tokens per packed row (tokenize.max_length) under train.packing; null: the longest example's inputs.</summary>
+    public int? PackLength { get; init; }
+
     /// <summary>Loss of every optimizer step, in order (for tests and experiments).</summary>
     public List<double> Losses { get; } = [];
 
@@ -63,6 +67,12 @@ public sealed class Trainer
             ? new Parameter(p.parameter.detach().to(ScalarType.Float32).clone(), requires_grad: true)
             : p.parameter, StringComparer.Ordinal);
         _modelParameters = named.ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
+        _model.GradientCheckpointing = settings.GradientCheckpointing;
+        // The recompute must draw the dropout masks of the forward again; only the CPU generator's state is reachable.
+        if (settings.GradientCheckpointing && device.type != DeviceType.CPU && _model.modules().OfType<Dropout>().Any())
+            throw new FineTuneException(Diagnostic.Error("FT0551",
+                "gradient_checkpointing with LoRA dropout works on the CPU only; set lora.dropout: 0 or gradient_checkpointing: false", null),
+                ExitCodes.InvalidInput);
     }
 
     // Mixed precision: a bfloat16 model computes forward and backward fast, while AdamW keeps float32 master weights
@@ -97,7 +107,8 @@ public sealed class Trainer
 
     public TrainResult Train(CancellationToken cancellationToken)
     {
-        var batchesPerEpoch = Batching.EpochBatches(_data, _settings.BatchSize, _settings.Seed, 0).Count;
+        var firstPlan = EpochPlan(0);
+        var batchesPerEpoch = firstPlan.Count;
         if (batchesPerEpoch == 0) throw new InvalidOperationException("the training set has no example of two tokens or more");
         var totalMicroBatches = (long)Math.Ceiling(_settings.Epochs * batchesPerEpoch);
         var accumulation = _settings.GradientAccumulation;
@@ -120,7 +131,11 @@ public sealed class Trainer
         var windowSteps = 0;
         var windowClock = Stopwatch.StartNew();
         double firstLoss = state.FirstLoss, loss = double.NaN;
-        IReadOnlyList<int[]>? plan = null;
+        IReadOnlyList<int[][]>? plan = null;
+        var packingEfficiency = _settings.Packing ? PackingEfficiency(firstPlan) : (double?)null;
+        if (packingEfficiency is { } efficiency)
+            _log.Info($"packing: {firstPlan.Sum(b => b.Sum(r => r.Length)):N0} examples in {firstPlan.Sum(b => b.Length):N0} rows of "
+                + $"{RowLength} tokens, packing efficiency {efficiency:P1}");
         var planEpoch = -1L;
         _model.train();
 
@@ -135,20 +150,20 @@ public sealed class Trainer
                 using var scope = NewDisposeScope();
                 optimizer.zero_grad();
                 if (_mixedPrecision) _model.zero_grad();
-                var microBatches = new List<int[]>();
+                var microBatches = new List<int[][]>();
                 for (var i = 0; i < accumulation && microBatch < totalMicroBatches; i++, microBatch++)
                 {
                     var epoch = microBatch / batchesPerEpoch;
-                    if (epoch != planEpoch) (plan, planEpoch) = (Batching.EpochBatches(_data, _settings.BatchSize, _settings.Seed, (int)epoch), epoch);
+                    if (epoch != planEpoch) (plan, planEpoch) = (EpochPlan((int)epoch), epoch);
                     microBatches.Add(plan![(int)(microBatch % batchesPerEpoch)]);
                 }
-                var stepLabelTokens = microBatches.Sum(b => b.Sum(CountLabels));
+                var stepLabelTokens = microBatches.Sum(b => b.Sum(r => r.Sum(CountLabels)));
                 var lossSum = 0.0;
-                foreach (var examples in microBatches)
+                foreach (var rows in microBatches)
                 {
-                    var batch = MakeBatch(examples);
+                    var batch = _settings.Packing ? MakePackedBatch(rows) : MakeBatch(rows.Select(r => r[0]).ToArray());
                     if (batch.LabelCount == 0) continue;
-                    var hidden = _model.Hidden(batch.InputIds);
+                    var hidden = _model.Hidden(batch.InputIds, positionIds: batch.PositionIds, documentIds: batch.DocumentIds);
                     // The head runs only where a label is: over a 50k vocabulary it would otherwise dominate the step.
                     var trained = hidden.reshape(-1, hidden.shape[^1]).index_select(0, batch.Positions);
                     var logits = _model.Logits(trained).to(ScalarType.Float32);
@@ -227,7 +242,8 @@ public sealed class Trainer
             Mfu: Math.Round(totalFlops / Math.Max(duration, 1e-9) / peakFlops, 4),
             DurationSeconds: Math.Round(totalDuration, 2),
             Parameters: _model.parameters().Sum(p => p.numel()),
-            Resumed: resumed);
+            Resumed: resumed,
+            PackingEfficiency: packingEfficiency);
     }
 
     /// <summary>Linear warmup from 0 to the peak, then cosine decay to peak * min_lr_ratio at the last step.</summary>
@@ -271,7 +287,67 @@ public sealed class Trainer
         return count;
     }
 
-    private sealed record Batch(Tensor InputIds, Tensor Positions, Tensor Targets, long TokenCount, int LabelCount, int PaddedLength);
+    private sealed record Batch(Tensor InputIds, Tensor Positions, Tensor Targets, long TokenCount, int LabelCount, int PaddedLength,
+        Tensor? PositionIds = null, Tensor? DocumentIds = null);
+
+    /// <summary>An epoch's micro-batches, each a list of rows, each row the examples it holds (one unless packing).</summary>
+    private IReadOnlyList<int[][]> EpochPlan(int epoch) => _settings.Packing
+        ? Batching.PackedEpochBatches(_data, RowLength, _settings.BatchSize, _settings.Seed, epoch)
+        : Batching.EpochBatches(_data, _settings.BatchSize, _settings.Seed, epoch).Select(b => b.Select(e => new[] { e }).ToArray()).ToList();
+
+    private int RowLength => PackLength ?? Enumerable.Range(0, _data.Count).Select(e => _data.Length(e) - 1).DefaultIfEmpty(1).Max();
+
+    /// <summary>Real tokens / (rows x row length) of a packed epoch: the share of the rows' room that holds examples.</summary>
+    private double PackingEfficiency(IReadOnlyList<int[][]> plan)
+    {
+        var rows = plan.Sum(b => b.Length);
+        var tokens = plan.Sum(b => b.Sum(r => r.Sum(e => (long)_data.Length(e) - 1)));
+        return rows == 0 ? 0 : Math.Round(tokens / ((double)rows * RowLength), 4);
+    }
+
+    /// <summary>
+    /// Packed rows: each example's inputs follow the previous one's with positions restarting at 0 and their own
+    /// document id, so attention stays inside the example (see <see cref="LlamaForCausalLM.Hidden"/>); rows are
+    /// right-padded to the longest, the padding a document of its own that no real token sees.
+    /// </summary>
+    private Batch MakePackedBatch(int[][] rows)
+    {
+        var length = rows.Max(r => r.Sum(e => _data.Length(e) - 1));
+        var inputIds = new long[rows.Length * length];
+        var positionIds = new long[rows.Length * length];
+        var documentIds = new long[rows.Length * length];
+        Array.Fill(documentIds, -1L);
+        var positions = new List<long>();
+        var targets = new List<long>();
+        long tokenCount = 0;
+        for (var r = 0; r < rows.Length; r++)
+        {
+            var offset = r * length;
+            for (var d = 0; d < rows[r].Length; d++)
+            {
+                var ids = _data.Ids(rows[r][d]);
+                var labels = _data.Labels(rows[r][d]);
+                for (var t = 0; t < ids.Length - 1; t++, offset++)
+                {
+                    inputIds[offset] = ids[t];
+                    positionIds[offset] = t;
+                    documentIds[offset] = d;
+                    if (labels[t + 1] == TokenizedDataset.IgnoreLabel) continue;
+                    positions.Add(offset);
+                    targets.Add(labels[t + 1]);
+                }
+                tokenCount += ids.Length - 1;
+            }
+        }
+        long[] shape = [rows.Length, length];
+        return new Batch(
+            tensor(inputIds, shape, ScalarType.Int64).to(_device),
+            tensor(positions.ToArray(), ScalarType.Int64).to(_device),
+            tensor(targets.ToArray(), ScalarType.Int64).to(_device),
+            tokenCount, targets.Count, length,
+            tensor(positionIds, shape, ScalarType.Int64).to(_device),
+            tensor(documentIds, shape, ScalarType.Int64).to(_device));
+    }
 
     /// <summary>
     /// Right-padded inputs (the last token of each example is dropped: it predicts nothing), and the flat positions

@@ -1,0 +1,87 @@
+using static TorchSharp.torch;
+
+namespace FineTune.Torch.Models;
+
+/// <summary>
+/// Gradient checkpointing of one decoder layer, as PyTorch's reentrant torch.utils.checkpoint does it (TorchSharp has
+/// no helper): forward runs the layer without building a graph and keeps only its input; backward runs the layer
+/// again with grad enabled and backpropagates through that fresh graph, which accumulates the gradients of the layer's
+/// parameters (LoRA adapters included) directly and hands the input's gradient on. Activation memory drops from every
+/// layer's intermediates to one hidden state per layer, for about one extra forward pass of compute.
+/// Dropout (LoRA's) draws the same masks again because the CPU generator's state is saved before the forward and put
+/// back around the recompute, so the RNG stream afterwards is what it would have been without checkpointing. CUDA's
+/// generator is not reachable from TorchSharp: callers refuse dropout on CUDA (see the trainer).
+/// </summary>
+internal sealed class GradientCheckpoint : autograd.SingleTensorFunction<GradientCheckpoint>
+{
+    public override string Name => "GradientCheckpoint";
+
+    public delegate Tensor Layer(Tensor x, Tensor[] constants);
+
+    /// <summary>What backward needs beyond the saved tensors.</summary>
+    private sealed record Call(Layer Layer, int ArgumentCount, bool InputNeedsGrad, Tensor RngState);
+
+    // The input gradient handed to autograd by the last backward. libtorch copies it on return, but the managed handle
+    // must outlive the return; it is released at the next call instead of at the end of the step.
+    private static Tensor? s_handedOn;
+
+    /// <summary>Layers recomputed by backward on this thread (CPU backward runs on the caller's thread); for tests.</summary>
+    [ThreadStatic] internal static long Recomputations;
+
+    /// <summary>
+    /// Runs <paramref name="layer"/>(x, constants) checkpointed. <paramref name="constants"/> are tensors the layer
+    /// reads but never differentiates (rotary cos/sin, the mask): they are saved with x, because the caller's dispose
+    /// scope ends before backward. <paramref name="trainable"/> are the layer's parameters that require grad: as
+    /// inputs they make the node part of the graph even when x needs no gradient (LoRA over a frozen embedding).
+    /// </summary>
+    public static Tensor Run(Layer layer, Tensor x, Tensor[] constants, IReadOnlyList<Tensor> trainable)
+    {
+        var args = new List<object> { x, constants.Length };
+        args.AddRange(constants);
+        args.AddRange(trainable);
+        args.Add(layer);
+        return apply([.. args]);
+    }
+
+    public override Tensor forward(autograd.AutogradContext ctx, params object[] vars)
+    {
+        var x = (Tensor)vars[0];
+        var constants = vars.Skip(2).Take((int)vars[1]).Cast<Tensor>().ToArray();
+        var layer = (Layer)vars[^1];
+        ctx.save_for_backward([x, .. constants]);
+        ctx.save_data("call", new Call(layer, vars.Length, x.requires_grad, get_rng_state().DetachFromDisposeScope()));
+        using var scope = NewDisposeScope();
+        // apply() runs forward with grad disabled: no graph, so every intermediate is freed with this scope.
+        return layer(x, constants).MoveToOuterDisposeScope();
+    }
+
+    public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
+    {
+        var call = (Call)ctx.get_data("call");
+        Tensor? inputGrad = null;
+        using (var scope = NewDisposeScope())
+        {
+            var saved = ctx.get_saved_variables();
+            var input = saved[0].detach().requires_grad_(call.InputNeedsGrad);
+            var current = get_rng_state();
+            set_rng_state(call.RngState);
+            try
+            {
+                using var grad = enable_grad();
+                autograd.backward([call.Layer(input, [.. saved.Skip(1)])], [gradOutput]);
+            }
+            finally
+            {
+                set_rng_state(current);
+            }
+            Recomputations++;
+            if (call.InputNeedsGrad) inputGrad = input.grad!.DetachFromDisposeScope();
+            gradOutput.Dispose();
+        }
+        call.RngState.Dispose();
+        Interlocked.Exchange(ref s_handedOn, inputGrad)?.Dispose();
+        var grads = new List<Tensor>(call.ArgumentCount) { inputGrad! };
+        for (var i = 1; i < call.ArgumentCount; i++) grads.Add(null!);
+        return grads;
+    }
+}
