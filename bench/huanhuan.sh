@@ -4,7 +4,7 @@
 # Needs the dataset in the download cache (or internet): dotnet finetune cache add path/to/huanhuan.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pipeline=${1:-pipelines/huanhuan.yaml}
+pipeline=${1:-pipelines/huanhuan-cpu.yaml}
 store=$(dirname "$pipeline")/.finetune
 rm -rf "$store"
 
