@@ -16,7 +16,8 @@ internal sealed class HfBpe
 
     private readonly Dictionary<string, int> _vocab;
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _vocabBySpan;
-    private readonly Dictionary<long, long> _merges; // (left << 32 | right) -> (rank << 32 | merged id)
+    private readonly PairTable _merges; // (left << 32 | right) -> (rank << 32 | merged id)
+    private readonly int[] _idOfChar; // ids of one-character tokens, by UTF-16 unit (-1: none); most lookups are these
     private readonly int? _unknownId;
     private readonly bool _fuseUnknown;
     private readonly bool _ignoreMerges;
@@ -43,9 +44,15 @@ internal sealed class HfBpe
         _vocabBySpan = _vocab.GetAlternateLookup<ReadOnlySpan<char>>();
         _cacheBySpan = _cache.GetAlternateLookup<ReadOnlySpan<char>>();
 
-        _merges = new Dictionary<long, long>(PairComparer.Instance);
+        _idOfChar = new int[char.MaxValue + 1];
+        Array.Fill(_idOfChar, -1);
+        foreach (var (token, id) in _vocab)
+            if (token.Length == 1) _idOfChar[token[0]] = id;
+
         var rank = 0L;
-        if (model.TryGetProperty("merges", out var merges))
+        var mergeCount = model.TryGetProperty("merges", out var merges) ? merges.GetArrayLength() : 0;
+        _merges = new PairTable(mergeCount);
+        if (mergeCount > 0)
             foreach (var merge in merges.EnumerateArray())
             {
                 string left, right;
@@ -58,7 +65,7 @@ internal sealed class HfBpe
                 }
                 if (!_vocab.TryGetValue(left, out var leftId) || !_vocab.TryGetValue(right, out var rightId) || !_vocab.TryGetValue(left + right, out var mergedId))
                     throw new HfComponentException($"merge '{left} {right}' uses a token that is not in the vocabulary");
-                _merges.TryAdd((long)leftId << 32 | (uint)rightId, rank++ << 32 | (uint)mergedId);
+                _merges.TryAdd((long)leftId << 32 | (uint)rightId, rank++ << 32 | (uint)mergedId); // the first rank of a pair wins, as in Hugging Face
             }
 
         if (model.Str("unk_token") is { } unknown && _vocab.TryGetValue(unknown, out var unknownId)) _unknownId = unknownId;
@@ -73,12 +80,47 @@ internal sealed class HfBpe
 
     public IReadOnlyDictionary<string, int> Vocab => _vocab;
 
-    /// <summary>long's own hash is left ^ right here, which piles the merges of small ids into few buckets.</summary>
-    private sealed class PairComparer : IEqualityComparer<long>
+    /// <summary>
+    /// Open-addressing hash table of merge pairs: the lookup of every BPE step, several times faster than a
+    /// Dictionary (and long's own hash, left ^ right, would pile the merges of small ids into few buckets).
+    /// </summary>
+    private sealed class PairTable
     {
-        public static readonly PairComparer Instance = new();
-        public bool Equals(long x, long y) => x == y;
-        public int GetHashCode(long pair) => (int)((ulong)pair * 0x9E3779B97F4A7C15UL >> 32);
+        private readonly long[] _keys;
+        private readonly long[] _values;
+        private readonly int _mask;
+
+        public PairTable(int count)
+        {
+            var capacity = 16;
+            while (capacity < count * 2) capacity *= 2;
+            _keys = new long[capacity];
+            Array.Fill(_keys, -1L); // ids are never negative, so -1 marks a free slot
+            _values = new long[capacity];
+            _mask = capacity - 1;
+        }
+
+        private int Slot(long key) => (int)((ulong)key * 0x9E3779B97F4A7C15UL >> 40) & _mask;
+
+        public void TryAdd(long key, long value)
+        {
+            var slot = Slot(key);
+            while (_keys[slot] != -1L)
+            {
+                if (_keys[slot] == key) return;
+                slot = (slot + 1) & _mask;
+            }
+            _keys[slot] = key;
+            _values[slot] = value;
+        }
+
+        public bool TryGetValue(long key, out long value)
+        {
+            for (var slot = Slot(key); _keys[slot] != -1L; slot = (slot + 1) & _mask)
+                if (_keys[slot] == key) { value = _values[slot]; return true; }
+            value = 0;
+            return false;
+        }
     }
 
     /// <summary>
@@ -160,7 +202,8 @@ internal sealed class HfBpe
         {
             var width = char.IsHighSurrogate(word[i]) && i + 1 < word.Length && char.IsLowSurrogate(word[i + 1]) ? 2 : 1;
             var character = word.Slice(i, width);
-            if (_vocabBySpan.TryGetValue(character, out var id)) { FlushUnknown(ids, starts, ends); Add(ids, starts, ends, id, i, i + width); }
+            var id = width == 1 ? _idOfChar[character[0]] : -1;
+            if (id >= 0 || (width == 2 && _vocabBySpan.TryGetValue(character, out id))) { FlushUnknown(ids, starts, ends); Add(ids, starts, ends, id, i, i + width); }
             else if (_byteFallbackIds is not null && ByteTokens(character, utf8) is { } byteCount)
             {
                 FlushUnknown(ids, starts, ends);
