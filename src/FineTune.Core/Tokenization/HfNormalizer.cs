@@ -13,7 +13,7 @@ internal abstract class HfNormalizer
     /// <summary>Null for a null normalizer; throws <see cref="HfComponentException"/> for one we do not implement.</summary>
     public static HfNormalizer? Read(JsonElement json)
     {
-        if (json.ValueKind == JsonValueKind.Null) return null;
+        if (json.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined) return null; // absent or null: none
         var type = json.Str("type");
         return type switch
         {

@@ -15,7 +15,7 @@ internal abstract class HfPreTokenizer
 
     public static HfPreTokenizer? Read(JsonElement json)
     {
-        if (json.ValueKind == JsonValueKind.Null) return null;
+        if (json.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined) return null; // absent or null: none
         var type = json.Str("type");
         switch (type)
         {

@@ -183,6 +183,17 @@ public class HfTokenizerTests
     }
 
     [Fact]
+    public void Absent_components_mean_none()
+    {
+        var json = JsonNode.Parse(HfFixtures.MistralV3Style())!.AsObject();
+        json.Remove("normalizer");
+        json.Remove("post_processor");
+        var tokenizer = HfTokenizer.FromJson(json.ToJsonString(), "inline");
+        Assert.Empty(tokenizer.BosIds);
+        Assert.Equal(Our("mistral3").Encode("The dog").Ids, tokenizer.Encode("The dog", addSpecialTokens: true).Ids);
+    }
+
+    [Fact]
     public void Token_lookup_covers_vocab_and_added_tokens()
     {
         var tokenizer = Our("qwen3");
