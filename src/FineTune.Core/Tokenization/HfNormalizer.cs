@@ -13,7 +13,7 @@ internal abstract class HfNormalizer
     /// <summary>Null for a null normalizer; throws <see cref="HfComponentException"/> for one we do not implement.</summary>
     public static HfNormalizer? Read(JsonElement json)
     {
-        if (json.ValueKind == JsonValueKind.Null) return null;
+        if (json.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined) return null; // absent or null: none
         var type = json.Str("type");
         return type switch
         {
@@ -135,9 +135,11 @@ internal sealed class HfPattern
     public static HfPattern Read(JsonElement json)
     {
         if (json.TryGetProperty("String", out var literal)) return new(literal.GetString()!, null);
-        if (json.TryGetProperty("Regex", out var regex)) return new(null, new Regex(regex.GetString()!, RegexOptions.Compiled | RegexOptions.CultureInvariant));
+        if (json.TryGetProperty("Regex", out var regex)) return FromRegex(regex.GetString()!);
         throw new HfComponentException("a pattern that is neither String nor Regex is not supported");
     }
+
+    public static HfPattern FromRegex(string pattern) => new(null, new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant));
 
     public List<(int Start, int Length)> Matches(ReadOnlySpan<char> text)
     {
@@ -152,10 +154,47 @@ internal sealed class HfPattern
                 at = next < 0 ? -1 : at + _literal.Length + next;
             }
         }
-        else
+        else if (text.IndexOfAnyInRange('\uD800', '\uDFFF') < 0)
+        {
             foreach (var match in _regex!.EnumerateMatches(text))
                 if (match.Length > 0) found.Add((match.Index, match.Length));
+        }
+        else
+        {
+            // .NET classes like \p{L} test UTF-16 units, so they never match a character outside the BMP (𝐀, 𝟏,
+            // 𠀀); Hugging Face's regex engine tests code points. Match on a copy where each such character is one
+            // BMP stand-in of the same Unicode category, then map the matches back.
+            var (shadow, originalIndex) = AstralShadow(text);
+            foreach (var match in _regex!.EnumerateMatches(shadow))
+                if (match.Length > 0) found.Add((originalIndex[match.Index], originalIndex[match.Index + match.Length] - originalIndex[match.Index]));
+        }
         return found;
+    }
+
+    private static readonly char[] StandInOfCategory = BuildStandIns();
+
+    private static char[] BuildStandIns()
+    {
+        var standIns = new char[32];
+        for (var c = (int)char.MaxValue; c >= 0x80; c--)
+            if (!char.IsSurrogate((char)c) && !char.IsWhiteSpace((char)c)) standIns[(int)char.GetUnicodeCategory((char)c)] = (char)c;
+        return standIns;
+    }
+
+    private static (string Shadow, int[] OriginalIndex) AstralShadow(ReadOnlySpan<char> text)
+    {
+        var shadow = new System.Text.StringBuilder(text.Length);
+        var originalIndex = new List<int>(text.Length + 1);
+        for (var i = 0; i < text.Length;)
+        {
+            originalIndex.Add(i);
+            if (System.Text.Rune.DecodeFromUtf16(text[i..], out var rune, out var consumed) == System.Buffers.OperationStatus.Done && consumed == 2)
+                shadow.Append(StandInOfCategory[(int)System.Text.Rune.GetUnicodeCategory(rune)]);
+            else { shadow.Append(text[i]); consumed = 1; }
+            i += consumed;
+        }
+        originalIndex.Add(text.Length);
+        return (shadow.ToString(), [.. originalIndex]);
     }
 
     public string ReplaceAll(string text, string content) =>

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using System.Text.RegularExpressions;
 
 namespace FineTune.Core.Tokenization;
 
@@ -16,7 +15,7 @@ internal abstract class HfPreTokenizer
 
     public static HfPreTokenizer? Read(JsonElement json)
     {
-        if (json.ValueKind == JsonValueKind.Null) return null;
+        if (json.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined) return null; // absent or null: none
         var type = json.Str("type");
         switch (type)
         {
@@ -115,7 +114,7 @@ internal abstract class HfPreTokenizer
     private sealed class ByteLevel(bool addPrefixSpace, bool useRegex) : HfPreTokenizer
     {
         public const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
-        private static readonly Regex Gpt2 = new(Gpt2Pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant);
+        private static readonly HfPattern Gpt2 = HfPattern.FromRegex(Gpt2Pattern);
 
         public override bool MapsBytes => true;
 
@@ -123,8 +122,7 @@ internal abstract class HfPreTokenizer
         {
             if (addPrefixSpace && !piece.Span.StartsWith(' ')) piece = WithPrefix(piece, " ");
             if (!useRegex) { output.Add(piece); return; }
-            foreach (var match in Gpt2.EnumerateMatches(piece.Span))
-                if (match.Length > 0) output.Add(new PreToken(piece.Source, piece.Start + match.Index, match.Length));
+            SplitOn(piece, Gpt2.Matches(piece.Span), "Isolated", invert: false, output);
         }
     }
 

@@ -4,7 +4,8 @@ using System.Text.Json.Nodes;
 namespace FineTune.Core.Tokenization;
 
 /// <summary>
-/// Shrinks a byte-level BPE tokenizer to the tokens a dataset uses. Kept: the 256 byte tokens, every token the data
+/// Shrinks a BPE tokenizer to the tokens a dataset uses. Kept: the 256 byte tokens (single characters, plus the
+/// &lt;0xAB&gt; tokens and unk of byte_fallback models), every token the data
 /// was encoded with, every token on the merge path that builds those, and all added tokens; merges whose result is
 /// not kept are dropped; ids are renumbered densely in the original order.
 /// <para>
@@ -45,6 +46,10 @@ public static class VocabularyPruning
         foreach (var (left, right, _) in merges) mergeBuilding.TryAdd(left + right, (left, right));
 
         var keep = new HashSet<string>(vocab.Keys.Where(token => token.Length == 1), StringComparer.Ordinal);
+        // SentencePiece-style BPE (Llama 2, Mistral) spells unknown characters as <0xAB> byte tokens or <unk>.
+        if (model["byte_fallback"]?.GetValue<bool>() == true)
+            keep.UnionWith(vocab.Keys.Where(token => token.Length == 6 && token.StartsWith("<0x", StringComparison.Ordinal) && token[5] == '>'));
+        if (model["unk_token"] is JsonValue unknown && unknown.GetValue<string>() is { } unknownToken && vocab.ContainsKey(unknownToken)) keep.Add(unknownToken);
         foreach (var (_, content) in added)
             if (vocab.ContainsKey(content)) keep.Add(content); // e.g. GPT-2's <|endoftext|>, also in its model vocabulary
         var pending = new Stack<string>();

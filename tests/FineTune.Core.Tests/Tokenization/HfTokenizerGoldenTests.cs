@@ -31,6 +31,8 @@ public class HfTokenizerGoldenTests
         " zebra zebra zebras",
         "code: if (x != y) { return a->b; } // ☃ ﬁ ß ǅ",
         "math 𝐀𝐁𝐂 and 𠀀𠀁 astral letters",
+        "astral inside words: x𝐀y word𝐀bc next 中𠀀文 好𠀁 ab𝐀𝐁cd",
+        "astral digits: 1𝟏2 𝟏𝟐𝟑𝟒. x 𝟏𝟐𝟑4",
         "a",
         " ",
         "\n",
