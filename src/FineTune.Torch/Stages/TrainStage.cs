@@ -23,7 +23,7 @@ namespace FineTune.Torch.Stages;
 public sealed class TrainStage : Stage
 {
     public override string Name => "train";
-    public override int ImplementationVersion => 2;
+    public override int ImplementationVersion => 3;
     public override IReadOnlyList<string> DependsOn => ["tokenize"];
     public override bool DependsOnComputeEnvironment => true;
     public override object SelectSettings(PipelineDefinition pipeline) => pipeline.Stages.Train;
@@ -42,6 +42,15 @@ public sealed class TrainStage : Stage
             : context.Environment;
         var device = ComputeEnvironmentProvider.TorchDevice(environment);
         var dtype = Trainer.ScalarTypeOf(settings.Dtype);
+        // Before loading the model: a refused resume should not cost minutes.
+        var dataHash = ContentHash.OfFile(trainPath);
+        var checkpointKey = ContentHash.OfText(JsonSerializer.Serialize(settings) + "|" + dataHash + "|" + environment);
+        var flatSettings = SettingsReflection.Flatten(SettingsReflection.ToPlainTree(settings))
+            .ToDictionary(kv => kv.Key, kv => SettingsReflection.Display(kv.Value), StringComparer.Ordinal);
+        var carried = CheckpointGuard.Prepare(context.WorkDirectory, Name,
+            new RunIdentity(context.Pipeline.FilePath, checkpointKey, flatSettings, dataHash, environment.Device, ImplementationVersion),
+            context.Checkpoints, context.Log);
+        if (carried.Count > 0) context.Summary["resumed_with_changes"] = string.Join("; ", carried);
         var tokenizer = ChatTokenizer.LoadFolder(Path.Combine(tokenizeDirectory, "tokenizer"));
         using var model = settings.IsBuiltin
             ? NewBuiltinModel(settings, tokenizer)
@@ -50,15 +59,11 @@ public sealed class TrainStage : Stage
         var lora = settings.Method == "lora" ? ApplyLora(model, settings, context.Log) : null;
         model.train();
         var config = model.Config;
-        var parameterCount = model.parameters().Sum(p => p.numel());
-        context.Log.Info($"model {settings.Model}: {parameterCount:N0} parameters ({config.ModelType}, {config.HiddenSize} hidden, {config.NumHiddenLayers} layers, "
-            + $"{config.NumAttentionHeads}/{config.NumKeyValueHeads} heads, vocab {config.VocabSize}) on {environment.Device}, {settings.Dtype}; "
-            + $"{data.Count:N0} examples, {data.TokenCount:N0} tokens");
 
         var trainer = new Trainer(model, data, settings, device, context.Log)
         {
             CheckpointDirectory = context.WorkDirectory,
-            CheckpointKey = ContentHash.OfText(JsonSerializer.Serialize(settings) + "|" + ContentHash.OfFile(trainPath) + "|" + environment),
+            CheckpointKey = checkpointKey,
             MetricsPath = Path.Combine(context.OutputDirectory, "metrics.jsonl"),
         };
         var result = trainer.Train(cancellationToken);
@@ -80,6 +85,7 @@ public sealed class TrainStage : Stage
             Safetensors.Save(Path.Combine(modelDirectory, "model.safetensors"), cpuWeights);
         }
 
+        trainer.Plan!.AddTo(context.Summary);
         context.Summary["steps"] = result.Steps;
         context.Summary["epochs"] = result.Epochs;
         context.Summary["tokens"] = result.Tokens;
@@ -117,8 +123,7 @@ public sealed class TrainStage : Stage
             TargetModules = settings.Lora.TargetModules, UseRslora = settings.Lora.Rslora, Seed = settings.Seed,
         };
         var applied = LoraAdapter.Apply(model, options);
-        log.Info($"LoRA r {options.R}, alpha {options.Alpha} on {string.Join(", ", applied.TargetModules)}: "
-            + $"{applied.TrainableCount:N0} trainable parameters of {applied.TotalCount:N0} ({applied.TrainableShare:P2})");
+        log.Info($"LoRA r {options.R}, alpha {options.Alpha}{(options.UseRslora ? " (rslora)" : "")}, dropout {options.Dropout} on {string.Join(", ", applied.TargetModules)}");
         return applied;
     }
 

@@ -49,6 +49,9 @@ public sealed class Trainer
     /// <summary>Loss of every optimizer step, in order (for tests and experiments).</summary>
     public List<double> Losses { get; } = [];
 
+    /// <summary>What the run does (model, trainable parameters, steps, estimate); set when <see cref="Train"/> starts.</summary>
+    public TrainPlan? Plan { get; private set; }
+
     public Trainer(LlamaForCausalLM model, TokenizedDataset data, TrainSettings settings, Device device, IStageLog log)
     {
         _model = model;
@@ -97,11 +100,14 @@ public sealed class Trainer
 
     public TrainResult Train(CancellationToken cancellationToken)
     {
-        var batchesPerEpoch = Batching.EpochBatches(_data, _settings.BatchSize, _settings.Seed, 0).Count;
+        var peakFlops = FlopCounter.MeasureMatmulFlops(_device, ScalarTypeOf(_settings.Dtype));
+        Plan = TrainPlan.For(_model, _data, _settings, _device, peakFlops);
+        foreach (var line in Plan.Lines()) _log.Info(line);
+        var batchesPerEpoch = Plan.BatchesPerEpoch;
         if (batchesPerEpoch == 0) throw new InvalidOperationException("the training set has no example of two tokens or more");
-        var totalMicroBatches = (long)Math.Ceiling(_settings.Epochs * batchesPerEpoch);
-        var accumulation = _settings.GradientAccumulation;
-        var totalSteps = (int)Math.Ceiling(totalMicroBatches / (double)accumulation);
+        var totalMicroBatches = Plan.Schedule.TotalMicroBatches;
+        var accumulation = Plan.Schedule.MicroBatchesPerStep;
+        var totalSteps = Plan.Schedule.TotalSteps;
         if (MaxSteps is { } max) totalSteps = Math.Min(totalSteps, max);
 
         var optimizer = NewOptimizer();
@@ -109,7 +115,6 @@ public sealed class Trainer
         var state = new Position(0, 0, 0, 0, 0, 0);
         var resumed = TryResume(optimizer, ref state);
         var flopsPerToken = new FlopCounter(_model.Config, _model.NonEmbeddingParameterCount());
-        var peakFlops = FlopCounter.MeasureMatmulFlops(_device, ScalarTypeOf(_settings.Dtype));
 
         using var metrics = MetricsPath is null ? null : new StreamWriter(MetricsPath, append: resumed);
         var clock = Stopwatch.StartNew();
@@ -132,6 +137,8 @@ public sealed class Trainer
                 var learningRate = LearningRateAt(step, totalSteps);
                 foreach (var group in optimizer.ParamGroups) group.LearningRate = learningRate;
 
+                // Dropout draws from a generator seeded per step, so a resumed run draws what the uninterrupted one would.
+                manual_seed(_settings.Seed * 1_000_003L + step);
                 using var scope = NewDisposeScope();
                 optimizer.zero_grad();
                 if (_mixedPrecision) _model.zero_grad();
