@@ -39,17 +39,19 @@ public static class RunCommand
         };
         var inputsFile = InputsFile.Option();
         command.Arguments.Add(file);
-        foreach (var option in new Option[] { set, until, only, json }) command.Options.Add(option);
+        var offline = OfflineOption.Create();
+        foreach (var option in new Option[] { set, until, only, json, offline }) command.Options.Add(option);
         if (!dryRun) { command.Options.Add(force); command.Options.Add(noWait); command.Options.Add(inputsFile); command.Options.Add(restart); command.Options.Add(resumeWithChanges); }
 
         command.SetAction(async (parse, cancellationToken) =>
         {
+            using var offlineMode = OfflineOption.Apply(parse, offline);
+            if (parse.GetValue(restart) && parse.GetValue(resumeWithChanges))
+                throw new FineTuneException("FT0905", "--restart and --resume-with-changes exclude each other: discard the checkpoint, or continue from it");
             var clock = Stopwatch.StartNew();
             var pipeline = PipelineOptions.Load(console, parse.GetValue(file)!, parse.GetValue(set));
             if (pipeline is null) return ExitCodes.InvalidInput;
             var forceGiven = parse.GetResult(force) is not null;
-            if (parse.GetValue(restart) && parse.GetValue(resumeWithChanges))
-                throw new FineTuneException("FT0905", "--restart and --resume-with-changes exclude each other: discard the checkpoint, or continue from it");
             var options = new RunOptions
             {
                 DryRun = dryRun,

@@ -199,11 +199,23 @@ public sealed class TrainSettings : IValidatableSettings
 [Doc("Measures the trained model on the validation set and answers prompts.")]
 public sealed class EvaluateSettings : IValidatableSettings
 {
-    [Doc("User prompts answered by greedy decoding; the answers go into the report.")]
+    [Doc("User prompts the trained model answers (greedy unless temperature is set); the answers go into the report.")]
     public List<string> Prompts { get; set; } = [];
 
     [Doc("Most tokens generated per prompt."), Range(Minimum = 1)]
     public int MaxNewTokens { get; set; } = 64;
+
+    [Doc("Sampling temperature of the answers; 0 takes the most likely token every step (greedy)."), Range(Minimum = 0)]
+    public double Temperature { get; set; } = 0;
+
+    [Doc("Nucleus sampling (with temperature > 0): draw only from the most likely tokens whose probabilities add up to top_p."), Range(Minimum = 0, ExclusiveMinimum = true, Maximum = 1)]
+    public double TopP { get; set; } = 1.0;
+
+    [Doc("transformers' repetition_penalty: the logit of a token already in the prompt or answer is divided by it when positive, multiplied when negative. 1 disables it; the tutorial uses 1.1."), Range(Minimum = 0, ExclusiveMinimum = true)]
+    public double RepetitionPenalty { get; set; } = 1.0;
+
+    [Doc("Seed of the sampler (with temperature > 0), so sampled answers can be reproduced.")]
+    public int Seed { get; set; } = 42;
 
     [Doc("Most validation examples scored (0: all)."), Range(Minimum = 0)]
     public int MaxExamples { get; set; } = 0;
