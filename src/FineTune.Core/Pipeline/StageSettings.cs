@@ -123,12 +123,17 @@ public sealed class LoraSettings : IValidatableSettings
     [Doc("Rank-stabilised scaling alpha / sqrt(r).")]
     public bool Rslora { get; set; }
 
+    [Doc("PEFT's modules_to_save: whole modules trained with the adapters and saved in the adapter file (lm_head, embed_tokens), e.g. for new tokens. Not with tied embeddings.")]
+    public List<string> ModulesToSave { get; set; } = [];
+
     public IEnumerable<SettingProblem> Validate()
     {
         string[] known = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "all-linear"];
         foreach (var module in TargetModules.Where(m => !known.Contains(m)))
             yield return new("target_modules", $"unknown target module '{module}'; use {string.Join(", ", known)}");
         if (TargetModules.Count == 0) yield return new("target_modules", "name at least one module (or all-linear)");
+        foreach (var module in ModulesToSave.Where(m => m is not ("lm_head" or "embed_tokens")))
+            yield return new("modules_to_save", $"unknown module '{module}'; use lm_head or embed_tokens");
     }
 }
 

@@ -81,7 +81,10 @@ public sealed class TrainStage : Stage
         File.WriteAllText(Path.Combine(modelDirectory, "config.json"), config.ToJson("float32"));
         using (var scope = NewDisposeScope())
         {
-            var cpuWeights = trainer.Weights().ToDictionary(kv => kv.Key, kv => kv.Value.detach().to(ScalarType.Float32).cpu().contiguous());
+            // LoRA: the merged model (its state_dict is a transformers checkpoint again). Full: the trainer's weights, whose
+            // float32 masters are the result under bfloat16 (a LoRA module_to_save trained in bfloat16 keeps its rounding).
+            var weights = lora is not null ? model.state_dict() : trainer.Weights();
+            var cpuWeights = weights.ToDictionary(kv => kv.Key, kv => kv.Value.detach().to(ScalarType.Float32).cpu().contiguous());
             Safetensors.Save(Path.Combine(modelDirectory, "model.safetensors"), cpuWeights);
         }
 
@@ -121,9 +124,11 @@ public sealed class TrainStage : Stage
         {
             R = settings.Lora.R, Alpha = settings.Lora.Alpha, Dropout = settings.Lora.Dropout,
             TargetModules = settings.Lora.TargetModules, UseRslora = settings.Lora.Rslora, Seed = settings.Seed,
+            ModulesToSave = settings.Lora.ModulesToSave,
         };
         var applied = LoraAdapter.Apply(model, options);
-        log.Info($"LoRA r {options.R}, alpha {options.Alpha}{(options.UseRslora ? " (rslora)" : "")}, dropout {options.Dropout} on {string.Join(", ", applied.TargetModules)}");
+        log.Info($"LoRA r {options.R}, alpha {options.Alpha}{(options.UseRslora ? " (rslora)" : "")}, dropout {options.Dropout} on {string.Join(", ", applied.TargetModules)}"
+            + (options.ModulesToSave.Count > 0 ? $", fully trained: {string.Join(", ", options.ModulesToSave)}" : ""));
         return applied;
     }
 

@@ -170,4 +170,23 @@ public sealed class ResumeAndPlanTests : IDisposable
         Assert.False(Directory.Exists(Path.Combine(_root, "store", "work", "train-aaaa")));
         Assert.Equal(18, context.Summary["steps"]); // 12 batches of 2 per epoch, 2 per step, 3 epochs
     }
+
+    [Fact]
+    public async Task A_bfloat16_LoRA_run_with_the_head_saved_writes_a_merged_checkpoint_and_the_head_in_the_adapter()
+    {
+        var settings = Settings("lora");
+        settings.Dtype = "bfloat16";
+        settings.Builtin = new BuiltinModelSettings { HiddenSize = 16, Layers = 2, Heads = 4, KvHeads = 2, IntermediateSize = 32, TieEmbeddings = false };
+        settings.Lora.ModulesToSave = ["lm_head"];
+
+        var (context, log) = await RunStage(settings, "train-bf16");
+
+        Assert.Contains(log.Lines, l => l.Contains("fully trained: lm_head"));
+        var weights = Weights(context);
+        using var plain = new LlamaForCausalLM(TrainStage.BuiltinConfig(settings.Builtin, TrainData.Vocab));
+        Assert.Equal(plain.state_dict().Keys.Order(), weights.Keys.Order()); // merged: no lora_* keys, every base key
+        var adapter = Safetensors.Load(Path.Combine(context.OutputDirectory, "adapter", LoraAdapter.WeightsFile));
+        Assert.True(adapter["base_model.model.lm_head.weight"].eq(weights["lm_head.weight"]).all().item<bool>());
+        Assert.True((long)context.Summary["plan_trainable_params"] > TrainData.Vocab * 16);
+    }
 }
