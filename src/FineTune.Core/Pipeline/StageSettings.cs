@@ -185,7 +185,7 @@ public sealed class TrainSettings : IValidatableSettings
     [Doc("auto (CUDA when present, else CPU), cpu or cuda."), OneOf("auto", "cpu", "cuda")]
     public string Device { get; set; } = "auto";
 
-    [Doc("Weight dtype while training. float32 everywhere; bfloat16 is fast on CPUs with avx512_bf16 and on GPUs. Never float16 on CPU."), OneOf("float32", "bfloat16")]
+    [Doc("Weight dtype while training. float32 everywhere; bfloat16 is fast on CPUs with avx512_bf16 and on GPUs (weights in bfloat16, float32 master weights or LoRA adapters); auto: bfloat16 on CUDA, float32 on the CPU. Never float16 on CPU."), OneOf("float32", "bfloat16", "auto")]
     public string Dtype { get; set; } = "float32";
 
     [Doc("Write a checkpoint every N optimizer steps (0: only at the end and on Ctrl+C)."), Range(Minimum = 0)]

@@ -41,10 +41,11 @@ public sealed class TrainStage : Stage
             ? ComputeEnvironmentProvider.Resolve(settings.Device)
             : context.Environment;
         var device = ComputeEnvironmentProvider.TorchDevice(environment);
-        var dtype = Trainer.ScalarTypeOf(settings.Dtype);
+        var dtype = Trainer.ScalarTypeOf(settings.Dtype, device);
         // Before loading the model: a refused resume should not cost minutes.
         var dataHash = ContentHash.OfFile(trainPath);
-        var checkpointKey = ContentHash.OfText(JsonSerializer.Serialize(settings) + "|" + dataHash + "|" + environment);
+        // Not the thread count: it changes the last bits of sums, not what the run is, so it must not discard a checkpoint.
+        var checkpointKey = ContentHash.OfText(JsonSerializer.Serialize(settings) + "|" + dataHash + "|" + environment.Device + "|" + environment.LibTorchVersion);
         var flatSettings = SettingsReflection.Flatten(SettingsReflection.ToPlainTree(settings))
             .ToDictionary(kv => kv.Key, kv => SettingsReflection.Display(kv.Value), StringComparer.Ordinal);
         var carried = CheckpointGuard.Prepare(context.WorkDirectory, Name,

@@ -114,7 +114,7 @@ public sealed record TrainPlan(
             Accumulation: settings.GradientAccumulation, Schedule: schedule, BatchesPerEpoch: batches.Count,
             TokensPerEpoch: epochTokens,
             TrainingFlops: batches.Count == 0 ? 0 : epochFlops * schedule.TotalMicroBatches / batches.Count,
-            PeakFlops: peakFlops, Device: device.type == TorchSharp.DeviceType.CUDA ? "cuda" : "cpu", Dtype: settings.Dtype);
+            PeakFlops: peakFlops, Device: device.type == TorchSharp.DeviceType.CUDA ? "cuda" : "cpu", Dtype: Trainer.DtypeName(settings.Dtype, device));
     }
 
     public static string FormatDuration(double seconds) => seconds switch

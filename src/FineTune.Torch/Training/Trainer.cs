@@ -100,7 +100,7 @@ public sealed class Trainer
 
     public TrainResult Train(CancellationToken cancellationToken)
     {
-        var peakFlops = FlopCounter.MeasureMatmulFlops(_device, ScalarTypeOf(_settings.Dtype));
+        var peakFlops = FlopCounter.MeasureMatmulFlops(_device, ScalarTypeOf(_settings.Dtype, _device));
         Plan = TrainPlan.For(_model, _data, _settings, _device, peakFlops);
         foreach (var line in Plan.Lines()) _log.Info(line);
         var batchesPerEpoch = Plan.BatchesPerEpoch;
@@ -249,11 +249,20 @@ public sealed class Trainer
         return floor + (peak - floor) * 0.5 * (1 + Math.Cos(Math.PI * progress));
     }
 
-    public static ScalarType ScalarTypeOf(string dtype) => dtype switch
+    /// <summary>
+    /// The training dtype: auto is bfloat16 on a GPU (the weights held in bfloat16, float32 masters or adapters, see
+    /// README "CUDA") and float32 on the CPU, where bfloat16 speed depends on the CPU.
+    /// </summary>
+    public static ScalarType ScalarTypeOf(string dtype, Device? device = null) => dtype switch
     {
         "bfloat16" => ScalarType.BFloat16,
+        "auto" when device?.type == DeviceType.CUDA => ScalarType.BFloat16,
         _ => ScalarType.Float32,
     };
+
+    /// <summary>The dtype name <see cref="ScalarTypeOf"/> resolves to (auto made concrete).</summary>
+    public static string DtypeName(string dtype, Device device) =>
+        ScalarTypeOf(dtype, device) == ScalarType.BFloat16 ? "bfloat16" : "float32";
 
     /// <summary>Weight decay applies to matrices only; norms and the embedding (often tied to the head) keep theirs.</summary>
     private AdamW NewOptimizer()

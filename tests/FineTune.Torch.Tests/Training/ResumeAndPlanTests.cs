@@ -13,6 +13,14 @@ using static TorchSharp.torch;
 
 namespace FineTune.Torch.Tests.Training;
 
+/// <summary>
+/// Dropout draws from libtorch's global generator, which the trainer seeds each step; tests elsewhere in the assembly
+/// seed and draw from it too, so the bit-exact resume tests run alone, after the parallel ones.
+/// </summary>
+[CollectionDefinition(nameof(GlobalGeneratorCollection), DisableParallelization = true)]
+public sealed class GlobalGeneratorCollection;
+
+[Collection(nameof(GlobalGeneratorCollection))]
 public sealed class ResumeAndPlanTests : IDisposable
 {
     private readonly string _root = Directory.CreateTempSubdirectory("finetune-resume-").FullName;
