@@ -19,9 +19,11 @@ public static class ChatCommand
         var temperature = new Option<double>("--temperature") { Description = "0 for greedy decoding (default), above 0 to sample.", DefaultValueFactory = _ => 0 };
         var system = new Option<string?>("--system") { Description = "A system prompt before the conversation." };
         command.Arguments.Add(model);
-        foreach (var option in new Option[] { prompt, maxNewTokens, temperature, system }) command.Options.Add(option);
+        var offline = OfflineOption.Create();
+        foreach (var option in new Option[] { prompt, maxNewTokens, temperature, system, offline }) command.Options.Add(option);
         command.SetAction((parse, cancellationToken) =>
         {
+            using var offlineMode = OfflineOption.Apply(parse, offline);
             var directory = ResolveModelDirectory(parse.GetValue(model)!);
             using var session = ChatSession.Open(directory);
             var options = new GenerationOptions(

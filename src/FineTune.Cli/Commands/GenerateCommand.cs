@@ -22,9 +22,11 @@ public static class GenerateCommand
         var addSpecial = new Option<bool>("--add-special-tokens") { Description = "Put the tokenizer's BOS token before the prompt." };
         var json = new Option<bool>("--json") { Description = "Print the prompt ids, generated ids, text and finish reason as JSON." };
         command.Arguments.Add(model);
-        foreach (var option in new Option[] { prompt, ids, maxNewTokens, temperature, seed, addSpecial, json }) command.Options.Add(option);
+        var offline = OfflineOption.Create();
+        foreach (var option in new Option[] { prompt, ids, maxNewTokens, temperature, seed, addSpecial, json, offline }) command.Options.Add(option);
         command.SetAction((parse, cancellationToken) =>
         {
+            using var offlineMode = OfflineOption.Apply(parse, offline);
             if ((parse.GetValue(prompt) is null) == (parse.GetValue(ids) is null))
                 throw new FineTuneException(ModelInputs.ArgumentCode, "give the prompt either as --prompt TEXT or as --ids 1,2,3 (exactly one of them)");
             if (parse.GetValue(maxNewTokens) < 1) throw new FineTuneException(ModelInputs.ArgumentCode, "--max-new-tokens must be at least 1");

@@ -28,13 +28,26 @@ public static class RunCommand
             Arity = ArgumentArity.ZeroOrOne,
         };
         var noWait = new Option<bool>("--no-wait") { Description = "Fail at once if another run is using the store, instead of waiting." };
+        var restart = new Option<bool>("--restart")
+        {
+            Description = "Discard checkpoints that interrupted runs with other settings left, and train from the start.",
+        };
+        var resumeWithChanges = new Option<bool>("--resume-with-changes")
+        {
+            Description = "Continue an interrupted training from its checkpoint although settings changed (only the schedule, "
+                + "learning rates, clipping, logging, checkpointing and device may differ).",
+        };
         var inputsFile = InputsFile.Option();
         command.Arguments.Add(file);
-        foreach (var option in new Option[] { set, until, only, json }) command.Options.Add(option);
-        if (!dryRun) { command.Options.Add(force); command.Options.Add(noWait); command.Options.Add(inputsFile); }
+        var offline = OfflineOption.Create();
+        foreach (var option in new Option[] { set, until, only, json, offline }) command.Options.Add(option);
+        if (!dryRun) { command.Options.Add(force); command.Options.Add(noWait); command.Options.Add(inputsFile); command.Options.Add(restart); command.Options.Add(resumeWithChanges); }
 
         command.SetAction(async (parse, cancellationToken) =>
         {
+            using var offlineMode = OfflineOption.Apply(parse, offline);
+            if (parse.GetValue(restart) && parse.GetValue(resumeWithChanges))
+                throw new FineTuneException("FT0905", "--restart and --resume-with-changes exclude each other: discard the checkpoint, or continue from it");
             var clock = Stopwatch.StartNew();
             var pipeline = PipelineOptions.Load(console, parse.GetValue(file)!, parse.GetValue(set));
             if (pipeline is null) return ExitCodes.InvalidInput;
@@ -47,6 +60,9 @@ public static class RunCommand
                 ForceAll = forceGiven && parse.GetValue(force) is null,
                 ForceStage = parse.GetValue(force),
                 WaitForLock = !parse.GetValue(noWait),
+                Checkpoints = parse.GetValue(restart) ? CheckpointPolicy.Restart
+                    : parse.GetValue(resumeWithChanges) ? CheckpointPolicy.ResumeWithChanges
+                    : CheckpointPolicy.Resume,
             };
             var asJson = parse.GetValue(json);
             var observer = new ConsoleObserver(asJson ? console.Error : console.Out, console.Error, console.Interactive);

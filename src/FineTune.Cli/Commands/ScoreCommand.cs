@@ -21,9 +21,11 @@ public static class ScoreCommand
         var addSpecial = new Option<bool>("--add-special-tokens") { Description = "Put the tokenizer's BOS token before the text, as transformers does when asked to." };
         var json = new Option<bool>("--json") { Description = "Print the result as JSON." };
         command.Arguments.Add(model);
-        foreach (var option in new Option[] { text, file, ids, addSpecial, json }) command.Options.Add(option);
+        var offline = OfflineOption.Create();
+        foreach (var option in new Option[] { text, file, ids, addSpecial, json, offline }) command.Options.Add(option);
         command.SetAction(parse =>
         {
+            using var offlineMode = OfflineOption.Apply(parse, offline);
             var given = new[] { (text, "--text"), (file, "--file"), (ids, "--ids") }.Where(o => parse.GetValue(o.Item1) is not null).Select(o => o.Item2).ToList();
             if (given.Count != 1)
                 throw new FineTuneException(ModelInputs.ArgumentCode, given.Count == 0

@@ -213,12 +213,17 @@ public sealed class LoraSettings : IValidatableSettings
     [Doc("Rank-stabilised scaling alpha / sqrt(r).")]
     public bool Rslora { get; set; }
 
+    [Doc("PEFT's modules_to_save: whole modules trained with the adapters and saved in the adapter file (lm_head, embed_tokens), e.g. for new tokens. Not with tied embeddings.")]
+    public List<string> ModulesToSave { get; set; } = [];
+
     public IEnumerable<SettingProblem> Validate()
     {
         string[] known = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "all-linear"];
         foreach (var module in TargetModules.Where(m => !known.Contains(m)))
             yield return new("target_modules", $"unknown target module '{module}'; use {string.Join(", ", known)}");
         if (TargetModules.Count == 0) yield return new("target_modules", "name at least one module (or all-linear)");
+        foreach (var module in ModulesToSave.Where(m => m is not ("lm_head" or "embed_tokens")))
+            yield return new("modules_to_save", $"unknown module '{module}'; use lm_head or embed_tokens");
     }
 }
 
@@ -270,7 +275,7 @@ public sealed class TrainSettings : IValidatableSettings
     [Doc("auto (CUDA when present, else CPU), cpu or cuda."), OneOf("auto", "cpu", "cuda")]
     public string Device { get; set; } = "auto";
 
-    [Doc("Weight dtype while training. float32 everywhere; bfloat16 is fast on CPUs with avx512_bf16 and on GPUs. Never float16 on CPU."), OneOf("float32", "bfloat16")]
+    [Doc("Weight dtype while training. float32 everywhere; bfloat16 is fast on CPUs with avx512_bf16 and on GPUs (weights in bfloat16, float32 master weights or LoRA adapters); auto: bfloat16 on CUDA, float32 on the CPU. Never float16 on CPU."), OneOf("float32", "bfloat16", "auto")]
     public string Dtype { get; set; } = "float32";
 
     [Doc("Recompute each decoder layer's activations in backward instead of keeping them: much less memory for about a third more compute; results are unchanged.")]
@@ -295,11 +300,23 @@ public sealed class TrainSettings : IValidatableSettings
 [Doc("Measures the trained model on the validation set and answers prompts.")]
 public sealed class EvaluateSettings : IValidatableSettings
 {
-    [Doc("User prompts answered by greedy decoding; the answers go into the report.")]
+    [Doc("User prompts the trained model answers (greedy unless temperature is set); the answers go into the report.")]
     public List<string> Prompts { get; set; } = [];
 
     [Doc("Most tokens generated per prompt."), Range(Minimum = 1)]
     public int MaxNewTokens { get; set; } = 64;
+
+    [Doc("Sampling temperature of the answers; 0 takes the most likely token every step (greedy)."), Range(Minimum = 0)]
+    public double Temperature { get; set; } = 0;
+
+    [Doc("Nucleus sampling (with temperature > 0): draw only from the most likely tokens whose probabilities add up to top_p."), Range(Minimum = 0, ExclusiveMinimum = true, Maximum = 1)]
+    public double TopP { get; set; } = 1.0;
+
+    [Doc("transformers' repetition_penalty: the logit of a token already in the prompt or answer is divided by it when positive, multiplied when negative. 1 disables it; the tutorial uses 1.1."), Range(Minimum = 0, ExclusiveMinimum = true)]
+    public double RepetitionPenalty { get; set; } = 1.0;
+
+    [Doc("Seed of the sampler (with temperature > 0), so sampled answers can be reproduced.")]
+    public int Seed { get; set; } = 42;
 
     [Doc("Most validation examples scored (0: all)."), Range(Minimum = 0)]
     public int MaxExamples { get; set; } = 0;

@@ -24,6 +24,9 @@ public sealed class RunOptions
 
     /// <summary>Wait for another run that holds the store, rather than failing at once.</summary>
     public bool WaitForLock { get; init; } = true;
+
+    /// <summary>What stages do with checkpoints of interrupted runs whose settings differ.</summary>
+    public CheckpointPolicy Checkpoints { get; init; } = CheckpointPolicy.Resume;
 }
 
 public enum StageStatus { UpToDate, Restored, Ran, WillRun, NotSelected }
@@ -112,7 +115,7 @@ public sealed class PipelineRunner(IReadOnlyList<Stage> stages, Func<string, Com
             }
 
             observer.StageStarting(stage.Name, reasons);
-            var entry = await RunStageAsync(stage, pipeline, store, key, settings, inputs, environment, settled, observer.LogFor(stage.Name), cancellationToken);
+            var entry = await RunStageAsync(stage, pipeline, store, key, settings, inputs, environment, settled, observer.LogFor(stage.Name), options.Checkpoints, cancellationToken);
             settled[stage.Name] = entry;
             lockFile.Record(entry);
             WriteLock(lockFile, previousBlocks);
@@ -143,8 +146,9 @@ public sealed class PipelineRunner(IReadOnlyList<Stage> stages, Func<string, Com
     }
 
     private static StageContext NewContext(PipelineDefinition pipeline, Stage stage, StageStore store, string output, string work,
-        Dictionary<string, StoreEntry> settled, ComputeEnvironment environment, IStageLog log) => new()
+        Dictionary<string, StoreEntry> settled, ComputeEnvironment environment, IStageLog log, CheckpointPolicy checkpoints = CheckpointPolicy.Resume) => new()
     {
+        Checkpoints = checkpoints,
         Pipeline = pipeline,
         PipelineDirectory = pipeline.Directory,
         OutputDirectory = output,
@@ -211,13 +215,13 @@ public sealed class PipelineRunner(IReadOnlyList<Stage> stages, Func<string, Com
 
     private async Task<StoreEntry> RunStageAsync(Stage stage, PipelineDefinition pipeline, StageStore store, string key,
         SortedDictionary<string, object?> settings, SortedDictionary<string, FileRecord> inputs, ComputeEnvironment? environment,
-        Dictionary<string, StoreEntry> settled, IStageLog log, CancellationToken cancellationToken)
+        Dictionary<string, StoreEntry> settled, IStageLog log, CheckpointPolicy checkpoints, CancellationToken cancellationToken)
     {
         var temporary = store.NewTemporaryEntry();
         var work = store.WorkDirectory(stage.Name, key);
         Directory.CreateDirectory(work);
         var context = NewContext(pipeline, stage, store, Path.Combine(temporary, "output"), work, settled,
-            stage.DependsOnComputeEnvironment ? environment! : ComputeEnvironment.None, log);
+            stage.DependsOnComputeEnvironment ? environment! : ComputeEnvironment.None, log, checkpoints);
         var started = DateTime.UtcNow;
         var clock = Stopwatch.StartNew();
         try

@@ -74,6 +74,9 @@ public sealed class StageContext
 
     public required IStageLog Log { get; init; }
 
+    /// <summary>What to do with a checkpoint that an interrupted run with other settings left (run --restart, --resume-with-changes).</summary>
+    public CheckpointPolicy Checkpoints { get; init; } = CheckpointPolicy.Resume;
+
     public required ComputeEnvironment Environment { get; init; }
 
     /// <summary>Figures the stage wants in the lock file and the run summary (examples, tokens, final loss...).</summary>
@@ -99,3 +102,10 @@ public sealed record ComputeEnvironment(string Device, string LibTorchVersion, i
 {
     public static readonly ComputeEnvironment None = new("none", "none", 0);
 }
+
+/// <summary>
+/// How a stage treats a checkpoint of an interrupted run. Resume: continue a run with the same settings, refuse (with
+/// the list of changes) when they differ. Restart: discard such checkpoints. ResumeWithChanges: continue despite
+/// changes the stage deems safe (a train stage: the schedule and bookkeeping, never the model or the data).
+/// </summary>
+public enum CheckpointPolicy { Resume, Restart, ResumeWithChanges }

@@ -10,12 +10,15 @@ namespace FineTune.Torch.Generation;
 /// <param name="TopP">When sampling, draw only from the smallest set of tokens whose probabilities reach this share.</param>
 /// <param name="Seed">Seed of the sampler, so a sampled answer can be reproduced.</param>
 /// <param name="StopTokenIds">Generation ends after any of these (null: the tokenizer's stop tokens).</param>
+/// <param name="RepetitionPenalty">transformers' repetition_penalty: 1 leaves the logits alone; above 1 makes every token
+/// already in the prompt or the answer less likely.</param>
 public sealed record GenerationOptions(
     int MaxNewTokens = 64,
     double Temperature = 0,
     double TopP = 1.0,
     long Seed = 0,
-    IReadOnlyList<int>? StopTokenIds = null);
+    IReadOnlyList<int>? StopTokenIds = null,
+    double RepetitionPenalty = 1.0);
 
 /// <param name="TokenIds">The generated ids, without the prompt, including the stop token when one ended it.</param>
 /// <param name="Text">The answer as text (special tokens and the stop token dropped).</param>
@@ -57,6 +60,7 @@ public sealed class TextGenerator(LlamaForCausalLM model, IChatTokenizer tokeniz
         var stops = options.StopTokenIds ?? [];
         var generated = new List<int>();
         if (options.MaxNewTokens <= 0) return generated;
+        var present = new HashSet<int>(promptIds);
 
         var device = model.parameters().First().device;
         using var sampler = options.Temperature > 0 ? new torch.Generator(unchecked((ulong)options.Seed), device) : null;
@@ -75,10 +79,12 @@ public sealed class TextGenerator(LlamaForCausalLM model, IChatTokenizer tokeniz
                 {
                     var hidden = model.Hidden(input, attentionMask: null, cache: cache);
                     var logits = model.Logits(hidden[0, -1]).to(ScalarType.Float32);
+                    if (options.RepetitionPenalty != 1.0) logits = ApplyRepetitionPenalty(logits, present, options.RepetitionPenalty);
                     next = options.Temperature > 0 ? Sample(logits, options, sampler!) : (int)logits.argmax().item<long>();
                 }
                 input.Dispose();
                 generated.Add(next);
+                present.Add(next);
                 onToken?.Invoke(next);
                 if (stops.Contains(next) || generated.Count >= options.MaxNewTokens) break;
                 input = tensor(new long[] { next }, [1, 1], device: device);
@@ -89,6 +95,21 @@ public sealed class TextGenerator(LlamaForCausalLM model, IChatTokenizer tokeniz
             if (wasTraining) model.train();
         }
         return generated;
+    }
+
+    /// <summary>
+    /// transformers' RepetitionPenaltyLogitsProcessor: the logit of every token already present (prompt or answer) is
+    /// divided by the penalty when positive and multiplied by it when negative, so with a penalty above 1 it always
+    /// moves towards less likely. Other logits are untouched.
+    /// </summary>
+    public static Tensor ApplyRepetitionPenalty(Tensor logits, IEnumerable<int> presentIds, double penalty)
+    {
+        var ids = presentIds.Select(i => (long)i).Distinct().ToArray();
+        if (ids.Length == 0 || penalty == 1.0) return logits;
+        var index = tensor(ids, device: logits.device);
+        var scores = logits.gather(0, index);
+        var penalised = where(scores.lt(0), scores * penalty, scores / penalty);
+        return logits.scatter(0, index, penalised);
     }
 
     private static int Sample(Tensor logits, GenerationOptions options, torch.Generator sampler)

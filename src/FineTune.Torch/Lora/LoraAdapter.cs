@@ -50,6 +50,7 @@ public static class LoraAdapter
         if (options.Dropout is < 0 or >= 1)
             throw new FineTuneException(Diagnostic.Error("FT0550", $"LoRA dropout must be in [0, 1), not {options.Dropout}", null), ExitCodes.InvalidInput);
 
+        var saved = ResolveModulesToSave(model, options);
         foreach (var parameter in model.parameters()) parameter.requires_grad = false;
 
         using var generator = new torch.Generator((ulong)options.Seed);
@@ -66,6 +67,13 @@ public static class LoraAdapter
         model.train(model.training); // freshly built wrappers are in training mode (dropout on) whatever the model is in
 
         var trainable = layers.Values.SelectMany(l => new[] { l.A, l.B }).ToList();
+        // modules_to_save train in place: this process owns its copy of the base, so PEFT's separate copy is the
+        // model's own weight; the adapter file gets it, and the merged model carries it.
+        foreach (var parameter in saved.Values)
+        {
+            parameter.requires_grad = true;
+            trainable.Add(parameter);
+        }
         return new AppliedLora(options, targets, layers, trainable,
             trainable.Sum(p => p.numel()), model.parameters().Sum(p => p.numel()));
     }
@@ -114,6 +122,8 @@ public static class LoraAdapter
             tensors[PeftPrefix + name + ".lora_A.weight"] = layer.A.detach().to(ScalarType.Float32).cpu();
             tensors[PeftPrefix + name + ".lora_B.weight"] = layer.B.detach().to(ScalarType.Float32).cpu();
         }
+        foreach (var (module, key) in ModuleKeys(options))
+            tensors[PeftPrefix + key] = model.state_dict()[key].detach().to(ScalarType.Float32).cpu();
         Safetensors.Save(Path.Combine(folder, WeightsFile), tensors);
 
         var targets = options.ResolvedTargets();
@@ -131,7 +141,7 @@ public static class LoraAdapter
             ["fan_in_fan_out"] = false,
             ["init_lora_weights"] = true,
             ["inference_mode"] = true,
-            ["modules_to_save"] = null,
+            ["modules_to_save"] = options.ModulesToSave.Count == 0 ? null : new JsonArray(options.ModulesToSave.Distinct().Select(m => (JsonNode)m).ToArray()),
             ["use_dora"] = false,
         };
         File.WriteAllText(Path.Combine(folder, ConfigFile), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
@@ -162,6 +172,7 @@ public static class LoraAdapter
                 Dropout = json["lora_dropout"]?.GetValue<double>() ?? 0,
                 TargetModules = targets,
                 UseRslora = json["use_rslora"]?.GetValue<bool>() ?? false,
+                ModulesToSave = json["modules_to_save"] is JsonArray saved ? saved.Select(m => m!.GetValue<string>()).ToList() : [],
             };
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or InvalidDataException or FormatException)
@@ -188,6 +199,8 @@ public static class LoraAdapter
             expected[PeftPrefix + name + ".lora_A.weight"] = layer.A;
             expected[PeftPrefix + name + ".lora_B.weight"] = layer.B;
         }
+        var modelWeights = model.state_dict();
+        foreach (var (_, key) in ModuleKeys(options)) expected[PeftPrefix + key] = modelWeights[key];
         var problems = new List<string>();
         var header = Safetensors.ReadHeader(path);
         foreach (var (name, tensor) in expected)
@@ -231,6 +244,27 @@ public static class LoraAdapter
         }
         if (config.QkNorm) perLayer += 2L * config.HeadDim;
         return vocab * hidden * (config.TieWordEmbeddings ? 1 : 2) + perLayer * config.NumHiddenLayers + hidden;
+    }
+
+    /// <summary>The checkpoint key of each module in modules_to_save (lm_head -> lm_head.weight).</summary>
+    private static IEnumerable<(string Module, string Key)> ModuleKeys(LoraOptions options) =>
+        options.ModulesToSave.Distinct().Select(m => (m, LoraOptions.SavableModules[m]));
+
+    private static Dictionary<string, Parameter> ResolveModulesToSave(LlamaForCausalLM model, LoraOptions options)
+    {
+        var unknown = options.ModulesToSave.Where(m => !LoraOptions.SavableModules.ContainsKey(m)).ToList();
+        if (unknown.Count > 0)
+            throw new FineTuneException(Diagnostic.Error("FT0553",
+                $"LoRA modules_to_save: unknown module(s) {string.Join(", ", unknown)}; use {string.Join(" or ", LoraOptions.SavableModules.Keys)}", null), ExitCodes.InvalidInput);
+        if (options.ModulesToSave.Count > 0 && model.Config.TieWordEmbeddings)
+            // PEFT would train a copy of one of the two and silently untie them; the merged model would then need a
+            // head the architecture says it has not.
+            throw new FineTuneException(Diagnostic.Error("FT0553",
+                $"LoRA modules_to_save ({string.Join(", ", options.ModulesToSave)}) on a model with tied embeddings (tie_word_embeddings: true): "
+                + "the output head is the embedding matrix, so training either trains both and unties nothing PEFT could save. "
+                + "Remove modules_to_save, or use method: full to train every weight.", null), ExitCodes.InvalidInput);
+        var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
+        return options.ModulesToSave.Distinct().ToDictionary(m => m, m => parameters[LoraOptions.SavableModules[m]], StringComparer.Ordinal);
     }
 
     private static IReadOnlyList<string> ResolveTargets(LoraOptions options)

@@ -65,6 +65,15 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         var result = F.linear(x, weight, bias);
         if (Merged) return result;
         using var scope = NewDisposeScope();
+        if (weight.device.type == DeviceType.CUDA && weight.dtype == ScalarType.BFloat16)
+        {
+            // Autocast on the GPU: the adapter's products run in bfloat16 like the base's, while A and B stay float32
+            // parameters (the casts pass their gradients back in float32) and AdamW updates them in float32.
+            var input = lora_dropout is not null ? lora_dropout.forward(x) : x;
+            var low = F.linear(F.linear(input, A.to(ScalarType.BFloat16)), B.to(ScalarType.BFloat16)) * Scale;
+            return (result + low).MoveToOuterDisposeScope();
+        }
+        // On the CPU the adapter computes in float32 (it is small), which keeps step 0 exactly the base model.
         var adapterInput = x.to(ScalarType.Float32);
         if (lora_dropout is not null) adapterInput = lora_dropout.forward(adapterInput);
         var update = lora_B.forward(lora_A.forward(adapterInput)) * Scale;

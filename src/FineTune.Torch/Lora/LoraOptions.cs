@@ -14,6 +14,19 @@ public sealed record LoraOptions
 
     public bool UseRslora { get; init; }
 
+    /// <summary>
+    /// PEFT's modules_to_save: whole modules trained alongside the adapters (lm_head, embed_tokens) and saved in the
+    /// adapter file. Refused on a model with tied embeddings, where the head and the embedding are one matrix.
+    /// </summary>
+    public IReadOnlyList<string> ModulesToSave { get; init; } = [];
+
+    /// <summary>The modules <see cref="ModulesToSave"/> may name, with the key of their weight in the checkpoint.</summary>
+    public static readonly IReadOnlyDictionary<string, string> SavableModules = new Dictionary<string, string>(StringComparer.Ordinal)
+    {
+        ["embed_tokens"] = "model.embed_tokens.weight",
+        ["lm_head"] = "lm_head.weight",
+    };
+
     /// <summary>Seeds the initialisation of the A matrices (drawn in module order from a private generator).</summary>
     public long Seed { get; init; }
 
@@ -49,7 +62,7 @@ public sealed record LoraOptions
             var (inFeatures, outFeatures) = ProjectionShape(config, target);
             perLayer += (long)R * (inFeatures + outFeatures);
         }
-        return perLayer * config.NumHiddenLayers;
+        return perLayer * config.NumHiddenLayers + ModulesToSave.Distinct().Count() * (long)config.VocabSize * config.HiddenSize;
     }
 
     /// <summary>(in, out) features of a decoder projection, as LlamaForCausalLM builds it.</summary>

@@ -149,7 +149,8 @@ public sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer = 
         IStageLog log, CancellationToken cancellationToken)
     {
         var generator = new TextGenerator(model, tokenizer);
-        var options = new GenerationOptions(MaxNewTokens: settings.MaxNewTokens);
+        var options = new GenerationOptions(MaxNewTokens: settings.MaxNewTokens, Temperature: settings.Temperature,
+            TopP: settings.TopP, Seed: settings.Seed, RepetitionPenalty: settings.RepetitionPenalty);
         var answers = new List<EvaluationAnswer>();
         foreach (var prompt in settings.Prompts)
         {

@@ -23,7 +23,7 @@ namespace FineTune.Torch.Stages;
 public sealed class TrainStage : Stage
 {
     public override string Name => "train";
-    public override int ImplementationVersion => 2;
+    public override int ImplementationVersion => 3;
     public override IReadOnlyList<string> DependsOn => ["tokenize"];
     public override bool DependsOnComputeEnvironment => true;
     public override object SelectSettings(PipelineDefinition pipeline) => pipeline.Stages.Train;
@@ -41,7 +41,17 @@ public sealed class TrainStage : Stage
             ? ComputeEnvironmentProvider.Resolve(settings.Device)
             : context.Environment;
         var device = ComputeEnvironmentProvider.TorchDevice(environment);
-        var dtype = Trainer.ScalarTypeOf(settings.Dtype);
+        var dtype = Trainer.ScalarTypeOf(settings.Dtype, device);
+        // Before loading the model: a refused resume should not cost minutes.
+        var dataHash = ContentHash.OfFile(trainPath);
+        // Not the thread count: it changes the last bits of sums, not what the run is, so it must not discard a checkpoint.
+        var checkpointKey = ContentHash.OfText(JsonSerializer.Serialize(settings) + "|" + dataHash + "|" + environment.Device + "|" + environment.LibTorchVersion);
+        var flatSettings = SettingsReflection.Flatten(SettingsReflection.ToPlainTree(settings))
+            .ToDictionary(kv => kv.Key, kv => SettingsReflection.Display(kv.Value), StringComparer.Ordinal);
+        var carried = CheckpointGuard.Prepare(context.WorkDirectory, Name,
+            new RunIdentity(context.Pipeline.FilePath, checkpointKey, flatSettings, dataHash, environment.Device, ImplementationVersion),
+            context.Checkpoints, context.Log);
+        if (carried.Count > 0) context.Summary["resumed_with_changes"] = string.Join("; ", carried);
         var tokenizer = ChatTokenizer.LoadFolder(Path.Combine(tokenizeDirectory, "tokenizer"));
         using var model = settings.IsBuiltin
             ? NewBuiltinModel(settings, tokenizer)
@@ -50,15 +60,11 @@ public sealed class TrainStage : Stage
         var lora = settings.Method == "lora" ? ApplyLora(model, settings, context.Log) : null;
         model.train();
         var config = model.Config;
-        var parameterCount = model.parameters().Sum(p => p.numel());
-        context.Log.Info($"model {settings.Model}: {parameterCount:N0} parameters ({config.ModelType}, {config.HiddenSize} hidden, {config.NumHiddenLayers} layers, "
-            + $"{config.NumAttentionHeads}/{config.NumKeyValueHeads} heads, vocab {config.VocabSize}) on {environment.Device}, {settings.Dtype}; "
-            + $"{data.Count:N0} examples, {data.TokenCount:N0} tokens");
 
         var trainer = new Trainer(model, data, settings, device, context.Log)
         {
             CheckpointDirectory = context.WorkDirectory,
-            CheckpointKey = ContentHash.OfText(JsonSerializer.Serialize(settings) + "|" + ContentHash.OfFile(trainPath) + "|" + environment),
+            CheckpointKey = checkpointKey,
             MetricsPath = Path.Combine(context.OutputDirectory, "metrics.jsonl"),
             PackLength = context.Pipeline.Stages.Tokenize.MaxLength,
         };
@@ -77,10 +83,14 @@ public sealed class TrainStage : Stage
         File.WriteAllText(Path.Combine(modelDirectory, "config.json"), config.ToJson("float32"));
         using (var scope = NewDisposeScope())
         {
-            var cpuWeights = trainer.Weights().ToDictionary(kv => kv.Key, kv => kv.Value.detach().to(ScalarType.Float32).cpu().contiguous());
+            // LoRA: the merged model (its state_dict is a transformers checkpoint again). Full: the trainer's weights, whose
+            // float32 masters are the result under bfloat16 (a LoRA module_to_save trained in bfloat16 keeps its rounding).
+            var weights = lora is not null ? model.state_dict() : trainer.Weights();
+            var cpuWeights = weights.ToDictionary(kv => kv.Key, kv => kv.Value.detach().to(ScalarType.Float32).cpu().contiguous());
             Safetensors.Save(Path.Combine(modelDirectory, "model.safetensors"), cpuWeights);
         }
 
+        trainer.Plan!.AddTo(context.Summary);
         context.Summary["steps"] = result.Steps;
         context.Summary["epochs"] = result.Epochs;
         context.Summary["tokens"] = result.Tokens;
@@ -117,10 +127,11 @@ public sealed class TrainStage : Stage
         {
             R = settings.Lora.R, Alpha = settings.Lora.Alpha, Dropout = settings.Lora.Dropout,
             TargetModules = settings.Lora.TargetModules, UseRslora = settings.Lora.Rslora, Seed = settings.Seed,
+            ModulesToSave = settings.Lora.ModulesToSave,
         };
         var applied = LoraAdapter.Apply(model, options);
-        log.Info($"LoRA r {options.R}, alpha {options.Alpha} on {string.Join(", ", applied.TargetModules)}: "
-            + $"{applied.TrainableCount:N0} trainable parameters of {applied.TotalCount:N0} ({applied.TrainableShare:P2})");
+        log.Info($"LoRA r {options.R}, alpha {options.Alpha}{(options.UseRslora ? " (rslora)" : "")}, dropout {options.Dropout} on {string.Join(", ", applied.TargetModules)}"
+            + (options.ModulesToSave.Count > 0 ? $", fully trained: {string.Join(", ", options.ModulesToSave)}" : ""));
         return applied;
     }
 

@@ -53,6 +53,9 @@ public sealed class Trainer
     /// <summary>Loss of every optimizer step, in order (for tests and experiments).</summary>
     public List<double> Losses { get; } = [];
 
+    /// <summary>What the run does (model, trainable parameters, steps, estimate); set when <see cref="Train"/> starts.</summary>
+    public TrainPlan? Plan { get; private set; }
+
     public Trainer(LlamaForCausalLM model, TokenizedDataset data, TrainSettings settings, Device device, IStageLog log)
     {
         _model = model;
@@ -108,11 +111,14 @@ public sealed class Trainer
     public TrainResult Train(CancellationToken cancellationToken)
     {
         var firstPlan = EpochPlan(0);
-        var batchesPerEpoch = firstPlan.Count;
+        var peakFlops = FlopCounter.MeasureMatmulFlops(_device, ScalarTypeOf(_settings.Dtype, _device));
+        Plan = TrainPlan.For(_model, _data, firstPlan, _settings, _device, peakFlops);
+        foreach (var line in Plan.Lines()) _log.Info(line);
+        var batchesPerEpoch = Plan.BatchesPerEpoch;
         if (batchesPerEpoch == 0) throw new InvalidOperationException("the training set has no example of two tokens or more");
-        var totalMicroBatches = (long)Math.Ceiling(_settings.Epochs * batchesPerEpoch);
-        var accumulation = _settings.GradientAccumulation;
-        var totalSteps = (int)Math.Ceiling(totalMicroBatches / (double)accumulation);
+        var totalMicroBatches = Plan.Schedule.TotalMicroBatches;
+        var accumulation = Plan.Schedule.MicroBatchesPerStep;
+        var totalSteps = Plan.Schedule.TotalSteps;
         if (MaxSteps is { } max) totalSteps = Math.Min(totalSteps, max);
 
         var optimizer = NewOptimizer();
@@ -120,7 +126,6 @@ public sealed class Trainer
         var state = new Position(0, 0, 0, 0, 0, 0);
         var resumed = TryResume(optimizer, ref state);
         var flopsPerToken = new FlopCounter(_model.Config, _model.NonEmbeddingParameterCount());
-        var peakFlops = FlopCounter.MeasureMatmulFlops(_device, ScalarTypeOf(_settings.Dtype));
 
         using var metrics = MetricsPath is null ? null : new StreamWriter(MetricsPath, append: resumed);
         var clock = Stopwatch.StartNew();
@@ -147,6 +152,8 @@ public sealed class Trainer
                 var learningRate = LearningRateAt(step, totalSteps);
                 foreach (var group in optimizer.ParamGroups) group.LearningRate = learningRate;
 
+                // Dropout draws from a generator seeded per step, so a resumed run draws what the uninterrupted one would.
+                manual_seed(_settings.Seed * 1_000_003L + step);
                 using var scope = NewDisposeScope();
                 optimizer.zero_grad();
                 if (_mixedPrecision) _model.zero_grad();
@@ -258,11 +265,20 @@ public sealed class Trainer
         return floor + (peak - floor) * 0.5 * (1 + Math.Cos(Math.PI * progress));
     }
 
-    public static ScalarType ScalarTypeOf(string dtype) => dtype switch
+    /// <summary>
+    /// The training dtype: auto is bfloat16 on a GPU (the weights held in bfloat16, float32 masters or adapters, see
+    /// README "CUDA") and float32 on the CPU, where bfloat16 speed depends on the CPU.
+    /// </summary>
+    public static ScalarType ScalarTypeOf(string dtype, Device? device = null) => dtype switch
     {
         "bfloat16" => ScalarType.BFloat16,
+        "auto" when device?.type == DeviceType.CUDA => ScalarType.BFloat16,
         _ => ScalarType.Float32,
     };
+
+    /// <summary>The dtype name <see cref="ScalarTypeOf"/> resolves to (auto made concrete).</summary>
+    public static string DtypeName(string dtype, Device device) =>
+        ScalarTypeOf(dtype, device) == ScalarType.BFloat16 ? "bfloat16" : "float32";
 
     /// <summary>Weight decay applies to matrices only; norms and the embedding (often tied to the head) keep theirs.</summary>
     private AdamW NewOptimizer()

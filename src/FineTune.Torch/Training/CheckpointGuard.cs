@@ -1,0 +1,130 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using FineTune.Core;
+using FineTune.Core.Diagnostics;
+using FineTune.Core.Stages;
+
+namespace FineTune.Torch.Training;
+
+/// <summary>
+/// What a train run is, written as run.json beside its checkpoint: the pipeline it belongs to, its flattened settings
+/// (train.* as in the lock file), the hash of its training data, the device and the stage version.
+/// </summary>
+public sealed record RunIdentity(string Pipeline, string Key, IReadOnlyDictionary<string, string> Settings, string Data, string Device, int Implementation);
+
+/// <summary>
+/// Guards resuming across a settings change. Work folders are per stage key, so a run with changed settings has a new,
+/// empty one, while the checkpoint of the interrupted run sits in the old one. Starting over silently would throw hours
+/// away; resuming silently would train a different run than the file says. So the stage refuses and lists the changes
+/// (setting: old -> new), and the user decides: --restart discards the old checkpoint; --resume-with-changes moves it
+/// into the new run and continues, which is allowed only when every change is in <see cref="ResumableSettings"/>.
+/// </summary>
+public static class CheckpointGuard
+{
+    public const string IdentityFile = "run.json";
+
+    /// <summary>
+    /// Settings a checkpoint survives: the schedule (its length and learning rates, recomputed every step), gradient
+    /// clipping, bookkeeping and the device. The model, method, LoRA shape, batch shape, seed (data order), dtype,
+    /// weight decay (kept in the optimizer state) and the data are fixed by the checkpoint.
+    /// </summary>
+    public static readonly IReadOnlySet<string> ResumableSettings = new HashSet<string>(StringComparer.Ordinal)
+    {
+        "epochs", "learning_rate", "warmup_ratio", "min_lr_ratio", "max_grad_norm", "log_every", "checkpoint_every", "device",
+    };
+
+    /// <summary>
+    /// Before training: applies <paramref name="policy"/> to checkpoints of other runs of this pipeline's stage (sibling
+    /// folders of <paramref name="workDirectory"/>) and records <paramref name="current"/> in the work folder. Returns the
+    /// changes a resumed-with-changes checkpoint carried (empty otherwise).
+    /// </summary>
+    public static IReadOnlyList<string> Prepare(string workDirectory, string stage, RunIdentity current, CheckpointPolicy policy, IStageLog log)
+    {
+        Directory.CreateDirectory(workDirectory);
+        var own = Path.GetFullPath(workDirectory);
+        var others = OtherCheckpoints(own, stage, current.Pipeline);
+        IReadOnlyList<string> carried = [];
+        if (policy == CheckpointPolicy.Restart)
+        {
+            var checkpoint = Path.Combine(own, "checkpoint");
+            var discarded = others.Count + (Directory.Exists(checkpoint) ? 1 : 0);
+            foreach (var (folder, _) in others) Directory.Delete(folder, recursive: true);
+            if (Directory.Exists(checkpoint)) Directory.Delete(checkpoint, recursive: true);
+            if (discarded > 0) log.Info($"--restart: discarded {discarded} checkpoint(s) of interrupted runs");
+        }
+        else if (!Directory.Exists(Path.Combine(own, "checkpoint")) && others.Count > 0)
+        {
+            var (folder, saved) = others[0];
+            var changes = Differences(saved, current);
+            var fixedChanges = changes.Where(c => !ResumableSettings.Contains(c.Setting)).ToList();
+            var listing = string.Join("; ", changes.Select(c => $"{c.Setting}: {c.Old} -> {c.New}"));
+            if (policy != CheckpointPolicy.ResumeWithChanges)
+                throw new FineTuneException("FT0540",
+                    $"a checkpoint of an interrupted {stage} run (step {StepOf(folder)}, {Path.Combine(folder, "checkpoint")}) has other settings: {listing}. "
+                    + "Run with --restart to discard it and start over, or with --resume-with-changes to continue from it "
+                    + (fixedChanges.Count == 0 ? "with the new settings." : $"(not possible here: {string.Join(", ", fixedChanges.Select(c => c.Setting))} cannot change in a running training)."),
+                    ExitCodes.InvalidInput);
+            if (fixedChanges.Count > 0)
+                throw new FineTuneException("FT0541",
+                    $"--resume-with-changes: the checkpoint in {Path.Combine(folder, "checkpoint")} cannot continue with these changes: "
+                    + string.Join("; ", fixedChanges.Select(c => $"{c.Setting}: {c.Old} -> {c.New}"))
+                    + $". Only {string.Join(", ", ResumableSettings.Order(StringComparer.Ordinal))} may change; run with --restart to start over.",
+                    ExitCodes.InvalidInput);
+            // Adopt the checkpoint: it now belongs to this run's key, so the trainer resumes it like its own.
+            Directory.Move(Path.Combine(folder, "checkpoint"), Path.Combine(own, "checkpoint"));
+            var statePath = Path.Combine(own, "checkpoint", "state.json");
+            var state = JsonNode.Parse(File.ReadAllText(statePath))!.AsObject();
+            state["Key"] = current.Key;
+            File.WriteAllText(statePath, state.ToJsonString());
+            Directory.Delete(folder, recursive: true);
+            carried = [.. changes.Select(c => $"{c.Setting}: {c.Old} -> {c.New}")];
+            log.Info($"--resume-with-changes: continuing the interrupted run from step {StepOf(own)} with {listing}");
+        }
+        File.WriteAllText(Path.Combine(own, IdentityFile), JsonSerializer.Serialize(current, JsonText.Indented));
+        return carried;
+    }
+
+    private sealed record Change(string Setting, string Old, string New);
+
+    private static List<Change> Differences(RunIdentity saved, RunIdentity current)
+    {
+        var changes = saved.Settings.Keys.Union(current.Settings.Keys).Order(StringComparer.Ordinal)
+            .Where(k => saved.Settings.GetValueOrDefault(k) != current.Settings.GetValueOrDefault(k))
+            .Select(k => new Change(k, saved.Settings.GetValueOrDefault(k) ?? "(unset)", current.Settings.GetValueOrDefault(k) ?? "(unset)"))
+            .ToList();
+        if (saved.Data != current.Data) changes.Add(new("training data", Short(saved.Data), Short(current.Data)));
+        if (saved.Device != current.Device) changes.Add(new("device", saved.Device, current.Device));
+        if (saved.Implementation != current.Implementation)
+            changes.Add(new("train stage version", saved.Implementation.ToString(), current.Implementation.ToString()));
+        return changes;
+    }
+
+    private static string Short(string hash) => hash.Length > 12 ? hash[..12] : hash;
+
+    /// <summary>Checkpoints left in other work folders of this stage by runs of the same pipeline, newest first.</summary>
+    private static List<(string Folder, RunIdentity Identity)> OtherCheckpoints(string own, string stage, string pipeline)
+    {
+        var parent = Path.GetDirectoryName(own);
+        if (parent is null || !Directory.Exists(parent)) return [];
+        var found = new List<(string Folder, RunIdentity Identity, DateTime Written)>();
+        foreach (var folder in Directory.EnumerateDirectories(parent, stage + "-*"))
+        {
+            if (Path.GetFullPath(folder) == own) continue;
+            var state = Path.Combine(folder, "checkpoint", "state.json");
+            var identityPath = Path.Combine(folder, IdentityFile);
+            if (!File.Exists(state) || !File.Exists(identityPath)) continue;
+            RunIdentity? identity;
+            try { identity = JsonSerializer.Deserialize<RunIdentity>(File.ReadAllText(identityPath)); }
+            catch (JsonException) { continue; }
+            if (identity is null || identity.Pipeline != pipeline) continue;
+            found.Add((folder, identity, File.GetLastWriteTimeUtc(state)));
+        }
+        return [.. found.OrderByDescending(f => f.Written).Select(f => (f.Folder, f.Identity))];
+    }
+
+    private static int StepOf(string folder)
+    {
+        try { return JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "checkpoint", "state.json")))?["Step"]?.GetValue<int>() ?? 0; }
+        catch (Exception e) when (e is JsonException or IOException or InvalidOperationException) { return 0; }
+    }
+}

@@ -1,0 +1,128 @@
+using System.Globalization;
+using FineTune.Core.Pipeline;
+using FineTune.Core.Tokenization;
+using FineTune.Torch.Models;
+using static TorchSharp.torch;
+
+namespace FineTune.Torch.Training;
+
+/// <summary>How many optimizer steps a run takes and how many micro-batches each of them accumulates.</summary>
+/// <param name="TotalSteps">Optimizer steps of the whole run (the length of the learning-rate schedule).</param>
+/// <param name="MicroBatchesPerStep">Micro-batches accumulated into one step.</param>
+/// <param name="TotalMicroBatches">Micro-batches the run goes through, in order across epoch boundaries.</param>
+public sealed record StepSchedule(int TotalSteps, int MicroBatchesPerStep, long TotalMicroBatches)
+{
+    /// <summary>
+    /// transformers' Trainer: steps per epoch = max(batches // accumulation, 1), steps = ceil(epochs · that). The
+    /// tutorial's 3,729 records at batch 4 (933 batches) with accumulation 4 for 3 epochs give 233 · 3 = 699 steps; the
+    /// micro-batches left over at the end (3 here) are not trained, as there. An epoch shorter than one accumulation
+    /// makes each step one epoch.
+    /// </summary>
+    public static StepSchedule For(int batchesPerEpoch, int accumulation, double epochs)
+    {
+        var perStep = Math.Min(accumulation, batchesPerEpoch);
+        var stepsPerEpoch = Math.Max(batchesPerEpoch / accumulation, 1);
+        var steps = (int)Math.Ceiling(epochs * stepsPerEpoch - 1e-9);
+        var microBatches = Math.Min((long)Math.Ceiling(epochs * batchesPerEpoch - 1e-9), (long)steps * perStep);
+        return new StepSchedule(steps, perStep, microBatches);
+    }
+}
+
+/// <summary>
+/// What a run is about to do, printed before the first step and kept in the train summary: the model, the method,
+/// what is trained, how much data, how many steps, and a time estimate from the FLOP count and the matmul speed
+/// measured on this device.
+/// </summary>
+public sealed record TrainPlan(
+    string Model, string Architecture, long ModelParameters, string Method,
+    long TrainableParameters, long AllParameters, int Examples, double Epochs, int BatchSize, int Accumulation,
+    StepSchedule Schedule, int BatchesPerEpoch, long TokensPerEpoch, double TrainingFlops, double PeakFlops,
+    string Device, string Dtype)
+{
+    /// <summary>
+    /// Share of the matmul peak a training step reaches in practice (attention, norms, the optimizer and the framework
+    /// run below peak); the train-loop benchmark measured 0.4-0.6 on the development CPU. Used only for the estimate.
+    /// </summary>
+    public const double ExpectedUtilisation = 0.5;
+
+    public double TrainableShare => AllParameters == 0 ? 0 : (double)TrainableParameters / AllParameters;
+
+    public double EstimatedSeconds => TrainingFlops / Math.Max(PeakFlops * ExpectedUtilisation, 1);
+
+    /// <summary>One readable line per figure, for the stage log.</summary>
+    public IEnumerable<string> Lines()
+    {
+        var c = CultureInfo.InvariantCulture;
+        yield return string.Create(c, $"plan: model {Model} ({Architecture}), {ModelParameters:N0} parameters, {Dtype} on {Device}");
+        yield return string.Create(c, $"plan: method {Method}, trainable {TrainableParameters:N0} of {AllParameters:N0} ({TrainableShare * 100:0.00} %)");
+        yield return string.Create(c, $"plan: {Examples:N0} examples, {TokensPerEpoch:N0} tokens per epoch, {Epochs:0.##} epoch(s)");
+        yield return string.Create(c, $"plan: {Schedule.TotalSteps:N0} optimizer steps of {BatchSize} x {Accumulation} examples ({BatchesPerEpoch:N0} batches per epoch)");
+        yield return string.Create(c, $"plan: estimated time {FormatDuration(EstimatedSeconds)} ({TrainingFlops:0.00e+00} FLOP at {ExpectedUtilisation:P0} of the measured {PeakFlops / 1e9:N0} GFLOP/s matmul peak)");
+    }
+
+    /// <summary>The plan's figures under plan_* keys of the stage summary (the lock file, the run summary, --json).</summary>
+    public void AddTo(IDictionary<string, object> summary)
+    {
+        summary["plan_model"] = $"{Model} ({Architecture})";
+        summary["plan_model_params"] = ModelParameters;
+        summary["plan_method"] = Method;
+        summary["plan_trainable_params"] = TrainableParameters;
+        summary["plan_trainable_share"] = Math.Round(TrainableShare, 6);
+        summary["plan_examples"] = Examples;
+        summary["plan_epochs"] = Epochs;
+        summary["plan_steps"] = Schedule.TotalSteps;
+        summary["plan_tokens_per_epoch"] = TokensPerEpoch;
+        summary["plan_flops"] = Math.Round(TrainingFlops);
+        summary["plan_estimated_s"] = Math.Round(EstimatedSeconds, 1);
+    }
+
+    /// <summary>
+    /// Builds the plan of training <paramref name="model"/> on <paramref name="data"/>. The FLOPs are summed over the
+    /// batches of the first epoch (their padded lengths) and scaled to the micro-batches the schedule runs.
+    /// </summary>
+    /// <summary>The plan of a run whose epochs look like <paramref name="batches"/>: per batch its rows, per row the examples packed into it (one without packing).</summary>
+    public static TrainPlan For(LlamaForCausalLM model, TokenizedDataset data, IReadOnlyList<int[][]> batches, TrainSettings settings, Device device, double peakFlops)
+    {
+        var schedule = StepSchedule.For(batches.Count, settings.GradientAccumulation, settings.Epochs);
+        var counter = new FlopCounter(model.Config, model.NonEmbeddingParameterCount());
+        double epochFlops = 0;
+        long epochTokens = 0;
+        var examples = 0;
+        foreach (var batch in batches)
+        {
+            var padded = batch.Max(row => row.Sum(example => data.Length(example) - 1));
+            long tokens = 0;
+            var labels = 0;
+            foreach (var example in batch.SelectMany(row => row))
+            {
+                examples++;
+                tokens += data.Length(example) - 1;
+                var exampleLabels = data.Labels(example);
+                for (var t = 1; t < exampleLabels.Length; t++) if (exampleLabels[t] != TokenizedDataset.IgnoreLabel) labels++;
+            }
+            epochTokens += tokens;
+            epochFlops += counter.TrainingFlops(tokens, padded, labels);
+        }
+        var named = model.named_parameters().ToList();
+        var all = named.Sum(p => p.parameter.numel());
+        var adapters = named.Where(p => p.name.Contains(".lora_", StringComparison.Ordinal)).Sum(p => p.parameter.numel());
+        var config = model.Config;
+        var architecture = string.Create(CultureInfo.InvariantCulture,
+            $"{config.ModelType}, {config.HiddenSize} hidden, {config.NumHiddenLayers} layers, {config.NumAttentionHeads}/{config.NumKeyValueHeads} heads, vocab {config.VocabSize:N0}");
+        return new TrainPlan(
+            Model: settings.Model, Architecture: architecture, ModelParameters: all - adapters, Method: settings.Method,
+            TrainableParameters: named.Where(p => p.parameter.requires_grad).Sum(p => p.parameter.numel()), AllParameters: all,
+            Examples: examples, Epochs: settings.Epochs, BatchSize: settings.BatchSize,
+            Accumulation: settings.GradientAccumulation, Schedule: schedule, BatchesPerEpoch: batches.Count,
+            TokensPerEpoch: epochTokens,
+            TrainingFlops: batches.Count == 0 ? 0 : epochFlops * schedule.TotalMicroBatches / batches.Count,
+            PeakFlops: peakFlops, Device: device.type == TorchSharp.DeviceType.CUDA ? "cuda" : "cpu", Dtype: Trainer.DtypeName(settings.Dtype, device));
+    }
+
+    public static string FormatDuration(double seconds) => seconds switch
+    {
+        < 60 => $"{seconds:0} s",
+        < 3600 => $"{seconds / 60:0.#} min",
+        _ => $"{seconds / 3600:0.#} h",
+    };
+}
