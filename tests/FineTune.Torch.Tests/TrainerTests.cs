@@ -54,9 +54,10 @@ public sealed class TrainerTests : IDisposable
     }
 
     private static List<double> Run(TrainSettings settings, TokenizedDataset data, string? workDirectory = null,
-        Func<StageProgress, bool>? cancelWhen = null, RecordingLog? log = null)
+        Func<StageProgress, bool>? cancelWhen = null, RecordingLog? log = null, LoraOptions? lora = null)
     {
         using var model = NewModel(settings);
+        if (lora is not null) LoraAdapter.Apply(model, lora);
         using var cancellation = new CancellationTokenSource();
         log ??= new RecordingLog();
         log.OnProgress = p => { if (cancelWhen?.Invoke(p) == true) cancellation.Cancel(); };
@@ -100,20 +101,32 @@ public sealed class TrainerTests : IDisposable
         Assert.True(first[^1] < first[0] * 0.9, $"loss {first[0]} -> {first[^1]}");
     }
 
-    [Fact]
-    public void A_cancelled_run_checkpoints_and_the_next_run_resumes_where_it_stopped()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_cancelled_run_checkpoints_and_the_next_run_resumes_where_it_stopped(bool loraDropoutAndCheckpointing)
     {
         var data = Dataset();
-        var uninterrupted = Run(Settings(), data);
+        // Dropout masks must be drawn again exactly after the resume, recomputed layers included.
+        var lora = loraDropoutAndCheckpointing
+            ? new LoraOptions { R = 4, Dropout = 0.2, TargetModules = LoraOptions.DecoderProjections, Seed = 3 }
+            : null;
+        TrainSettings NewSettings()
+        {
+            var settings = Settings();
+            settings.GradientCheckpointing = loraDropoutAndCheckpointing;
+            return settings;
+        }
+        var uninterrupted = Run(NewSettings(), data, lora: lora);
 
         var work = Path.Combine(_root, "work");
         Directory.CreateDirectory(work);
         var partial = new List<double>();
-        Assert.ThrowsAny<OperationCanceledException>(() => partial.AddRange(Run(Settings(), data, work, p => p.Done == 4)));
+        Assert.ThrowsAny<OperationCanceledException>(() => partial.AddRange(Run(NewSettings(), data, work, p => p.Done == 4, lora: lora)));
         Assert.True(File.Exists(Path.Combine(work, "checkpoint", "state.json")));
 
         var log = new RecordingLog();
-        var resumed = Run(Settings(), data, work, log: log);
+        var resumed = Run(NewSettings(), data, work, log: log, lora: lora);
         Assert.Contains(log.Lines, m => m.Contains("resuming from the checkpoint at step 4"));
         Assert.Equal(uninterrupted.Skip(4), resumed); // AdamW moments, schedule and data position all restored
     }

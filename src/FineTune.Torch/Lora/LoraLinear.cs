@@ -1,3 +1,4 @@
+using FineTune.Torch.Models;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -18,7 +19,8 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     private readonly Parameter? bias;
     private readonly Linear lora_A;
     private readonly Linear lora_B;
-    private readonly Dropout? lora_dropout;
+    // Not an nn.Dropout: its masks come from the global generator, which gradient checkpointing could not replay on CUDA.
+    private readonly double dropout;
 
     public int Rank { get; }
     public double Scale { get; }
@@ -56,7 +58,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
             lora_A.weight!.uniform_(-bound, bound, generator);
             lora_B.weight!.zero_();
         }
-        if (dropout > 0) lora_dropout = nn.Dropout(dropout);
+        this.dropout = dropout;
         RegisterComponents();
     }
 
@@ -75,7 +77,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         }
         // On the CPU the adapter computes in float32 (it is small), which keeps step 0 exactly the base model.
         var adapterInput = x.to(ScalarType.Float32);
-        if (lora_dropout is not null) adapterInput = lora_dropout.forward(adapterInput);
+        adapterInput = SeededDropout.Apply(adapterInput, dropout, training);
         var update = lora_B.forward(lora_A.forward(adapterInput)) * Scale;
         return (result + update.to(result.dtype)).MoveToOuterDisposeScope();
     }

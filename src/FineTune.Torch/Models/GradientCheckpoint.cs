@@ -8,9 +8,9 @@ namespace FineTune.Torch.Models;
 /// again with grad enabled and backpropagates through that fresh graph, which accumulates the gradients of the layer's
 /// parameters (LoRA adapters included) directly and hands the input's gradient on. Activation memory drops from every
 /// layer's intermediates to one hidden state per layer, for about one extra forward pass of compute.
-/// Dropout (LoRA's) draws the same masks again because the CPU generator's state is saved before the forward and put
-/// back around the recompute, so the RNG stream afterwards is what it would have been without checkpointing. CUDA's
-/// generator is not reachable from TorchSharp: callers refuse dropout on CUDA (see the trainer).
+/// Dropout (LoRA's) draws the same masks again because its masks are seeded by their position in the
+/// <see cref="SeededDropout"/> stream: the forward keeps the position the layer started at and the recompute starts
+/// there again, on any device, without touching a generator's state.
 /// </summary>
 internal sealed class GradientCheckpoint : autograd.SingleTensorFunction<GradientCheckpoint>
 {
@@ -19,7 +19,7 @@ internal sealed class GradientCheckpoint : autograd.SingleTensorFunction<Gradien
     public delegate Tensor Layer(Tensor x, Tensor[] constants);
 
     /// <summary>What backward needs beyond the saved tensors.</summary>
-    private sealed record Call(Layer Layer, int ArgumentCount, bool InputNeedsGrad, Tensor RngState);
+    private sealed record Call(Layer Layer, int ArgumentCount, bool InputNeedsGrad, SeededDropout.Position Dropout);
 
     // The input gradient handed to autograd by the last backward. libtorch copies it on return, but the managed handle
     // must outlive the return; it is released at the next call instead of at the end of the step.
@@ -49,7 +49,7 @@ internal sealed class GradientCheckpoint : autograd.SingleTensorFunction<Gradien
         var constants = vars.Skip(2).Take((int)vars[1]).Cast<Tensor>().ToArray();
         var layer = (Layer)vars[^1];
         ctx.save_for_backward([x, .. constants]);
-        ctx.save_data("call", new Call(layer, vars.Length, x.requires_grad, get_rng_state().DetachFromDisposeScope()));
+        ctx.save_data("call", new Call(layer, vars.Length, x.requires_grad, SeededDropout.Current));
         using var scope = NewDisposeScope();
         // apply() runs forward with grad disabled: no graph, so every intermediate is freed with this scope.
         return layer(x, constants).MoveToOuterDisposeScope();
@@ -63,8 +63,9 @@ internal sealed class GradientCheckpoint : autograd.SingleTensorFunction<Gradien
         {
             var saved = ctx.get_saved_variables();
             var input = saved[0].detach().requires_grad_(call.InputNeedsGrad);
-            var current = get_rng_state();
-            set_rng_state(call.RngState);
+            // The stream's position after the forward pass stays as it was, should a later layer still draw.
+            var current = SeededDropout.Current;
+            SeededDropout.MoveTo(call.Dropout);
             try
             {
                 using var grad = enable_grad();
@@ -72,13 +73,12 @@ internal sealed class GradientCheckpoint : autograd.SingleTensorFunction<Gradien
             }
             finally
             {
-                set_rng_state(current);
+                SeededDropout.MoveTo(current);
             }
             Recomputations++;
             if (call.InputNeedsGrad) inputGrad = input.grad!.DetachFromDisposeScope();
             gradOutput.Dispose();
         }
-        call.RngState.Dispose();
         Interlocked.Exchange(ref s_handedOn, inputGrad)?.Dispose();
         var grads = new List<Tensor>(call.ArgumentCount) { inputGrad! };
         for (var i = 1; i < call.ArgumentCount; i++) grads.Add(null!);

@@ -71,11 +71,6 @@ public sealed class Trainer
             : p.parameter, StringComparer.Ordinal);
         _modelParameters = named.ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
         _model.GradientCheckpointing = settings.GradientCheckpointing;
-        // The recompute must draw the dropout masks of the forward again; only the CPU generator's state is reachable.
-        if (settings.GradientCheckpointing && device.type != DeviceType.CPU && _model.modules().OfType<Dropout>().Any())
-            throw new FineTuneException(Diagnostic.Error("FT0551",
-                "gradient_checkpointing with LoRA dropout works on the CPU only; set lora.dropout: 0 or gradient_checkpointing: false", null),
-                ExitCodes.InvalidInput);
     }
 
     // Mixed precision: a bfloat16 model computes forward and backward fast, while AdamW keeps float32 master weights
@@ -166,8 +161,11 @@ public sealed class Trainer
                 }
                 var stepLabelTokens = microBatches.Sum(b => b.Sum(r => r.Sum(CountLabels)));
                 var lossSum = 0.0;
+                var microBatchIndex = microBatch - microBatches.Count;
                 foreach (var rows in microBatches)
                 {
+                    // Dropout masks are a function of the run's seed and the micro-batch, so a resumed run draws them again.
+                    SeededDropout.StartStream(_settings.Seed, microBatchIndex++);
                     var batch = _settings.Packing ? MakePackedBatch(rows) : MakeBatch(rows.Select(r => r[0]).ToArray());
                     if (batch.LabelCount == 0) continue;
                     var hidden = _model.Hidden(batch.InputIds, positionIds: batch.PositionIds, documentIds: batch.DocumentIds);

@@ -11,7 +11,7 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace FineTune.Torch.Tests.Models;
 
-/// <summary>Dropout draws from the process-wide CPU generator, so these tests must not run beside others that draw from it.</summary>
+/// <summary>Some tests reseed the process-wide CPU generator, so they must not run beside others that draw from it.</summary>
 [CollectionDefinition(nameof(GlobalRandomGenerator), DisableParallelization = true)]
 public sealed class GlobalRandomGenerator;
 
@@ -29,18 +29,20 @@ public sealed class GradientCheckpointTests
     }
 
     /// <summary>Loss of a batch of two rows and every parameter's gradient, with or without checkpointing.</summary>
-    private static (float Loss, Dictionary<string, Tensor> Grads, long Recomputed) LossAndGrads(LlamaForCausalLM model, bool checkpointing, long seed = 7)
+    private static (float Loss, Dictionary<string, Tensor> Grads, long Recomputed) LossAndGrads(
+        LlamaForCausalLM model, bool checkpointing, long seed = 7, Action? betweenForwardAndBackward = null)
     {
         model.zero_grad();
         foreach (var p in model.parameters()) p.grad = null;
         model.GradientCheckpointing = checkpointing;
-        random.manual_seed(seed); // dropout masks
+        SeededDropout.StartStream(seed, 0);
         var before = GradientCheckpoint.Recomputations;
         var batch = tensor(Ids.Concat(Ids.Reverse()).ToArray(), [2, Ids.Length]);
         var input = batch.narrow(1, 0, Ids.Length - 1);
         var target = batch.narrow(1, 1, Ids.Length - 1).reshape(-1);
         var logits = model.Logits(model.Hidden(input)).to(ScalarType.Float32);
         var loss = F.cross_entropy(logits.reshape(-1, logits.shape[^1]), target);
+        betweenForwardAndBackward?.Invoke();
         loss.backward();
         var grads = model.named_parameters().Where(p => p.parameter.grad is not null)
             .ToDictionary(p => p.name, p => p.parameter.grad!.to(ScalarType.Float32).clone());
@@ -73,17 +75,24 @@ public sealed class GradientCheckpointTests
         AssertSameGradients(plain.Grads, checkpointed.Grads, 1e-6);
     }
 
+    private static (LlamaForCausalLM Model, AppliedLora Applied) LoraModel(ScalarType dtype, double dropout)
+    {
+        var model = Model();
+        model.to(dtype);
+        var applied = LoraAdapter.Apply(model, new LoraOptions { R = 4, Alpha = 8, Dropout = dropout, TargetModules = LoraOptions.DecoderProjections, Seed = 1 });
+        using (no_grad())
+            foreach (var layer in applied.Layers.Values) layer.B.normal_(0, 0.05); // B = 0 would leave A without gradient
+        return (model, applied);
+    }
+
     [Theory]
     [InlineData(ScalarType.Float32, 0.0)]
     [InlineData(ScalarType.Float32, 0.2)]
     [InlineData(ScalarType.BFloat16, 0.2)]
     public void Lora_adapter_gradients_are_unchanged_with_dropout_and_a_bfloat16_base(ScalarType dtype, double dropout)
     {
-        using var model = Model();
-        model.to(dtype);
-        var applied = LoraAdapter.Apply(model, new LoraOptions { R = 4, Alpha = 8, Dropout = dropout, TargetModules = LoraOptions.DecoderProjections, Seed = 1 });
-        using (no_grad())
-            foreach (var layer in applied.Layers.Values) layer.B.normal_(0, 0.05); // B = 0 would leave A without gradient
+        var (model, applied) = LoraModel(dtype, dropout);
+        using var disposed = model;
 
         var plain = LossAndGrads(model, checkpointing: false);
         var checkpointed = LossAndGrads(model, checkpointing: true);
@@ -97,6 +106,36 @@ public sealed class GradientCheckpointTests
             // Another dropout draw changes the gradients: the equality above is not dropout being inert.
             var otherMasks = LossAndGrads(model, checkpointing: true, seed: 8);
             Assert.NotEqual(plain.Loss, otherMasks.Loss);
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Dropout_masks_and_their_recompute_do_not_depend_on_the_global_generator(bool reseedDefaultGenerator)
+    {
+        // Reseeding the default generator before each draw is what non-CPU devices do, since TorchSharp gives them no
+        // generator of their own: run here on the CPU, it shows the recompute needs no generator state saved, as on CUDA.
+        using var model = LoraModel(ScalarType.Float32, 0.2).Model;
+        SeededDropout.t_reseedDefaultGenerator = reseedDefaultGenerator;
+        try
+        {
+            random.manual_seed(1);
+            var plain = LossAndGrads(model, checkpointing: false);
+            random.manual_seed(2);
+            var checkpointed = LossAndGrads(model, checkpointing: true, betweenForwardAndBackward: () =>
+            {
+                random.manual_seed(3);
+                rand(1000).Dispose();
+            });
+            Assert.Equal(3, checkpointed.Recomputed);
+            Assert.Equal(plain.Loss, checkpointed.Loss);
+            AssertSameGradients(plain.Grads, checkpointed.Grads, 1e-6);
+            Assert.NotEqual(plain.Loss, LossAndGrads(model, checkpointing: true, seed: 8).Loss); // dropout is on
+        }
+        finally
+        {
+            SeededDropout.t_reseedDefaultGenerator = false;
         }
     }
 
@@ -139,7 +178,6 @@ public sealed class GradientCheckpointTests
         model.InitializeWeights(settings.Seed);
         if (method == "lora")
             LoraAdapter.Apply(model, new LoraOptions { R = 4, Dropout = 0.1, TargetModules = LoraOptions.DecoderProjections, Seed = 2 });
-        random.manual_seed(3);
         var trainer = new Trainer(model, Dataset(), settings, CPU, new RecordingLog());
         trainer.Train(CancellationToken.None);
         return (trainer.Losses, trainer.Weights().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone()));

@@ -1,0 +1,64 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace FineTune.Torch.Models;
+
+/// <summary>
+/// Dropout whose masks come from seeds rather than from a generator's running state. Each draw gets its own seed,
+/// derived from a stream seed (the trainer starts one per micro-batch) and the number of draws so far, so a mask is a
+/// function of (stream, draw index) alone. Gradient checkpointing therefore redraws a layer's masks by putting back the
+/// <see cref="Position"/> the layer started at; no generator state has to be saved, which matters on CUDA, where
+/// TorchSharp reaches none. A resumed run also draws exactly the masks the uninterrupted one drew.
+/// The position is per thread: CUDA's backward (and so the recompute) runs on an autograd thread, which gets the
+/// position from the checkpoint, and tests that run side by side do not share a stream.
+/// </summary>
+internal static class SeededDropout
+{
+    public readonly record struct Position(ulong Stream, long Draws);
+
+    [ThreadStatic] private static ulong t_stream;
+    [ThreadStatic] private static long t_draws;
+
+    /// <summary>Draws the CPU masks the way non-CPU devices draw theirs, from the reseeded default generator (tests).</summary>
+    [ThreadStatic] internal static bool t_reseedDefaultGenerator;
+
+    public static Position Current => new(t_stream, t_draws);
+
+    public static void MoveTo(Position position) => (t_stream, t_draws) = (position.Stream, position.Draws);
+
+    /// <summary>Starts the stream of masks for one micro-batch of a run: the trainer passes (seed, micro-batch index).</summary>
+    public static void StartStream(long seed, long stream) => MoveTo(new Position(Mix(Mix((ulong)seed) + (ulong)stream), 0));
+
+    /// <summary>nn.Dropout: in training, zeroes each element with probability p and scales the rest by 1/(1-p).</summary>
+    public static Tensor Apply(Tensor x, double p, bool training)
+    {
+        if (!training || p == 0) return x;
+        using var dropped = DrawUniform(x.shape, x.device).lt(p);
+        // masked_fill keeps a one-byte mask for backward where x * mask would keep a float one.
+        return x.masked_fill(dropped, 0).mul(1 / (1 - p));
+    }
+
+    private static Tensor DrawUniform(long[] shape, Device device)
+    {
+        var seed = Mix(t_stream + (ulong)t_draws++);
+        if (device.type == DeviceType.CPU && !t_reseedDefaultGenerator)
+        {
+            using var generator = new Generator(seed);
+            return rand(shape, generator: generator);
+        }
+        // TorchSharp 0.107 creates CPU generators only (THSGenerator_new ignores the device), so other devices reseed
+        // their default generator right before the draw: the draw still depends on the seed alone. Like Python's
+        // torch.manual_seed, this seeds every device's default generator, the CPU's included.
+        random.manual_seed((long)seed).Dispose();
+        return rand(shape, device: device);
+    }
+
+    // SplitMix64's finaliser: nearby inputs (consecutive draws, micro-batches) give unrelated seeds.
+    private static ulong Mix(ulong z)
+    {
+        z += 0x9E3779B97F4A7C15;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EB;
+        return z ^ (z >> 31);
+    }
+}
