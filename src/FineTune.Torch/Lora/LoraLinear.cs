@@ -71,7 +71,7 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
         {
             // Autocast on the GPU: the adapter's products run in bfloat16 like the base's, while A and B stay float32
             // parameters (the casts pass their gradients back in float32) and AdamW updates them in float32.
-            var input = lora_dropout is not null ? lora_dropout.forward(x) : x;
+            var input = SeededDropout.Apply(x, dropout, training);
             var low = F.linear(F.linear(input, A.to(ScalarType.BFloat16)), B.to(ScalarType.BFloat16)) * Scale;
             return (result + low).MoveToOuterDisposeScope();
         }
