@@ -73,7 +73,7 @@ public class PipelineLoaderTests
               fetch: { url: "https://example.org/d.json" }
               tokenize:
                 max_length: 0
-                chat_template: chatm
+                train_on: answers
               train:
                 learning_rate: -1
                 epochs: abc
@@ -83,13 +83,11 @@ public class PipelineLoaderTests
         var byCode = result.Diagnostics.Select(d => (d.Code, d.Line)).ToList();
 
         Assert.Contains(("FT0107", 5), byCode);  // max_length 0
-        Assert.Contains(("FT0110", 6), byCode);  // chatm
-        Assert.Contains(result.Diagnostics, d => d.Message.Contains("did you mean 'chatml'?"));
+        Assert.Contains(("FT0108", 6), byCode);  // train_on: answers
         Assert.Contains(("FT0107", 8), byCode);  // negative learning rate
         Assert.Contains(("FT0104", 9), byCode);  // epochs: abc
         Assert.Contains(("FT0102", 10), byCode); // evalute
         Assert.Contains(result.Diagnostics, d => d.Message.Contains("did you mean 'evaluate'?"));
-        Assert.Contains(result.Diagnostics, d => d.Message.Contains("did you mean 'chatml'?"));
         Assert.Equal(5, result.Diagnostics.Count);
     }
 
@@ -227,7 +225,29 @@ public class PipelineLoaderTests
         Assert.Equal(0, train["properties"]!["learning_rate"]!["exclusiveMinimum"]!.GetValue<double>());
         Assert.NotNull(train["properties"]!["builtin"]!["properties"]!["kv_heads"]);
         Assert.Equal("name", schema["required"]![0]!.GetValue<string>());
-        var templates = schema["properties"]!["stages"]!["properties"]!["tokenize"]!["properties"]!["chat_template"]!["enum"]!.AsArray();
-        Assert.Contains("chatml", templates.Select(t => t!.GetValue<string>()));
+        var trainOn = schema["properties"]!["stages"]!["properties"]!["tokenize"]!["properties"]!["train_on"]!["enum"]!.AsArray();
+        Assert.Equal(["assistant", "last", "all"], trainOn.Select(t => t!.GetValue<string>()));
+        Assert.Equal("model", schema["properties"]!["stages"]!["properties"]!["tokenize"]!["properties"]!["chat_template"]!["default"]!.GetValue<string>());
+    }
+
+    [Theory]
+    [InlineData("chatm", "did you mean 'chatml'?")]
+    [InlineData("lama3", "did you mean 'llama3'?")]
+    public void An_unknown_chat_template_name_is_located_with_a_suggestion(string value, string suggestion)
+    {
+        using var folder = new TempFolder();
+        var path = folder.Write("x.yaml", $"""
+            name: demo
+            stages:
+              fetch:
+                path: d.json
+              tokenize:
+                chat_template: {value}
+            """);
+        var error = Assert.Single(PipelineLoader.Load(path).Diagnostics);
+        Assert.Equal(("FT0110", 6), (error.Code, error.Line));
+        Assert.Contains(suggestion, error.Message);
+        Assert.Contains("a .jinja file", error.Message);
+        Assert.Empty(PipelineLoader.Load(folder.Write("y.yaml", "name: demo\nstages:\n  fetch: { path: d.json }\n  tokenize: { chat_template: templates/mine.jinja }\n")).Diagnostics);
     }
 }
