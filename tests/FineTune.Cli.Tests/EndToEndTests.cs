@@ -5,7 +5,7 @@ namespace FineTune.Cli.Tests;
 /// <summary>The whole pipeline on a tiny model and a small fixture dataset, through the CLI.</summary>
 public class EndToEndTests
 {
-    private static string Dataset()
+    internal static string Dataset()
     {
         var records = new List<object>();
         for (var i = 0; i < 6; i++)
@@ -17,7 +17,7 @@ public class EndToEndTests
         return JsonSerializer.Serialize(records, new JsonSerializerOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
     }
 
-    private const string Pipeline = """
+    internal const string Pipeline = """
         name: tiny
         stages:
           fetch: { path: data.json }

@@ -39,7 +39,7 @@ public sealed class ScoreAndGenerateTests : IDisposable
     // GPT-2's byte-to-character table: printable bytes stand for themselves, the rest move to U+0100 onwards.
     private static char CharOfByte(int b, ref int next) => b is >= 33 and <= 126 or >= 161 and <= 172 or >= 174 ? (char)b : (char)(256 + next++);
 
-    private static void WriteByteTokenizer(string folder)
+    internal static void WriteByteTokenizer(string folder)
     {
         var next = 0;
         var vocab = new StringBuilder();
