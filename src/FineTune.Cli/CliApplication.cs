@@ -41,7 +41,7 @@ public static class CliApplication
         root.Options.Add(GlobalOptions.Verbose);
         root.Subcommands.Add(RunCommand.Create(host.Services, console, dryRun: false));
         root.Subcommands.Add(RunCommand.Create(host.Services, console, dryRun: true));
-        root.Subcommands.Add(ValidateCommand.Create(console));
+        root.Subcommands.Add(ValidateCommand.Create(host.Services, console));
         root.Subcommands.Add(SchemaCommand.Create(console));
         root.Subcommands.Add(CacheCommand.Create(console));
         root.Subcommands.Add(ChatCommand.Create(host.Services, console));

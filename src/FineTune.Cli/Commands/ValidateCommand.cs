@@ -9,16 +9,21 @@ namespace FineTune.Cli.Commands;
 /// <summary><c>validate</c>: every problem in a pipeline file at once, in the canonical file(line,col) form.</summary>
 public static class ValidateCommand
 {
-    public static Command Create(CliConsole console)
+    public static Command Create(IServiceProvider services, CliConsole console)
     {
-        var command = new Command("validate", "Check a pipeline file without running it: syntax, keys, types, values and contradictions.");
+        var command = new Command("validate", "Check a pipeline file without running it: syntax, keys, types, values and contradictions; with --data, the data too.");
         var file = PipelineOptions.File();
         var set = PipelineOptions.Set();
         var json = PipelineOptions.Json();
+        var data = new Option<bool>("--data")
+        {
+            Description = "Also run (or reuse) fetch, format and tokenize, and print the data checks, lengths, and the train stage's steps and estimated time.",
+        };
         command.Arguments.Add(file);
         command.Options.Add(set);
         command.Options.Add(json);
-        command.SetAction(parse =>
+        command.Options.Add(data);
+        command.SetAction(async (parse, cancellationToken) =>
         {
             var result = PipelineLoader.Load(parse.GetValue(file)!.FullName, parse.GetValue(set) ?? []);
             if (parse.GetValue(json))
@@ -43,7 +48,8 @@ public static class ValidateCommand
                 console.Print(result.Diagnostics);
                 if (!result.HasErrors) console.Out.WriteLine($"{parse.GetValue(file)!.Name}: valid");
             }
-            return result.HasErrors ? ExitCodes.InvalidInput : ExitCodes.Ok;
+            if (result.HasErrors) return ExitCodes.InvalidInput;
+            return parse.GetValue(data) ? await DataReport.PrintAsync(services, console, result.Pipeline!, cancellationToken) : ExitCodes.Ok;
         });
         return command;
     }

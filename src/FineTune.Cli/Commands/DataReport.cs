@@ -1,0 +1,94 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using FineTune.Cli.Output;
+using FineTune.Core.Hub;
+using FineTune.Core.Pipeline;
+using FineTune.Core.Stages;
+using FineTune.Torch.Lora;
+using FineTune.Torch.Models;
+using FineTune.Torch.Stages;
+using FineTune.Torch.Training;
+using static TorchSharp.torch;
+
+namespace FineTune.Cli.Commands;
+
+/// <summary>
+/// <c>validate --data</c>: runs (or reuses) the stages up to tokenize and prints what the data looks like before any
+/// training: the format stage's checks, lengths against max_length with the share of trained tokens lost, a
+/// length histogram, and the train stage's steps and estimated time.
+/// </summary>
+internal static class DataReport
+{
+    public static async Task<int> PrintAsync(IServiceProvider services, CliConsole console, PipelineDefinition pipeline, CancellationToken cancellationToken)
+    {
+        var catalog = (StageCatalog)services.GetService(typeof(StageCatalog))!;
+        var runner = new PipelineRunner(catalog.Stages, catalog.ResolveEnvironment, CliApplication.ToolVersion);
+        var observer = new ConsoleObserver(console.Error, console.Error, console.Interactive);
+        var outcomes = await runner.RunAsync(pipeline, new RunOptions { Until = "tokenize" }, observer, cancellationToken);
+        string Output(string stage) => outcomes.Single(o => o.Stage == stage).OutputDirectory!;
+        var text = console.Out;
+
+        var checksPath = Path.Combine(Output("format"), "checks.json");
+        if (File.Exists(checksPath) && JsonNode.Parse(File.ReadAllText(checksPath)) is JsonObject checks)
+        {
+            text.WriteLine($"data: {checks["records"]} records from {checks["source"]}");
+            foreach (var severity in new[] { "errors", "warnings" })
+                foreach (var finding in checks[severity]?.AsArray() ?? [])
+                    text.WriteLine($"  {finding!["severity"]} {finding["category"]}: {finding["count"]} records {finding["description"]} ({finding["example"]})");
+        }
+
+        var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(Output("tokenize"), "summary.json")))!;
+        var train = summary["train"]!;
+        var maxLength = summary["max_length"]!.GetValue<int>();
+        var examples = train["examples"]!.GetValue<int>();
+        var tokens = train["tokens"]!.GetValue<long>();
+        var trained = train["trained_tokens"]!.GetValue<long>();
+        text.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"tokens: {examples:N0} training examples, {tokens:N0} tokens, {trained:N0} trained; length p50 {train["length_p50"]}, p90 {train["length_p90"]}, max {train["length_max"]}"));
+        text.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"over max_length {maxLength}: {train["truncated"]} truncated (losing {train["trained_tokens_lost_share"]!.GetValue<double>():P1} of trained tokens), {train["dropped"]} dropped (nothing trained left)"));
+        var histogram = train["length_histogram"]!.AsArray();
+        var largest = Math.Max(1, histogram.Max(b => b!["examples"]!.GetValue<int>()));
+        foreach (var bucket in histogram)
+        {
+            var count = bucket!["examples"]!.GetValue<int>();
+            text.WriteLine($"  {bucket["from"],5}-{bucket["to"],-5} {new string('#', (int)Math.Ceiling(30.0 * count / largest)),-30} {count:N0}");
+        }
+
+        var settings = pipeline.Stages.Train;
+        var schedule = StepSchedule.For((examples + settings.BatchSize - 1) / settings.BatchSize, settings.GradientAccumulation, settings.Epochs);
+        text.WriteLine($"train: {schedule.TotalSteps:N0} optimizer steps of {settings.BatchSize} x {settings.GradientAccumulation} examples over {settings.Epochs.ToString(CultureInfo.InvariantCulture)} epoch(s)"
+            + (settings.Packing ? " (before packing)" : ""));
+        text.WriteLine(EstimatedTime(pipeline, settings, summary, tokens, trained, train["length_p90"]!.GetValue<int>()));
+        return 0;
+    }
+
+    /// <summary>FLOPs of the run at half the measured matmul peak of this machine, as the train stage's plan estimates.</summary>
+    private static string EstimatedTime(PipelineDefinition pipeline, TrainSettings settings, JsonNode summary, long tokens, long trained, int typicalLength)
+    {
+        LlamaConfig config;
+        if (settings.IsBuiltin) config = TrainStage.BuiltinConfig(settings.Builtin, summary["vocab_size"]!.GetValue<int>());
+        else
+        {
+            try
+            {
+                var local = Path.GetFullPath(settings.Model, Path.GetDirectoryName(pipeline.FilePath)!);
+                var folder = Directory.Exists(local) ? local
+                    : ModelSource.ResolveAsync(settings.Model, HubOptions.FromEnvironment(offline: true), null, CancellationToken.None).GetAwaiter().GetResult();
+                config = ModelFolder.ReadConfig(folder);
+            }
+            catch (Exception e) when (e is Core.Diagnostics.FineTuneException or IOException)
+            {
+                return "time: estimated when the model's config.json is available (it is not cached yet)";
+            }
+        }
+        var all = LoraAdapter.BaseParameterCount(config);
+        var embeddings = (long)config.VocabSize * config.HiddenSize * (config.TieWordEmbeddings ? 1 : 2);
+        var device = cuda.is_available() ? CUDA : CPU;
+        var peak = FlopCounter.MeasureMatmulFlops(device, ScalarType.Float32);
+        var flops = new FlopCounter(config, all - embeddings).TrainingFlops((long)(tokens * settings.Epochs), typicalLength, (int)Math.Min(int.MaxValue, trained * settings.Epochs));
+        var seconds = flops / (0.5 * peak);
+        return string.Create(CultureInfo.InvariantCulture,
+            $"time: about {Durations.Format(seconds)} on this {device.type.ToString().ToLowerInvariant()} ({flops:0.##e+00} FLOP at 50 % of the measured {peak / 1e9:N0} GFLOP/s matmul peak)");
+    }
+}
