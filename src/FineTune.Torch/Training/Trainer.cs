@@ -236,6 +236,8 @@ public sealed class Trainer
 
         var duration = clock.Elapsed.TotalSeconds;
         var totalDuration = elapsedBefore + duration;
+        // Measured again at the end: a peak measured while the machine was busy would make MFU exceed 100 %.
+        peakFlops = Math.Max(peakFlops, FlopCounter.MeasureMatmulFlops(_device, ScalarTypeOf(_settings.Dtype, _device)));
         return new TrainResult(
             Steps: state.Step,
             Epochs: Math.Round(microBatch / (double)batchesPerEpoch, 4),
