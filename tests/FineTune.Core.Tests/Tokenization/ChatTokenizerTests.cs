@@ -252,4 +252,27 @@ public class ChatTokenizerTests
         }
         finally { Directory.Delete(dir, true); }
     }
+
+    [Fact]
+    public void A_template_that_raises_or_does_not_parse_is_a_located_user_error()
+    {
+        var dir = Directory.CreateTempSubdirectory("ft-template-").FullName;
+        try
+        {
+            File.WriteAllText(Path.Combine(dir, "strict.jinja"),
+                "{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{{ m.content }}{% endfor %}");
+            var strict = ChatTokenizer.LoadGpt2("strict.jinja", dir);
+            var raised = Assert.Throws<FineTuneException>(() => strict.Tokenize(new Conversation([new("system", "s"), new("user", "u")], 0), TrainOn.Assistant));
+            Assert.Equal("FT0411", raised.Diagnostics[0].Code);
+            Assert.Contains("System role not supported", raised.Diagnostics[0].Message);
+            Assert.Equal(ExitCodes.InvalidInput, raised.ExitCode);
+
+            File.WriteAllText(Path.Combine(dir, "broken.jinja"), "{% for m in messages %}\n{{ m.content }\n{% endfor %}");
+            var broken = Assert.Throws<FineTuneException>(() => ChatTokenizer.LoadGpt2("broken.jinja", dir));
+            Assert.Equal("FT0410", broken.Diagnostics[0].Code);
+            Assert.Equal(2, broken.Diagnostics[0].Line); // the line inside the template
+            Assert.EndsWith("broken.jinja", broken.Diagnostics[0].File);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
 }
