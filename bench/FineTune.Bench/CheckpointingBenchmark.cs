@@ -98,12 +98,7 @@ public sealed class CheckpointingBenchmark : IBenchmark
 
     private static int RunChild(Options options, bool checkpointing)
     {
-        var config = new LlamaConfig
-        {
-            ModelType = "qwen2", VocabSize = options.Vocab, HiddenSize = 896, IntermediateSize = 4864, NumHiddenLayers = options.Layers,
-            NumAttentionHeads = 14, NumKeyValueHeads = 2, RopeTheta = 1_000_000, RmsNormEps = 1e-6, MaxPositionEmbeddings = 32768,
-            TieWordEmbeddings = true, AttentionBias = true,
-        };
+        var config = BenchModels.Qwen25HalfB(options.Vocab, options.Layers);
         using var model = new LlamaForCausalLM(config);
         model.InitializeWeights(1);
         model.to(Trainer.ScalarTypeOf(options.Dtype));
@@ -126,7 +121,7 @@ public sealed class CheckpointingBenchmark : IBenchmark
         var trainer = new Trainer(model, data.Build(), settings, CPU, log) { MaxSteps = options.Steps };
         random.manual_seed(1); // the same dropout masks in both children: equal first losses show checkpointing changed nothing
         GC.Collect();
-        var buildPeak = StatusKilobytes("VmHWM") / 1024.0;
+        var buildPeak = BenchModels.StatusMegabytes("VmHWM");
         if (!ResetPeak()) Console.WriteLine("note: /proc/self/clear_refs is not writable: the training peak includes building the model");
         var result = trainer.Train(CancellationToken.None);
 
@@ -135,7 +130,7 @@ public sealed class CheckpointingBenchmark : IBenchmark
         var timedSteps = Math.Max(1, log.StepEnds.Count - 1);
         var tokensPerStep = options.Batch * options.Sequence;
         Console.WriteLine(JsonSerializer.Serialize(new Measurement(checkpointing,
-            TrainingPeakMb: StatusKilobytes("VmHWM") / 1024.0, BuildPeakMb: buildPeak,
+            TrainingPeakMb: BenchModels.StatusMegabytes("VmHWM"), BuildPeakMb: buildPeak,
             TokensPerSecond: tokensPerStep * timedSteps / timed, SecondsPerStep: timed / timedSteps, FirstLoss: result.FirstLoss)));
         return 0;
     }
@@ -154,12 +149,6 @@ public sealed class CheckpointingBenchmark : IBenchmark
         }
     }
 
-    private static double StatusKilobytes(string key)
-    {
-        var line = File.ReadLines("/proc/self/status").First(l => l.StartsWith(key + ":", StringComparison.Ordinal));
-        return double.Parse(line[(key.Length + 1)..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
-    }
-
     private sealed class TimingLog : IStageLog
     {
         private readonly Stopwatch _clock = Stopwatch.StartNew();
@@ -169,7 +158,7 @@ public sealed class CheckpointingBenchmark : IBenchmark
         public void Progress(StageProgress progress)
         {
             StepEnds.Add(_clock.Elapsed.TotalSeconds);
-            Console.WriteLine($"step {progress.Done}/{progress.Total} at {_clock.Elapsed.TotalSeconds:F1} s: {progress.Detail}; RSS peak {StatusKilobytes("VmHWM") / 1024:N0} MB");
+            Console.WriteLine($"step {progress.Done}/{progress.Total} at {_clock.Elapsed.TotalSeconds:F1} s: {progress.Detail}; RSS peak {BenchModels.StatusMegabytes("VmHWM"):N0} MB");
         }
     }
 }

@@ -39,11 +39,7 @@ public sealed class TrainLoopBenchmark : IBenchmark
         var layers = args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : 24;
         var dtype = args.Length > 1 ? args[1] : "float32";
         var scalarType = Trainer.ScalarTypeOf(dtype);
-        var config = new LlamaConfig
-        {
-            ModelType = "qwen2", VocabSize = Vocab, HiddenSize = 896, IntermediateSize = 4864, NumHiddenLayers = layers,
-            NumAttentionHeads = 14, NumKeyValueHeads = 2, TieWordEmbeddings = true, AttentionBias = true, RopeTheta = 1_000_000,
-        };
+        var config = BenchModels.Qwen25HalfB(Vocab, layers);
         // One example per micro-batch slot and step (+ one warm-up step): 385 tokens, a 32-token masked prompt.
         var data = Examples((steps + 1) * Batch);
         var settings = new TrainSettings
@@ -82,7 +78,7 @@ public sealed class TrainLoopBenchmark : IBenchmark
         var flops = Enumerable.Range(1, steps).Average(StepFlops);
         var tokensPerSecond = Batch * Sequence / trainerStep;
         var overhead = (trainerStep - bareStep) / bareStep;
-        var peakRssMb = PeakRssMb();
+        var peakRssMb = (long)BenchModels.StatusMegabytes("VmHWM");
         Console.WriteLine($"matmul peak {peak / 1e9:N0} GFLOP/s ({dtype}); model FLOPs per step {flops / 1e12:N2} TFLOP (FlopCounter: 6N per token, counts frozen weights' gradients too)");
         Console.WriteLine($"bare loop : {bareStep:N2} s/step  (median of {bare.Count}: {string.Join(", ", bare.Select(s => s.ToString("N2", CultureInfo.InvariantCulture)))})");
         Console.WriteLine($"Trainer   : {trainerStep:N2} s/step  (median of {trained.Count}: {string.Join(", ", trained.Select(s => s.ToString("N2", CultureInfo.InvariantCulture)))})");
@@ -156,12 +152,6 @@ public sealed class TrainLoopBenchmark : IBenchmark
     {
         var sorted = values.Order().ToList();
         return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
-    }
-
-    private static long PeakRssMb()
-    {
-        var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
-        return line is null ? -1 : long.Parse(line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024;
     }
 
     private sealed class TimingLog : IStageLog

@@ -11,6 +11,9 @@ public sealed class StageCatalog(IReadOnlyList<Stage> stages, Func<string, Compu
 
     public ComputeEnvironment ResolveEnvironment(string device) => resolveEnvironment(device);
 
+    /// <summary>The runner over these stages, as every command that runs a pipeline uses it.</summary>
+    public PipelineRunner CreateRunner() => new(Stages, ResolveEnvironment, CliApplication.ToolVersion);
+
     public static StageCatalog Create() => new(
         [new FetchStage(), new FormatStage(), new TokenizeStage(), new TrainStage(), new EvaluateStage(), new ExportStage()],
         device => ComputeEnvironmentProvider.Resolve(device));

@@ -8,6 +8,7 @@ using FineTune.Torch.Lora;
 using FineTune.Torch.Models;
 using FineTune.Torch.Stages;
 using FineTune.Torch.Training;
+using Microsoft.Extensions.DependencyInjection;
 using static TorchSharp.torch;
 
 namespace FineTune.Cli.Commands;
@@ -21,8 +22,7 @@ internal static class DataReport
 {
     public static async Task<int> PrintAsync(IServiceProvider services, CliConsole console, PipelineDefinition pipeline, CancellationToken cancellationToken)
     {
-        var catalog = (StageCatalog)services.GetService(typeof(StageCatalog))!;
-        var runner = new PipelineRunner(catalog.Stages, catalog.ResolveEnvironment, CliApplication.ToolVersion);
+        var runner = services.GetRequiredService<StageCatalog>().CreateRunner();
         var observer = new ConsoleObserver(console.Error, console.Error, console.Interactive);
         var outcomes = await runner.RunAsync(pipeline, new RunOptions { Until = "tokenize" }, observer, cancellationToken);
         string Output(string stage) => outcomes.Single(o => o.Stage == stage).OutputDirectory!;
@@ -72,7 +72,7 @@ internal static class DataReport
         {
             try
             {
-                var local = Path.GetFullPath(settings.Model, Path.GetDirectoryName(pipeline.FilePath)!);
+                var local = Path.GetFullPath(settings.Model, pipeline.Directory);
                 var folder = Directory.Exists(local) ? local
                     : ModelSource.ResolveAsync(settings.Model, HubOptions.FromEnvironment(offline: true), null, CancellationToken.None).GetAwaiter().GetResult();
                 config = ModelFolder.ReadConfig(folder);
@@ -87,8 +87,8 @@ internal static class DataReport
         var device = cuda.is_available() ? CUDA : CPU;
         var peak = FlopCounter.MeasureMatmulFlops(device, ScalarType.Float32);
         var flops = new FlopCounter(config, all - embeddings).TrainingFlops((long)(tokens * settings.Epochs), typicalLength, (int)Math.Min(int.MaxValue, trained * settings.Epochs));
-        var seconds = flops / (0.5 * peak);
+        var seconds = flops / (TrainPlan.ExpectedUtilisation * peak);
         return string.Create(CultureInfo.InvariantCulture,
-            $"time: about {Durations.Format(seconds)} on this {device.type.ToString().ToLowerInvariant()} ({flops:0.##e+00} FLOP at 50 % of the measured {peak / 1e9:N0} GFLOP/s matmul peak)");
+            $"time: about {Durations.Format(seconds)} on this {device.type.ToString().ToLowerInvariant()} ({flops:0.##e+00} FLOP at {TrainPlan.ExpectedUtilisation:P0} of the measured {peak / 1e9:N0} GFLOP/s matmul peak)");
     }
 }

@@ -35,8 +35,7 @@ public static class InspectCommand
         {
             var pipeline = PipelineOptions.Load(console, parse.GetValue(file)!, parse.GetValue(set));
             if (pipeline is null) return ExitCodes.InvalidInput;
-            var catalog = services.GetRequiredService<StageCatalog>();
-            var runner = new PipelineRunner(catalog.Stages, catalog.ResolveEnvironment, CliApplication.ToolVersion);
+            var runner = services.GetRequiredService<StageCatalog>().CreateRunner();
             var observer = new ConsoleObserver(console.Error, console.Error, console.Interactive);
             var outcomes = await runner.RunAsync(pipeline, new RunOptions { Until = "tokenize" }, observer, cancellationToken);
             var tokenized = outcomes.Single(o => o.Stage == "tokenize").OutputDirectory!;

@@ -66,8 +66,7 @@ public static class RunCommand
             };
             var asJson = parse.GetValue(json);
             var observer = new ConsoleObserver(asJson ? console.Error : console.Out, console.Error, console.Interactive);
-            var catalog = services.GetRequiredService<StageCatalog>();
-            var runner = new PipelineRunner(catalog.Stages, catalog.ResolveEnvironment, CliApplication.ToolVersion);
+            var runner = services.GetRequiredService<StageCatalog>().CreateRunner();
             var outcomes = await runner.RunAsync(pipeline, options, observer, cancellationToken);
 
             if (!dryRun && parse.GetValue(inputsFile) is { } inputsPath) InputsFile.Write(inputsPath.FullName, pipeline);

@@ -74,8 +74,8 @@ public static class TokenizeCommand
         if (request["messages"] is JsonArray messages)
         {
             var addGenerationPrompt = request["add_generation_prompt"]?.GetValue<bool>() ?? false;
-            var rendered = tokenizer.Template.Render((JsonArray)messages.DeepClone(), addGenerationPrompt,
-                request["tools"]?.DeepClone() as JsonArray, request["kwargs"]?.DeepClone() as JsonObject, tokenizer.BosToken, tokenizer.EosToken);
+            var rendered = tokenizer.Template.Render(messages, addGenerationPrompt,
+                request["tools"] as JsonArray, request["kwargs"] as JsonObject, tokenizer.BosToken, tokenizer.EosToken);
             return (rendered, tokenizer.Encode(rendered, addSpecialTokens: false).Ids);
         }
         throw new FineTuneException(Diagnostic.Error(InputCode, "each line needs \"text\" (a string) or \"messages\" (a list of {role, content})", path, lineNumber));

@@ -1,3 +1,4 @@
+using FineTune.Core;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -26,11 +27,8 @@ public sealed record Conversation(
 /// <summary>Conversations as JSON lines: the format stage's output and the tokenize stage's input.</summary>
 public static class ConversationFile
 {
-    public static readonly JsonSerializerOptions Json = new()
-    {
-        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, // keep CJK readable in the files users open
-        WriteIndented = false,
-    };
+    /// <summary>One conversation per line, CJK left readable in the files users open.</summary>
+    public static JsonSerializerOptions Json => JsonText.Compact;
 
     public static void Write(string path, IEnumerable<Conversation> conversations)
     {

@@ -1,3 +1,4 @@
+using FineTune.Core;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using FineTune.Core.Diagnostics;
@@ -126,7 +127,7 @@ public sealed class DataCheckReport
 
     public string ToJson() => JsonSerializer.Serialize(this, JsonOptions) + "\n";
 
-    private static readonly JsonSerializerOptions JsonOptions = new(ConversationFile.Json) { WriteIndented = true };
+    private static JsonSerializerOptions JsonOptions => JsonText.Indented;
 }
 
 /// <summary>Gathers findings while the data is read, mapped and checked; <see cref="Build"/> makes the report.</summary>

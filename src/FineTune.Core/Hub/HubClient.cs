@@ -39,9 +39,6 @@ public sealed class HubClient
 
     public HubClient(HubOptions options) => Options = options;
 
-    /// <summary>The folder of this repository in the cache: <c>&lt;cache&gt;/models--org--name</c>.</summary>
-    public string RepositoryFolder(string repo) => Path.Combine(Options.CacheDirectory, HubRepoId.Parse(repo).CacheFolderName);
-
     /// <summary>
     /// Makes the files of <paramref name="repo"/> at <paramref name="revision"/> (default <c>main</c>) whose names
     /// match <paramref name="allowPatterns"/> (<c>*</c> and <c>?</c> wildcards) present in the cache and returns the

@@ -151,7 +151,7 @@ public sealed class TokenizeSettings : IValidatableSettings
 
     public IEnumerable<SettingProblem> Validate()
     {
-        if (ChatTemplate != "model" && Templates.BuiltinChatTemplates.Source(ChatTemplate) is null
+        if (ChatTemplate != "model" && !Templates.BuiltinChatTemplates.IsBuiltin(ChatTemplate)
             && !ChatTemplate.EndsWith(".jinja", StringComparison.OrdinalIgnoreCase))
         {
             string[] names = ["model", .. Templates.BuiltinChatTemplates.Names];

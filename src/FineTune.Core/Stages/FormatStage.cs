@@ -1,3 +1,4 @@
+using FineTune.Core;
 using System.Text.Json;
 using FineTune.Core.Data;
 using FineTune.Core.Diagnostics;
@@ -65,7 +66,7 @@ public sealed class FormatStage : Stage
             ["seed"] = settings.Seed,
         };
         File.WriteAllText(Path.Combine(context.OutputDirectory, "summary.json"),
-            JsonSerializer.Serialize(summary, new JsonSerializerOptions(ConversationFile.Json) { WriteIndented = true }) + "\n");
+            JsonSerializer.Serialize(summary, JsonText.Indented) + "\n");
 
         context.Log.Info($"{conversations.Count:N0} records: {train.Count:N0} train, {validation.Count:N0} validation");
     }

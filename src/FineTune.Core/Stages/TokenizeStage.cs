@@ -56,12 +56,9 @@ public sealed class TokenizeStage : Stage
 
     /// <summary>The .jinja file the chat_template setting names, or null for 'model' and the built-in names.</summary>
     private static string? TemplateFile(StageContext context, TokenizeSettings settings) =>
-        settings.ChatTemplate == ChatTokenizer.ModelTemplate || BuiltinChatTemplates.Source(settings.ChatTemplate) is not null
+        settings.ChatTemplate == ChatTokenizer.ModelTemplate || BuiltinChatTemplates.IsBuiltin(settings.ChatTemplate)
             ? null
-            : Path.GetFullPath(settings.ChatTemplate, PipelineDirectory(context));
-
-    private static string PipelineDirectory(StageContext context) =>
-        Path.GetDirectoryName(Path.GetFullPath(context.Pipeline.FilePath)) ?? Directory.GetCurrentDirectory();
+            : context.ResolvePath(settings.ChatTemplate);
 
     private static string TokenizerFolder(StageContext context, TokenizeSettings settings) =>
         ModelSource.ResolveSetting(context, settings.Tokenizer, SettingPath, "FT0401",
@@ -71,7 +68,7 @@ public sealed class TokenizeStage : Stage
     {
         var settings = context.Settings<TokenizeSettings>();
         ResolveExternalInputs(context); // the same existence checks, with the pipeline location, before loading
-        var pipelineDirectory = PipelineDirectory(context);
+        var pipelineDirectory = context.PipelineDirectory;
         var tokenizer = settings.Tokenizer == ChatTokenizer.Gpt2
             ? ChatTokenizer.LoadGpt2(settings.ChatTemplate, pipelineDirectory)
             : ChatTokenizer.LoadFolder(TokenizerFolder(context, settings), settings.ChatTemplate, pipelineDirectory);
@@ -86,7 +83,7 @@ public sealed class TokenizeStage : Stage
             // Encode once to learn which tokens the data uses, prune, then encode for real with the pruned tokenizer.
             var used = new HashSet<int>();
             foreach (var conversation in conversations.Values.SelectMany(c => c))
-                used.UnionWith(tokenizer.Tokenize(conversation, trainOn).Ids);
+                used.UnionWith(tokenizer.Tokenize(conversation, TrainOn.All).Ids); // the ids do not depend on the mask
             tokenizer.WriteFiles(tokenizerDirectory, settings.MaxLength);
             var pruned = VocabularyPruning.PruneFolder(tokenizerDirectory, used);
             context.Log.Info($"vocabulary pruned to the tokens the data uses: {pruned.OriginalSize:N0} -> {pruned.PrunedSize:N0}");

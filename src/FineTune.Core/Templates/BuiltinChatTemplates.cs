@@ -22,6 +22,8 @@ public static class BuiltinChatTemplates
 
     public static IReadOnlyList<string> Names { get; } = Templates.Select(t => t.Name).ToArray();
 
+    public static bool IsBuiltin(string name) => Names.Contains(name, StringComparer.Ordinal);
+
     /// <summary>The Jinja text of a built-in template, or null for an unknown name.</summary>
     public static string? Source(string name)
     {

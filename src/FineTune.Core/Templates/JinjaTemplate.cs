@@ -33,12 +33,20 @@ public sealed class JinjaTemplate
         return RenderValues(values);
     }
 
+    // Shared by every render: Set writes only to the scope it is called on, and the functions hold no state.
+    private static readonly Scope Builtins = BuiltinScope();
+
+    private static Scope BuiltinScope()
+    {
+        var scope = new Scope(null);
+        foreach (var (name, value) in Globals.All) scope.Set(name, value);
+        return scope;
+    }
+
     /// <summary>Renders with variables already converted to template values (see <see cref="TemplateValues"/>).</summary>
     public string RenderValues(IReadOnlyDictionary<string, object?> variables)
     {
-        var builtins = new Scope(null);
-        foreach (var (name, value) in Globals.All) builtins.Set(name, value);
-        var globals = new Scope(builtins);
+        var globals = new Scope(Builtins);
         foreach (var (name, value) in variables) globals.Set(name, value);
 
         var output = new StringBuilder();

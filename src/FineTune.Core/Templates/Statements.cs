@@ -20,6 +20,16 @@ public abstract class Stmt(int offset)
         }
         return Flow.Normal;
     }
+
+    /// <summary>The rendered <paramref name="body"/> as a string, passed through <paramref name="filters"/> (block set, filter blocks).</summary>
+    protected static object? RenderFiltered(IReadOnlyList<Stmt> body, IReadOnlyList<FilterExpr> filters, RenderContext context, Scope scope)
+    {
+        var captured = new StringBuilder();
+        RenderAll(body, context, scope, captured);
+        object? value = captured.ToString();
+        foreach (var filter in filters) value = filter.Apply(value, context, scope);
+        return value;
+    }
 }
 
 public sealed class TextStmt(string text, int offset) : Stmt(offset)
@@ -150,11 +160,7 @@ public sealed class BlockSetStmt(string target, IReadOnlyList<FilterExpr> filter
 {
     public override Flow Render(RenderContext context, Scope scope, StringBuilder output)
     {
-        var captured = new StringBuilder();
-        RenderAll(body, context, scope, captured);
-        object? value = captured.ToString();
-        foreach (var filter in filters) value = filter.Apply(value, context, scope);
-        scope.Set(target, value);
+        scope.Set(target, RenderFiltered(body, filters, context, scope));
         return Flow.Normal;
     }
 }
@@ -164,11 +170,7 @@ public sealed class FilterBlockStmt(IReadOnlyList<FilterExpr> filters, IReadOnly
 {
     public override Flow Render(RenderContext context, Scope scope, StringBuilder output)
     {
-        var captured = new StringBuilder();
-        RenderAll(body, context, scope, captured);
-        object? value = captured.ToString();
-        foreach (var filter in filters) value = filter.Apply(value, context, scope);
-        PythonText.AppendStr(output, value);
+        PythonText.AppendStr(output, RenderFiltered(body, filters, context, scope));
         return Flow.Normal;
     }
 }

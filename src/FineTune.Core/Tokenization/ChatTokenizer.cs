@@ -63,6 +63,7 @@ public sealed class ChatTokenizer : IChatTokenizer
         BosToken = TokenName(config, "bos_token");
         EosToken = TokenName(config, "eos_token");
         PadToken = TokenName(config, "pad_token");
+        BosTokenId = BosToken is null ? null : tokenizer.TokenToId(BosToken);
         EosTokenId = EosToken is null ? null : tokenizer.TokenToId(EosToken);
         var stops = new List<int>();
         if (EosTokenId is { } eos) stops.Add(eos);
@@ -80,7 +81,7 @@ public sealed class ChatTokenizer : IChatTokenizer
     public int PadTokenId { get; }
     public IReadOnlyList<int> StopTokenIds { get; }
     public string? BosToken { get; }
-    public int? BosTokenId => BosToken is null ? null : _tokenizer.TokenToId(BosToken);
+    public int? BosTokenId { get; }
     public string? EosToken { get; }
     public int? EosTokenId { get; }
     public string? PadToken { get; }
@@ -129,7 +130,7 @@ public sealed class ChatTokenizer : IChatTokenizer
             catch (JsonException e) { throw new FineTuneException(Diagnostic.Error("FT0402", $"tokenizer_config.json is not valid JSON: {e.Message}", configPath)); }
         }
         var source = File.ReadAllBytes(jsonPath); // copied as is: what we tokenized with is what ships
-        var tokenizer = HfTokenizer.Load(jsonPath);
+        var tokenizer = HfTokenizer.FromJson(System.Text.Encoding.UTF8.GetString(source), jsonPath);
         return new ChatTokenizer(tokenizer, source, config, ResolveTemplate(chatTemplate, config, configPath, pipelineDirectory), configPath);
     }
 
@@ -155,7 +156,7 @@ public sealed class ChatTokenizer : IChatTokenizer
                     $"the tokenizer has no chat_template of its own; set tokenize.chat_template to one of {string.Join(", ", BuiltinChatTemplates.Names)} or a .jinja file",
                     configOrigin));
         }
-        if (BuiltinChatTemplates.Source(setting) is { } builtin) return new ChatTemplate(builtin, setting);
+        if (BuiltinChatTemplates.IsBuiltin(setting)) return new ChatTemplate(BuiltinChatTemplates.Source(setting)!, setting);
         var path = pipelineDirectory is null ? setting : Path.GetFullPath(setting, pipelineDirectory);
         if (File.Exists(path)) return new ChatTemplate(File.ReadAllText(path), path);
         throw new FineTuneException(Diagnostic.Error("FT0405",
@@ -167,8 +168,6 @@ public sealed class ChatTokenizer : IChatTokenizer
     public TokenEncoding Encode(string text, bool addSpecialTokens) => _tokenizer.Encode(text, addSpecialTokens);
 
     public string Decode(IReadOnlyList<int> ids, bool skipSpecialTokens = true) => _tokenizer.Decode(ids, skipSpecialTokens);
-
-    public bool IsSpecial(int id) => _specialIds.Contains(id);
 
     /// <summary>The conversation as the template renders it (what <c>apply_chat_template(tokenize=False)</c> returns).</summary>
     public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt) =>
@@ -218,22 +217,20 @@ public sealed class ChatTokenizer : IChatTokenizer
             if (message.Role != ChatML.AssistantRole || message.Weight == 0 || (trainOn == TrainOn.Last && i != lastAssistant)) continue;
             var (start, end) = AssistantSpan(messages, i, text, searchFrom, conversation.SourceIndex);
             searchFrom = end;
-            var lastSpecial = -1;
-            for (var t = 0; t < encoding.Ids.Length; t++)
-            {
-                var (tokenStart, tokenEnd) = encoding.Offsets[t];
-                if (tokenEnd > start && tokenStart < end && _specialIds.Contains(encoding.Ids[t])) lastSpecial = t;
-            }
-            var trainedAny = false;
+            // The tokens overlapping the turn are trained up to and including the last special token among them.
+            int first = -1, last = -1, lastSpecial = -1;
             for (var t = 0; t < encoding.Ids.Length; t++)
             {
                 var (tokenStart, tokenEnd) = encoding.Offsets[t];
                 if (tokenEnd <= start || tokenStart >= end) continue;
-                if (lastSpecial >= 0 && t > lastSpecial) break;
-                labels[t] = encoding.Ids[t];
-                trainedAny = true;
+                if (first < 0) first = t;
+                last = t;
+                if (_specialIds.Contains(encoding.Ids[t])) lastSpecial = t;
             }
-            if (trainedAny && lastSpecial < 0) endOfTurnTrained = false;
+            if (first < 0) continue;
+            for (var t = first; t <= (lastSpecial >= 0 ? lastSpecial : last); t++)
+                if (encoding.Offsets[t].End > start && encoding.Offsets[t].Start < end) labels[t] = encoding.Ids[t];
+            if (lastSpecial < 0) endOfTurnTrained = false;
         }
         return new TokenizedExample(encoding.Ids, labels);
     }

@@ -105,9 +105,6 @@ public sealed class HfTokenizer
     /// <summary>Ids the post-processor puts before the text when addSpecialTokens is true (Llama's BOS), in order.</summary>
     public IReadOnlyList<int> BosIds => _prefixIds;
 
-    /// <summary>Ids the post-processor puts after the text when addSpecialTokens is true.</summary>
-    public IReadOnlyList<int> EosIds => _suffixIds;
-
     public int? TokenToId(string token) =>
         _addedByContent.TryGetValue(token, out var added) ? added.Id : _model.Vocab.TryGetValue(token, out var id) ? id : null;
 

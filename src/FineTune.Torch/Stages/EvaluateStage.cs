@@ -1,7 +1,7 @@
+using FineTune.Core;
 using FineTune.Torch.Training;
 using System.Globalization;
 using System.Text;
-using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using FineTune.Core.Data;
@@ -73,7 +73,7 @@ public sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer = 
         var answers = AnswerPrompts(model, tokenizer, settings, context.Log, cancellationToken);
 
         var report = new EvaluationReport(loss, perplexity, examples, tokens, answers);
-        File.WriteAllText(Path.Combine(context.OutputDirectory, ReportJson), JsonSerializer.Serialize(report, ReportJsonOptions) + "\n");
+        File.WriteAllText(Path.Combine(context.OutputDirectory, ReportJson), JsonSerializer.Serialize(report, JsonText.Indented) + "\n");
         File.WriteAllText(Path.Combine(context.OutputDirectory, ReportMarkdown), Markdown(report));
 
         if (loss is not null)
@@ -161,12 +161,6 @@ public sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer = 
         }
         return answers;
     }
-
-    private static readonly JsonSerializerOptions ReportJsonOptions = new()
-    {
-        WriteIndented = true,
-        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-    };
 
     public static string Markdown(EvaluationReport report)
     {

@@ -131,12 +131,12 @@ public sealed class Trainer
         var windowSteps = 0;
         var windowClock = Stopwatch.StartNew();
         double firstLoss = state.FirstLoss, loss = double.NaN;
-        IReadOnlyList<int[][]>? plan = null;
+        var plan = firstPlan;
         var packingEfficiency = _settings.Packing ? PackingEfficiency(firstPlan) : (double?)null;
         if (packingEfficiency is { } efficiency)
             _log.Info($"packing: {firstPlan.Sum(b => b.Sum(r => r.Length)):N0} examples in {firstPlan.Sum(b => b.Length):N0} rows of "
                 + $"{RowLength} tokens, packing efficiency {efficiency:P1}");
-        var planEpoch = -1L;
+        var planEpoch = 0L;
         _model.train();
 
         try
@@ -157,7 +157,7 @@ public sealed class Trainer
                 {
                     var epoch = microBatch / batchesPerEpoch;
                     if (epoch != planEpoch) (plan, planEpoch) = (EpochPlan((int)epoch), epoch);
-                    microBatches.Add(plan![(int)(microBatch % batchesPerEpoch)]);
+                    microBatches.Add(plan[(int)(microBatch % batchesPerEpoch)]);
                 }
                 var stepLabelTokens = microBatches.Sum(b => b.Sum(r => r.Sum(CountLabels)));
                 var lossSum = 0.0;
@@ -311,7 +311,8 @@ public sealed class Trainer
         ? Batching.PackedEpochBatches(_data, RowLength, _settings.BatchSize, _settings.Seed, epoch)
         : Batching.EpochBatches(_data, _settings.BatchSize, _settings.Seed, epoch).Select(b => b.Select(e => new[] { e }).ToArray()).ToList();
 
-    private int RowLength => PackLength ?? Enumerable.Range(0, _data.Count).Select(e => _data.Length(e) - 1).DefaultIfEmpty(1).Max();
+    private int? _rowLength;
+    private int RowLength => _rowLength ??= PackLength ?? Enumerable.Range(0, _data.Count).Select(e => _data.Length(e) - 1).DefaultIfEmpty(1).Max();
 
     /// <summary>Real tokens / (rows x row length) of a packed epoch: the share of the rows' room that holds examples.</summary>
     private double PackingEfficiency(IReadOnlyList<int[][]> plan)
