@@ -3,6 +3,7 @@ using System.Reflection;
 using FineTune.Cli.Commands;
 using FineTune.Core.Diagnostics;
 using FineTune.Core.Stages;
+using FineTune.Torch.Stages;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 
@@ -33,7 +34,7 @@ public static class CliApplication
         stdout ??= Console.Out;
         stderr ??= Console.Error;
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-        builder.Services.AddSingleton(StageCatalog.Create());
+        builder.Services.AddTransient(_ => PipelineStages.CreateRunner(ToolVersion));
         using var host = builder.Build();
         var console = new CliConsole(stdout, stderr, Verbose: args.Contains("--verbose") || args.Contains("-v"));
 

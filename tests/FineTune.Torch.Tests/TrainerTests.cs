@@ -1,3 +1,4 @@
+using FineTune.TestKit;
 using FineTune.Core.Caching;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -5,7 +6,7 @@ using FineTune.Core.Diagnostics;
 using FineTune.Core.Pipeline;
 using FineTune.Core.Stages;
 using FineTune.Core.Tokenization;
-using FineTune.Torch.Checkpoints;
+using FineTune.Torch.Formats;
 using FineTune.Torch.Lora;
 using FineTune.Torch.Models;
 using FineTune.Torch.Stages;
@@ -213,7 +214,7 @@ public sealed class TrainerTests : IDisposable
         var output = Directory.CreateDirectory(Path.Combine(_root, "out")).FullName;
         var context = new StageContext
         {
-            Pipeline = pipeline, PipelineDirectory = _root, OutputDirectory = output, Name = "train",
+            Pipeline = pipeline, Settings = pipeline.Stages.Train, PipelineDirectory = _root, OutputDirectory = output, Name = "train",
             InputDirectories = new Dictionary<string, string> { ["tokenize"] = tokenize },
             WorkDirectory = Directory.CreateDirectory(Path.Combine(_root, "work")).FullName,
             Log = new RecordingLog(), Environment = ComputeEnvironmentProvider.Resolve("cpu"),
@@ -268,13 +269,13 @@ public sealed class TrainerTests : IDisposable
         var output = Directory.CreateDirectory(Path.Combine(_root, "out-" + method)).FullName;
         var context = new StageContext
         {
-            Pipeline = pipeline, PipelineDirectory = _root, OutputDirectory = output, Name = "train",
+            Pipeline = pipeline, Settings = pipeline.Stages.Train, PipelineDirectory = _root, OutputDirectory = output, Name = "train",
             InputDirectories = new Dictionary<string, string> { ["tokenize"] = tokenize },
             WorkDirectory = Directory.CreateDirectory(Path.Combine(_root, "work-" + method)).FullName,
             Log = new RecordingLog(), Environment = ComputeEnvironmentProvider.Resolve("cpu"),
         };
         var stage = new TrainStage();
-        var inputs = stage.ResolveExternalInputs(context);
+        var inputs = stage.ReadInputs(context);
         Assert.Equal(["model/config.json", "model/model.safetensors"], inputs.Select(i => i.Name));
         Assert.Equal(ContentHash.OfFile(Path.Combine(pretrained, "model.safetensors")), inputs[1].Sha256);
 
@@ -314,7 +315,7 @@ public sealed class TrainerTests : IDisposable
         pipeline.Stages.Train.Model = pretrained;
         var context = new StageContext
         {
-            Pipeline = pipeline, PipelineDirectory = _root, OutputDirectory = Directory.CreateDirectory(Path.Combine(_root, "o")).FullName, Name = "train",
+            Pipeline = pipeline, Settings = pipeline.Stages.Train, PipelineDirectory = _root, OutputDirectory = Directory.CreateDirectory(Path.Combine(_root, "o")).FullName, Name = "train",
             InputDirectories = new Dictionary<string, string> { ["tokenize"] = tokenize },
             WorkDirectory = Directory.CreateDirectory(Path.Combine(_root, "w")).FullName,
             Log = new RecordingLog(), Environment = ComputeEnvironmentProvider.Resolve("cpu"),

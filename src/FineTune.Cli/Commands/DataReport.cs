@@ -22,7 +22,7 @@ internal static class DataReport
 {
     public static async Task<int> PrintAsync(IServiceProvider services, CliConsole console, PipelineDefinition pipeline, CancellationToken cancellationToken)
     {
-        var runner = services.GetRequiredService<StageCatalog>().CreateRunner();
+        var runner = services.GetRequiredService<PipelineRunner>();
         var observer = new ConsoleObserver(console.Error, console.Error, console.Interactive);
         var outcomes = await runner.RunAsync(pipeline, new RunOptions { Until = "tokenize" }, observer, cancellationToken);
         string Output(string stage) => outcomes.Single(o => o.Stage == stage).OutputDirectory!;
@@ -55,40 +55,10 @@ internal static class DataReport
             text.WriteLine($"  {bucket["from"],5}-{bucket["to"],-5} {new string('#', (int)Math.Ceiling(30.0 * count / largest)),-30} {count:N0}");
         }
 
-        var settings = pipeline.Stages.Train;
-        var schedule = StepSchedule.For((examples + settings.BatchSize - 1) / settings.BatchSize, settings.GradientAccumulation, settings.Epochs);
-        text.WriteLine($"train: {schedule.TotalSteps:N0} optimizer steps of {settings.BatchSize} x {settings.GradientAccumulation} examples over {settings.Epochs.ToString(CultureInfo.InvariantCulture)} epoch(s)"
-            + (settings.Packing ? " (before packing)" : ""));
-        text.WriteLine(EstimatedTime(pipeline, settings, summary, tokens, trained, train["length_p90"]!.GetValue<int>()));
+        var trainStage = runner.Stages.OfType<TrainStage>().Single();
+        var planned = trainStage.DescribeFromData(pipeline, Output("tokenize")).ToList();
+        foreach (var line in planned) text.WriteLine(line);
+        if (planned.Count < 2) text.WriteLine("time: estimated when the model's config.json is available (it is not cached yet)");
         return 0;
-    }
-
-    /// <summary>FLOPs of the run at half the measured matmul peak of this machine, as the train stage's plan estimates.</summary>
-    private static string EstimatedTime(PipelineDefinition pipeline, TrainSettings settings, JsonNode summary, long tokens, long trained, int typicalLength)
-    {
-        LlamaConfig config;
-        if (settings.IsBuiltin) config = TrainStage.BuiltinConfig(settings.Builtin, summary["vocab_size"]!.GetValue<int>());
-        else
-        {
-            try
-            {
-                var local = Path.GetFullPath(settings.Model, pipeline.Directory);
-                var folder = Directory.Exists(local) ? local
-                    : ModelSource.ResolveAsync(settings.Model, HubOptions.FromEnvironment(offline: true), null, CancellationToken.None).GetAwaiter().GetResult();
-                config = ModelFolder.ReadConfig(folder);
-            }
-            catch (Exception e) when (e is Core.Diagnostics.FineTuneException or IOException)
-            {
-                return "time: estimated when the model's config.json is available (it is not cached yet)";
-            }
-        }
-        var all = LoraAdapter.BaseParameterCount(config);
-        var embeddings = (long)config.VocabSize * config.HiddenSize * (config.TieWordEmbeddings ? 1 : 2);
-        var device = cuda.is_available() ? CUDA : CPU;
-        var peak = FlopCounter.MeasureMatmulFlops(device, ScalarType.Float32);
-        var flops = new FlopCounter(config, all - embeddings).TrainingFlops((long)(tokens * settings.Epochs), typicalLength, (int)Math.Min(int.MaxValue, trained * settings.Epochs));
-        var seconds = flops / (TrainPlan.ExpectedUtilisation * peak);
-        return string.Create(CultureInfo.InvariantCulture,
-            $"time: about {Durations.Format(seconds)} on this {device.type.ToString().ToLowerInvariant()} ({flops:0.##e+00} FLOP at {TrainPlan.ExpectedUtilisation:P0} of the measured {peak / 1e9:N0} GFLOP/s matmul peak)");
     }
 }

@@ -35,7 +35,7 @@ public static class InspectCommand
         {
             var pipeline = PipelineOptions.Load(console, parse.GetValue(file)!, parse.GetValue(set));
             if (pipeline is null) return ExitCodes.InvalidInput;
-            var runner = services.GetRequiredService<StageCatalog>().CreateRunner();
+            var runner = services.GetRequiredService<PipelineRunner>();
             var observer = new ConsoleObserver(console.Error, console.Error, console.Interactive);
             var outcomes = await runner.RunAsync(pipeline, new RunOptions { Until = "tokenize" }, observer, cancellationToken);
             var tokenized = outcomes.Single(o => o.Stage == "tokenize").OutputDirectory!;

@@ -4,6 +4,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using FineTune.Cli.Output;
 using FineTune.Core.Diagnostics;
+using FineTune.Core.Pipeline;
 using FineTune.Core.Stages;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -34,8 +35,8 @@ public static class RunCommand
         };
         var resumeWithChanges = new Option<bool>("--resume-with-changes")
         {
-            Description = "Continue an interrupted training from its checkpoint although settings changed (only the schedule, "
-                + "learning rates, clipping, logging, checkpointing and device may differ).",
+            Description = "Continue an interrupted training from its checkpoint although settings changed (only "
+                + string.Join(", ", TrainSettings.ResumableKeys) + " may differ).",
         };
         var inputsFile = InputsFile.Option();
         command.Arguments.Add(file);
@@ -66,10 +67,10 @@ public static class RunCommand
             };
             var asJson = parse.GetValue(json);
             var observer = new ConsoleObserver(asJson ? console.Error : console.Out, console.Error, console.Interactive);
-            var runner = services.GetRequiredService<StageCatalog>().CreateRunner();
+            var runner = services.GetRequiredService<PipelineRunner>();
             var outcomes = await runner.RunAsync(pipeline, options, observer, cancellationToken);
 
-            if (!dryRun && parse.GetValue(inputsFile) is { } inputsPath) InputsFile.Write(inputsPath.FullName, pipeline);
+            if (!dryRun && parse.GetValue(inputsFile) is { } inputsPath) InputsFile.Write(inputsPath.FullName, pipeline, outcomes);
             var export = outcomes.LastOrDefault(o => o.Stage == "export" && o.OutputDirectory is not null)?.OutputDirectory;
             if (asJson)
             {

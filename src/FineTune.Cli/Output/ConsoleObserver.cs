@@ -1,3 +1,4 @@
+using FineTune.Core;
 using System.Diagnostics;
 using System.Globalization;
 using FineTune.Core.Stages;
@@ -111,16 +112,6 @@ public sealed class ConsoleObserver(TextWriter results, TextWriter log, bool int
         }
 
         private static string Count(long value, string unit) => unit == "byte" ? Bytes.Format(value) : value.ToString("N0", CultureInfo.InvariantCulture);
-    }
-}
-
-public static class Durations
-{
-    public static string Format(double seconds)
-    {
-        if (seconds < 60) return seconds.ToString(seconds < 10 ? "0.0" : "0", CultureInfo.InvariantCulture) + "s";
-        var span = TimeSpan.FromSeconds(seconds);
-        return span.TotalHours >= 1 ? $"{(int)span.TotalHours}h{span.Minutes:00}m" : $"{span.Minutes}m{span.Seconds:00}s";
     }
 }
 

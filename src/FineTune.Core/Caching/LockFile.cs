@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using FineTune.Core.Pipeline;
+using FineTune.Core.Stages;
 using YamlDotNet.Serialization;
 
 namespace FineTune.Core.Caching;
@@ -25,7 +26,7 @@ public sealed class LockFile
     public Dictionary<string, LockedStage> Stages { get; } = new(StringComparer.Ordinal);
 
     public sealed record LockedStage(string Key, string OutputHash, IReadOnlyDictionary<string, string> FlatSettings, IReadOnlyDictionary<string, string> InputHashes,
-        IReadOnlyDictionary<string, string> Environment, int Implementation, StoreEntry? Entry);
+        IReadOnlyDictionary<string, string> Environment, int Implementation, StoreEntry? Entry, IReadOnlyList<StageInput>? Inputs = null);
 
     public LockFile(string path) => Path = path;
 
@@ -71,11 +72,12 @@ public sealed class LockFile
         return flat;
     }
 
-    public void Record(StoreEntry entry)
+    /// <summary>Records a settled stage: the entry's key, settings and outputs, and what this run found it read.</summary>
+    public void Record(StoreEntry entry, IReadOnlyList<StageInput> inputs)
     {
         var flat = SettingsReflection.Flatten(entry.Settings).ToDictionary(kv => kv.Key, kv => SettingsReflection.Display(kv.Value));
         Stages[entry.Stage] = new LockedStage(entry.Key, entry.OutputHash, flat, entry.Inputs.ToDictionary(kv => kv.Key, kv => kv.Value.Sha256),
-            entry.Environment, entry.Implementation, entry);
+            entry.Environment, entry.Implementation, entry, inputs);
     }
 
     /// <summary>Writes the file atomically. Stages recorded only from an older file (no entry) keep their text.</summary>
@@ -90,7 +92,7 @@ public sealed class LockFile
         text.Append("stages:\n");
         foreach (var stage in stageOrder)
         {
-            if (Stages.TryGetValue(stage, out var locked) && locked.Entry is { } entry) AppendStage(text, entry);
+            if (Stages.TryGetValue(stage, out var locked) && locked.Entry is { } entry) AppendStage(text, entry, locked.Inputs ?? []);
             else if (previousStageBlocks.TryGetValue(stage, out var block)) text.Append(block);
         }
         var temporary = Path + $".{Environment.ProcessId}.tmp";
@@ -122,14 +124,16 @@ public sealed class LockFile
         return blocks;
     }
 
-    private static void AppendStage(StringBuilder text, StoreEntry entry)
+    private void AppendStage(StringBuilder text, StoreEntry entry, IReadOnlyList<StageInput> inputs)
     {
+        var readFrom = inputs.ToDictionary(i => i.Name, StringComparer.Ordinal);
         text.Append($"  {entry.Stage}:\n");
         text.Append($"    key: {entry.Key}\n");
         text.Append($"    implementation: {entry.Implementation}\n");
         AppendMap(text, "settings", entry.Settings, 4);
         text.Append("    inputs:\n");
-        foreach (var (name, record) in entry.Inputs.OrderBy(kv => kv.Key, StringComparer.Ordinal)) text.Append($"      {QuoteKey(name)}: {{sha256: {record.Sha256}, size: {record.Size}}}\n");
+        foreach (var (name, record) in entry.Inputs.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            text.Append($"      {QuoteKey(name)}: {{sha256: {record.Sha256}, size: {record.Size}{Origin(readFrom.GetValueOrDefault(name))}}}\n");
         text.Append("    outputs:\n");
         foreach (var (name, record) in entry.Outputs.OrderBy(kv => kv.Key, StringComparer.Ordinal)) text.Append($"      {QuoteKey(name)}: {{sha256: {record.Sha256}, size: {record.Size}}}\n");
         text.Append($"    output_hash: {entry.OutputHash}\n");
@@ -139,6 +143,18 @@ public sealed class LockFile
         text.Append($"    duration_s: {entry.DurationSeconds.ToString("0.###", CultureInfo.InvariantCulture)}\n");
         if (entry.Summary.Count > 0) AppendMap(text, "summary", entry.Summary, 4);
     }
+
+    /// <summary>
+    /// Where an input came from, for people reading the file: a user's file relative to the lock file (absolute paths
+    /// differ between clones), a Hub file by its commit. Neither enters the key.
+    /// </summary>
+    private string Origin(StageInput? input) => input switch
+    {
+        { Kind: StageInputKind.LocalFile, Path: { } path } =>
+            ", path: " + Quote(System.IO.Path.GetRelativePath(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path))!, path).Replace('\\', '/')),
+        { Kind: StageInputKind.HubFile, Commit: { } commit } => ", commit: " + Quote(commit),
+        _ => "",
+    };
 
     private static void AppendMap(StringBuilder text, string name, IDictionary<string, object?> map, int indent)
     {

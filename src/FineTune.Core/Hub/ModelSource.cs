@@ -27,12 +27,15 @@ public static class ModelSource
     /// A stage setting naming a model or tokenizer: a folder relative to the pipeline file, else a Hub id. A value that
     /// is neither is reported at the setting's line with <paramref name="code"/> and <paramref name="hint"/>.
     /// </summary>
-    public static string ResolveSetting(StageContext context, string value, string settingPath, string code, string hint)
+    public static ModelLocation ResolveSetting(StageContext context, string value, string settingPath, string code, string hint)
     {
         var local = context.ResolvePath(value);
+        if (Directory.Exists(local)) return new ModelLocation(local, HubCommit: null);
         try
         {
-            return ResolveAsync(Directory.Exists(local) ? local : value, HubOptions.FromEnvironment(), null, CancellationToken.None).GetAwaiter().GetResult();
+            var snapshot = ResolveAsync(value, HubOptions.FromEnvironment(), null, CancellationToken.None).GetAwaiter().GetResult();
+            // The Hub cache keeps each revision under snapshots/<commit>, so the folder's name is the commit it pins.
+            return new ModelLocation(snapshot, Path.GetFileName(Path.TrimEndingDirectorySeparator(snapshot)));
         }
         catch (FineTuneException e) when (e.Diagnostics.Count == 1 && e.Diagnostics[0].Code == "FT0621")
         {

@@ -3,9 +3,6 @@ namespace FineTune.Core.Pipeline;
 /// <summary>A loaded, interpolated, validated pipeline file.</summary>
 public sealed class PipelineDefinition
 {
-    /// <summary>The stage names in the order they run.</summary>
-    public static readonly IReadOnlyList<string> StageOrder = ["fetch", "format", "tokenize", "train", "evaluate", "export"];
-
     [Doc("Name of the pipeline; names the lock file's contents and the export."), RequiredSetting]
     public string Name { get; set; } = "";
 
@@ -25,6 +22,10 @@ public sealed class PipelineDefinition
     [NotASetting]
     public string FilePath { get; set; } = "";
 
+    /// <summary>Full paths of the files the loader read: this file, then its <c>extends</c> bases in order.</summary>
+    [NotASetting]
+    public IReadOnlyList<string> SourceFiles { get; set; } = [];
+
     /// <summary>
     /// Where a setting was written, for diagnostics: <c>Locate("stages.fetch.path")</c>. Falls back to the nearest
     /// enclosing key that was written, then to the file itself.
@@ -37,17 +38,6 @@ public sealed class PipelineDefinition
     public string Directory => Path.GetDirectoryName(Path.GetFullPath(FilePath)) ?? ".";
 
     public string StorePath => Path.GetFullPath(Path.Combine(Directory, Store));
-
-    public object SettingsOf(string stage) => stage switch
-    {
-        "fetch" => Stages.Fetch,
-        "format" => Stages.Format,
-        "tokenize" => Stages.Tokenize,
-        "train" => Stages.Train,
-        "evaluate" => Stages.Evaluate,
-        "export" => Stages.Export,
-        _ => throw new ArgumentException($"unknown stage '{stage}'", nameof(stage)),
-    };
 }
 
 /// <summary>Marks a property the loader, the schema and the lock file ignore.</summary>

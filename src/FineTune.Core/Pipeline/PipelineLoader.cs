@@ -23,14 +23,15 @@ public static partial class PipelineLoader
     {
         var diagnostics = new List<Diagnostic>();
         var fullPath = Path.GetFullPath(path);
-        var root = ReadWithBases(fullPath, [], diagnostics, null);
+        var sourceFiles = new List<string>();
+        var root = ReadWithBases(fullPath, sourceFiles, diagnostics, null);
         if (root is null) return new Result(null, diagnostics);
 
         foreach (var assignment in overrides ?? []) ApplyOverride(root, assignment, diagnostics);
         Interpolate(root, diagnostics);
 
         var locations = new Dictionary<string, SourceLocation>(StringComparer.Ordinal);
-        var pipeline = new PipelineDefinition { FilePath = fullPath };
+        var pipeline = new PipelineDefinition { FilePath = fullPath, SourceFiles = sourceFiles };
         Bind(root, pipeline, "", locations, diagnostics);
         pipeline.SourceMap = key => LocateIn(locations, key, fullPath);
 
@@ -60,6 +61,7 @@ public static partial class PipelineLoader
             diagnostics.Add(referencedFrom!.Error("FT0111", "'extends' forms a cycle: " + string.Join(" -> ", chain.Append(path).Select(Path.GetFileName))));
             return null;
         }
+        chain.Add(path);
         var node = YamlTree.Parse(File.ReadAllText(path), path, diagnostics);
         if (node is null) return null;
         if (node is not YMap map)
@@ -70,7 +72,7 @@ public static partial class PipelineLoader
         if (map["extends"] is not YScalar { IsNull: false } extends) return map;
 
         var basePath = Path.GetFullPath(Path.Combine(Path.GetDirectoryName(path)!, extends.Value));
-        var baseMap = ReadWithBases(basePath, [.. chain, path], diagnostics, extends.Location);
+        var baseMap = ReadWithBases(basePath, chain, diagnostics, extends.Location);
         if (baseMap is null) return null;
         // The base's own store and name are inherited unless this file sets them.
         return (YMap)YamlTree.Merge(baseMap, map);
@@ -89,7 +91,7 @@ public static partial class PipelineLoader
         var value = YamlTree.Parse(assignment[(equals + 1)..], source, diagnostics);
         if (value is null) return;
         var segments = keyPath.Split('.');
-        if (PipelineDefinition.StageOrder.Contains(segments[0])) segments = ["stages", .. segments];
+        if (StagesSettings.Names.Contains(segments[0])) segments = ["stages", .. segments];
 
         var current = root;
         for (var i = 0; i < segments.Length - 1; i++)
@@ -292,9 +294,9 @@ public static partial class PipelineLoader
     {
         if (string.IsNullOrWhiteSpace(pipeline.Name))
             diagnostics.Add(LocateIn(locations, "name", pipeline.FilePath).Error("FT0109", "the pipeline needs a 'name'"));
-        foreach (var stage in PipelineDefinition.StageOrder)
+        foreach (var stage in StagesSettings.Names)
         {
-            if (pipeline.SettingsOf(stage) is not IValidatableSettings settings) continue;
+            if (pipeline.Stages.Section(stage) is not IValidatableSettings settings) continue;
             foreach (var problem in settings.Validate())
             {
                 var keyPath = $"stages.{stage}.{problem.Key}";

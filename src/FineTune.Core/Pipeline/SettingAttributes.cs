@@ -21,6 +21,14 @@ public sealed class RangeAttribute : Attribute
     public bool ExclusiveMaximum { get; init; }
 }
 
+/// <summary>
+/// A training checkpoint survives a change of this setting: <c>run --resume-with-changes</c> may continue an
+/// interrupted run after it changed. Settings without it fix what the checkpoint holds (the model, its trained shape,
+/// the data order, the optimizer state).
+/// </summary>
+[AttributeUsage(AttributeTargets.Property)]
+public sealed class SurvivesResumeAttribute : Attribute;
+
 /// <summary>The string setting must be one of these values.</summary>
 [AttributeUsage(AttributeTargets.Property)]
 public sealed class OneOfAttribute(params string[] values) : Attribute

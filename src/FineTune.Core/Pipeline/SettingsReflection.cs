@@ -18,6 +18,7 @@ public static class SettingsReflection
         public bool IsRequired => Property.GetCustomAttribute<RequiredSettingAttribute>() is not null;
         public RangeAttribute? Range => Property.GetCustomAttribute<RangeAttribute>();
         public string[]? OneOf => Property.GetCustomAttribute<OneOfAttribute>()?.Values;
+        public bool SurvivesResume => Property.GetCustomAttribute<SurvivesResumeAttribute>() is not null;
     }
 
     public static IReadOnlyList<SettingProperty> PropertiesOf(Type type) =>

@@ -230,6 +230,10 @@ public sealed class LoraSettings : IValidatableSettings
 [Doc("Trains the model.")]
 public sealed class TrainSettings : IValidatableSettings
 {
+    /// <summary>The settings marked <see cref="SurvivesResumeAttribute"/>, by YAML key.</summary>
+    public static IReadOnlyList<string> ResumableKeys { get; } =
+        [.. SettingsReflection.PropertiesOf(typeof(TrainSettings)).Where(p => p.SurvivesResume).Select(p => p.Key).Order(StringComparer.Ordinal)];
+
     [Doc("builtin:tiny: a small Llama-architecture model initialised from the seed (its size under builtin). Or a pretrained model to fine-tune: a Hugging Face layout folder (relative to the pipeline file) or a Hub id such as Qwen/Qwen2.5-0.5B-Instruct (llama, mistral, qwen2, qwen3); tokenize it with its own tokenizer.")]
     public string Model { get; set; } = "builtin:tiny";
 
@@ -245,7 +249,7 @@ public sealed class TrainSettings : IValidatableSettings
     [Doc("Size of the built-in model.")]
     public BuiltinModelSettings Builtin { get; set; } = new();
 
-    [Doc("Passes over the training set; fractional values stop part-way."), Range(Minimum = 0, ExclusiveMinimum = true)]
+    [Doc("Passes over the training set; fractional values stop part-way."), Range(Minimum = 0, ExclusiveMinimum = true), SurvivesResume]
     public double Epochs { get; set; } = 3;
 
     [Doc("Examples per micro-batch."), Range(Minimum = 1)]
@@ -254,25 +258,25 @@ public sealed class TrainSettings : IValidatableSettings
     [Doc("Micro-batches per optimizer step."), Range(Minimum = 1)]
     public int GradientAccumulation { get; set; } = 4;
 
-    [Doc("Peak learning rate of AdamW."), Range(Minimum = 0, ExclusiveMinimum = true, Maximum = 1)]
+    [Doc("Peak learning rate of AdamW."), Range(Minimum = 0, ExclusiveMinimum = true, Maximum = 1), SurvivesResume]
     public double LearningRate { get; set; } = 1e-4;
 
-    [Doc("Share of the steps spent warming the learning rate up linearly from 0."), Range(Minimum = 0, Maximum = 1)]
+    [Doc("Share of the steps spent warming the learning rate up linearly from 0."), Range(Minimum = 0, Maximum = 1), SurvivesResume]
     public double WarmupRatio { get; set; } = 0.05;
 
-    [Doc("Learning rate at the end of the cosine decay, as a share of the peak."), Range(Minimum = 0, Maximum = 1)]
+    [Doc("Learning rate at the end of the cosine decay, as a share of the peak."), Range(Minimum = 0, Maximum = 1), SurvivesResume]
     public double MinLrRatio { get; set; } = 0.1;
 
     [Doc("AdamW weight decay."), Range(Minimum = 0)]
     public double WeightDecay { get; set; } = 0.0;
 
-    [Doc("Clip the global gradient norm to this value; 0 disables clipping."), Range(Minimum = 0)]
+    [Doc("Clip the global gradient norm to this value; 0 disables clipping."), Range(Minimum = 0), SurvivesResume]
     public double MaxGradNorm { get; set; } = 1.0;
 
     [Doc("Seed for initialisation, data order and dropout.")]
     public int Seed { get; set; } = 42;
 
-    [Doc("auto (CUDA when present, else CPU), cpu or cuda."), OneOf("auto", "cpu", "cuda")]
+    [Doc("auto (CUDA when present, else CPU), cpu or cuda."), OneOf("auto", "cpu", "cuda"), SurvivesResume]
     public string Device { get; set; } = "auto";
 
     [Doc("Weight dtype while training. float32 everywhere; bfloat16 is fast on CPUs with avx512_bf16 and on GPUs (weights in bfloat16, float32 master weights or LoRA adapters); auto: bfloat16 on CUDA, float32 on the CPU. Never float16 on CPU."), OneOf("float32", "bfloat16", "auto")]
@@ -284,10 +288,10 @@ public sealed class TrainSettings : IValidatableSettings
     [Doc("Pack several training examples into each row of up to tokenize.max_length tokens (positions restart per example, no attention across examples): fewer padded tokens, same loss per example. batch_size then counts rows.")]
     public bool Packing { get; set; } = false;
 
-    [Doc("Write a checkpoint every N optimizer steps (0: only at the end and on Ctrl+C)."), Range(Minimum = 0)]
+    [Doc("Write a checkpoint every N optimizer steps (0: only at the end and on Ctrl+C)."), Range(Minimum = 0), SurvivesResume]
     public int CheckpointEvery { get; set; } = 0;
 
-    [Doc("Log a metrics line every N optimizer steps."), Range(Minimum = 1)]
+    [Doc("Log a metrics line every N optimizer steps."), Range(Minimum = 1), SurvivesResume]
     public int LogEvery { get; set; } = 10;
 
     public IEnumerable<SettingProblem> Validate()
@@ -342,6 +346,13 @@ public sealed class ExportSettings : IValidatableSettings
 /// <summary>The <c>stages:</c> section. Every stage is optional in the file; absent ones take their defaults.</summary>
 public sealed class StagesSettings
 {
+    /// <summary>The stage names (the keys under <c>stages:</c>), in the order the stages run.</summary>
+    public static IReadOnlyList<string> Names { get; } = [.. SettingsReflection.PropertiesOf(typeof(StagesSettings)).Select(p => p.Key)];
+
+    /// <summary>The settings section of the stage named <paramref name="stage"/>, or null when there is none.</summary>
+    public object? Section(string stage) =>
+        SettingsReflection.PropertiesOf(typeof(StagesSettings)).FirstOrDefault(p => p.Key == stage)?.Property.GetValue(this);
+
     public FetchSettings Fetch { get; set; } = new();
     public FormatSettings Format { get; set; } = new();
     public TokenizeSettings Tokenize { get; set; } = new();

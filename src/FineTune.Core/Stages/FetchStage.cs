@@ -9,9 +9,12 @@ namespace FineTune.Core.Stages;
 /// Brings the training data into the store, unchanged, as <c>data</c> + the source's extension (data.json).
 /// A local file is identified by its hash; a URL by its sha256 pin, so the key is known without downloading.
 /// </summary>
-public sealed class FetchStage(DownloadCache? cache = null) : Stage
+public sealed class FetchStage(DownloadCache? cache = null) : Stage<FetchSettings>
 {
     public const string DefaultExtension = ".json";
+
+    /// <summary>The summary figure holding the data's source as the pipeline names it (its path or url).</summary>
+    public const string SourceSummaryKey = "source";
 
     private DownloadCache? _cache = cache;
 
@@ -23,21 +26,13 @@ public sealed class FetchStage(DownloadCache? cache = null) : Stage
 
     public override IReadOnlyList<string> DependsOn => [];
 
-    public override object SelectSettings(PipelineDefinition pipeline) => pipeline.Stages.Fetch;
+    protected override IReadOnlyList<StageInput> ReadInputs(StageContext context, FetchSettings settings) =>
+        settings.Url is not null
+            ? [StageInput.Pinned("url", RequirePin(context, settings))]
+            : [CheckedLocalFile(context, settings)];
 
-    public override IReadOnlyList<ExternalInput> ResolveExternalInputs(StageContext context)
+    protected override async Task RunAsync(StageContext context, FetchSettings settings, CancellationToken cancellationToken)
     {
-        var settings = (FetchSettings)SelectSettings(context.Pipeline);
-        if (settings.Url is not null)
-            return [new ExternalInput("url", RequirePin(context, settings), -1)];
-
-        var (_, hash, size) = HashLocalFile(context, settings);
-        return [new ExternalInput("path", hash, size)];
-    }
-
-    public override async Task RunAsync(StageContext context, CancellationToken cancellationToken)
-    {
-        var settings = (FetchSettings)SelectSettings(context.Pipeline);
         string source;
         string sourceFile;
         string hash;
@@ -52,7 +47,8 @@ public sealed class FetchStage(DownloadCache? cache = null) : Stage
         }
         else
         {
-            (sourceFile, hash, _) = HashLocalFile(context, settings);
+            var local = CheckedLocalFile(context, settings);
+            (sourceFile, hash) = (local.Path!, local.Sha256);
             source = settings.Path!;
             extension = ExtensionOf(sourceFile);
         }
@@ -70,7 +66,7 @@ public sealed class FetchStage(DownloadCache? cache = null) : Stage
 
         context.Summary["bytes"] = new FileInfo(target).Length;
         context.Summary["sha256"] = hash;
-        context.Summary["source"] = source;
+        context.Summary[SourceSummaryKey] = source;
         context.Log.Info($"fetched {source} ({new FileInfo(target).Length:N0} bytes, sha256 {hash[..12]}…)");
     }
 
@@ -83,19 +79,20 @@ public sealed class FetchStage(DownloadCache? cache = null) : Stage
         return settings.Sha256!.ToLowerInvariant();
     }
 
-    private static (string Path, string Hash, long Size) HashLocalFile(StageContext context, FetchSettings settings)
+    private static StageInput CheckedLocalFile(StageContext context, FetchSettings settings)
     {
         var path = context.ResolvePath(settings.Path!);
         if (!File.Exists(path))
             throw new FineTuneException(context.Pipeline.Locate("stages.fetch.path")
                 .Error("FT0301", $"the data file '{settings.Path}' does not exist (looked for {path})"));
 
-        var hash = ContentHash.OfFile(path);
+        var input = StageInput.File("path", path);
+        var hash = input.Sha256;
         if (settings.Sha256 is not null && !string.Equals(hash, settings.Sha256, StringComparison.OrdinalIgnoreCase))
             throw new FineTuneException(context.Pipeline.Locate("stages.fetch.sha256")
                 .Error("FT0302", $"'{settings.Path}' has sha256 {hash}, not the pinned {settings.Sha256.ToLowerInvariant()}. " +
                     "If the file was changed on purpose, update sha256 (or remove it); otherwise restore the file."));
-        return (path, hash, new FileInfo(path).Length);
+        return input;
     }
 
     /// <summary>The source's extension when it looks like one (".json", ".jsonl"), else .json.</summary>

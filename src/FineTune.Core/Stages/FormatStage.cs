@@ -12,7 +12,7 @@ namespace FineTune.Core.Stages;
 /// and validation.jsonl (<see cref="ConversationFile"/>), checks.json (the <see cref="DataCheckReport"/>) and
 /// summary.json. Data with check errors fails the stage with exit code 2; warnings go to the log and the summary.
 /// </summary>
-public sealed class FormatStage : Stage
+public sealed class FormatStage : Stage<FormatSettings>
 {
     public override string Name => "format";
 
@@ -21,11 +21,8 @@ public sealed class FormatStage : Stage
 
     public override IReadOnlyList<string> DependsOn => ["fetch"];
 
-    public override object SelectSettings(PipelineDefinition pipeline) => pipeline.Stages.Format;
-
-    public override async Task RunAsync(StageContext context, CancellationToken cancellationToken)
+    protected override async Task RunAsync(StageContext context, FormatSettings settings, CancellationToken cancellationToken)
     {
-        var settings = (FormatSettings)SelectSettings(context.Pipeline);
         var source = SourceName(context);
         var (conversations, report) = await DataChecks.RunAsync(FetchedDataFile(context), source, settings, cancellationToken);
         if (report.HasErrors) throw report.ToException();
@@ -83,11 +80,14 @@ public sealed class FormatStage : Stage
         return count == 0 && records >= 2 ? 1 : count;
     }
 
+    /// <summary>The data as the user named it (the fetch stage's recorded source), so findings point at their file.</summary>
     private static DataSourceName SourceName(StageContext context)
     {
-        var fetch = context.Pipeline.Stages.Fetch;
-        if (fetch.Path is not null) return new DataSourceName(fetch.Path, context.ResolvePath(fetch.Path));
-        return new DataSourceName(fetch.Url ?? "the fetched data");
+        if (!context.InputEntries.TryGetValue("fetch", out var fetch) || fetch.Summary.GetValueOrDefault(FetchStage.SourceSummaryKey) is not string source)
+            return new DataSourceName("the fetched data");
+        return Uri.TryCreate(source, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https"
+            ? new DataSourceName(source)
+            : new DataSourceName(source, context.ResolvePath(source));
     }
 
     private static string FetchedDataFile(StageContext context)

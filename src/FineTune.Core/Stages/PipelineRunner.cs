@@ -31,7 +31,9 @@ public sealed class RunOptions
 
 public enum StageStatus { UpToDate, Restored, Ran, WillRun, NotSelected }
 
-public sealed record StageOutcome(string Stage, StageStatus Status, IReadOnlyList<string> Reasons, StoreEntry? Entry, string? OutputDirectory);
+/// <param name="Inputs">What the stage read (empty when its key could not be computed yet, in a dry run).</param>
+public sealed record StageOutcome(string Stage, StageStatus Status, IReadOnlyList<string> Reasons, StoreEntry? Entry, string? OutputDirectory,
+    IReadOnlyList<StageInput> Inputs);
 
 /// <summary>Receives what the runner does, to print it (console, JSON, MSBuild).</summary>
 public interface IRunObserver
@@ -48,8 +50,11 @@ public interface IRunObserver
 /// version, cache scheme, compute environment) already has a committed output in the store, and recording every
 /// stage in the lock file as soon as it is settled.
 /// </summary>
-public sealed class PipelineRunner(IReadOnlyList<Stage> stages, Func<string, ComputeEnvironment> resolveEnvironment, string toolVersion)
+public sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVersion)
 {
+    /// <summary>The stages this runner runs, in order.</summary>
+    public IReadOnlyList<Stage> Stages { get; } = stages;
+
     public async Task<IReadOnlyList<StageOutcome>> RunAsync(PipelineDefinition pipeline, RunOptions options, IRunObserver observer, CancellationToken cancellationToken)
     {
         var selected = SelectStages(options);
@@ -61,11 +66,10 @@ public sealed class PipelineRunner(IReadOnlyList<Stage> stages, Func<string, Com
         var previous = LockFile.Read(lockPath);
         var previousBlocks = LockFile.ReadStageBlocks(lockPath);
         var lockFile = new LockFile(lockPath) { PipelineName = pipeline.Name, ToolVersion = toolVersion };
-        ComputeEnvironment? environment = null;
 
         var outcomes = new List<StageOutcome>();
         var settled = new Dictionary<string, StoreEntry>(StringComparer.Ordinal);
-        foreach (var stage in stages)
+        foreach (var stage in Stages)
         {
             if (!selected.Contains(stage.Name)) continue;
             cancellationToken.ThrowIfCancellationRequested();
@@ -74,15 +78,17 @@ public sealed class PipelineRunner(IReadOnlyList<Stage> stages, Func<string, Com
             if (pending.Count > 0)
             {
                 // Only a dry run gets here: an upstream stage would run first, so this key is not known yet.
-                outcomes.Add(new StageOutcome(stage.Name, StageStatus.WillRun, [$"input will change: {string.Join(", ", pending.Select(p => p + " output"))} (pending)"], null, null));
+                outcomes.Add(new StageOutcome(stage.Name, StageStatus.WillRun, [$"input will change: {string.Join(", ", pending.Select(p => p + " output"))} (pending)"], null, null, []));
                 observer.StageStarting(stage.Name, outcomes[^1].Reasons);
                 continue;
             }
 
-            if (stage.DependsOnComputeEnvironment) environment ??= resolveEnvironment(pipeline.Stages.Train.Device);
-            var stageEnvironment = stage.DependsOnComputeEnvironment ? environment! : ComputeEnvironment.None;
-            var probe = NewContext(pipeline, stage, store, "", "", settled, stageEnvironment, NullLog.Instance);
-            var key = ComputeKey(stage, pipeline, settled, stage.ResolveExternalInputs(probe), stageEnvironment, out var settings, out var inputs, out var keyEnvironment);
+            var settings = stage.SettingsIn(pipeline);
+            var probe = NewContext(pipeline, stage, settings, store, "", "", settled, ComputeEnvironment.None, NullLog.Instance);
+            var environment = stage.ResolveEnvironment(probe);
+            probe = NewContext(pipeline, stage, settings, store, "", "", settled, environment, NullLog.Instance);
+            IReadOnlyList<StageInput> inputs = [.. stage.DependsOn.Select(d => StageInput.Upstream(d, settled[d])), .. stage.ReadInputs(probe)];
+            var key = ComputeKey(stage, settings, inputs, environment, out var settingsTree, out var inputRecords, out var keyEnvironment);
 
             var existing = store.TryGet(stage.Name, key);
             var forced = options.ForceAll || options.ForceStage == stage.Name;
@@ -92,16 +98,16 @@ public sealed class PipelineRunner(IReadOnlyList<Stage> stages, Func<string, Com
             {
                 var restored = locked is not null && locked.Key != key;
                 var outcome = new StageOutcome(stage.Name, restored ? StageStatus.Restored : StageStatus.UpToDate,
-                    restored ? ["restored from the store: " + string.Join("; ", Explain(locked, settings, inputs, keyEnvironment, stage.ImplementationVersion))] : [],
-                    existing, store.OutputDirectory(stage.Name, key));
+                    restored ? ["restored from the store: " + string.Join("; ", Explain(locked, settingsTree, inputRecords, keyEnvironment, stage.ImplementationVersion))] : [],
+                    existing, store.OutputDirectory(stage.Name, key), inputs);
                 settled[stage.Name] = existing;
-                lockFile.Record(existing);
+                lockFile.Record(existing, inputs);
                 outcomes.Add(outcome);
                 observer.StageUpToDate(outcome);
                 continue;
             }
 
-            var reasons = forced ? ["forced"] : Explain(locked, settings, inputs, keyEnvironment, stage.ImplementationVersion);
+            var reasons = forced ? ["forced"] : Explain(locked, settingsTree, inputRecords, keyEnvironment, stage.ImplementationVersion);
             if (locked is not null && locked.Key == key && existing is null && !forced) reasons = ["its output is missing from the store"];
 
             if (options.Only is not null && options.Only != stage.Name)
@@ -109,17 +115,18 @@ public sealed class PipelineRunner(IReadOnlyList<Stage> stages, Func<string, Com
 
             if (options.DryRun)
             {
-                outcomes.Add(new StageOutcome(stage.Name, StageStatus.WillRun, reasons, null, null));
+                outcomes.Add(new StageOutcome(stage.Name, StageStatus.WillRun, reasons, null, null, inputs));
                 observer.StageStarting(stage.Name, reasons);
                 continue;
             }
 
             observer.StageStarting(stage.Name, reasons);
-            var entry = await RunStageAsync(stage, pipeline, store, key, settings, inputs, environment, settled, observer.LogFor(stage.Name), options.Checkpoints, cancellationToken);
+            var entry = await RunStageAsync(stage, pipeline, settings, store, key, settingsTree, inputRecords, environment, settled,
+                observer.LogFor(stage.Name), options.Checkpoints, cancellationToken);
             settled[stage.Name] = entry;
-            lockFile.Record(entry);
+            lockFile.Record(entry, inputs);
             WriteLock(lockFile, previousBlocks);
-            var ran = new StageOutcome(stage.Name, StageStatus.Ran, reasons, entry, store.OutputDirectory(stage.Name, key));
+            var ran = new StageOutcome(stage.Name, StageStatus.Ran, reasons, entry, store.OutputDirectory(stage.Name, key), inputs);
             outcomes.Add(ran);
             observer.StageFinished(ran);
         }
@@ -129,11 +136,11 @@ public sealed class PipelineRunner(IReadOnlyList<Stage> stages, Func<string, Com
     }
 
     private void WriteLock(LockFile lockFile, IReadOnlyDictionary<string, string> previousBlocks) =>
-        lockFile.Write([.. stages.Select(s => s.Name)], previousBlocks);
+        lockFile.Write([.. Stages.Select(s => s.Name)], previousBlocks);
 
     private HashSet<string> SelectStages(RunOptions options)
     {
-        var names = stages.Select(s => s.Name).ToList();
+        var names = Stages.Select(s => s.Name).ToList();
         foreach (var (option, value) in new[] { ("--until", options.Until), ("--only", options.Only), ("--force", options.ForceStage) })
         {
             if (value is null || names.Contains(value)) continue;
@@ -145,45 +152,50 @@ public sealed class PipelineRunner(IReadOnlyList<Stage> stages, Func<string, Com
         return [.. names];
     }
 
-    private static StageContext NewContext(PipelineDefinition pipeline, Stage stage, StageStore store, string output, string work,
-        Dictionary<string, StoreEntry> settled, ComputeEnvironment environment, IStageLog log, CheckpointPolicy checkpoints = CheckpointPolicy.Resume) => new()
+    private static StageContext NewContext(PipelineDefinition pipeline, Stage stage, object settings, StageStore store, string output, string work,
+        Dictionary<string, StoreEntry> settled, ComputeEnvironment environment, IStageLog log, CheckpointPolicy checkpoints = CheckpointPolicy.Resume)
     {
-        Checkpoints = checkpoints,
-        Pipeline = pipeline,
-        PipelineDirectory = pipeline.Directory,
-        OutputDirectory = output,
-        WorkDirectory = work,
-        InputDirectories = stage.DependsOn.Where(settled.ContainsKey).ToDictionary(d => d, d => store.OutputDirectory(d, settled[d].Key)),
-        Log = log,
-        Environment = environment,
-        Name = stage.Name,
-    };
+        var upstream = stage.DependsOn.Where(settled.ContainsKey).ToList();
+        return new()
+        {
+            Checkpoints = checkpoints,
+            Pipeline = pipeline,
+            Settings = settings,
+            PipelineDirectory = pipeline.Directory,
+            OutputDirectory = output,
+            WorkDirectory = work,
+            InputDirectories = upstream.ToDictionary(d => d, d => store.OutputDirectory(d, settled[d].Key)),
+            InputEntries = upstream.ToDictionary(d => d, d => settled[d]),
+            Log = log,
+            Environment = environment,
+            Name = stage.Name,
+        };
+    }
 
-    private static string ComputeKey(Stage stage, PipelineDefinition pipeline, Dictionary<string, StoreEntry> settled, IReadOnlyList<ExternalInput> external,
-        ComputeEnvironment environment, out SortedDictionary<string, object?> settings, out SortedDictionary<string, FileRecord> inputs,
+    /// <summary>
+    /// The stage key: a hash of the canonical tree of everything that decides the output (cache scheme, stage and its
+    /// implementation, settings, input hashes, device and libtorch).
+    /// </summary>
+    private static string ComputeKey(Stage stage, object settings, IReadOnlyList<StageInput> inputs, ComputeEnvironment environment,
+        out SortedDictionary<string, object?> settingsTree, out SortedDictionary<string, FileRecord> inputRecords,
         out SortedDictionary<string, string> keyEnvironment)
     {
-        settings = SettingsReflection.ToPlainTree(stage.SelectSettings(pipeline));
-        inputs = new SortedDictionary<string, FileRecord>(StringComparer.Ordinal);
-        foreach (var dependency in stage.DependsOn)
-        {
-            var upstream = settled[dependency];
-            inputs[dependency + " output"] = new FileRecord(upstream.OutputHash, upstream.Outputs.Values.Sum(o => o.Size));
-        }
-        foreach (var input in external) inputs[input.Name] = new FileRecord(input.Sha256, input.Size);
+        settingsTree = SettingsReflection.ToPlainTree(settings);
+        inputRecords = new SortedDictionary<string, FileRecord>(StringComparer.Ordinal);
+        foreach (var input in inputs) inputRecords[input.Name] = new FileRecord(input.Sha256, input.Size);
         keyEnvironment = new SortedDictionary<string, string>(StringComparer.Ordinal);
-        if (stage.DependsOnComputeEnvironment)
+        if (!environment.IsNone)
         {
-            keyEnvironment["device"] = environment.Device;
-            keyEnvironment["libtorch"] = environment.LibTorchVersion;
+            keyEnvironment[ComputeEnvironment.DeviceKey] = environment.Device;
+            keyEnvironment[ComputeEnvironment.LibTorchKey] = environment.LibTorchVersion;
         }
         var material = new SortedDictionary<string, object?>(StringComparer.Ordinal)
         {
             ["scheme"] = (long)StageStore.CacheScheme,
             ["stage"] = stage.Name,
             ["implementation"] = (long)stage.ImplementationVersion,
-            ["settings"] = settings,
-            ["inputs"] = inputs.ToDictionary(kv => kv.Key, kv => (object?)kv.Value.Sha256),
+            ["settings"] = settingsTree,
+            ["inputs"] = inputRecords.ToDictionary(kv => kv.Key, kv => (object?)kv.Value.Sha256),
             ["environment"] = keyEnvironment.ToDictionary(kv => kv.Key, kv => (object?)kv.Value),
         };
         return ContentHash.OfText(CanonicalJson.Serialize(material));
@@ -213,15 +225,14 @@ public sealed class PipelineRunner(IReadOnlyList<Stage> stages, Func<string, Com
         return reasons;
     }
 
-    private async Task<StoreEntry> RunStageAsync(Stage stage, PipelineDefinition pipeline, StageStore store, string key,
-        SortedDictionary<string, object?> settings, SortedDictionary<string, FileRecord> inputs, ComputeEnvironment? environment,
+    private async Task<StoreEntry> RunStageAsync(Stage stage, PipelineDefinition pipeline, object settings, StageStore store, string key,
+        SortedDictionary<string, object?> settingsTree, SortedDictionary<string, FileRecord> inputs, ComputeEnvironment environment,
         Dictionary<string, StoreEntry> settled, IStageLog log, CheckpointPolicy checkpoints, CancellationToken cancellationToken)
     {
         var temporary = store.NewTemporaryEntry();
         var work = store.WorkDirectory(stage.Name, key);
         Directory.CreateDirectory(work);
-        var context = NewContext(pipeline, stage, store, Path.Combine(temporary, "output"), work, settled,
-            stage.DependsOnComputeEnvironment ? environment! : ComputeEnvironment.None, log, checkpoints);
+        var context = NewContext(pipeline, stage, settings, store, Path.Combine(temporary, "output"), work, settled, environment, log, checkpoints);
         var started = DateTime.UtcNow;
         var clock = Stopwatch.StartNew();
         try
@@ -235,11 +246,11 @@ public sealed class PipelineRunner(IReadOnlyList<Stage> stages, Func<string, Com
             throw new StageFailedException(stage.Name, e);
         }
         var recordedEnvironment = new SortedDictionary<string, string>(StringComparer.Ordinal) { ["tool"] = toolVersion };
-        if (stage.DependsOnComputeEnvironment && environment is not null)
+        if (!environment.IsNone)
         {
-            recordedEnvironment["device"] = environment.Device;
-            recordedEnvironment["libtorch"] = environment.LibTorchVersion;
-            recordedEnvironment["threads"] = environment.Threads.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            recordedEnvironment[ComputeEnvironment.DeviceKey] = environment.Device;
+            recordedEnvironment[ComputeEnvironment.LibTorchKey] = environment.LibTorchVersion;
+            recordedEnvironment[ComputeEnvironment.ThreadsKey] = environment.Threads.ToString(System.Globalization.CultureInfo.InvariantCulture);
         }
         var summary = new SortedDictionary<string, object?>(context.Summary.ToDictionary(kv => kv.Key, kv => SettingsReflection.ToPlainValue(kv.Value)), StringComparer.Ordinal);
         return store.Commit(temporary, (outputs, outputHash) => new StoreEntry
@@ -247,7 +258,7 @@ public sealed class PipelineRunner(IReadOnlyList<Stage> stages, Func<string, Com
             Stage = stage.Name,
             Key = key,
             Implementation = stage.ImplementationVersion,
-            Settings = settings,
+            Settings = settingsTree,
             Inputs = inputs,
             Outputs = outputs,
             OutputHash = outputHash,

@@ -14,44 +14,40 @@ namespace FineTune.Core.Stages;
 /// Renders the format stage's conversations with the chat template, tokenizes them with loss labels and writes
 /// train.tokens / validation.tokens, the tokenizer files the model will ship with, and summary.json.
 /// </summary>
-public sealed class TokenizeStage : Stage
+public sealed class TokenizeStage : Stage<TokenizeSettings>
 {
     public override string Name => "tokenize";
     public override int ImplementationVersion => 2;
     public override IReadOnlyList<string> DependsOn => ["format"];
-    public override object SelectSettings(PipelineDefinition pipeline) => pipeline.Stages.Tokenize;
 
     private const string SettingPath = "stages.tokenize.tokenizer";
     private const string TemplateSettingPath = "stages.tokenize.chat_template";
 
-    public override IReadOnlyList<ExternalInput> ResolveExternalInputs(StageContext context)
+    protected override IReadOnlyList<StageInput> ReadInputs(StageContext context, TokenizeSettings settings)
     {
-        var settings = context.Settings<TokenizeSettings>();
-        var inputs = new List<ExternalInput>();
+        var inputs = new List<StageInput>();
         if (TemplateFile(context, settings) is { } templateFile)
         {
             if (!File.Exists(templateFile))
                 throw new FineTuneException(context.Pipeline.Locate(TemplateSettingPath).Error("FT0405",
                     $"chat_template '{settings.ChatTemplate}' is neither 'model', a built-in template ({string.Join(", ", BuiltinChatTemplates.Names)}) nor an existing .jinja file"));
-            inputs.Add(Describe("chat_template", templateFile));
+            inputs.Add(StageInput.File("chat_template", templateFile));
         }
         if (settings.Tokenizer == ChatTokenizer.Gpt2)
         {
-            inputs.Add(new ExternalInput("tokenizer gpt2", ContentHash.OfText(ChatTokenizer.Gpt2Identity), ChatTokenizer.Gpt2Identity.Length));
+            inputs.Add(StageInput.Builtin("tokenizer gpt2", ChatTokenizer.Gpt2Identity));
             return inputs;
         }
 
-        var dir = TokenizerFolder(context, settings);
-        var json = Path.Combine(dir, ChatTokenizer.TokenizerJsonFile);
+        var folder = TokenizerFolder(context, settings);
+        var json = Path.Combine(folder.Folder, ChatTokenizer.TokenizerJsonFile);
         if (!File.Exists(json))
             throw new FineTuneException(context.Pipeline.Locate(SettingPath).Error("FT0401",
                 $"'{settings.Tokenizer}' has no tokenizer.json; use 'gpt2', a folder holding a Hugging Face tokenizer.json (and tokenizer_config.json), or a Hub model id"));
-        inputs.Add(Describe("tokenizer/tokenizer.json", json));
-        var config = Path.Combine(dir, ChatTokenizer.TokenizerConfigFile);
-        if (File.Exists(config)) inputs.Add(Describe("tokenizer/tokenizer_config.json", config));
+        inputs.Add(folder.Input("tokenizer/tokenizer.json", json));
+        var config = Path.Combine(folder.Folder, ChatTokenizer.TokenizerConfigFile);
+        if (File.Exists(config)) inputs.Add(folder.Input("tokenizer/tokenizer_config.json", config));
         return inputs;
-
-        static ExternalInput Describe(string name, string path) => new(name, ContentHash.OfFile(path), new FileInfo(path).Length);
     }
 
     /// <summary>The .jinja file the chat_template setting names, or null for 'model' and the built-in names.</summary>
@@ -60,18 +56,17 @@ public sealed class TokenizeStage : Stage
             ? null
             : context.ResolvePath(settings.ChatTemplate);
 
-    private static string TokenizerFolder(StageContext context, TokenizeSettings settings) =>
+    private static ModelLocation TokenizerFolder(StageContext context, TokenizeSettings settings) =>
         ModelSource.ResolveSetting(context, settings.Tokenizer, SettingPath, "FT0401",
             "use 'gpt2', a folder holding a Hugging Face tokenizer.json (and tokenizer_config.json), or a Hub model id");
 
-    public override Task RunAsync(StageContext context, CancellationToken cancellationToken)
+    protected override Task RunAsync(StageContext context, TokenizeSettings settings, CancellationToken cancellationToken)
     {
-        var settings = context.Settings<TokenizeSettings>();
-        ResolveExternalInputs(context); // the same existence checks, with the pipeline location, before loading
+        ReadInputs(context, settings); // the same existence checks, with the pipeline location, before loading
         var pipelineDirectory = context.PipelineDirectory;
         var tokenizer = settings.Tokenizer == ChatTokenizer.Gpt2
             ? ChatTokenizer.LoadGpt2(settings.ChatTemplate, pipelineDirectory)
-            : ChatTokenizer.LoadFolder(TokenizerFolder(context, settings), settings.ChatTemplate, pipelineDirectory);
+            : ChatTokenizer.LoadFolder(TokenizerFolder(context, settings).Folder, settings.ChatTemplate, pipelineDirectory);
         var trainOn = Enum.Parse<TrainOn>(settings.TrainOn, ignoreCase: true);
         var formatDir = context.Input("format");
         var tokenizerDirectory = Path.Combine(context.OutputDirectory, "tokenizer");
@@ -126,8 +121,20 @@ public sealed class TokenizeStage : Stage
             ["train"] = train,
             ["validation"] = splits["validation"],
         };
-        File.WriteAllText(Path.Combine(context.OutputDirectory, "summary.json"), JsonSerializer.Serialize(summary, SummaryJson) + "\n");
+        File.WriteAllText(Path.Combine(context.OutputDirectory, SummaryFile), JsonSerializer.Serialize(summary, SummaryJson) + "\n");
         return Task.CompletedTask;
+    }
+
+    public const string SummaryFile = "summary.json";
+
+    /// <summary>The longest sequence a tokenize output holds, as its summary records it.</summary>
+    public static int MaxLengthOf(string tokenizeOutput)
+    {
+        var path = Path.Combine(tokenizeOutput, SummaryFile);
+        using var summary = JsonDocument.Parse(File.ReadAllBytes(path));
+        return summary.RootElement.TryGetProperty("max_length", out var maxLength) && maxLength.TryGetInt32(out var value)
+            ? value
+            : throw new FineTuneException(Diagnostic.Error("FT0407", "the tokenize summary records no max_length; run the tokenize stage again", path), ExitCodes.StageFailed);
     }
 
     private static readonly JsonSerializerOptions SummaryJson = new()

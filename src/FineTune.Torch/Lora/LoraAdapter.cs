@@ -2,7 +2,7 @@ using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using FineTune.Core.Diagnostics;
-using FineTune.Torch.Checkpoints;
+using FineTune.Torch.Formats;
 using FineTune.Torch.Models;
 using TorchSharp;
 using TorchSharp.Modules;

@@ -1,5 +1,5 @@
 using FineTune.Core.Diagnostics;
-using FineTune.Torch.Checkpoints;
+using FineTune.Torch.Formats;
 using TorchSharp;
 using static TorchSharp.torch;
 

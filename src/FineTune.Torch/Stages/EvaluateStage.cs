@@ -37,7 +37,7 @@ public sealed record EvaluationReport(
 /// label, and its exponential, the perplexity) and writes greedy answers to the pipeline's prompts, so a run
 /// shows both a number to compare and text a person can judge.
 /// </summary>
-public sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer = null) : Stage
+public sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer = null) : Stage<EvaluateSettings>
 {
     public const string ReportJson = "report.json";
     public const string ReportMarkdown = "report.md";
@@ -50,12 +50,14 @@ public sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer = 
     public override string Name => "evaluate";
     public override int ImplementationVersion => 1;
     public override IReadOnlyList<string> DependsOn { get; } = ["train", "tokenize"];
-    public override bool DependsOnComputeEnvironment => true;
-    public override object SelectSettings(PipelineDefinition pipeline) => pipeline.Stages.Evaluate;
 
-    public override Task RunAsync(StageContext context, CancellationToken cancellationToken)
+    /// <summary>The device the model was trained on, as the train stage's output records it.</summary>
+    protected override ComputeEnvironment ResolveEnvironment(StageContext context, EvaluateSettings settings) =>
+        ComputeEnvironmentProvider.Resolve(context.InputEntries.TryGetValue("train", out var train)
+            && train.Environment.TryGetValue(ComputeEnvironment.DeviceKey, out var device) ? device : "auto");
+
+    protected override Task RunAsync(StageContext context, EvaluateSettings settings, CancellationToken cancellationToken)
     {
-        var settings = context.Settings<EvaluateSettings>();
         var modelDirectory = Path.Combine(context.Input("train"), "model");
         var tokenizeDirectory = context.Input("tokenize");
         var device = ComputeEnvironmentProvider.TorchDevice(context.Environment);

@@ -6,7 +6,7 @@ using FineTune.Core.Pipeline;
 using FineTune.Core.Stages;
 using FineTune.Core.Tokenization;
 using FineTune.Torch.Chat;
-using FineTune.Torch.Checkpoints;
+using FineTune.Torch.Formats;
 using FineTune.Torch.Models;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -17,7 +17,7 @@ namespace FineTune.Torch.Stages;
 /// Writes the trained model as one self-contained Hugging Face folder: transformers' <c>from_pretrained</c>, the
 /// llama.cpp converter and <c>dotnet finetune chat</c> all read it as it is.
 /// </summary>
-public sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = null) : Stage
+public sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = null) : Stage<ExportSettings>
 {
     public const string GenerationConfigFile = "generation_config.json";
 
@@ -26,11 +26,9 @@ public sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = nu
     public override string Name => "export";
     public override int ImplementationVersion => 1;
     public override IReadOnlyList<string> DependsOn { get; } = ["train", "tokenize"];
-    public override object SelectSettings(PipelineDefinition pipeline) => pipeline.Stages.Export;
 
-    public override Task RunAsync(StageContext context, CancellationToken cancellationToken)
+    protected override Task RunAsync(StageContext context, ExportSettings settings, CancellationToken cancellationToken)
     {
-        var settings = context.Settings<ExportSettings>();
         var modelDirectory = Path.Combine(context.Input("train"), "model");
         var tokenizerDirectory = Path.Combine(context.Input("tokenize"), "tokenizer");
         var output = context.OutputDirectory;

@@ -1,3 +1,4 @@
+using System.Globalization;
 using FineTune.Core;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -7,7 +8,7 @@ using FineTune.Core.Pipeline;
 using FineTune.Core.Hub;
 using FineTune.Core.Stages;
 using FineTune.Core.Tokenization;
-using FineTune.Torch.Checkpoints;
+using FineTune.Torch.Formats;
 using FineTune.Torch.Lora;
 using FineTune.Torch.Models;
 using FineTune.Torch.Training;
@@ -20,32 +21,29 @@ namespace FineTune.Torch.Stages;
 /// Trains the model on the tokenize stage's train.tokens and writes <c>model/</c> (config.json +
 /// model.safetensors, Hugging Face layout), <c>metrics.jsonl</c> and <c>summary.json</c>.
 /// </summary>
-public sealed class TrainStage : Stage
+public sealed class TrainStage : Stage<TrainSettings>
 {
     public override string Name => "train";
     public override int ImplementationVersion => 3;
     public override IReadOnlyList<string> DependsOn => ["tokenize"];
-    public override bool DependsOnComputeEnvironment => true;
-    public override object SelectSettings(PipelineDefinition pipeline) => pipeline.Stages.Train;
 
-    public override Task RunAsync(StageContext context, CancellationToken cancellationToken)
+    protected override ComputeEnvironment ResolveEnvironment(StageContext context, TrainSettings settings) =>
+        ComputeEnvironmentProvider.Resolve(settings.Device);
+
+    protected override Task RunAsync(StageContext context, TrainSettings settings, CancellationToken cancellationToken)
     {
-        var settings = context.Settings<TrainSettings>();
         var tokenizeDirectory = context.Input("tokenize");
         var trainPath = Path.Combine(tokenizeDirectory, "train.tokens");
         var data = TokenizedDataset.Read(trainPath);
         if (data.Count == 0)
             throw new FineTuneException(context.Pipeline.Locate("stages.train").Error("FT0503", $"{trainPath} holds no training examples"), ExitCodes.StageFailed);
 
-        var environment = context.Environment.Device == ComputeEnvironment.None.Device
-            ? ComputeEnvironmentProvider.Resolve(settings.Device)
-            : context.Environment;
+        var environment = context.Environment;
         var device = ComputeEnvironmentProvider.TorchDevice(environment);
         var dtype = Trainer.ScalarTypeOf(settings.Dtype, device);
         // Before loading the model: a refused resume should not cost minutes.
         var dataHash = ContentHash.OfFile(trainPath);
-        // Not the thread count: it changes the last bits of sums, not what the run is, so it must not discard a checkpoint.
-        var checkpointKey = ContentHash.OfText(JsonSerializer.Serialize(settings) + "|" + dataHash + "|" + environment.Device + "|" + environment.LibTorchVersion);
+        var checkpointKey = TrainingCheckpoint.KeyFor(settings, dataHash, environment);
         var flatSettings = SettingsReflection.Flatten(SettingsReflection.ToPlainTree(settings))
             .ToDictionary(kv => kv.Key, kv => SettingsReflection.Display(kv.Value), StringComparer.Ordinal);
         var carried = CheckpointGuard.Prepare(context.WorkDirectory, Name,
@@ -66,7 +64,7 @@ public sealed class TrainStage : Stage
             CheckpointDirectory = context.WorkDirectory,
             CheckpointKey = checkpointKey,
             MetricsPath = Path.Combine(context.OutputDirectory, "metrics.jsonl"),
-            PackLength = context.Pipeline.Stages.Tokenize.MaxLength,
+            PackLength = settings.Packing ? TokenizeStage.MaxLengthOf(tokenizeDirectory) : null,
         };
         var result = trainer.Train(cancellationToken);
 
@@ -107,17 +105,58 @@ public sealed class TrainStage : Stage
         return Task.CompletedTask;
     }
 
-    public override IReadOnlyList<ExternalInput> ResolveExternalInputs(StageContext context)
+    protected override IReadOnlyList<StageInput> ReadInputs(StageContext context, TrainSettings settings)
     {
-        var settings = context.Settings<TrainSettings>();
         if (settings.IsBuiltin) return [];
         // A pretrained model is an input like any file: its configuration and weights enter the key by content.
-        var folder = ModelFolderOf(context, settings);
-        return [.. new[] { Path.Combine(folder, ModelFolder.ConfigFile) }.Concat(ModelFolder.WeightFiles(folder))
-            .Select(file => new ExternalInput("model/" + Path.GetFileName(file), ContentHash.OfFile(file), new FileInfo(file).Length))];
+        var model = ModelFolderOf(context, settings);
+        return [.. new[] { Path.Combine(model.Folder, ModelFolder.ConfigFile) }.Concat(ModelFolder.WeightFiles(model.Folder))
+            .Select(file => model.Input("model/" + Path.GetFileName(file), file))];
     }
 
-    private static string ModelFolderOf(StageContext context, TrainSettings settings) =>
+    /// <summary>
+    /// Before any model is loaded (<c>validate --data</c>): the optimizer steps and the estimated time of training on a
+    /// tokenize output, from its summary and the model's configuration (the built-in one, a local folder, or a Hub
+    /// snapshot already in the cache).
+    /// </summary>
+    public IEnumerable<string> DescribeFromData(PipelineDefinition pipeline, string tokenizeOutput)
+    {
+        var settings = (TrainSettings)SettingsIn(pipeline);
+        var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(tokenizeOutput, TokenizeStage.SummaryFile)))!;
+        var train = summary["train"]!;
+        var examples = train["examples"]!.GetValue<int>();
+        var schedule = StepSchedule.For((examples + settings.BatchSize - 1) / settings.BatchSize, settings.GradientAccumulation, settings.Epochs);
+        yield return $"train: {schedule.TotalSteps:N0} optimizer steps of {settings.BatchSize} x {settings.GradientAccumulation} examples over "
+            + $"{settings.Epochs.ToString(CultureInfo.InvariantCulture)} epoch(s)" + (settings.Packing ? " (before packing)" : "");
+
+        LlamaConfig config;
+        if (settings.IsBuiltin) config = BuiltinConfig(settings.Builtin, summary["vocab_size"]!.GetValue<int>());
+        else
+        {
+            try
+            {
+                var local = Path.GetFullPath(settings.Model, pipeline.Directory);
+                var folder = Directory.Exists(local) ? local
+                    : ModelSource.ResolveAsync(settings.Model, HubOptions.FromEnvironment(offline: true), null, CancellationToken.None).GetAwaiter().GetResult();
+                config = ModelFolder.ReadConfig(folder);
+            }
+            catch (Exception e) when (e is FineTuneException or IOException)
+            {
+                yield break;
+            }
+        }
+        var all = LoraAdapter.BaseParameterCount(config);
+        var embeddings = (long)config.VocabSize * config.HiddenSize * (config.TieWordEmbeddings ? 1 : 2);
+        var device = ComputeEnvironmentProvider.TorchDevice(ComputeEnvironmentProvider.Resolve(settings.Device));
+        var peak = FlopCounter.MeasureMatmulFlops(device, Trainer.ScalarTypeOf(settings.Dtype, device));
+        var tokens = train["tokens"]!.GetValue<long>();
+        var trained = train["trained_tokens"]!.GetValue<long>();
+        var flops = new FlopCounter(config, all - embeddings).TrainingFlops((long)(tokens * settings.Epochs),
+            train["length_p90"]!.GetValue<int>(), (int)Math.Min(int.MaxValue, trained * settings.Epochs));
+        yield return $"time: about {TrainTimeEstimate.Describe(flops, peak)} on this {device.type.ToString().ToLowerInvariant()}";
+    }
+
+    private static ModelLocation ModelFolderOf(StageContext context, TrainSettings settings) =>
         ModelSource.ResolveSetting(context, settings.Model, "stages.train.model", "FT0621",
             "use builtin:tiny, a Hugging Face layout folder, or a model id such as Qwen/Qwen2.5-0.5B-Instruct");
 
@@ -147,7 +186,7 @@ public sealed class TrainStage : Stage
     private static LlamaForCausalLM LoadPretrainedModel(StageContext context, TrainSettings settings, ChatTokenizer tokenizer, ScalarType dtype)
     {
         manual_seed(settings.Seed);
-        var model = ModelFolder.Load(ModelFolderOf(context, settings), dtype);
+        var model = ModelFolder.Load(ModelFolderOf(context, settings).Folder, dtype);
         if (tokenizer.VocabSize > model.Config.VocabSize)
         {
             model.Dispose();

@@ -1,7 +1,7 @@
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using FineTune.Core;
 using FineTune.Core.Diagnostics;
+using FineTune.Core.Pipeline;
 using FineTune.Core.Stages;
 
 namespace FineTune.Torch.Training;
@@ -18,20 +18,14 @@ public sealed record RunIdentity(string Pipeline, string Key, IReadOnlyDictionar
 /// away; resuming silently would train a different run than the file says. So the stage refuses and lists the changes
 /// (setting: old -> new), and the user decides: --restart discards the old checkpoint; --resume-with-changes moves it
 /// into the new run and continues, which is allowed only when every change is in <see cref="ResumableSettings"/>.
+/// The checkpoint's files are <see cref="TrainingCheckpoint"/>'s.
 /// </summary>
 public static class CheckpointGuard
 {
     public const string IdentityFile = "run.json";
 
-    /// <summary>
-    /// Settings a checkpoint survives: the schedule (its length and learning rates, recomputed every step), gradient
-    /// clipping, bookkeeping and the device. The model, method, LoRA shape, batch shape, seed (data order), dtype,
-    /// weight decay (kept in the optimizer state) and the data are fixed by the checkpoint.
-    /// </summary>
-    public static readonly IReadOnlySet<string> ResumableSettings = new HashSet<string>(StringComparer.Ordinal)
-    {
-        "epochs", "learning_rate", "warmup_ratio", "min_lr_ratio", "max_grad_norm", "log_every", "checkpoint_every", "device",
-    };
+    /// <summary>The settings a checkpoint survives (declared on <see cref="TrainSettings"/> with <c>[SurvivesResume]</c>).</summary>
+    public static IReadOnlySet<string> ResumableSettings { get; } = new HashSet<string>(TrainSettings.ResumableKeys, StringComparer.Ordinal);
 
     /// <summary>
     /// Before training: applies <paramref name="policy"/> to checkpoints of other runs of this pipeline's stage (sibling
@@ -46,13 +40,13 @@ public static class CheckpointGuard
         IReadOnlyList<string> carried = [];
         if (policy == CheckpointPolicy.Restart)
         {
-            var checkpoint = Path.Combine(own, "checkpoint");
+            var checkpoint = TrainingCheckpoint.FolderIn(own);
             var discarded = others.Count + (Directory.Exists(checkpoint) ? 1 : 0);
             foreach (var (folder, _) in others) Directory.Delete(folder, recursive: true);
             if (Directory.Exists(checkpoint)) Directory.Delete(checkpoint, recursive: true);
             if (discarded > 0) log.Info($"--restart: discarded {discarded} checkpoint(s) of interrupted runs");
         }
-        else if (!Directory.Exists(Path.Combine(own, "checkpoint")) && others.Count > 0)
+        else if (!Directory.Exists(TrainingCheckpoint.FolderIn(own)) && others.Count > 0)
         {
             var (folder, saved) = others[0];
             var changes = Differences(saved, current);
@@ -60,22 +54,19 @@ public static class CheckpointGuard
             var listing = string.Join("; ", changes.Select(c => $"{c.Setting}: {c.Old} -> {c.New}"));
             if (policy != CheckpointPolicy.ResumeWithChanges)
                 throw new FineTuneException("FT0540",
-                    $"a checkpoint of an interrupted {stage} run (step {StepOf(folder)}, {Path.Combine(folder, "checkpoint")}) has other settings: {listing}. "
+                    $"a checkpoint of an interrupted {stage} run (step {StepOf(folder)}, {TrainingCheckpoint.FolderIn(folder)}) has other settings: {listing}. "
                     + "Run with --restart to discard it and start over, or with --resume-with-changes to continue from it "
                     + (fixedChanges.Count == 0 ? "with the new settings." : $"(not possible here: {string.Join(", ", fixedChanges.Select(c => c.Setting))} cannot change in a running training)."),
                     ExitCodes.InvalidInput);
             if (fixedChanges.Count > 0)
                 throw new FineTuneException("FT0541",
-                    $"--resume-with-changes: the checkpoint in {Path.Combine(folder, "checkpoint")} cannot continue with these changes: "
+                    $"--resume-with-changes: the checkpoint in {TrainingCheckpoint.FolderIn(folder)} cannot continue with these changes: "
                     + string.Join("; ", fixedChanges.Select(c => $"{c.Setting}: {c.Old} -> {c.New}"))
                     + $". Only {string.Join(", ", ResumableSettings.Order(StringComparer.Ordinal))} may change; run with --restart to start over.",
                     ExitCodes.InvalidInput);
             // Adopt the checkpoint: it now belongs to this run's key, so the trainer resumes it like its own.
-            Directory.Move(Path.Combine(folder, "checkpoint"), Path.Combine(own, "checkpoint"));
-            var statePath = Path.Combine(own, "checkpoint", "state.json");
-            var state = JsonNode.Parse(File.ReadAllText(statePath))!.AsObject();
-            state["Key"] = current.Key;
-            File.WriteAllText(statePath, state.ToJsonString());
+            Directory.Move(TrainingCheckpoint.FolderIn(folder), TrainingCheckpoint.FolderIn(own));
+            TrainingCheckpoint.Adopt(own, current.Key);
             Directory.Delete(folder, recursive: true);
             carried = [.. changes.Select(c => $"{c.Setting}: {c.Old} -> {c.New}")];
             log.Info($"--resume-with-changes: continuing the interrupted run from step {StepOf(own)} with {listing}");
@@ -110,7 +101,7 @@ public static class CheckpointGuard
         foreach (var folder in Directory.EnumerateDirectories(parent, stage + "-*"))
         {
             if (Path.GetFullPath(folder) == own) continue;
-            var state = Path.Combine(folder, "checkpoint", "state.json");
+            var state = TrainingCheckpoint.StatePathIn(folder);
             var identityPath = Path.Combine(folder, IdentityFile);
             if (!File.Exists(state) || !File.Exists(identityPath)) continue;
             RunIdentity? identity;
@@ -122,9 +113,5 @@ public static class CheckpointGuard
         return [.. found.OrderByDescending(f => f.Written).Select(f => (f.Folder, f.Identity))];
     }
 
-    private static int StepOf(string folder)
-    {
-        try { return JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "checkpoint", "state.json")))?["Step"]?.GetValue<int>() ?? 0; }
-        catch (Exception e) when (e is JsonException or IOException or InvalidOperationException) { return 0; }
-    }
+    private static int StepOf(string folder) => TrainingCheckpoint.TryReadState(folder)?.Step ?? 0;
 }

@@ -39,16 +39,9 @@ public sealed record TrainPlan(
     StepSchedule Schedule, int BatchesPerEpoch, long TokensPerEpoch, double TrainingFlops, double PeakFlops,
     string Device, string Dtype)
 {
-    /// <summary>
-    /// Share of the matmul peak a training step reaches in practice (attention, norms, the optimizer and the framework
-    /// run below peak). The train-loop benchmark (LoRA r 8, Qwen2.5-0.5B shape cut to 4 layers, 4 x 384 tokens, float32)
-    /// measured 0.46 by this count on the shared 2-core development machine. Used only for the estimate.
-    /// </summary>
-    public const double ExpectedUtilisation = 0.5;
-
     public double TrainableShare => AllParameters == 0 ? 0 : (double)TrainableParameters / AllParameters;
 
-    public double EstimatedSeconds => TrainingFlops / Math.Max(PeakFlops * ExpectedUtilisation, 1);
+    public double EstimatedSeconds => TrainTimeEstimate.Seconds(TrainingFlops, PeakFlops);
 
     /// <summary>One readable line per figure, for the stage log.</summary>
     public IEnumerable<string> Lines()
@@ -58,7 +51,7 @@ public sealed record TrainPlan(
         yield return string.Create(c, $"plan: method {Method}, trainable {TrainableParameters:N0} of {AllParameters:N0} ({TrainableShare * 100:0.00} %)");
         yield return string.Create(c, $"plan: {Examples:N0} examples, {TokensPerEpoch:N0} tokens per epoch, {Epochs:0.##} epoch(s)");
         yield return string.Create(c, $"plan: {Schedule.TotalSteps:N0} optimizer steps of {BatchSize} x {Accumulation} examples ({BatchesPerEpoch:N0} batches per epoch)");
-        yield return string.Create(c, $"plan: estimated time {FormatDuration(EstimatedSeconds)} ({TrainingFlops:0.00e+00} FLOP at {ExpectedUtilisation:P0} of the measured {PeakFlops / 1e9:N0} GFLOP/s matmul peak)");
+        yield return "plan: estimated time " + TrainTimeEstimate.Describe(TrainingFlops, PeakFlops);
     }
 
     /// <summary>The plan's figures under plan_* keys of the stage summary (the lock file, the run summary, --json).</summary>
@@ -78,10 +71,11 @@ public sealed record TrainPlan(
     }
 
     /// <summary>
-    /// Builds the plan of training <paramref name="model"/> on <paramref name="data"/>. The FLOPs are summed over the
-    /// batches of the first epoch (their padded lengths) and scaled to the micro-batches the schedule runs.
+    /// The plan of training <paramref name="model"/> on <paramref name="data"/> in epochs that look like
+    /// <paramref name="batches"/> (per batch its rows, per row the examples packed into it: one without packing). The
+    /// FLOPs are summed over the first epoch's batches (their padded lengths) and scaled to the micro-batches the
+    /// schedule runs.
     /// </summary>
-    /// <summary>The plan of a run whose epochs look like <paramref name="batches"/>: per batch its rows, per row the examples packed into it (one without packing).</summary>
     public static TrainPlan For(LlamaForCausalLM model, TokenizedDataset data, IReadOnlyList<int[][]> batches, TrainSettings settings, Device device, double peakFlops)
     {
         var schedule = StepSchedule.For(batches.Count, settings.GradientAccumulation, settings.Epochs);
@@ -119,11 +113,4 @@ public sealed record TrainPlan(
             TrainingFlops: batches.Count == 0 ? 0 : epochFlops * schedule.TotalMicroBatches / batches.Count,
             PeakFlops: peakFlops, Device: device.type == TorchSharp.DeviceType.CUDA ? "cuda" : "cpu", Dtype: Trainer.DtypeName(settings.Dtype, device));
     }
-
-    public static string FormatDuration(double seconds) => seconds switch
-    {
-        < 60 => $"{seconds:0} s",
-        < 3600 => $"{seconds / 60:0.#} min",
-        _ => $"{seconds / 3600:0.#} h",
-    };
 }

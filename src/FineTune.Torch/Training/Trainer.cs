@@ -5,7 +5,6 @@ using FineTune.Core.Diagnostics;
 using FineTune.Core.Pipeline;
 using FineTune.Core.Stages;
 using FineTune.Core.Tokenization;
-using FineTune.Torch.Checkpoints;
 using FineTune.Torch.Models;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -405,52 +404,30 @@ public sealed class Trainer
         return squares.Count == 0 ? 0 : Math.Sqrt(stack(squares).sum().item<float>());
     }
 
-    // ---- checkpoints: model + AdamW state + position, written atomically into the work directory ----
+    // ---- checkpoints: see TrainingCheckpoint ----
 
     private sealed record Position(int Step, long MicroBatch, long Tokens, long TrainedTokens, double FirstLoss, double ElapsedSeconds);
-
-    private sealed record CheckpointState(string Key, int Seed, int Step, long MicroBatch, long Tokens, long TrainedTokens, double FirstLoss, double ElapsedSeconds);
-
-    private string CheckpointPath => Path.Combine(CheckpointDirectory!, "checkpoint");
 
     private void SaveCheckpoint(AdamW optimizer, Position position)
     {
         if (CheckpointDirectory is null) return;
-        var temporary = CheckpointPath + ".tmp";
-        if (Directory.Exists(temporary)) Directory.Delete(temporary, recursive: true);
-        Directory.CreateDirectory(temporary);
-        Safetensors.Save(Path.Combine(temporary, "model.safetensors"), Weights());
-        optimizer.save_state_dict(Path.Combine(temporary, "optimizer.bin"));
-        var record = new CheckpointState(CheckpointKey, _settings.Seed, position.Step, position.MicroBatch, position.Tokens,
-            position.TrainedTokens, position.FirstLoss, position.ElapsedSeconds);
-        File.WriteAllText(Path.Combine(temporary, "state.json"), JsonSerializer.Serialize(record));
-        if (Directory.Exists(CheckpointPath)) Directory.Delete(CheckpointPath, recursive: true);
-        Directory.Move(temporary, CheckpointPath);
+        TrainingCheckpoint.Save(CheckpointDirectory, Weights(), optimizer, new TrainingCheckpoint.State(CheckpointKey, _settings.Seed,
+            position.Step, position.MicroBatch, position.Tokens, position.TrainedTokens, position.FirstLoss, position.ElapsedSeconds));
     }
 
     private bool TryResume(AdamW optimizer, ref Position position)
     {
-        if (CheckpointDirectory is null || !File.Exists(Path.Combine(CheckpointPath, "state.json"))) return false;
-        var saved = JsonSerializer.Deserialize<CheckpointState>(File.ReadAllText(Path.Combine(CheckpointPath, "state.json")));
-        if (saved is null || saved.Key != CheckpointKey || saved.Seed != _settings.Seed)
+        if (CheckpointDirectory is null || TrainingCheckpoint.TryReadState(CheckpointDirectory) is not { } saved) return false;
+        var folder = TrainingCheckpoint.FolderIn(CheckpointDirectory);
+        if (saved.Key != CheckpointKey || saved.Seed != _settings.Seed)
         {
-            _log.Warning($"ignoring the checkpoint in {CheckpointPath}: it belongs to another run");
+            _log.Warning($"ignoring the checkpoint in {folder}: it belongs to another run");
             return false;
         }
-        var weights = Safetensors.Load(Path.Combine(CheckpointPath, "model.safetensors"));
-        try
-        {
-            using var noGrad = no_grad();
-            foreach (var (name, parameter) in Weights()) parameter.copy_(weights[name]);
-        }
-        finally
-        {
-            foreach (var tensor in weights.Values) tensor.Dispose();
-        }
-        optimizer.load_state_dict(Path.Combine(CheckpointPath, "optimizer.bin"));
+        TrainingCheckpoint.LoadInto(CheckpointDirectory, Weights(), optimizer);
         CopyMastersToModel();
         position = new Position(saved.Step, saved.MicroBatch, saved.Tokens, saved.TrainedTokens, saved.FirstLoss, saved.ElapsedSeconds);
-        _log.Info($"resuming from the checkpoint at step {saved.Step} ({CheckpointPath})");
+        _log.Info($"resuming from the checkpoint at step {saved.Step} ({folder})");
         return true;
     }
 }

@@ -2,34 +2,12 @@ using FineTune.Core.Caching;
 using FineTune.Core.Diagnostics;
 using FineTune.Core.Pipeline;
 using FineTune.Core.Stages;
-using FineTune.Core.Tests.Fetching;
+using FineTune.TestKit;
 
 namespace FineTune.Core.Tests.Caching;
 
 public class PipelineRunnerTests
 {
-    /// <summary>A stage that writes a deterministic function of its settings and inputs, and counts its runs.</summary>
-    private sealed class RecordingStage(string name, string[] dependsOn, Func<PipelineDefinition, object> settings) : Stage
-    {
-        public int Runs;
-        public Func<StageContext, CancellationToken, Task>? Behaviour;
-        public int Version = 1;
-        public override string Name => name;
-        public override int ImplementationVersion => Version;
-        public override IReadOnlyList<string> DependsOn => dependsOn;
-        public override object SelectSettings(PipelineDefinition pipeline) => settings(pipeline);
-
-        public override async Task RunAsync(StageContext context, CancellationToken cancellationToken)
-        {
-            Runs++;
-            if (Behaviour is not null) await Behaviour(context, cancellationToken);
-            var upstream = string.Concat(DependsOn.Select(d => File.ReadAllText(Path.Combine(context.Input(d), "out.txt"))));
-            var own = CanonicalJson.Serialize(SettingsReflection.ToPlainTree(SelectSettings(context.Pipeline)));
-            File.WriteAllText(Path.Combine(context.OutputDirectory, "out.txt"), Name == "b" ? own : upstream + Name + own + "\n");
-            context.Summary["runs"] = Runs;
-        }
-    }
-
     private sealed class Observer : IRunObserver
     {
         public readonly List<string> Lines = [];
@@ -40,14 +18,14 @@ public class PipelineRunnerTests
         public void StageFinished(StageOutcome outcome) { }
     }
 
-    // Three stages a -> b -> c over real settings sections. b's output depends only on its own settings, so a change
-    // upstream re-runs b but, its output being the same bytes, leaves c up to date.
+    // Three fake stages format -> evaluate -> export over their real settings sections. evaluate's output depends only on its own settings, so a change
+    // upstream re-runs evaluate but, its output being the same bytes, leaves export up to date.
     private sealed class Fixture : IDisposable
     {
         public readonly TempFolder Folder = new();
-        public readonly RecordingStage A = new("a", [], p => p.Stages.Format);
-        public readonly RecordingStage B = new("b", ["a"], p => p.Stages.Evaluate);
-        public readonly RecordingStage C = new("c", ["b"], p => p.Stages.Export);
+        public readonly RecordingStage<FormatSettings> A = new("format", []);
+        public readonly RecordingStage<EvaluateSettings> B = new("evaluate", ["format"], outputIgnoresInputs: true);
+        public readonly RecordingStage<ExportSettings> C = new("export", ["evaluate"]);
         public readonly string PipelinePath;
 
         public Fixture() => PipelinePath = Folder.Write("p.yaml", "name: demo\nstages:\n  fetch: { path: d.json }\n  format: { seed: 1 }\n");
@@ -55,7 +33,7 @@ public class PipelineRunnerTests
         public async Task<(IReadOnlyList<StageOutcome> Outcomes, Observer Observer)> Run(RunOptions? options = null, params string[] sets)
         {
             var observer = new Observer();
-            var runner = new PipelineRunner([A, B, C], _ => ComputeEnvironment.None, "test");
+            var runner = new PipelineRunner([A, B, C], "test");
             var outcomes = await runner.RunAsync(PipelineLoader.LoadOrThrow(PipelinePath, sets), options ?? new RunOptions(), observer, CancellationToken.None);
             return (outcomes, observer);
         }
@@ -76,7 +54,7 @@ public class PipelineRunnerTests
         var (second, observer) = await f.Run();
         Assert.All(second, o => Assert.Equal(StageStatus.UpToDate, o.Status));
         Assert.Equal((1, 1, 1), (f.A.Runs, f.B.Runs, f.C.Runs));
-        Assert.Equal(["a up to date", "b up to date", "c up to date"], observer.Lines);
+        Assert.Equal(["format up to date", "evaluate up to date", "export up to date"], observer.Lines);
         Assert.Equal(lockAfterFirst, f.LockText);
     }
 
@@ -87,13 +65,13 @@ public class PipelineRunnerTests
         await f.Run();
 
         var (_, observer) = await f.Run(null, "format.seed=2");
-        Assert.Contains("a runs: settings changed: seed 1 -> 2", observer.Lines);
-        Assert.Contains("b runs: input changed: a output", observer.Lines);
-        Assert.Contains("c up to date", observer.Lines); // b's output is the same bytes as before
+        Assert.Contains("format runs: settings changed: seed 1 -> 2", observer.Lines);
+        Assert.Contains("evaluate runs: input changed: format output", observer.Lines);
+        Assert.Contains("export up to date", observer.Lines); // evaluate's output is the same bytes as before
         Assert.Equal((2, 2, 1), (f.A.Runs, f.B.Runs, f.C.Runs));
 
         (_, observer) = await f.Run(null, "format.seed=2", "evaluate.max_new_tokens=7");
-        Assert.Equal(["a up to date", "b runs: settings changed: max_new_tokens 64 -> 7", "c runs: input changed: b output"], observer.Lines);
+        Assert.Equal(["format up to date", "evaluate runs: settings changed: max_new_tokens 64 -> 7", "export runs: input changed: evaluate output"], observer.Lines);
     }
 
     [Fact]
@@ -125,7 +103,7 @@ public class PipelineRunnerTests
         await f.Run();
         f.C.Version = 2;
         var (_, observer) = await f.Run();
-        Assert.Contains("c runs: stage implementation changed (version 1 -> 2)", observer.Lines);
+        Assert.Contains("export runs: stage implementation changed (version 1 -> 2)", observer.Lines);
     }
 
     [Fact]
@@ -141,7 +119,7 @@ public class PipelineRunnerTests
         };
 
         var failure = await Assert.ThrowsAsync<StageFailedException>(() => f.Run(null, "evaluate.max_new_tokens=9"));
-        Assert.Equal("b", failure.Stage);
+        Assert.Equal("evaluate", failure.Stage);
         Assert.Equal(lockBefore, f.LockText);
         var store = new StageStore(Path.Combine(f.Folder.Path, ".finetune"));
         Assert.Equal(3, store.Entries().Count());
@@ -162,28 +140,28 @@ public class PipelineRunnerTests
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => f.Run());
         Assert.True(File.Exists(Path.Combine(work!, "checkpoint.bin")));
         var store = new StageStore(Path.Combine(f.Folder.Path, ".finetune"));
-        Assert.Equal(["a"], store.Entries().Select(e => e.Stage));
-        Assert.Contains("  a:", f.LockText);
-        Assert.DoesNotContain("  b:", f.LockText);
+        Assert.Equal(["format"], store.Entries().Select(e => e.Stage));
+        Assert.Contains("  format:", f.LockText);
+        Assert.DoesNotContain("  evaluate:", f.LockText);
     }
 
     [Fact]
     public async Task Until_only_and_force_select_stages()
     {
         using var f = new Fixture();
-        var (until, _) = await f.Run(new RunOptions { Until = "b" });
-        Assert.Equal(["a", "b"], until.Select(o => o.Stage));
+        var (until, _) = await f.Run(new RunOptions { Until = "evaluate" });
+        Assert.Equal(["format", "evaluate"], until.Select(o => o.Stage));
 
-        var (only, _) = await f.Run(new RunOptions { Only = "c" });
+        var (only, _) = await f.Run(new RunOptions { Only = "export" });
         Assert.Equal([StageStatus.UpToDate, StageStatus.UpToDate, StageStatus.Ran], only.Select(o => o.Status));
 
-        await f.Run(new RunOptions { ForceStage = "b" });
+        await f.Run(new RunOptions { ForceStage = "evaluate" });
         Assert.Equal((1, 2, 1), (f.A.Runs, f.B.Runs, f.C.Runs));
 
         await f.Run(new RunOptions { ForceAll = true });
         Assert.Equal((2, 3, 2), (f.A.Runs, f.B.Runs, f.C.Runs));
 
-        var error = await Assert.ThrowsAsync<FineTuneException>(() => f.Run(new RunOptions { Only = "c" }, "format.seed=5"));
+        var error = await Assert.ThrowsAsync<FineTuneException>(() => f.Run(new RunOptions { Only = "export" }, "format.seed=5"));
         Assert.Equal("FT0902", error.Diagnostics[0].Code);
         await Assert.ThrowsAsync<FineTuneException>(() => f.Run(new RunOptions { Until = "nope" }));
     }
@@ -196,7 +174,7 @@ public class PipelineRunnerTests
         var lockBefore = f.LockText;
         var (outcomes, observer) = await f.Run(new RunOptions { DryRun = true }, "format.seed=3");
         Assert.Equal([StageStatus.WillRun, StageStatus.WillRun, StageStatus.WillRun], outcomes.Select(o => o.Status));
-        Assert.Equal("a runs: settings changed: seed 1 -> 3", observer.Lines[0]);
+        Assert.Equal("format runs: settings changed: seed 1 -> 3", observer.Lines[0]);
         Assert.Equal((1, 1, 1), (f.A.Runs, f.B.Runs, f.C.Runs));
         Assert.Equal(lockBefore, f.LockText);
     }
@@ -220,7 +198,7 @@ public class PipelineRunnerTests
     {
         using var f = new Fixture();
         await f.Run();
-        await f.Run(null, "format.seed=2"); // a and b get second entries; the lock now refers to those
+        await f.Run(null, "format.seed=2"); // format and evaluate get second entries; the lock now refers to those
         var store = new StageStore(Path.Combine(f.Folder.Path, ".finetune"));
         Assert.Equal(5, store.Entries().Count());
 

@@ -1,6 +1,6 @@
 using FineTune.Core.Data;
 using FineTune.Core.Diagnostics;
-using FineTune.Core.Tests.Fetching;
+using FineTune.TestKit;
 using static FineTune.Core.Tests.Data.DataFixtures;
 
 namespace FineTune.Core.Tests.Data;

@@ -1,5 +1,5 @@
 using FineTune.Core.Data;
-using FineTune.Core.Tests.Fetching;
+using FineTune.TestKit;
 using static FineTune.Core.Tests.Data.DataFixtures;
 
 namespace FineTune.Core.Tests.Data;

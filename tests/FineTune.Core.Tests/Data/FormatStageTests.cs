@@ -4,7 +4,7 @@ using FineTune.Core.Data;
 using FineTune.Core.Diagnostics;
 using FineTune.Core.Pipeline;
 using FineTune.Core.Stages;
-using FineTune.Core.Tests.Fetching;
+using FineTune.TestKit;
 
 namespace FineTune.Core.Tests.Data;
 
@@ -22,17 +22,17 @@ public sealed class FormatStageTests : IDisposable
         string fileName = "records.json", string? run = null)
     {
         File.WriteAllText(_temp.File(fileName), data, new UTF8Encoding(false));
-        var pipeline = StageTestKit.Pipeline(_temp);
+        var pipeline = StageContexts.Pipeline(_temp.Path);
         pipeline.Stages.Fetch.Path = fileName;
         configure?.Invoke(pipeline.Stages.Format);
         run ??= Guid.NewGuid().ToString("N");
 
-        var fetchContext = StageTestKit.Context(pipeline, "fetch", _temp.File($"{run}/fetch"));
+        var fetchContext = StageContexts.For(pipeline, "fetch", _temp.File($"{run}/fetch"));
         await new FetchStage(new FineTune.Core.Fetching.DownloadCache(_temp.Folder("cache"))).RunAsync(fetchContext, CancellationToken.None);
 
         var log = new RecordingLog();
-        var context = StageTestKit.Context(pipeline, "format", _temp.File($"{run}/format"),
-            new Dictionary<string, string> { ["fetch"] = fetchContext.OutputDirectory }, log);
+        var context = StageContexts.For(pipeline, "format", _temp.File($"{run}/format"), log: log,
+            upstream: new Dictionary<string, StageContext> { ["fetch"] = fetchContext });
         await new FormatStage().RunAsync(context, CancellationToken.None);
         return (context.OutputDirectory, context, log);
     }

@@ -1,3 +1,4 @@
+using FineTune.TestKit;
 using FineTune.Core.Caching;
 using FineTune.Core.Diagnostics;
 using FineTune.Core.Fetching;

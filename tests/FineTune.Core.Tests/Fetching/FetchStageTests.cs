@@ -1,3 +1,4 @@
+using FineTune.TestKit;
 using FineTune.Core.Caching;
 using FineTune.Core.Diagnostics;
 using FineTune.Core.Fetching;
@@ -24,15 +25,15 @@ public sealed class FetchStageTests : IDisposable
     {
         Directory.CreateDirectory(_temp.Folder("data"));
         File.WriteAllBytes(_temp.File("data/train.jsonl"), Data);
-        var pipeline = StageTestKit.Pipeline(_temp);
+        var pipeline = StageContexts.Pipeline(_temp.Path);
         pipeline.Stages.Fetch.Path = "data/train.jsonl";
         var stage = new FetchStage(Cache());
-        var context = StageTestKit.Context(pipeline, "fetch", _temp.File("out"));
+        var context = StageContexts.For(pipeline, "fetch", _temp.File("out"));
 
-        var input = Assert.Single(stage.ResolveExternalInputs(context));
+        var input = Assert.Single(stage.ReadInputs(context));
         await stage.RunAsync(context, CancellationToken.None);
 
-        Assert.Equal(new ExternalInput("path", ContentHash.OfBytes(Data), Data.Length), input);
+        Assert.Equal(new StageInput("path", StageInputKind.LocalFile, ContentHash.OfBytes(Data), Data.Length, _temp.File("data/train.jsonl")), input);
         Assert.Equal(["data.jsonl"], Directory.GetFiles(context.OutputDirectory).Select(Path.GetFileName));
         Assert.Equal(Data, File.ReadAllBytes(_temp.File("out/data.jsonl")));
         Assert.Equal((long)Data.Length, context.Summary["bytes"]);
@@ -43,11 +44,11 @@ public sealed class FetchStageTests : IDisposable
     [Fact]
     public void A_missing_local_file_is_reported_at_the_path_setting()
     {
-        var pipeline = StageTestKit.Pipeline(_temp, key => key == "stages.fetch.path" ? new SourceLocation("pipeline.yaml", 4, 11) : null);
+        var pipeline = StageContexts.Pipeline(_temp.Path, key => key == "stages.fetch.path" ? new SourceLocation("pipeline.yaml", 4, 11) : null);
         pipeline.Stages.Fetch.Path = "nowhere.json";
-        var context = StageTestKit.Context(pipeline, "fetch", _temp.File("out"));
+        var context = StageContexts.For(pipeline, "fetch", _temp.File("out"));
 
-        var error = Assert.Throws<FineTuneException>(() => new FetchStage(Cache()).ResolveExternalInputs(context));
+        var error = Assert.Throws<FineTuneException>(() => new FetchStage(Cache()).ReadInputs(context));
 
         var diagnostic = Assert.Single(error.Diagnostics);
         Assert.Equal(("FT0301", 4, 11), (diagnostic.Code, diagnostic.Line, diagnostic.Column));
@@ -58,12 +59,12 @@ public sealed class FetchStageTests : IDisposable
     public void A_local_file_that_does_not_match_its_pin_is_reported_at_the_sha256_setting()
     {
         File.WriteAllBytes(_temp.File("data.json"), Data);
-        var pipeline = StageTestKit.Pipeline(_temp, key => key == "stages.fetch.sha256" ? new SourceLocation("pipeline.yaml", 5, 13) : null);
+        var pipeline = StageContexts.Pipeline(_temp.Path, key => key == "stages.fetch.sha256" ? new SourceLocation("pipeline.yaml", 5, 13) : null);
         pipeline.Stages.Fetch.Path = "data.json";
         pipeline.Stages.Fetch.Sha256 = new string('0', 64);
-        var context = StageTestKit.Context(pipeline, "fetch", _temp.File("out"));
+        var context = StageContexts.For(pipeline, "fetch", _temp.File("out"));
 
-        var error = Assert.Throws<FineTuneException>(() => new FetchStage(Cache()).ResolveExternalInputs(context));
+        var error = Assert.Throws<FineTuneException>(() => new FetchStage(Cache()).ReadInputs(context));
 
         var diagnostic = Assert.Single(error.Diagnostics);
         Assert.Equal(("FT0302", 5), (diagnostic.Code, diagnostic.Line));
@@ -75,16 +76,16 @@ public sealed class FetchStageTests : IDisposable
     {
         using var server = new TestHttpServer(request => ServerReply.Content(Data, request));
         var hash = ContentHash.OfBytes(Data);
-        var pipeline = StageTestKit.Pipeline(_temp);
+        var pipeline = StageContexts.Pipeline(_temp.Path);
         pipeline.Stages.Fetch.Url = server.Url("/datasets/huanhuan.JSON?raw=true").ToString();
         pipeline.Stages.Fetch.Sha256 = hash.ToUpperInvariant();
         var cache = Cache();
         var stage = new FetchStage(cache);
         var log = new RecordingLog();
-        var context = StageTestKit.Context(pipeline, "fetch", _temp.File("out"), log: log);
+        var context = StageContexts.For(pipeline, "fetch", _temp.File("out"), log: log);
 
-        var input = Assert.Single(stage.ResolveExternalInputs(context));
-        Assert.Equal(new ExternalInput("url", hash, -1), input);
+        var input = Assert.Single(stage.ReadInputs(context));
+        Assert.Equal(new StageInput("url", StageInputKind.Pinned, hash, -1), input);
         Assert.Empty(server.Requests);
 
         await stage.RunAsync(context, CancellationToken.None);

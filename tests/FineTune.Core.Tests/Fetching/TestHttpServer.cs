@@ -1,3 +1,4 @@
+using FineTune.TestKit;
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;

@@ -1,7 +1,8 @@
+using FineTune.Core.Tests.Fetching;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using FineTune.Core.Tests.Fetching;
+using FineTune.TestKit;
 
 namespace FineTune.Core.Tests.Hub;
 

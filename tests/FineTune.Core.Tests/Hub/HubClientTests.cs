@@ -3,7 +3,7 @@ using FineTune.Core.Diagnostics;
 using FineTune.Core.Fetching;
 using FineTune.Core.Hub;
 using FineTune.Core.Stages;
-using FineTune.Core.Tests.Fetching;
+using FineTune.TestKit;
 
 namespace FineTune.Core.Tests.Hub;
 

@@ -1,6 +1,6 @@
 using FineTune.Core.Diagnostics;
 using FineTune.Core.Pipeline;
-using FineTune.Core.Tests.Fetching;
+using FineTune.TestKit;
 
 namespace FineTune.Core.Tests.Pipeline;
 

@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json.Nodes;
 using FineTune.Core.Diagnostics;
-using FineTune.Core.Tests.Fetching;
+using FineTune.TestKit;
 using FineTune.Core.Tokenization;
 using static FineTune.Core.Tests.Tokenization.HfTokenizerGoldenTests;
 using RustTokenizer = Tokenizers.DotNet.Tokenizer;

@@ -4,6 +4,7 @@ using FineTune.Core.Data;
 using FineTune.Core.Diagnostics;
 using FineTune.Core.Pipeline;
 using FineTune.Core.Stages;
+using FineTune.TestKit;
 using FineTune.Core.Tokenization;
 
 namespace FineTune.Core.Tests.Tokenization;
@@ -33,7 +34,7 @@ public sealed class TokenizeStageTests : IDisposable
         pipeline.Stages.Tokenize = settings;
         return new StageContext
         {
-            Pipeline = pipeline, PipelineDirectory = _root, OutputDirectory = output, WorkDirectory = Path.Combine(_root, "work"),
+            Pipeline = pipeline, Settings = settings, PipelineDirectory = _root, OutputDirectory = output, WorkDirectory = Path.Combine(_root, "work"),
             InputDirectories = new Dictionary<string, string> { ["format"] = format }, Log = _log,
             Environment = ComputeEnvironment.None, Name = "tokenize",
         };
@@ -70,7 +71,7 @@ public sealed class TokenizeStageTests : IDisposable
         Assert.Equal(maxLength, context.Summary["length_max"]);
         Assert.Equal(1, context.Summary["validation_examples"]);
         Assert.Contains(_log.Warnings, w => w.Contains("dropped 1 of 3"));
-        Assert.Equal(3, _log.Progress.Where(p => p.Detail == "train").Max(p => p.Done));
+        Assert.Equal(3, _log.Progresses.Where(p => p.Detail == "train").Max(p => p.Done));
 
         using var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(context.OutputDirectory, "summary.json")));
         var trainSummary = summary.RootElement.GetProperty("train");
@@ -105,14 +106,14 @@ public sealed class TokenizeStageTests : IDisposable
     [Fact]
     public void External_inputs_identify_the_tokenizer_by_content()
     {
-        var gpt2 = new TokenizeStage().ResolveExternalInputs(Context(new TokenizeSettings()));
+        var gpt2 = new TokenizeStage().ReadInputs(Context(new TokenizeSettings()));
         Assert.Equal(ContentHash.OfText(ChatTokenizer.Gpt2Identity), Assert.Single(gpt2).Sha256);
 
         var folder = Path.Combine(_root, "qwen3");
         Directory.CreateDirectory(folder);
         foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json" })
             File.Copy(Path.Combine(Tokenizers.Qwen3Folder, file), Path.Combine(folder, file));
-        var inputs = new TokenizeStage().ResolveExternalInputs(Context(new TokenizeSettings { Tokenizer = "qwen3" }));
+        var inputs = new TokenizeStage().ReadInputs(Context(new TokenizeSettings { Tokenizer = "qwen3" }));
         Assert.Equal([ContentHash.OfFile(Path.Combine(folder, "tokenizer.json")), ContentHash.OfFile(Path.Combine(folder, "tokenizer_config.json"))],
             inputs.Select(i => i.Sha256));
     }
@@ -121,7 +122,7 @@ public sealed class TokenizeStageTests : IDisposable
     public void Missing_tokenizer_folder_is_reported_at_the_setting()
     {
         var context = Context(new TokenizeSettings { Tokenizer = "no-such-folder" });
-        var error = Assert.Throws<FineTuneException>(() => new TokenizeStage().ResolveExternalInputs(context));
+        var error = Assert.Throws<FineTuneException>(() => new TokenizeStage().ReadInputs(context));
         Assert.Equal("FT0401", error.Diagnostics[0].Code);
         Assert.Equal(context.Pipeline.FilePath, error.Diagnostics[0].File);
     }
@@ -131,14 +132,5 @@ public sealed class TokenizeStageTests : IDisposable
         var count = 0;
         foreach (var label in data.Labels(example)) if (label != TokenizedDataset.IgnoreLabel) count++;
         return count;
-    }
-
-    private sealed class RecordingLog : IStageLog
-    {
-        public List<string> Warnings { get; } = [];
-        public List<StageProgress> Progress { get; } = [];
-        public void Info(string message) { }
-        public void Warning(string message) => Warnings.Add(message);
-        void IStageLog.Progress(StageProgress progress) => Progress.Add(progress);
     }
 }

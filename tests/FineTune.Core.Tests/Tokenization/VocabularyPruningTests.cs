@@ -1,5 +1,5 @@
 using FineTune.Core.Data;
-using FineTune.Core.Tests.Fetching;
+using FineTune.TestKit;
 using FineTune.Core.Tokenization;
 
 namespace FineTune.Core.Tests.Tokenization;

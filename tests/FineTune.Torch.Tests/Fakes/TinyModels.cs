@@ -1,5 +1,6 @@
 using FineTune.Core.Pipeline;
 using FineTune.Core.Stages;
+using FineTune.TestKit;
 using FineTune.Torch.Models;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -39,36 +40,10 @@ internal static class TinyModels
     }
 }
 
-internal sealed class RecordingLog : IStageLog
-{
-    public List<string> Lines { get; } = [];
-    public List<StageProgress> Progress { get; } = [];
-    public Action<StageProgress>? OnProgress { get; set; }
-    public void Info(string message) => Lines.Add("info: " + message);
-    public void Warning(string message) => Lines.Add("warning: " + message);
-    void IStageLog.Progress(StageProgress progress)
-    {
-        Progress.Add(progress);
-        OnProgress?.Invoke(progress);
-    }
-}
-
 internal static class Contexts
 {
-    public static StageContext For(string name, PipelineDefinition pipeline, string root, IReadOnlyDictionary<string, string> inputs, RecordingLog log)
-    {
-        var output = Directory.CreateDirectory(Path.Combine(root, name + "-out")).FullName;
-        var work = Directory.CreateDirectory(Path.Combine(root, name + "-work")).FullName;
-        return new StageContext
-        {
-            Pipeline = pipeline,
-            PipelineDirectory = root,
-            OutputDirectory = output,
-            InputDirectories = inputs,
-            WorkDirectory = work,
-            Log = log,
-            Environment = new ComputeEnvironment("cpu", "test", 1),
-            Name = name,
-        };
-    }
+    /// <summary>A context for stage <paramref name="name"/> on the CPU, with its folders under <paramref name="root"/>.</summary>
+    public static StageContext For(string name, PipelineDefinition pipeline, string root, IReadOnlyDictionary<string, string> inputs, RecordingLog log) =>
+        StageContexts.For(pipeline, name, Path.Combine(root, name + "-out"), inputs, log, new ComputeEnvironment("cpu", "test", 1),
+            pipelineDirectory: root);
 }

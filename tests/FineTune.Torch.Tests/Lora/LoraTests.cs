@@ -1,6 +1,6 @@
 using System.Text.Json.Nodes;
 using FineTune.Core.Diagnostics;
-using FineTune.Torch.Checkpoints;
+using FineTune.Torch.Formats;
 using FineTune.Torch.Lora;
 using FineTune.Torch.Models;
 using FineTune.Torch.Tests.Fakes;

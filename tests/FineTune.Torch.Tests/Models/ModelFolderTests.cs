@@ -1,5 +1,5 @@
 using FineTune.Core.Diagnostics;
-using FineTune.Torch.Checkpoints;
+using FineTune.Torch.Formats;
 using FineTune.Torch.Models;
 using FineTune.Torch.Tests.Fakes;
 using TorchSharp;

@@ -1,8 +1,9 @@
+using FineTune.TestKit;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using FineTune.Core.Pipeline;
 using FineTune.Core.Tokenization;
-using FineTune.Torch.Checkpoints;
+using FineTune.Torch.Formats;
 using FineTune.Torch.Generation;
 using FineTune.Torch.Models;
 using FineTune.Torch.Stages;
@@ -109,7 +110,7 @@ public sealed class EvaluateAndExportStageTests : IDisposable
 
         Assert.Equal(Math.Round(report["loss"]!.GetValue<double>(), 6), context.Summary["validation_loss"]);
         Assert.Equal(2, context.Summary["answers"]);
-        Assert.Contains(log.Progress, p => p.Unit == "example" && p.Done == 2 && p.Total == 2);
+        Assert.Contains(log.Progresses, p => p.Unit == "example" && p.Done == 2 && p.Total == 2);
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using FineTune.TestKit;
 using FineTune.Core.Pipeline;
 using FineTune.Core.Tokenization;
 using FineTune.Torch.Models;

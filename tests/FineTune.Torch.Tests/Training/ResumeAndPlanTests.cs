@@ -1,9 +1,10 @@
+using FineTune.TestKit;
 using System.Text.Json.Nodes;
 using FineTune.Core.Diagnostics;
 using FineTune.Core.Pipeline;
 using FineTune.Core.Stages;
 using FineTune.Core.Tokenization;
-using FineTune.Torch.Checkpoints;
+using FineTune.Torch.Formats;
 using FineTune.Torch.Lora;
 using FineTune.Torch.Models;
 using FineTune.Torch.Stages;
@@ -103,7 +104,7 @@ public sealed class ResumeAndPlanTests : IDisposable
         log.OnProgress = p => { if (p.Done == cancelAtStep) cancellation.Cancel(); };
         var context = new StageContext
         {
-            Pipeline = pipeline, PipelineDirectory = _root, OutputDirectory = output, Name = "train",
+            Pipeline = pipeline, Settings = pipeline.Stages.Train, PipelineDirectory = _root, OutputDirectory = output, Name = "train",
             InputDirectories = new Dictionary<string, string> { ["tokenize"] = tokenize },
             WorkDirectory = Path.Combine(_root, "store", "work", workName), Log = log,
             Environment = new ComputeEnvironment("cpu", "test", 1), Checkpoints = policy,

@@ -1,11 +1,11 @@
 using System.Buffers.Binary;
 using System.Text;
 using FineTune.Core.Diagnostics;
-using FineTune.Torch.Checkpoints;
+using FineTune.Torch.Formats;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace FineTune.Torch.Tests.Checkpoints;
+namespace FineTune.Torch.Tests.Formats;
 
 public sealed class SafetensorsTests : IDisposable
 {

@@ -5,7 +5,7 @@ using FineTune.Core.Diagnostics;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace FineTune.Torch.Checkpoints;
+namespace FineTune.Torch.Formats;
 
 /// <summary>One tensor's entry in a safetensors header; offsets are relative to the start of the data section.</summary>
 public sealed record SafetensorsEntry(string Name, string Dtype, long[] Shape, long Begin, long End)
