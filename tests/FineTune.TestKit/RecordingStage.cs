@@ -14,10 +14,13 @@ public sealed class RecordingStage<TSettings>(string name, string[] dependsOn, b
     public int Runs;
     public Func<StageContext, CancellationToken, Task>? Behaviour;
     public int Version = 1;
+    public Func<StageContext, IReadOnlyList<StageInput>>? Inputs;
 
     public override string Name => name;
     public override int ImplementationVersion => Version;
     public override IReadOnlyList<string> DependsOn => dependsOn;
+
+    protected override IReadOnlyList<StageInput> ReadInputs(StageContext context, TSettings settings) => Inputs?.Invoke(context) ?? [];
 
     protected override async Task RunAsync(StageContext context, TSettings settings, CancellationToken cancellationToken)
     {

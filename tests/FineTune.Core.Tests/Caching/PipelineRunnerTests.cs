@@ -208,4 +208,25 @@ public class PipelineRunnerTests
         var (outcomes, _) = await f.Run(null, "format.seed=2");
         Assert.All(outcomes, o => Assert.Equal(StageStatus.UpToDate, o.Status));
     }
+
+    [Fact]
+    public async Task What_a_stage_read_is_keyed_by_content_and_recorded_with_its_origin()
+    {
+        using var f = new Fixture();
+        var data = f.Folder.Write("data/x.txt", "one");
+        var snapshot = f.Folder.Write("hub/snapshots/0123abc/config.json", "{}");
+        f.A.Inputs = _ => [StageInput.File("x", data), StageInput.File("model/config.json", snapshot, hubCommit: "0123abc")];
+        var (first, _) = await f.Run();
+        Assert.Contains($"      x: {{sha256: {ContentHash.OfText("one")}, size: 3, path: \"data/x.txt\"}}", f.LockText);
+        Assert.Contains($"      model/config.json: {{sha256: {ContentHash.OfText("{}")}, size: 2, commit: \"0123abc\"}}", f.LockText);
+        Assert.Equal([StageInputKind.LocalFile, StageInputKind.HubFile], first[0].Inputs.Select(i => i.Kind));
+
+        File.SetLastWriteTimeUtc(data, DateTime.UtcNow.AddDays(1));
+        var (_, touched) = await f.Run();
+        Assert.Contains("format up to date", touched.Lines);
+
+        File.WriteAllText(data, "two");
+        var (_, changed) = await f.Run();
+        Assert.Contains("format runs: input changed: x", changed.Lines);
+    }
 }
