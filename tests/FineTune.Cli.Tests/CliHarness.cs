@@ -1,3 +1,5 @@
+using FineTune.TestKit;
+
 [assembly: CollectionBehavior(DisableTestParallelization = true)]
 
 namespace FineTune.Cli.Tests;
@@ -5,17 +7,13 @@ namespace FineTune.Cli.Tests;
 /// <summary>Runs the tool in-process, capturing stdout and stderr, from a temporary working folder.</summary>
 public sealed class CliHarness : IDisposable
 {
-    public string Folder { get; } = Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "finetune-cli-" + Guid.NewGuid().ToString("N")[..10])).FullName;
+    private readonly TempFolder _temp = new();
+
+    public string Folder => _temp.Path;
 
     public sealed record Result(int ExitCode, string Out, string Error);
 
-    public string Write(string relative, string text)
-    {
-        var path = Path.Combine(Folder, relative);
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        File.WriteAllText(path, text.ReplaceLineEndings("\n"));
-        return path;
-    }
+    public string Write(string relative, string text) => _temp.Write(relative, text);
 
     public async Task<Result> Run(params string[] args)
     {
@@ -39,8 +37,5 @@ public sealed class CliHarness : IDisposable
 
     private static readonly SemaphoreSlim Gate = new(1, 1);
 
-    public void Dispose()
-    {
-        try { Directory.Delete(Folder, recursive: true); } catch (IOException) { }
-    }
+    public void Dispose() => _temp.Dispose();
 }

@@ -1,3 +1,4 @@
+using FineTune.TestKit;
 namespace FineTune.Cli.Tests;
 
 public class CommandTests
@@ -71,7 +72,7 @@ public class CommandTests
     [Fact]
     public async Task Shipped_schema_matches_the_generated_one()
     {
-        var shipped = Path.Combine(RepositoryRoot(), "pipelines", "pipeline.schema.json");
+        var shipped = Path.Combine(Repository.Root, "pipelines", "pipeline.schema.json");
         Assert.True(File.Exists(shipped), "pipelines/pipeline.schema.json is missing: run 'dotnet finetune schema -o pipelines/pipeline.schema.json'");
         Assert.Equal(Core.Pipeline.PipelineSchema.Generate() + "\n", File.ReadAllText(shipped).ReplaceLineEndings("\n"));
     }
@@ -80,17 +81,10 @@ public class CommandTests
     public async Task Shipped_pipelines_are_valid()
     {
         using var cli = new CliHarness();
-        foreach (var pipeline in Directory.EnumerateFiles(Path.Combine(RepositoryRoot(), "pipelines"), "*.yaml").Where(p => !p.EndsWith(".lock.yaml")))
+        foreach (var pipeline in Directory.EnumerateFiles(Path.Combine(Repository.Root, "pipelines"), "*.yaml").Where(p => !p.EndsWith(".lock.yaml")))
         {
             var result = await cli.Run("validate", pipeline);
             Assert.True(result.ExitCode == 0, $"{pipeline}: {result.Error}");
         }
-    }
-
-    internal static string RepositoryRoot()
-    {
-        var directory = AppContext.BaseDirectory;
-        while (directory is not null && !File.Exists(Path.Combine(directory, "FineTune.sln"))) directory = Path.GetDirectoryName(directory);
-        return directory ?? throw new InvalidOperationException("FineTune.sln not found above the test folder");
     }
 }

@@ -15,7 +15,7 @@ using FineTune.Torch.Tests.Fakes;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace FineTune.Torch.Tests;
+namespace FineTune.Torch.Tests.Training;
 
 public sealed class TrainerTests : IDisposable
 {

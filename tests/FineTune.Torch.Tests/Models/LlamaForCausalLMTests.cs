@@ -2,7 +2,7 @@ using FineTune.Torch.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace FineTune.Torch.Tests;
+namespace FineTune.Torch.Tests.Models;
 
 public class LlamaForCausalLMTests
 {
