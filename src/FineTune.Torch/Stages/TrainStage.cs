@@ -147,7 +147,8 @@ public sealed class TrainStage : Stage<TrainSettings>
         }
         var all = LoraAdapter.BaseParameterCount(config);
         var embeddings = (long)config.VocabSize * config.HiddenSize * (config.TieWordEmbeddings ? 1 : 2);
-        var device = ComputeEnvironmentProvider.TorchDevice(ComputeEnvironmentProvider.Resolve(settings.Device));
+        // This machine's device even when the pipeline asks for another: the estimate is for running here.
+        var device = ComputeEnvironmentProvider.TorchDevice(ComputeEnvironmentProvider.Resolve("auto"));
         var peak = FlopCounter.MeasureMatmulFlops(device, Trainer.ScalarTypeOf(settings.Dtype, device));
         var tokens = train["tokens"]!.GetValue<long>();
         var trained = train["trained_tokens"]!.GetValue<long>();
