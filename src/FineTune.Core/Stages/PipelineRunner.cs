@@ -5,46 +5,6 @@ using FineTune.Core.Pipeline;
 
 namespace FineTune.Core.Stages;
 
-public sealed class RunOptions
-{
-    /// <summary>Re-run every selected stage even when its output is cached.</summary>
-    public bool ForceAll { get; init; }
-
-    /// <summary>Re-run this stage even when its output is cached.</summary>
-    public string? ForceStage { get; init; }
-
-    /// <summary>Stop after this stage.</summary>
-    public string? Until { get; init; }
-
-    /// <summary>Run only this stage; the stages before it must be up to date.</summary>
-    public string? Only { get; init; }
-
-    /// <summary>Say what would run without running anything (the status command).</summary>
-    public bool DryRun { get; init; }
-
-    /// <summary>Wait for another run that holds the store, rather than failing at once.</summary>
-    public bool WaitForLock { get; init; } = true;
-
-    /// <summary>What stages do with checkpoints of interrupted runs whose settings differ.</summary>
-    public CheckpointPolicy Checkpoints { get; init; } = CheckpointPolicy.Resume;
-}
-
-public enum StageStatus { UpToDate, Restored, Ran, WillRun, NotSelected }
-
-/// <param name="Inputs">What the stage read (empty when its key could not be computed yet, in a dry run).</param>
-public sealed record StageOutcome(string Stage, StageStatus Status, IReadOnlyList<string> Reasons, StoreEntry? Entry, string? OutputDirectory,
-    IReadOnlyList<StageInput> Inputs);
-
-/// <summary>Receives what the runner does, to print it (console, JSON, MSBuild).</summary>
-public interface IRunObserver
-{
-    void Notice(string message);
-    void StageUpToDate(StageOutcome outcome);
-    void StageStarting(string stage, IReadOnlyList<string> reasons);
-    IStageLog LogFor(string stage);
-    void StageFinished(StageOutcome outcome);
-}
-
 /// <summary>
 /// Runs the stages of a pipeline in order, skipping each stage whose key (settings, input hashes, implementation
 /// version, cache scheme, compute environment) already has a committed output in the store, and recording every
@@ -276,11 +236,4 @@ public sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVersi
         public void Warning(string message) { }
         public void Progress(StageProgress progress) { }
     }
-}
-
-/// <summary>A stage threw something unexpected: exit code 3, the message shown, the stack trace kept for --verbose.</summary>
-public sealed class StageFailedException(string stage, Exception inner)
-    : Exception($"stage '{stage}' failed: {inner.Message}", inner)
-{
-    public string Stage { get; } = stage;
 }
