@@ -30,7 +30,7 @@ public class TemplateTests
         };
         var root = SampleProject.RepositoryRoot;
         var feed = work.PathOf("feed");
-        var hive = "--debug:custom-hive=" + work.PathOf("hive");
+        string[] hive = ["--debug:custom-hive", work.PathOf("hive")];
         string[] isolatedPack = ["--no-build", "-c", SampleProject.Configuration, "-o", feed, "-nologo"];
 
         var packTool = await SampleProject.Dotnet(root, ["pack", "src/FineTune.Cli", .. isolatedPack], environment);
@@ -41,12 +41,12 @@ public class TemplateTests
         var package = Assert.Single(Directory.GetFiles(feed, "FineTune.MSBuild.*.nupkg"));
         Assert.Matches(@"FineTune\.MSBuild\.\d+\.\d+\.\d+-dev\.\d{14}\.nupkg$", package);
 
-        var install = await SampleProject.Dotnet(root, ["new", "install", "templates/content/finetune-project", hive], environment);
+        var install = await SampleProject.Dotnet(root, ["new", "install", "templates/content/finetune-project", .. hive], environment);
         Assert.True(install.ExitCode == 0, install.ToString());
 
         // `-o ../MyModel` from the clone: the project lands beside it, away from the repository's own build files.
         Directory.CreateDirectory(work.PathOf("clone"));
-        var created = await SampleProject.Dotnet(work.PathOf("clone"), ["new", "finetune", "-n", "MyModel", "-o", "../MyModel", "--feed", feed, hive], environment);
+        var created = await SampleProject.Dotnet(work.PathOf("clone"), ["new", "finetune", "-n", "MyModel", "-o", "../MyModel", "--feed", feed, .. hive], environment);
         Assert.True(created.ExitCode == 0, created.ToString());
         foreach (var file in new[] { "MyModel.csproj", "pipeline.yaml", "data/examples.json", "dotnet-tools.json", "nuget.config" })
             Assert.True(File.Exists(work.PathOf(Path.Combine("MyModel", file))), file);
@@ -68,7 +68,7 @@ public class TemplateTests
         Assert.True(File.Exists(work.PathOf("MyModel/bin/Debug/net10.0/model/tokenizer.json")), build.ToString());
 
         // Without --feed nothing points at a local folder: no nuget.config, the user's feeds as they are.
-        var plain = await SampleProject.Dotnet(work.PathOf("clone"), ["new", "finetune", "-n", "Plain", "-o", "../Plain", hive], environment);
+        var plain = await SampleProject.Dotnet(work.PathOf("clone"), ["new", "finetune", "-n", "Plain", "-o", "../Plain", .. hive], environment);
         Assert.True(plain.ExitCode == 0, plain.ToString());
         Assert.False(File.Exists(work.PathOf("Plain/nuget.config")));
     }
