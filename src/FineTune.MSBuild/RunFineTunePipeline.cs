@@ -1,9 +1,11 @@
 using System.Diagnostics;
 using System.Reflection;
 using System.Runtime.InteropServices;
+using System.Runtime.Serialization.Json;
 using System.Text;
-using System.Text.Json;
 using System.Text.RegularExpressions;
+using System.Xml;
+using System.Xml.Linq;
 using Microsoft.Build.Framework;
 using Microsoft.Build.Utilities;
 
@@ -14,8 +16,10 @@ namespace FineTune.MSBuild;
 /// MSBuild node), yielding the node while it runs. The CLI's canonical diagnostic lines
 /// (<c>file(line,col): error FT0102: ...</c>) become MSBuild errors and warnings through ToolTask's own canonical
 /// parsing; the export folder comes back from the CLI's JSON result.
+/// Built for .NET (<c>dotnet build</c>) and .NET Framework 4.7.2 (Visual Studio's MSBuild), so it uses only APIs that
+/// both have: no System.Text.Json (not part of .NET Framework; MSBuild's own copy is not ours to bind to).
 /// </summary>
-public sealed partial class RunFineTunePipeline : ToolTask
+public sealed class RunFineTunePipeline : ToolTask
 {
     /// <summary>The pipeline YAML file.</summary>
     [Required]
@@ -110,7 +114,7 @@ public sealed partial class RunFineTunePipeline : ToolTask
         if (!File.Exists(Pipeline))
         {
             Log.LogError(null, "FT0803", null, ProjectFile, 0, 0, 0, 0,
-                $"FineTunePipeline '{Path.GetRelativePath(GetWorkingDirectory() ?? Directory.GetCurrentDirectory(), Path.GetFullPath(Pipeline))}' does not exist; fix the Include of the FineTunePipeline item (it is relative to the project folder)");
+                $"FineTunePipeline '{RelativePath(GetWorkingDirectory() ?? Directory.GetCurrentDirectory(), Path.GetFullPath(Pipeline))}' does not exist; fix the Include of the FineTunePipeline item (it is relative to the project folder)");
             return false;
         }
         if (!string.IsNullOrEmpty(FineTuneToolPath) && !File.Exists(FineTuneToolPath))
@@ -180,7 +184,7 @@ public sealed partial class RunFineTunePipeline : ToolTask
             var output = process.StandardOutput.ReadToEnd().Trim();
             if (!process.WaitForExit(120_000))
             {
-                process.Kill(entireProcessTree: true);
+                KillTree(process);
                 return (-1, $"'{fileName} {arguments}' did not finish in 2 minutes");
             }
             return process.ExitCode == 0 ? (0, output) : (process.ExitCode, (output + " " + error.Result).Trim());
@@ -195,10 +199,32 @@ public sealed partial class RunFineTunePipeline : ToolTask
         typeof(RunFineTunePipeline).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
 
     /// <summary>"1.2.3-dev.4+abc" -> "1.2.3": prerelease builds of one version work together.</summary>
-    private static string? VersionCore(string text) => VersionPattern().Match(text) is { Success: true } match ? match.Value : null;
+    private static string? VersionCore(string text) => VersionPattern.Match(text) is { Success: true } match ? match.Value : null;
 
-    [GeneratedRegex(@"\d+\.\d+\.\d+")]
-    private static partial Regex VersionPattern();
+    private static readonly Regex VersionPattern = new(@"\d+\.\d+\.\d+", RegexOptions.CultureInvariant);
+
+    private static void KillTree(Process process)
+    {
+#if NET
+        process.Kill(entireProcessTree: true);
+#else
+        process.Kill();
+#endif
+    }
+
+    /// <summary>Path.GetRelativePath, which .NET Framework lacks; a path on another drive comes back absolute.</summary>
+    internal static string RelativePath(string baseDirectory, string path)
+    {
+        var separators = new[] { Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar };
+        var baseParts = Path.GetFullPath(baseDirectory).TrimEnd(separators).Split(separators);
+        var pathParts = Path.GetFullPath(path).Split(separators);
+        var comparison = RuntimeInformation.IsOSPlatform(OSPlatform.Windows) ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
+        var common = 0;
+        while (common < baseParts.Length && common < pathParts.Length && string.Equals(baseParts[common], pathParts[common], comparison)) common++;
+        if (common == 0) return Path.GetFullPath(path);
+        var parts = Enumerable.Repeat("..", baseParts.Length - common).Concat(pathParts.Skip(common)).ToArray();
+        return parts.Length == 0 ? "." : string.Join(Path.DirectorySeparatorChar.ToString(), parts);
+    }
 
     protected override void LogEventsFromTextOutput(string singleLine, MessageImportance messageImportance)
     {
@@ -217,10 +243,13 @@ public sealed partial class RunFineTunePipeline : ToolTask
         string? export;
         try
         {
-            using var document = JsonDocument.Parse(_json.ToString());
-            export = document.RootElement.TryGetProperty("export_directory", out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+            // The JSON reader both runtimes have: it presents {"export_directory": "..."} as <root><export_directory type="string">.
+            var json = Encoding.UTF8.GetBytes(_json.ToString());
+            using var reader = JsonReaderWriterFactory.CreateJsonReader(json, XmlDictionaryReaderQuotas.Max);
+            var value = XElement.Load(reader).Element("export_directory");
+            export = (string?)value?.Attribute("type") == "string" ? value!.Value : null;
         }
-        catch (JsonException e)
+        catch (XmlException e)
         {
             Log.LogError(null, "FT0804", null, ProjectFile, 0, 0, 0, 0,
                 $"the FineTune tool succeeded but its --json result could not be read ({e.Message}); is FineTuneToolPath a FineTune.Cli?");
@@ -233,7 +262,7 @@ public sealed partial class RunFineTunePipeline : ToolTask
             .OrderBy(f => f, StringComparer.Ordinal)
             .Select(f => (ITaskItem)new TaskItem(f, new Dictionary<string, string>
             {
-                ["RelativePath"] = Path.GetRelativePath(export, f),
+                ["RelativePath"] = RelativePath(export, f),
                 ["Pipeline"] = Pipeline,
             }))
             .ToArray();
@@ -255,7 +284,7 @@ public sealed partial class RunFineTunePipeline : ToolTask
     public override void Cancel()
     {
         var process = _process;
-        if (process is not null && !OperatingSystem.IsWindows())
+        if (process is not null && !RuntimeInformation.IsOSPlatform(OSPlatform.Windows))
         {
             try
             {

@@ -11,7 +11,7 @@ namespace FineTune.MSBuild.Tests;
 public sealed class SampleProject : IDisposable
 {
     public static string RepositoryRoot { get; } = Metadata("RepositoryRoot");
-    private static string Configuration { get; } = Metadata("Configuration");
+    public static string Configuration { get; } = Metadata("Configuration");
 
     public static string TaskAssembly => Path.Combine(RepositoryRoot, "src", "FineTune.MSBuild", "bin", Configuration, "net10.0", "FineTune.MSBuild.dll");
     public static string CliDll => Path.Combine(RepositoryRoot, "src", "FineTune.Cli", "bin", Configuration, "net10.0", "dotnet-finetune.dll");
