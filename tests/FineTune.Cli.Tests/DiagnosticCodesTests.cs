@@ -17,13 +17,15 @@ public partial class DiagnosticCodesTests
         var generated = await cli.Run("codes", "--markdown");
         Assert.Equal(0, generated.ExitCode);
 
-        var readme = File.ReadAllText(Path.Combine(CommandTests.RepositoryRoot(), "README.md")).ReplaceLineEndings("\n");
+        var readmePath = Path.Combine(CommandTests.RepositoryRoot(), "README.md");
+        var readme = File.ReadAllText(readmePath).ReplaceLineEndings("\n");
         var begin = readme.IndexOf(BeginMarker, StringComparison.Ordinal);
         var end = readme.IndexOf(EndMarker, StringComparison.Ordinal);
-        Assert.True(begin >= 0 && end > begin, $"README.md lacks the '{BeginMarker.Trim()}' ... '{EndMarker}' block holding the output of '{Regenerate}'");
+        Assert.True(begin >= 0 && end > begin,
+            $"README.md lacks the '{BeginMarker.Trim()}' ... '{EndMarker}' block holding the output of '{Regenerate}'");
         var shipped = readme[(begin + BeginMarker.Length)..end];
         Assert.True(shipped == generated.Out,
-            $"README.md's error table is out of date: replace the lines between the markers with the output of '{Regenerate}'");
+            $"README.md's error table is out of date: put the output of '{Regenerate}' between the markers");
     }
 
     [Fact]
@@ -31,7 +33,8 @@ public partial class DiagnosticCodesTests
     {
         var catalogued = DiagnosticCodes.All.Select(code => code.Code).ToHashSet();
         var unknown = SourceFiles()
-            .SelectMany(file => CodePattern().Matches(File.ReadAllText(file)).Select(match => $"{match.Value} in {Relative(file)}"))
+            .SelectMany(file => CodePattern().Matches(File.ReadAllText(file))
+                .Select(match => $"{match.Value} in {Relative(file)}"))
             .Where(mention => !catalogued.Contains(mention[..6]))
             .ToList();
         Assert.True(unknown.Count == 0, "codes missing from DiagnosticCodes: " + string.Join(", ", unknown));
@@ -47,8 +50,11 @@ public partial class DiagnosticCodesTests
             foreach (Match match in UsePattern().Matches(text)) used.Add(match.Groups["code"].Value);
             foreach (Match match in ConstantPattern().Matches(text)) used.Add(match.Groups["name"].Value);
         }
-        var unused = DiagnosticCodes.All.Where(code => !used.Contains(code.Code) && !used.Contains(code.Name)).Select(code => $"{code.Code} ({code.Name})").ToList();
-        Assert.True(unused.Count == 0, "catalogued but used nowhere in src/ (remove them, or keep the code where it is reported): " + string.Join(", ", unused));
+        var unused = DiagnosticCodes.All
+            .Where(code => !used.Contains(code.Code) && !used.Contains(code.Name))
+            .Select(code => $"{code.Code} ({code.Name})")
+            .ToList();
+        Assert.True(unused.Count == 0, "catalogued but reported nowhere in src/: " + string.Join(", ", unused));
     }
 
     [Fact]
@@ -57,10 +63,11 @@ public partial class DiagnosticCodesTests
         var all = DiagnosticCodes.All;
         Assert.NotEmpty(all);
         Assert.All(all, code => Assert.Matches(@"^FT\d{4}$", code.Code));
-        Assert.All(all, code => Assert.False(string.IsNullOrWhiteSpace(code.Meaning) || code.Meaning.Contains('\n'), $"{code.Code} needs a one-line meaning"));
-        var repeated = all.GroupBy(code => code.Code).Where(group => group.Count() > 1).Select(group => group.Key).ToList();
-        Assert.True(repeated.Count == 0, "codes given to more than one constant: " + string.Join(", ", repeated));
-        Assert.Equal(all.OrderBy(code => code.Code, StringComparer.Ordinal).Select(code => code.Code), all.Select(code => code.Code));
+        Assert.All(all, code => Assert.False(string.IsNullOrWhiteSpace(code.Meaning) || code.Meaning.Contains('\n'),
+            $"{code.Code} needs a one-line meaning"));
+        var repeated = all.GroupBy(code => code.Code).Where(group => group.Count() > 1).Select(group => group.Key);
+        Assert.True(!repeated.Any(), "codes given to more than one constant: " + string.Join(", ", repeated));
+        Assert.Equal(all.Select(code => code.Code).Order(StringComparer.Ordinal), all.Select(code => code.Code));
     }
 
     [Fact]
@@ -73,7 +80,8 @@ public partial class DiagnosticCodesTests
         Assert.Equal(1, document.GetProperty("version").GetInt32());
         var codes = document.GetProperty("codes").EnumerateArray().ToList();
         Assert.Equal(DiagnosticCodes.All.Count, codes.Count);
-        Assert.Equal(DiagnosticCodes.UnknownKey, codes.Single(c => c.GetProperty("name").GetString() == nameof(DiagnosticCodes.UnknownKey)).GetProperty("code").GetString());
+        var unknownKey = codes.Single(c => c.GetProperty("name").GetString() == nameof(DiagnosticCodes.UnknownKey));
+        Assert.Equal(DiagnosticCodes.UnknownKey, unknownKey.GetProperty("code").GetString());
         Assert.All(codes, c => Assert.False(string.IsNullOrEmpty(c.GetProperty("meaning").GetString())));
     }
 
@@ -86,13 +94,14 @@ public partial class DiagnosticCodesTests
         Assert.Contains("error FT0001", result.Error);
     }
 
-    /// <summary>The C# files under src/, less build outputs and the catalogue itself (which names every code).</summary>
+    /// <summary>The C# files under src/, less build outputs and the catalogue (which names every code).</summary>
     private static IEnumerable<string> SourceFiles()
     {
         var src = Path.Combine(CommandTests.RepositoryRoot(), "src");
         var catalogue = Path.Combine(src, "FineTune.Core", "Diagnostics", "DiagnosticCodes.cs");
         return Directory.EnumerateFiles(src, "*.cs", SearchOption.AllDirectories)
-            .Where(file => !Path.GetRelativePath(src, file).Split(Path.DirectorySeparatorChar).Any(part => part is "obj" or "bin"))
+            .Where(file => !Path.GetRelativePath(src, file).Split(Path.DirectorySeparatorChar)
+                .Any(part => part is "obj" or "bin"))
             .Where(file => !string.Equals(file, catalogue, StringComparison.Ordinal));
     }
 

@@ -13,12 +13,13 @@ public static class CodesCommand
     {
         var command = new Command("codes", "List every error and warning code (FTxxxx) with its meaning.");
         var json = new Option<bool>("--json") { Description = "Write one JSON document." };
-        var markdown = new Option<bool>("--markdown") { Description = "Write the Markdown table that the README holds." };
+        var markdown = new Option<bool>("--markdown") { Description = "Write the Markdown table the README holds." };
         command.Options.Add(json);
         command.Options.Add(markdown);
         command.Validators.Add(result =>
         {
-            if (result.GetValue(json) && result.GetValue(markdown)) result.AddError("--json and --markdown exclude each other");
+            if (result.GetValue(json) && result.GetValue(markdown))
+                result.AddError("--json and --markdown exclude each other");
         });
         command.SetAction(parse =>
         {
@@ -40,7 +41,7 @@ public static class CodesCommand
         JsonSerializer.Serialize(new
         {
             version = 1,
-            codes = DiagnosticCodes.All.Select(code => new { code = code.Code, name = code.Name, meaning = code.Meaning }),
+            codes = DiagnosticCodes.All.Select(c => new { code = c.Code, name = c.Name, meaning = c.Meaning }),
         }, JsonText.Indented) + "\n";
 
     private static string Text() =>

@@ -10,17 +10,17 @@ namespace FineTune.Core.Diagnostics;
 /// </summary>
 public static class DiagnosticCodes
 {
-    // ---- 00xx command line ------------------------------------------------------------------------------------
+    // ---- 00xx command line --------------------------------------------------------------------------------------
 
     [Meaning("command-line arguments that the command does not accept")]
     public const string InvalidArguments = "FT0001";
 
-    // ---- 01xx pipeline file -----------------------------------------------------------------------------------
+    // ---- 01xx pipeline file -------------------------------------------------------------------------------------
 
     [Meaning("the pipeline file, or the base file that 'extends' names, does not exist")]
     public const string PipelineFileNotFound = "FT0100";
 
-    [Meaning("the pipeline file is not valid YAML, or uses YAML that pipeline files refuse (aliases, tags, complex keys, a second document)")]
+    [Meaning("not valid YAML, or YAML that pipeline files refuse (aliases, tags, complex keys, a second document)")]
     public const string PipelineSyntaxError = "FT0101";
 
     [Meaning("a key in the pipeline file that no setting has")]
@@ -53,12 +53,12 @@ public static class DiagnosticCodes
     [Meaning("'extends' leads back to a file already in the chain")]
     public const string ExtendsCycle = "FT0111";
 
-    // ---- 02xx data --------------------------------------------------------------------------------------------
+    // ---- 02xx data ----------------------------------------------------------------------------------------------
 
     [Meaning("data records that cannot be read (malformed JSON or CSV)")]
     public const string MalformedDataFile = "FT0201";
 
-    [Meaning("data records of the wrong shape: not an object, a missing or mistyped field, a bad role, key, content or weight")]
+    [Meaning("records of the wrong shape: not objects, a missing or mistyped field, a bad role, key, content, weight")]
     public const string InvalidRecord = "FT0202";
 
     [Meaning("the data holds no records, or the validation split leaves none for training")]
@@ -85,12 +85,12 @@ public static class DiagnosticCodes
     [Meaning("warning: records with tool or function calls, which the chat template does not render")]
     public const string DroppedToolCalls = "FT0214";
 
-    // ---- 03xx fetch and download ------------------------------------------------------------------------------
+    // ---- 03xx fetch and download --------------------------------------------------------------------------------
 
     [Meaning("the local data file that fetch.path names does not exist")]
     public const string DataFileNotFound = "FT0301";
 
-    [Meaning("data not pinned by sha256, or whose sha256 differs from the pin (also: 'cache add' given a file that does not exist)")]
+    [Meaning("data not pinned by sha256, or not matching the pin (also: 'cache add' given a missing file)")]
     public const string DataPinMismatch = "FT0302";
 
     [Meaning("a downloaded file's sha256 differs from the pinned one")]
@@ -111,21 +111,21 @@ public static class DiagnosticCodes
     [Meaning("the data file changed while it was being fetched")]
     public const string SourceChangedDuringFetch = "FT0308";
 
-    // ---- 04xx tokenizer and chat templates --------------------------------------------------------------------
+    // ---- 04xx tokenizer and chat templates ----------------------------------------------------------------------
 
     [Meaning("the tokenizer setting names no usable tokenizer: no such folder, no tokenizer.json, no such model id")]
     public const string TokenizerNotFound = "FT0401";
 
-    [Meaning("tokenizer.json or tokenizer_config.json cannot be read, is malformed, or uses a component not implemented")]
+    [Meaning("tokenizer.json or tokenizer_config.json is unreadable, malformed, or uses a component not implemented")]
     public const string MalformedTokenizer = "FT0402";
 
     [Meaning("no training example is left after tokenizing: none of them fits max_length")]
     public const string NoExampleFitsMaxLength = "FT0404";
 
-    [Meaning("no chat template: the tokenizer has none of its own and none was given, or chat_template names no template or file")]
+    [Meaning("no chat template: the tokenizer has none and none was given, or chat_template names no template or file")]
     public const string ChatTemplateNotFound = "FT0405";
 
-    [Meaning("an assistant turn cannot be found in the text the chat template renders, so its trained tokens are unknown")]
+    [Meaning("an assistant turn is not found in the text the chat template renders, so its trained tokens are unknown")]
     public const string AssistantTurnNotLocated = "FT0406";
 
     [Meaning("the tokenize stage's summary records no max_length")]
@@ -140,7 +140,7 @@ public static class DiagnosticCodes
     [Meaning("a chat template failed while rendering: an unknown filter or test, or an operation that failed")]
     public const string TemplateRenderError = "FT0412";
 
-    // ---- 05xx model, training and the Hugging Face Hub --------------------------------------------------------
+    // ---- 05xx model, training and the Hugging Face Hub ----------------------------------------------------------
 
     [Meaning("device cuda was requested but libtorch sees no CUDA device")]
     public const string CudaUnavailable = "FT0501";
@@ -217,7 +217,7 @@ public static class DiagnosticCodes
     [Meaning("LoRA modules_to_save names an unknown module, or is set for a model with tied embeddings")]
     public const string ModulesToSaveRefused = "FT0553";
 
-    // ---- 06xx chat, score, generate, tokenize and export ------------------------------------------------------
+    // ---- 06xx chat, score, generate, tokenize and export --------------------------------------------------------
 
     [Meaning("the model folder or pipeline file given to chat does not exist")]
     public const string ChatTargetNotFound = "FT0601";
@@ -249,7 +249,8 @@ public static class DiagnosticCodes
     [Meaning("the tokenize command's input file is missing, or a line of it is not a text or messages object")]
     public const string InvalidTokenizeInput = "FT0624";
 
-    // ---- 08xx build integration (FineTune.MSBuild keeps its own literals: it must not load FineTune.Core) -----
+    // ---- 08xx build integration ---------------------------------------------------------------------------------
+    // FineTune.MSBuild reports these with its own literals: MSBuild loads the task without FineTune.Core.
 
     [Meaning("the build cannot find the FineTune tool (FineTuneToolPath, or 'dotnet tool restore')")]
     public const string ToolNotAvailable = "FT0801";
