@@ -51,6 +51,7 @@ public static class CliApplication
         root.Subcommands.Add(TokenizeCommand.Create(console));
         root.Subcommands.Add(InspectCommand.Create(host.Services, console));
         root.Subcommands.Add(InfoCommand.Create(console));
+        root.Subcommands.Add(CodesCommand.Create(console));
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
