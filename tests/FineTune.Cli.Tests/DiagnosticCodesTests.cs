@@ -1,3 +1,4 @@
+using FineTune.TestKit;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using FineTune.Core.Diagnostics;
@@ -17,7 +18,7 @@ public partial class DiagnosticCodesTests
         var generated = await cli.Run("codes", "--markdown");
         Assert.Equal(0, generated.ExitCode);
 
-        var readmePath = Path.Combine(CommandTests.RepositoryRoot(), "README.md");
+        var readmePath = Path.Combine(Repository.Root, "README.md");
         var readme = File.ReadAllText(readmePath).ReplaceLineEndings("\n");
         var begin = readme.IndexOf(BeginMarker, StringComparison.Ordinal);
         var end = readme.IndexOf(EndMarker, StringComparison.Ordinal);
@@ -97,7 +98,7 @@ public partial class DiagnosticCodesTests
     /// <summary>The C# files under src/, less build outputs and the catalogue (which names every code).</summary>
     private static IEnumerable<string> SourceFiles()
     {
-        var src = Path.Combine(CommandTests.RepositoryRoot(), "src");
+        var src = Path.Combine(Repository.Root, "src");
         var catalogue = Path.Combine(src, "FineTune.Core", "Diagnostics", "DiagnosticCodes.cs");
         return Directory.EnumerateFiles(src, "*.cs", SearchOption.AllDirectories)
             .Where(file => !Path.GetRelativePath(src, file).Split(Path.DirectorySeparatorChar)
@@ -105,7 +106,7 @@ public partial class DiagnosticCodesTests
             .Where(file => !string.Equals(file, catalogue, StringComparison.Ordinal));
     }
 
-    private static string Relative(string file) => Path.GetRelativePath(CommandTests.RepositoryRoot(), file);
+    private static string Relative(string file) => Path.GetRelativePath(Repository.Root, file);
 
     [GeneratedRegex(@"\bFT\d{4}\b")]
     private static partial Regex CodePattern();
