@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
-using FineTune.Core.Templates;
+using FineTune.Core.ChatTemplates;
 
 namespace FineTune.Bench;
 

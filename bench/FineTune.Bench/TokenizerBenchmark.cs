@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using FineTune.Core.Tokenization;
+using FineTune.Tokenizers;
 using RustTokenizer = Tokenizers.DotNet.Tokenizer;
 
 namespace FineTune.Bench;

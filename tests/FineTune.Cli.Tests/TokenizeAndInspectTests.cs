@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using FineTune.Core.ChatTemplates;
 using FineTune.Core.Tokenization;
 
 namespace FineTune.Cli.Tests;

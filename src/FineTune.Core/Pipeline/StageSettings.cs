@@ -151,10 +151,10 @@ public sealed class TokenizeSettings : IValidatableSettings
 
     public IEnumerable<SettingProblem> Validate()
     {
-        if (ChatTemplate != "model" && !Templates.BuiltinChatTemplates.IsBuiltin(ChatTemplate)
+        if (ChatTemplate != "model" && !ChatTemplates.BuiltinChatTemplates.IsBuiltin(ChatTemplate)
             && !ChatTemplate.EndsWith(".jinja", StringComparison.OrdinalIgnoreCase))
         {
-            string[] names = ["model", .. Templates.BuiltinChatTemplates.Names];
+            string[] names = ["model", .. ChatTemplates.BuiltinChatTemplates.Names];
             var suggestion = DidYouMean.Suggest(ChatTemplate, names);
             yield return new SettingProblem("chat_template",
                 $"'{ChatTemplate}' is not 'model' (the tokenizer's own), a built-in template ({string.Join(", ", names[1..])}) or a .jinja file" +

@@ -5,7 +5,7 @@ using FineTune.Core.Data;
 using FineTune.Core.Diagnostics;
 using FineTune.Core.Hub;
 using FineTune.Core.Pipeline;
-using FineTune.Core.Templates;
+using FineTune.Core.ChatTemplates;
 using FineTune.Core.Tokenization;
 
 namespace FineTune.Core.Stages;

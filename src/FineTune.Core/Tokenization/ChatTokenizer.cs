@@ -2,7 +2,8 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using FineTune.Core.Data;
 using FineTune.Core.Diagnostics;
-using FineTune.Core.Templates;
+using FineTune.Core.ChatTemplates;
+using FineTune.Tokenizers;
 
 namespace FineTune.Core.Tokenization;
 
@@ -99,7 +100,7 @@ public sealed class ChatTokenizer : IChatTokenizer
             ["bos_token"] = EndOfText, ["eos_token"] = ChatML.ImEnd, ["pad_token"] = EndOfText,
             ["chat_template"] = BuiltinChatTemplates.Source(ChatML.Name),
         };
-        var tokenizer = HfTokenizer.FromJson(System.Text.Encoding.UTF8.GetString(json), Gpt2);
+        var tokenizer = ReadTokenizerJson(json, Gpt2);
         return new ChatTokenizer(tokenizer, json, config, ResolveTemplate(chatTemplate, config, Gpt2, pipelineDirectory), Gpt2);
     }
 
@@ -130,8 +131,20 @@ public sealed class ChatTokenizer : IChatTokenizer
             catch (JsonException e) { throw new FineTuneException(Diagnostic.Error("FT0402", $"tokenizer_config.json is not valid JSON: {e.Message}", configPath)); }
         }
         var source = File.ReadAllBytes(jsonPath); // copied as is: what we tokenized with is what ships
-        var tokenizer = HfTokenizer.FromJson(System.Text.Encoding.UTF8.GetString(source), jsonPath);
+        var tokenizer = ReadTokenizerJson(source, jsonPath);
         return new ChatTokenizer(tokenizer, source, config, ResolveTemplate(chatTemplate, config, configPath, pipelineDirectory), configPath);
+    }
+
+    private static HfTokenizer ReadTokenizerJson(byte[] json, string origin)
+    {
+        try
+        {
+            return HfTokenizer.FromJson(System.Text.Encoding.UTF8.GetString(json), origin);
+        }
+        catch (TokenizerJsonException e)
+        {
+            throw new FineTuneException(Diagnostic.Error("FT0402", e.Message, e.Origin));
+        }
     }
 
     /// <summary>

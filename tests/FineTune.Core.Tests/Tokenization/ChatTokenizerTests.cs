@@ -1,8 +1,10 @@
 using System.Text.Json;
 using FineTune.Core.Data;
 using FineTune.Core.Diagnostics;
-using FineTune.Core.Templates;
+using FineTune.Core.ChatTemplates;
 using FineTune.Core.Tokenization;
+using FineTune.Tokenizers;
+using FineTune.Tokenizers.Tests;
 
 namespace FineTune.Core.Tests.Tokenization;
 
@@ -272,6 +274,28 @@ public class ChatTokenizerTests
             Assert.Equal("FT0410", broken.Diagnostics[0].Code);
             Assert.Equal(2, broken.Diagnostics[0].Line); // the line inside the template
             Assert.EndsWith("broken.jinja", broken.Diagnostics[0].File);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Theory]
+    [InlineData("model", """{"type":"Unigram","vocab":[]}""", "model 'Unigram' is not supported")]
+    [InlineData("decoder", """{"type":"WordPiece"}""", "decoder 'WordPiece' is not supported")]
+    public void Unsupported_tokenizer_json_components_are_named_in_ft0402(string component, string replacement, string message)
+    {
+        var json = System.Text.Json.Nodes.JsonNode.Parse(HfFixtures.Llama2Style())!.AsObject();
+        json[component] = System.Text.Json.Nodes.JsonNode.Parse(replacement);
+        var dir = Directory.CreateTempSubdirectory("ft-unsupported-").FullName;
+        try
+        {
+            var path = Path.Combine(dir, "tokenizer.json");
+            File.WriteAllText(path, json.ToJsonString());
+            var error = Assert.Throws<FineTuneException>(() => ChatTokenizer.LoadFolder(dir));
+            Assert.Equal(ExitCodes.InvalidInput, error.ExitCode);
+            var diagnostic = Assert.Single(error.Diagnostics);
+            Assert.Equal("FT0402", diagnostic.Code);
+            Assert.Equal(path, diagnostic.File);
+            Assert.Contains(message, diagnostic.Message);
         }
         finally { Directory.Delete(dir, true); }
     }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using FineTune.Core.ChatTemplates;
 using FineTune.Core.Tokenization;
 
 namespace FineTune.Core.Tests.Tokenization;

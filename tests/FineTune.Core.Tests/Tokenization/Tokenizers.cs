@@ -1,5 +1,6 @@
 using System.Text;
 using FineTune.Core.Data;
+using FineTune.Core.ChatTemplates;
 using FineTune.Core.Tokenization;
 
 namespace FineTune.Core.Tests.Tokenization;

@@ -1,6 +1,9 @@
 using FineTune.Core.Data;
 using FineTune.TestKit;
 using FineTune.Core.Tokenization;
+using FineTune.Tokenizers;
+using FineTune.Tokenizers.Tests;
+using RustTokenizer = Tokenizers.DotNet.Tokenizer;
 
 namespace FineTune.Core.Tests.Tokenization;
 
@@ -44,4 +47,41 @@ public class VocabularyPruningTests
         Assert.Equal(pruned.StopTokenIds.Select(id => pruned.Decode([id], skipSpecialTokens: false)), full.StopTokenIds.Select(id => full.Decode([id], skipSpecialTokens: false)));
         Assert.Equal(full.Decode([full.PadTokenId], false), pruned.Decode([pruned.PadTokenId], false));
     }
+
+    [Theory]
+    [InlineData("llama2")]
+    [InlineData("mistral3")]
+    [InlineData("llama3")]
+    [InlineData("qwen3")]
+    public void Pruned_tokenizer_json_loads_and_matches_the_rust_library(string name)
+    {
+        const string data = "The quick brown fox, 你好世界！ 1234 👍🏽\n\tHello again.";
+        using var folder = new TempFolder();
+        File.Copy(TokenizerJsonOf(name), folder.File("tokenizer.json"));
+        var full = HfTokenizer.Load(TokenizerJsonOf(name));
+        var fullIds = full.Encode(data).Ids;
+
+        var result = VocabularyPruning.PruneFolder(folder.Path, fullIds.ToHashSet());
+        var pruned = HfTokenizer.Load(folder.File("tokenizer.json"));
+        using var rust = new RustTokenizer(folder.File("tokenizer.json"));
+
+        Assert.Equal(result.PrunedSize, pruned.VocabSize);
+        Assert.True(pruned.VocabSize < full.VocabSize);
+        var prunedIds = pruned.Encode(data).Ids;
+        Assert.Equal(fullIds.Select(id => full.IdToToken(id)), prunedIds.Select(id => pruned.IdToToken(id)));
+        foreach (var text in new[] { data, "other text the data never had: ünïcödé ✓ 𝐀", "" })
+        {
+            Assert.Equal(rust.Encode(text).Select(id => (int)id), pruned.Encode(text, addSpecialTokens: true).Ids);
+            Assert.Equal(full.Decode(full.Encode(text).Ids), pruned.Decode(pruned.Encode(text).Ids));
+        }
+    }
+
+    private static string TokenizerJsonOf(string name) => name switch
+    {
+        "qwen3" => Path.Combine(Tokenizers.Qwen3Folder, "tokenizer.json"),
+        "llama3" => HfFixtures.WriteTemp(HfFixtures.Llama3Style(ignoreMerges: true), name),
+        "llama2" => HfFixtures.WriteTemp(HfFixtures.Llama2Style(), name),
+        "mistral3" => HfFixtures.WriteTemp(HfFixtures.MistralV3Style(), name),
+        _ => throw new ArgumentException(name),
+    };
 }
