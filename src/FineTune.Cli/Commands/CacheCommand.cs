@@ -20,7 +20,7 @@ public static class CacheCommand
         add.SetAction(parse =>
         {
             var path = parse.GetValue(file)!;
-            if (!path.Exists) throw new FineTuneException("FT0302", $"'{path.FullName}' does not exist");
+            if (!path.Exists) throw new FineTuneException(DiagnosticCodes.DataPinMismatch, $"'{path.FullName}' does not exist");
             var cache = DownloadCache.Default();
             var sha256 = cache.Add(path.FullName);
             console.Out.WriteLine($"{sha256}  {path.Name} ({Bytes.Format(path.Length)}) added to {cache.Root}");
@@ -66,7 +66,7 @@ public static class CacheCommand
             return (pipeline.StorePath, pipeline.Directory);
         }
         var folder = target?.FullName ?? (Directory.Exists("pipelines") ? Path.GetFullPath("pipelines") : Directory.GetCurrentDirectory());
-        if (!Directory.Exists(folder)) throw new FineTuneException("FT0904", $"'{folder}' is neither a pipeline file nor a folder");
+        if (!Directory.Exists(folder)) throw new FineTuneException(DiagnosticCodes.NotAPipelineOrFolder, $"'{folder}' is neither a pipeline file nor a folder");
         return (Path.Combine(folder, ".finetune"), folder);
     }
 }

@@ -62,14 +62,14 @@ public static class ChatCommand
     {
         var isPipeline = argument.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || argument.EndsWith(".yml", StringComparison.OrdinalIgnoreCase);
         if (!isPipeline) return ModelInputs.Folder(argument);
-        if (!File.Exists(argument)) throw new FineTuneException("FT0601", $"pipeline file '{argument}' does not exist");
+        if (!File.Exists(argument)) throw new FineTuneException(DiagnosticCodes.ChatTargetNotFound, $"pipeline file '{argument}' does not exist");
         var pipeline = PipelineLoader.LoadOrThrow(argument);
         var locked = LockFile.Read(LockFile.PathFor(pipeline.FilePath));
         if (!locked.Stages.TryGetValue("export", out var export))
-            throw new FineTuneException("FT0604", $"{argument}: the export stage has not run yet; run 'dotnet finetune run {argument}' first");
+            throw new FineTuneException(DiagnosticCodes.ExportNotAvailable, $"{argument}: the export stage has not run yet; run 'dotnet finetune run {argument}' first");
         var directory = new StageStore(pipeline.StorePath).OutputDirectory("export", export.Key);
         return Directory.Exists(directory)
             ? directory
-            : throw new FineTuneException("FT0604", $"{argument}: the export recorded in the lock file is not in the store (was it garbage-collected?); run the pipeline again");
+            : throw new FineTuneException(DiagnosticCodes.ExportNotAvailable, $"{argument}: the export recorded in the lock file is not in the store (was it garbage-collected?); run the pipeline again");
     }
 }

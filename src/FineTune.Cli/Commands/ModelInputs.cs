@@ -9,7 +9,7 @@ namespace FineTune.Cli.Commands;
 /// <summary>What <c>score</c> and <c>generate</c> share: a model folder, its tokenizer, and token ids from the command line.</summary>
 internal static class ModelInputs
 {
-    public const string ArgumentCode = "FT0620";
+    public const string ArgumentCode = DiagnosticCodes.InvalidModelCommandArguments;
 
     /// <summary>A folder as given, or a Hub model id downloaded into (or, offline, found in) the Hugging Face cache.</summary>
     public static string Folder(string argument) =>
@@ -27,7 +27,7 @@ internal static class ModelInputs
     {
         if (!File.Exists(Path.Combine(folder, ChatTokenizer.TokenizerJsonFile)))
             return required
-                ? throw new FineTuneException(Diagnostic.Error("FT0622", $"the model folder has no {ChatTokenizer.TokenizerJsonFile}, needed {why}; give token ids with --ids instead", folder))
+                ? throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.TokenizerRequired, $"the model folder has no {ChatTokenizer.TokenizerJsonFile}, needed {why}; give token ids with --ids instead", folder))
                 : null;
         return TokenizerFolder.Load(folder);
     }
@@ -54,7 +54,7 @@ internal static class ModelInputs
     public static void CheckVocabulary(IReadOnlyList<int> ids, int vocabSize, string folder)
     {
         if (ids.FirstOrDefault(id => id >= vocabSize, -1) is var outside and >= 0)
-            throw new FineTuneException(Diagnostic.Error("FT0603",
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.TokenizerModelMismatch,
                 $"the tokenizer produced id {outside} but the model has only {vocabSize} tokens; the tokenizer and weights come from different models", folder));
     }
 }

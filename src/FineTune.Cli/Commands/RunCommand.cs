@@ -48,7 +48,7 @@ public static class RunCommand
         {
             using var offlineMode = OfflineOption.Apply(parse, offline);
             if (parse.GetValue(restart) && parse.GetValue(resumeWithChanges))
-                throw new FineTuneException("FT0905", "--restart and --resume-with-changes exclude each other: discard the checkpoint, or continue from it");
+                throw new FineTuneException(DiagnosticCodes.ConflictingCheckpointOptions, "--restart and --resume-with-changes exclude each other: discard the checkpoint, or continue from it");
             var clock = Stopwatch.StartNew();
             var pipeline = PipelineOptions.Load(console, parse.GetValue(file)!, parse.GetValue(set));
             if (pipeline is null) return ExitCodes.InvalidInput;

@@ -44,7 +44,7 @@ public static class ScoreCommand
                 string content;
                 if (parse.GetValue(file) is { } path)
                 {
-                    if (!File.Exists(path)) throw new FineTuneException(Diagnostic.Error("FT0623", "the file to score does not exist", path));
+                    if (!File.Exists(path)) throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ScoreFileNotFound, "the file to score does not exist", path));
                     content = File.ReadAllText(path);
                 }
                 else content = parse.GetValue(text)!;

@@ -15,7 +15,7 @@ namespace FineTune.Cli.Commands;
 /// </summary>
 public static class TokenizeCommand
 {
-    private const string InputCode = "FT0624";
+    private const string InputCode = DiagnosticCodes.InvalidTokenizeInput;
 
     public static Command Create(CliConsole console)
     {

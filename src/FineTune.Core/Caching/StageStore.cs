@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using FineTune.Core.Diagnostics;
 
 namespace FineTune.Core.Caching;
 
@@ -121,7 +122,7 @@ public sealed class StageStore
             {
                 var holder = TryReadHolder(path);
                 if (!wait)
-                    throw new Diagnostics.FineTuneException("FT0901",
+                    throw new Diagnostics.FineTuneException(DiagnosticCodes.StoreInUse,
                         $"another run{holder} is using the store {Root}; wait for it to finish (or run without --no-wait to queue behind it)");
                 if (!told) { onWait($"another run{holder} is using {Root}; waiting for it to finish (Ctrl+C to give up)"); told = true; }
                 Task.Delay(500, cancellationToken).GetAwaiter().GetResult();

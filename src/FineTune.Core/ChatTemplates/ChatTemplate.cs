@@ -63,9 +63,9 @@ public sealed class ChatTemplate
     {
         var code = error.Kind switch
         {
-            JinjaErrorKind.Syntax => "FT0410",
-            JinjaErrorKind.Raised => "FT0411",
-            _ => "FT0412",
+            JinjaErrorKind.Syntax => DiagnosticCodes.TemplateSyntaxError,
+            JinjaErrorKind.Raised => DiagnosticCodes.TemplateRaisedException,
+            _ => DiagnosticCodes.TemplateRenderError,
         };
         return new FineTuneException(Diagnostic.Error(code, error.Message, error.Origin, error.Line, error.Column));
     }

@@ -13,24 +13,24 @@ namespace FineTune.Core.Data;
 public sealed record DataCheckCategory(string Id, Severity Severity, string Code, string Description)
 {
     // Errors: the record cannot become a sound training example.
-    public static readonly DataCheckCategory MalformedFile = new("malformed_file", Severity.Error, "FT0201", "are not readable (malformed JSON or CSV)");
-    public static readonly DataCheckCategory NotAnObject = new("not_an_object", Severity.Error, "FT0202", "are not objects");
-    public static readonly DataCheckCategory MissingMessages = new("missing_messages", Severity.Error, "FT0202", "have no messages list");
-    public static readonly DataCheckCategory MissingField = new("missing_field", Severity.Error, "FT0202", "miss a field the mapping expects");
-    public static readonly DataCheckCategory WrongType = new("wrong_type", Severity.Error, "FT0202", "have a field of the wrong type");
-    public static readonly DataCheckCategory UnknownKey = new("unknown_key", Severity.Error, "FT0202", "have messages with keys OpenAI does not allow");
-    public static readonly DataCheckCategory UnrecognizedRole = new("unrecognized_role", Severity.Error, "FT0202", "have messages with a missing or unrecognized role");
-    public static readonly DataCheckCategory MissingContent = new("missing_content", Severity.Error, "FT0202", "have messages without content");
-    public static readonly DataCheckCategory InvalidWeight = new("invalid_weight", Severity.Error, "FT0202", "have a message weight that is not 0 or 1 on an assistant message");
-    public static readonly DataCheckCategory NoAssistantMessage = new("no_assistant_message", Severity.Error, "FT0206", "have no assistant message to learn from");
-    public static readonly DataCheckCategory EmptyExample = new("empty_example", Severity.Error, "FT0206", "are empty");
+    public static readonly DataCheckCategory MalformedFile = new("malformed_file", Severity.Error, DiagnosticCodes.MalformedDataFile, "are not readable (malformed JSON or CSV)");
+    public static readonly DataCheckCategory NotAnObject = new("not_an_object", Severity.Error, DiagnosticCodes.InvalidRecord, "are not objects");
+    public static readonly DataCheckCategory MissingMessages = new("missing_messages", Severity.Error, DiagnosticCodes.InvalidRecord, "have no messages list");
+    public static readonly DataCheckCategory MissingField = new("missing_field", Severity.Error, DiagnosticCodes.InvalidRecord, "miss a field the mapping expects");
+    public static readonly DataCheckCategory WrongType = new("wrong_type", Severity.Error, DiagnosticCodes.InvalidRecord, "have a field of the wrong type");
+    public static readonly DataCheckCategory UnknownKey = new("unknown_key", Severity.Error, DiagnosticCodes.InvalidRecord, "have messages with keys OpenAI does not allow");
+    public static readonly DataCheckCategory UnrecognizedRole = new("unrecognized_role", Severity.Error, DiagnosticCodes.InvalidRecord, "have messages with a missing or unrecognized role");
+    public static readonly DataCheckCategory MissingContent = new("missing_content", Severity.Error, DiagnosticCodes.InvalidRecord, "have messages without content");
+    public static readonly DataCheckCategory InvalidWeight = new("invalid_weight", Severity.Error, DiagnosticCodes.InvalidRecord, "have a message weight that is not 0 or 1 on an assistant message");
+    public static readonly DataCheckCategory NoAssistantMessage = new("no_assistant_message", Severity.Error, DiagnosticCodes.NothingToLearn, "have no assistant message to learn from");
+    public static readonly DataCheckCategory EmptyExample = new("empty_example", Severity.Error, DiagnosticCodes.NothingToLearn, "are empty");
 
     // Warnings: trainable, but probably not what was meant.
-    public static readonly DataCheckCategory DuplicateExample = new("duplicate_example", Severity.Warning, "FT0210", "repeat an earlier record exactly");
-    public static readonly DataCheckCategory EmptyAnswer = new("empty_answer", Severity.Warning, "FT0211", "have an empty assistant answer (the model learns to answer with nothing)");
-    public static readonly DataCheckCategory ShortAnswer = new("short_answer", Severity.Warning, "FT0212", "have a very short assistant answer (one character, or no letter or digit)");
-    public static readonly DataCheckCategory NothingTrained = new("nothing_trained", Severity.Warning, "FT0213", "give every assistant message weight 0, so nothing in them is trained");
-    public static readonly DataCheckCategory DroppedToolCalls = new("dropped_tool_calls", Severity.Warning, "FT0214", "carry tool or function calls, which the chat template does not render (only the content is kept)");
+    public static readonly DataCheckCategory DuplicateExample = new("duplicate_example", Severity.Warning, DiagnosticCodes.DuplicateRecord, "repeat an earlier record exactly");
+    public static readonly DataCheckCategory EmptyAnswer = new("empty_answer", Severity.Warning, DiagnosticCodes.EmptyAnswer, "have an empty assistant answer (the model learns to answer with nothing)");
+    public static readonly DataCheckCategory ShortAnswer = new("short_answer", Severity.Warning, DiagnosticCodes.ShortAnswer, "have a very short assistant answer (one character, or no letter or digit)");
+    public static readonly DataCheckCategory NothingTrained = new("nothing_trained", Severity.Warning, DiagnosticCodes.NothingTrained, "give every assistant message weight 0, so nothing in them is trained");
+    public static readonly DataCheckCategory DroppedToolCalls = new("dropped_tool_calls", Severity.Warning, DiagnosticCodes.DroppedToolCalls, "carry tool or function calls, which the chat template does not render (only the content is kept)");
 }
 
 /// <summary>What the checks found of one category: how many records, the first few of them, and what was wrong there.</summary>

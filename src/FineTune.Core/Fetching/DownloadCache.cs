@@ -64,7 +64,7 @@ public sealed class DownloadCache
     public string Add(string filePath)
     {
         if (!File.Exists(filePath))
-            throw new FineTuneException(Diagnostic.Error("FT0307", $"cannot add '{filePath}' to the download cache: the file does not exist"));
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.CacheAddFailed, $"cannot add '{filePath}' to the download cache: the file does not exist"));
 
         var hash = ContentHash.OfFile(filePath);
         if (TryGet(hash) is not null) return hash;
@@ -79,7 +79,7 @@ public sealed class DownloadCache
             // The source may have changed between hashing and copying; the copy is what enters the cache.
             var copied = ContentHash.OfFile(temp);
             if (copied != hash)
-                throw new FineTuneException(Diagnostic.Error("FT0307", $"'{filePath}' changed while it was being added to the download cache; try again"));
+                throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.CacheAddFailed, $"'{filePath}' changed while it was being added to the download cache; try again"));
             MoveIntoPlace(temp, finalPath);
         }
         finally
@@ -99,7 +99,7 @@ public sealed class DownloadCache
         if (TryGet(hash) is { } cached) return cached;
 
         if (Offline)
-            throw new FineTuneException(Diagnostic.Error("FT0306",
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.NotInDownloadCache,
                 $"{OfflineVariable}=1 and {url} (sha256 {hash}) is not in the download cache at {Root}. " +
                 $"Download the file by other means and run `dotnet finetune cache add <file>`, or unset {OfflineVariable}."),
                 ExitCodes.StageFailed);

@@ -117,7 +117,7 @@ public sealed class HttpDownloader
                 continue;
             }
             if (options?.MismatchError is { } mismatchError) throw mismatchError(actual, expected);
-            throw new FineTuneException(Diagnostic.Error("FT0303",
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.DownloadHashMismatch,
                 $"downloaded {url} but its sha256 is {actual}, not the pinned {expected}. " +
                 "The file at the URL has changed, or the pin is wrong. Check the source; if the new content is right, " +
                 "put its sha256 into stages.fetch.sha256. To use a copy you trust, run `dotnet finetune cache add <file>`."),
@@ -148,7 +148,7 @@ public sealed class HttpDownloader
             { Data = { ["RetryAfter"] = response.Headers.RetryAfter?.Delta } };
         if (!response.IsSuccessStatusCode && options?.RefusedError is { } refusedError) throw refusedError(response);
         if (!response.IsSuccessStatusCode)
-            throw new FineTuneException(Diagnostic.Error("FT0305",
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.DownloadRefused,
                 $"{url} answered {(int)response.StatusCode} {response.ReasonPhrase}. Check stages.fetch.url; " +
                 "to work without the server, download the file by other means and run `dotnet finetune cache add <file>`."),
                 ExitCodes.StageFailed);
@@ -258,7 +258,7 @@ public sealed class HttpDownloader
         var kept = partialPath is not null && File.Exists(partialPath) && new FileInfo(partialPath).Length > 0
             ? $" The {new FileInfo(partialPath).Length:N0} bytes received are kept and the next run resumes from them."
             : "";
-        return new FineTuneException(Diagnostic.Error("FT0304",
+        return new FineTuneException(Diagnostic.Error(DiagnosticCodes.DownloadFailed,
             $"could not download {url} after {attempts} attempts: {reason}.{kept} " +
             (advice ?? "Check the network and the URL. To work offline, download the file by other means, run " +
             $"`dotnet finetune cache add <file>`, and set {DownloadCache.OfflineVariable}=1.")),

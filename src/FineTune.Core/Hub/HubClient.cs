@@ -202,7 +202,7 @@ public sealed class HubClient
             if (new FileInfo(incomplete).Length is var length && length != size)
             {
                 File.Delete(incomplete);
-                throw new FineTuneException(Diagnostic.Error("FT0534",
+                throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.HubDownloadCorrupted,
                     $"downloaded '{file.Name}' of model '{id}' (commit {commit}) but received {length:N0} bytes, not the " +
                     $"{size:N0} the Hub announced. Run again; if it persists, the server at {Options.Endpoint} serves " +
                     $"inconsistent files: try another {HubOptions.EndpointVariable}."), ExitCodes.StageFailed);
@@ -259,7 +259,7 @@ public sealed class HubClient
             }
             catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
             {
-                throw new FineTuneException(Diagnostic.Error("FT0537",
+                throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.NotAHubEndpoint,
                     $"{url} did not answer like the Hugging Face Hub API ({e.Message}). Check {HubOptions.EndpointVariable} " +
                     $"(now {Options.Endpoint}): it must be the Hub or a mirror of it."), ExitCodes.StageFailed);
             }
@@ -286,7 +286,7 @@ public sealed class HubClient
 
                     var etag = NormalizeEtag(Header(response, "X-Linked-Etag") ?? Header(response, "ETag"));
                     if (etag is null)
-                        throw new FineTuneException(Diagnostic.Error("FT0537",
+                        throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.NotAHubEndpoint,
                             $"{current} answered without an ETag, so '{file}' cannot be stored in the Hugging Face cache. " +
                             $"Check {HubOptions.EndpointVariable} (now {Options.Endpoint}): it must be the Hub or a mirror of it."),
                             ExitCodes.StageFailed);
@@ -296,7 +296,7 @@ public sealed class HubClient
                 }, UnreachableAdvice, ct);
             if (metadata is not null) return metadata;
             if (redirects >= 5)
-                throw new FineTuneException(Diagnostic.Error("FT0537", $"{url} redirects in a loop."), ExitCodes.StageFailed);
+                throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.NotAHubEndpoint, $"{url} redirects in a loop."), ExitCodes.StageFailed);
             url = next!;
         }
     }
@@ -306,7 +306,7 @@ public sealed class HubClient
         Authorization = Authorization(),
         RefusedError = response => Refused(response, id, commit, file),
         UnreachableAdvice = UnreachableAdvice,
-        MismatchError = (actual, expected) => new FineTuneException(Diagnostic.Error("FT0534",
+        MismatchError = (actual, expected) => new FineTuneException(Diagnostic.Error(DiagnosticCodes.HubDownloadCorrupted,
             $"downloaded '{file}' of model '{id}' (commit {commit}) but its sha256 is {actual}, not {expected} as the Hub " +
             $"announced. The transfer was corrupted or the server at {Options.Endpoint} serves different content; run " +
             $"again, and if it persists try another {HubOptions.EndpointVariable}."), ExitCodes.StageFailed),
@@ -362,7 +362,7 @@ public sealed class HubClient
     private static void ValidateRevision(string revision)
     {
         if (!IsSafeRelativePath(revision))
-            throw new FineTuneException("FT0535",
+            throw new FineTuneException(DiagnosticCodes.InvalidModelId,
                 $"'{revision}' is not a revision: give a branch (main), a tag, or a commit hash.");
     }
 
@@ -385,23 +385,23 @@ public sealed class HubClient
             : $"The token in {HubOptions.TokenVariable} was sent but does not give access to it.";
 
         if (errorCode == "GatedRepo" || (errorCode is null && response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden))
-            return new FineTuneException(Diagnostic.Error("FT0530",
+            return new FineTuneException(Diagnostic.Error(DiagnosticCodes.HubAccessDenied,
                 $"the Hub refused access to model '{id}' ({status}): it is gated or private. {tokenState} Log in at " +
                 $"{Options.Endpoint.ToString().TrimEnd('/')}/{id}, accept the model's licence there (gated models), then " +
                 $"{TokenAdvice}."), ExitCodes.InvalidInput);
         if (errorCode == "RepoNotFound")
-            return new FineTuneException(Diagnostic.Error("FT0531",
+            return new FineTuneException(Diagnostic.Error(DiagnosticCodes.HubNotFound,
                 $"model '{id}' was not found on {Options.Endpoint} ({status}). Check the model id (as in " +
                 $"https://huggingface.co/<org>/<name>); if it is private, {TokenAdvice}. {tokenState}"), ExitCodes.InvalidInput);
         if (errorCode == "RevisionNotFound" || (errorCode is null && response.StatusCode == HttpStatusCode.NotFound && file is null))
-            return new FineTuneException(Diagnostic.Error("FT0531",
+            return new FineTuneException(Diagnostic.Error(DiagnosticCodes.HubNotFound,
                 $"model '{id}' at revision '{revision}' was not found on {Options.Endpoint} ({status}): the model id or " +
                 "the revision (branch, tag or commit) is wrong. Check both on the model's page on the Hub."), ExitCodes.InvalidInput);
         if (response.StatusCode == HttpStatusCode.NotFound || errorCode == "EntryNotFound")
-            return new FineTuneException(Diagnostic.Error("FT0531",
+            return new FineTuneException(Diagnostic.Error(DiagnosticCodes.HubNotFound,
                 $"file '{file}' of model '{id}' (commit {revision}) was not found on {Options.Endpoint} ({status}), " +
                 "although the Hub listed it. Run again; if it persists, the server is not a complete mirror."), ExitCodes.StageFailed);
-        return new FineTuneException(Diagnostic.Error("FT0539",
+        return new FineTuneException(Diagnostic.Error(DiagnosticCodes.HubRequestFailed,
             $"the Hub at {Options.Endpoint} answered {status} {response.ReasonPhrase} for model '{id}'" +
             (file is null ? "" : $", file '{file}'") + ". Check the model id and revision."), ExitCodes.StageFailed);
     }
@@ -412,7 +412,7 @@ public sealed class HubClient
             ? $"model '{id}' revision '{revision}' is only partly in the Hugging Face cache at {Options.CacheDirectory}: " +
               $"{string.Join(", ", missing.Take(5))}{(missing.Count > 5 ? $" and {missing.Count - 5} more" : "")} not cached"
             : $"model '{id}' revision '{revision}' is not in the Hugging Face cache at {Options.CacheDirectory}";
-        return new FineTuneException(Diagnostic.Error("FT0532",
+        return new FineTuneException(Diagnostic.Error(DiagnosticCodes.NotInHubCache,
             $"offline mode ({HubOptions.OfflineVariable}=1 or --offline), and {what}. Run once with network access (without " +
             $"offline mode), or copy the model into this cache (e.g. `huggingface-cli download {id}` with " +
             $"{HubOptions.HomeVariable} set to the same folder), or give the path of a local model folder instead."),
@@ -420,7 +420,7 @@ public sealed class HubClient
     }
 
     private static FineTuneException NothingMatches(HubRepoId id, string revision, IReadOnlyList<string> patterns, IReadOnlyList<string> files) =>
-        new(Diagnostic.Error("FT0536",
+        new(Diagnostic.Error(DiagnosticCodes.NoModelFilesOnHub,
             $"model '{id}' at revision '{revision}' has no file matching {string.Join(", ", patterns)}; it holds " +
             $"{string.Join(", ", files.Take(10))}{(files.Count > 10 ? ", ..." : "")}. A model needs config.json and " +
             "safetensors weights (a pytorch_model.bin checkpoint must be converted to safetensors first)."), ExitCodes.InvalidInput);

@@ -16,7 +16,7 @@ public sealed partial record HubRepoId(string Id)
         var id = repo?.Trim() ?? "";
         // The rule huggingface_hub's validate_repo_id applies.
         if (id.Length is 0 or > 96 || !RepoIdPattern().IsMatch(id) || id.Contains("--", StringComparison.Ordinal) || id.Contains("..", StringComparison.Ordinal))
-            throw new FineTuneException("FT0535",
+            throw new FineTuneException(DiagnosticCodes.InvalidModelId,
                 $"'{repo}' is not a Hugging Face model id: expected 'org/name' (letters, digits, '-', '_', '.'), " +
                 "for example 'Qwen/Qwen2.5-0.5B-Instruct', or the path of a local folder.");
         return new HubRepoId(id);

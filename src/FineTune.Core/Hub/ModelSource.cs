@@ -16,7 +16,7 @@ public static class ModelSource
         var (repo, revision) = Split(argument);
         // Something that reads as a path (./x, ../x, /x, x/y/z) is a folder that does not exist, not a model id.
         if (repo.StartsWith('.') || Path.IsPathRooted(repo) || repo.Count(c => c == '/') != 1)
-            throw new FineTuneException(Diagnostic.Error("FT0621",
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ModelNotFound,
                 "model folder not found; give a Hugging Face layout folder (config.json, model.safetensors or shards, tokenizer.json) or a model id such as Qwen/Qwen2.5-0.5B-Instruct",
                 argument));
         HubRepoId.Parse(repo);
@@ -37,7 +37,7 @@ public static class ModelSource
             // The Hub cache keeps each revision under snapshots/<commit>, so the folder's name is the commit it pins.
             return new ModelLocation(snapshot, Path.GetFileName(Path.TrimEndingDirectorySeparator(snapshot)));
         }
-        catch (FineTuneException e) when (e.Diagnostics.Count == 1 && e.Diagnostics[0].Code == "FT0621")
+        catch (FineTuneException e) when (e.Diagnostics.Count == 1 && e.Diagnostics[0].Code == DiagnosticCodes.ModelNotFound)
         {
             throw new FineTuneException(context.Pipeline.Locate(settingPath).Error(code, $"'{value}' is neither a folder (relative to the pipeline file) nor a Hugging Face model id; {hint}"));
         }

@@ -52,13 +52,13 @@ public static partial class PipelineLoader
         if (!File.Exists(path))
         {
             diagnostics.Add(referencedFrom is null
-                ? Diagnostic.Error("FT0100", $"pipeline file '{path}' does not exist")
-                : referencedFrom.Error("FT0100", $"base pipeline '{path}' does not exist; fix the path in 'extends' (it is relative to this file)"));
+                ? Diagnostic.Error(DiagnosticCodes.PipelineFileNotFound, $"pipeline file '{path}' does not exist")
+                : referencedFrom.Error(DiagnosticCodes.PipelineFileNotFound, $"base pipeline '{path}' does not exist; fix the path in 'extends' (it is relative to this file)"));
             return null;
         }
         if (chain.Contains(path))
         {
-            diagnostics.Add(referencedFrom!.Error("FT0111", "'extends' forms a cycle: " + string.Join(" -> ", chain.Append(path).Select(Path.GetFileName))));
+            diagnostics.Add(referencedFrom!.Error(DiagnosticCodes.ExtendsCycle, "'extends' forms a cycle: " + string.Join(" -> ", chain.Append(path).Select(Path.GetFileName))));
             return null;
         }
         chain.Add(path);
@@ -66,7 +66,7 @@ public static partial class PipelineLoader
         if (node is null) return null;
         if (node is not YMap map)
         {
-            diagnostics.Add(node.Location.Error("FT0104", $"a pipeline file must be a mapping of keys (name, params, stages), found {node.KindName}"));
+            diagnostics.Add(node.Location.Error(DiagnosticCodes.WrongValueType, $"a pipeline file must be a mapping of keys (name, params, stages), found {node.KindName}"));
             return null;
         }
         if (map["extends"] is not YScalar { IsNull: false } extends) return map;
@@ -83,7 +83,7 @@ public static partial class PipelineLoader
         var equals = assignment.IndexOf('=');
         if (equals <= 0)
         {
-            diagnostics.Add(Diagnostic.Error("FT0106", $"--set '{assignment}' must have the form stage.key=value (for example --set train.learning_rate=2e-4)"));
+            diagnostics.Add(Diagnostic.Error(DiagnosticCodes.MalformedSetArgument, $"--set '{assignment}' must have the form stage.key=value (for example --set train.learning_rate=2e-4)"));
             return;
         }
         var keyPath = assignment[..equals].Trim();
@@ -130,7 +130,7 @@ public static partial class PipelineLoader
                         if (parameters.TryGetValue(name, out var replacement)) return replacement;
                         scalar.AlreadyReported = true;
                         var suggestion = DidYouMean.Suggest(name, parameters.Keys);
-                        diagnostics.Add(scalar.Location.Error("FT0105", $"unknown parameter '${{{name}}}'" +
+                        diagnostics.Add(scalar.Location.Error(DiagnosticCodes.UnknownParameter, $"unknown parameter '${{{name}}}'" +
                             (suggestion is null ? "; define it under 'params:'" : $"; did you mean '${{{suggestion}}}'?")));
                         return match.Value;
                     });
@@ -158,7 +158,7 @@ public static partial class PipelineLoader
             {
                 var suggestion = DidYouMean.Suggest(key.Value, properties.Select(p => p.Key));
                 var section = prefix.Length == 0 ? "at the top level" : "in " + SectionName(prefix);
-                diagnostics.Add(key.Location.Error("FT0102", $"unknown key '{key.Value}' {section}" +
+                diagnostics.Add(key.Location.Error(DiagnosticCodes.UnknownKey, $"unknown key '{key.Value}' {section}" +
                     (suggestion is null ? $"; expected one of: {string.Join(", ", properties.Select(p => p.Key))}" : $"; did you mean '{suggestion}'?")));
                 continue;
             }
@@ -167,14 +167,14 @@ public static partial class PipelineLoader
             if (!TryConvert(value, property.Type, property.Property.GetValue(target), keyPath, locations, diagnostics, out var converted)) continue;
             if (converted is null && value is YScalar { IsNull: true } && !IsNullable(property.Property))
             {
-                diagnostics.Add(value.Location.Error("FT0104", $"'{DisplayKey(keyPath)}' needs a value"));
+                diagnostics.Add(value.Location.Error(DiagnosticCodes.WrongValueType, $"'{DisplayKey(keyPath)}' needs a value"));
                 continue;
             }
             if (!CheckValue(property, converted, keyPath, value.Location, diagnostics)) continue;
             property.Property.SetValue(target, converted);
         }
         foreach (var property in properties.Where(p => p.IsRequired && !seen.Contains(p.Key)))
-            diagnostics.Add(map.Location.Error("FT0109", $"missing required setting '{prefix + property.Key}'" + (property.Doc is null ? "" : $" ({property.Doc})")));
+            diagnostics.Add(map.Location.Error(DiagnosticCodes.MissingRequiredSetting, $"missing required setting '{prefix + property.Key}'" + (property.Doc is null ? "" : $" ({property.Doc})")));
     }
 
     private static bool IsNullable(PropertyInfo property) =>
@@ -191,7 +191,7 @@ public static partial class PipelineLoader
         bool Fail(string expected)
         {
             var found = node is YScalar s ? $"'{s.Value}'" : node.KindName;
-            diagnostics.Add(node.Location.Error("FT0104", $"'{DisplayKey(keyPath)}' must be {expected}, found {found}"));
+            diagnostics.Add(node.Location.Error(DiagnosticCodes.WrongValueType, $"'{DisplayKey(keyPath)}' must be {expected}, found {found}"));
             return false;
         }
 
@@ -231,7 +231,7 @@ public static partial class PipelineLoader
             for (var i = 0; i < sequence.Items.Count; i++)
             {
                 if (sequence.Items[i] is YScalar item) list.Add(item.Value);
-                else { diagnostics.Add(sequence.Items[i].Location.Error("FT0104", $"item {i + 1} of '{DisplayKey(keyPath)}' must be text, found {sequence.Items[i].KindName}")); ok = false; }
+                else { diagnostics.Add(sequence.Items[i].Location.Error(DiagnosticCodes.WrongValueType, $"item {i + 1} of '{DisplayKey(keyPath)}' must be text, found {sequence.Items[i].KindName}")); ok = false; }
             }
             result = list;
             return ok;
@@ -244,7 +244,7 @@ public static partial class PipelineLoader
             foreach (var (key, value) in map.Entries)
             {
                 if (value is YScalar scalar) dictionary[key.Value] = scalar.Value;
-                else { diagnostics.Add(value.Location.Error("FT0104", $"'{DisplayKey(keyPath)}.{key.Value}' must be a single value, found {value.KindName}")); ok = false; }
+                else { diagnostics.Add(value.Location.Error(DiagnosticCodes.WrongValueType, $"'{DisplayKey(keyPath)}.{key.Value}' must be a single value, found {value.KindName}")); ok = false; }
                 locations[keyPath + "." + key.Value] = value.Location;
             }
             result = dictionary;
@@ -267,7 +267,7 @@ public static partial class PipelineLoader
         if (property.OneOf is { } allowed && value is string text && !allowed.Contains(text))
         {
             var suggestion = DidYouMean.Suggest(text, allowed);
-            diagnostics.Add(location.Error("FT0108", $"'{DisplayKey(keyPath)}' is '{text}'; expected one of: {string.Join(", ", allowed)}" +
+            diagnostics.Add(location.Error(DiagnosticCodes.ValueNotAllowed, $"'{DisplayKey(keyPath)}' is '{text}'; expected one of: {string.Join(", ", allowed)}" +
                 (suggestion is null ? "" : $"; did you mean '{suggestion}'?")));
             return false;
         }
@@ -281,7 +281,7 @@ public static partial class PipelineLoader
                 problem = (range.ExclusiveMaximum ? "less than " : "at most ") + Show(range.Maximum);
             if (problem is not null)
             {
-                diagnostics.Add(location.Error("FT0107", $"'{DisplayKey(keyPath)}' must be {problem}, found {SettingsReflection.Display(value is double d ? d : Convert.ToInt64(value, CultureInfo.InvariantCulture))}"));
+                diagnostics.Add(location.Error(DiagnosticCodes.ValueOutOfRange, $"'{DisplayKey(keyPath)}' must be {problem}, found {SettingsReflection.Display(value is double d ? d : Convert.ToInt64(value, CultureInfo.InvariantCulture))}"));
                 return false;
             }
         }
@@ -293,21 +293,21 @@ public static partial class PipelineLoader
     private static void Validate(PipelineDefinition pipeline, Dictionary<string, SourceLocation> locations, List<Diagnostic> diagnostics)
     {
         if (string.IsNullOrWhiteSpace(pipeline.Name))
-            diagnostics.Add(LocateIn(locations, "name", pipeline.FilePath).Error("FT0109", "the pipeline needs a 'name'"));
+            diagnostics.Add(LocateIn(locations, "name", pipeline.FilePath).Error(DiagnosticCodes.MissingRequiredSetting, "the pipeline needs a 'name'"));
         foreach (var stage in StagesSettings.Names)
         {
             if (pipeline.Stages.Section(stage) is not IValidatableSettings settings) continue;
             foreach (var problem in settings.Validate())
             {
                 var keyPath = $"stages.{stage}.{problem.Key}";
-                diagnostics.Add(LocateIn(locations, keyPath, pipeline.FilePath).Error("FT0110", $"{stage}: {problem.Message}"));
+                diagnostics.Add(LocateIn(locations, keyPath, pipeline.FilePath).Error(DiagnosticCodes.InvalidStageSettings, $"{stage}: {problem.Message}"));
             }
         }
         if (!pipeline.Stages.Train.IsBuiltin && pipeline.Stages.Tokenize.Vocabulary == "used")
-            diagnostics.Add(LocateIn(locations, "stages.tokenize.vocabulary", pipeline.FilePath).Error("FT0110",
+            diagnostics.Add(LocateIn(locations, "stages.tokenize.vocabulary", pipeline.FilePath).Error(DiagnosticCodes.InvalidStageSettings,
                 $"tokenize: vocabulary 'used' renumbers the tokens, which only a model trained from scratch can follow; model '{pipeline.Stages.Train.Model}' is pretrained, so use vocabulary: full"));
         if (pipeline.Stages.Evaluate.Prompts.Any(string.IsNullOrWhiteSpace))
-            diagnostics.Add(LocateIn(locations, "stages.evaluate.prompts", pipeline.FilePath).Error("FT0110", "evaluate: prompts must not be empty"));
+            diagnostics.Add(LocateIn(locations, "stages.evaluate.prompts", pipeline.FilePath).Error(DiagnosticCodes.InvalidStageSettings, "evaluate: prompts must not be empty"));
     }
 
     private static SourceLocation LocateIn(Dictionary<string, SourceLocation> locations, string keyPath, string file)

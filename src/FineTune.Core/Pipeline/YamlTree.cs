@@ -67,21 +67,21 @@ public static class YamlTree
         }
         catch (YamlException e)
         {
-            diagnostics.Add(Diagnostic.Error("FT0101", "YAML syntax error: " + Describe(e), file, (int)e.Start.Line, (int)e.Start.Column));
+            diagnostics.Add(Diagnostic.Error(DiagnosticCodes.PipelineSyntaxError, "YAML syntax error: " + Describe(e), file, (int)e.Start.Line, (int)e.Start.Column));
             return null;
         }
         catch (InvalidOperationException)
         {
             // YamlDotNet's scanner throws this without a position for some unclosed flow collections.
             var (line, column) = LastScannablePosition(text);
-            diagnostics.Add(Diagnostic.Error("FT0101", "YAML syntax error: unexpected end of a flow collection (an unclosed '[' or '{'?)", file, line, column));
+            diagnostics.Add(Diagnostic.Error(DiagnosticCodes.PipelineSyntaxError, "YAML syntax error: unexpected end of a flow collection (an unclosed '[' or '{'?)", file, line, column));
             return null;
         }
         if (stream.Documents.Count == 0) return new YMap { File = file, Line = 1, Column = 1 };
         if (stream.Documents.Count > 1)
         {
             var second = stream.Documents[1].RootNode.Start;
-            diagnostics.Add(Diagnostic.Error("FT0101", "a pipeline file holds one YAML document; remove the second '---'", file, (int)second.Line, (int)second.Column));
+            diagnostics.Add(Diagnostic.Error(DiagnosticCodes.PipelineSyntaxError, "a pipeline file holds one YAML document; remove the second '---'", file, (int)second.Line, (int)second.Column));
         }
         return Convert(stream.Documents[0].RootNode, file, diagnostics);
     }
@@ -139,16 +139,16 @@ public static class YamlTree
                 {
                     if (Convert(key, file, diagnostics) is not YScalar keyScalar)
                     {
-                        diagnostics.Add(Diagnostic.Error("FT0101", "a key must be a plain name", file, (int)key.Start.Line, (int)key.Start.Column));
+                        diagnostics.Add(Diagnostic.Error(DiagnosticCodes.PipelineSyntaxError, "a key must be a plain name", file, (int)key.Start.Line, (int)key.Start.Column));
                         continue;
                     }
                     if (map[keyScalar.Value] is not null)
-                        diagnostics.Add(Diagnostic.Error("FT0103", $"duplicate key '{keyScalar.Value}'", file, keyScalar.Line, keyScalar.Column));
+                        diagnostics.Add(Diagnostic.Error(DiagnosticCodes.DuplicateKey, $"duplicate key '{keyScalar.Value}'", file, keyScalar.Line, keyScalar.Column));
                     map.Set(keyScalar, Convert(value, file, diagnostics));
                 }
                 return map;
             default:
-                diagnostics.Add(Diagnostic.Error("FT0101", "aliases and tags are not supported in pipeline files", file, line, column));
+                diagnostics.Add(Diagnostic.Error(DiagnosticCodes.PipelineSyntaxError, "aliases and tags are not supported in pipeline files", file, line, column));
                 return new YScalar { File = file, Line = line, Column = column, Value = "" };
         }
     }

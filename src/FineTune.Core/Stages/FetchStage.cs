@@ -61,7 +61,7 @@ public sealed class FetchStage(DownloadCache? cache = null) : Stage<FetchSetting
         var copied = ContentHash.OfFile(target);
         if (copied != hash)
             throw new FineTuneException(context.Pipeline.Locate(settings.Url is null ? "stages.fetch.path" : "stages.fetch.url")
-                .Error("FT0308", $"'{source}' changed while it was being fetched (sha256 {hash} became {copied}); run again"),
+                .Error(DiagnosticCodes.SourceChangedDuringFetch, $"'{source}' changed while it was being fetched (sha256 {hash} became {copied}); run again"),
                 ExitCodes.StageFailed);
 
         context.Summary["bytes"] = new FileInfo(target).Length;
@@ -75,7 +75,7 @@ public sealed class FetchStage(DownloadCache? cache = null) : Stage<FetchSetting
         // The settings validator already insists on it; this guards callers that skip validation.
         if (!ContentHash.IsSha256(settings.Sha256))
             throw new FineTuneException(context.Pipeline.Locate("stages.fetch.url")
-                .Error("FT0302", "a url must be pinned with 'sha256' (64 hex digits) so the data cannot change under the pipeline"));
+                .Error(DiagnosticCodes.DataPinMismatch, "a url must be pinned with 'sha256' (64 hex digits) so the data cannot change under the pipeline"));
         return settings.Sha256!.ToLowerInvariant();
     }
 
@@ -84,13 +84,13 @@ public sealed class FetchStage(DownloadCache? cache = null) : Stage<FetchSetting
         var path = context.ResolvePath(settings.Path!);
         if (!File.Exists(path))
             throw new FineTuneException(context.Pipeline.Locate("stages.fetch.path")
-                .Error("FT0301", $"the data file '{settings.Path}' does not exist (looked for {path})"));
+                .Error(DiagnosticCodes.DataFileNotFound, $"the data file '{settings.Path}' does not exist (looked for {path})"));
 
         var input = StageInput.File("path", path);
         var hash = input.Sha256;
         if (settings.Sha256 is not null && !string.Equals(hash, settings.Sha256, StringComparison.OrdinalIgnoreCase))
             throw new FineTuneException(context.Pipeline.Locate("stages.fetch.sha256")
-                .Error("FT0302", $"'{settings.Path}' has sha256 {hash}, not the pinned {settings.Sha256.ToLowerInvariant()}. " +
+                .Error(DiagnosticCodes.DataPinMismatch, $"'{settings.Path}' has sha256 {hash}, not the pinned {settings.Sha256.ToLowerInvariant()}. " +
                     "If the file was changed on purpose, update sha256 (or remove it); otherwise restore the file."));
         return input;
     }

@@ -27,11 +27,11 @@ public sealed class FormatStage : Stage<FormatSettings>
         var (conversations, report) = await DataChecks.RunAsync(FetchedDataFile(context), source, settings, cancellationToken);
         if (report.HasErrors) throw report.ToException();
         if (conversations.Count == 0)
-            throw new FineTuneException(Diagnostic.Error("FT0203", $"{source.Display} holds no records", source.File));
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.NoTrainingRecords, $"{source.Display} holds no records", source.File));
 
         var validationCount = ValidationCount(settings.Validation, conversations.Count);
         if (validationCount >= conversations.Count)
-            throw new FineTuneException(context.Pipeline.Locate("stages.format.validation").Error("FT0203",
+            throw new FineTuneException(context.Pipeline.Locate("stages.format.validation").Error(DiagnosticCodes.NoTrainingRecords,
                 $"validation {settings.Validation} takes {validationCount} of the {conversations.Count} records in {source.Display}, " +
                 "leaving none for training; lower it (a fraction below 1 or a smaller count)"));
 
@@ -96,6 +96,6 @@ public sealed class FormatStage : Stage<FormatSettings>
         var candidates = Directory.GetFiles(folder, "data.*").Order(StringComparer.Ordinal).ToList();
         return candidates.Count > 0
             ? candidates[0]
-            : throw new FineTuneException("FT0204", $"the fetch output {folder} holds no data.* file; run the fetch stage again", ExitCodes.StageFailed);
+            : throw new FineTuneException(DiagnosticCodes.FetchOutputMissing, $"the fetch output {folder} holds no data.* file; run the fetch stage again", ExitCodes.StageFailed);
     }
 }

@@ -71,7 +71,7 @@ public sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVersi
             if (locked is not null && locked.Key == key && existing is null && !forced) reasons = ["its output is missing from the store"];
 
             if (options.Only is not null && options.Only != stage.Name)
-                throw new FineTuneException("FT0902", $"--only {options.Only}: stage '{stage.Name}' is not up to date ({string.Join("; ", reasons)}); run the stages before it first (for example with --until {stage.Name})");
+                throw new FineTuneException(DiagnosticCodes.OnlyStageNotUpToDate, $"--only {options.Only}: stage '{stage.Name}' is not up to date ({string.Join("; ", reasons)}); run the stages before it first (for example with --until {stage.Name})");
 
             if (options.DryRun)
             {
@@ -105,7 +105,7 @@ public sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVersi
         {
             if (value is null || names.Contains(value)) continue;
             var suggestion = DidYouMean.Suggest(value, names);
-            throw new FineTuneException("FT0903", $"{option} {value}: no such stage; stages are {string.Join(", ", names)}" + (suggestion is null ? "" : $"; did you mean '{suggestion}'?"));
+            throw new FineTuneException(DiagnosticCodes.UnknownStage, $"{option} {value}: no such stage; stages are {string.Join(", ", names)}" + (suggestion is null ? "" : $"; did you mean '{suggestion}'?"));
         }
         if (options.Only is not null) return [.. names.Take(names.IndexOf(options.Only) + 1)];
         if (options.Until is not null) return [.. names.Take(names.IndexOf(options.Until) + 1)];

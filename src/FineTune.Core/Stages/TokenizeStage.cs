@@ -29,7 +29,7 @@ public sealed class TokenizeStage : Stage<TokenizeSettings>
         if (TemplateFile(context, settings) is { } templateFile)
         {
             if (!File.Exists(templateFile))
-                throw new FineTuneException(context.Pipeline.Locate(TemplateSettingPath).Error("FT0405",
+                throw new FineTuneException(context.Pipeline.Locate(TemplateSettingPath).Error(DiagnosticCodes.ChatTemplateNotFound,
                     $"chat_template '{settings.ChatTemplate}' is neither 'model', a built-in template ({string.Join(", ", BuiltinChatTemplates.Names)}) nor an existing .jinja file"));
             inputs.Add(StageInput.File("chat_template", templateFile));
         }
@@ -42,7 +42,7 @@ public sealed class TokenizeStage : Stage<TokenizeSettings>
         var folder = TokenizerFolder(context, settings);
         var json = Path.Combine(folder.Folder, ChatTokenizer.TokenizerJsonFile);
         if (!File.Exists(json))
-            throw new FineTuneException(context.Pipeline.Locate(SettingPath).Error("FT0401",
+            throw new FineTuneException(context.Pipeline.Locate(SettingPath).Error(DiagnosticCodes.TokenizerNotFound,
                 $"'{settings.Tokenizer}' has no tokenizer.json; use 'gpt2', a folder holding a Hugging Face tokenizer.json (and tokenizer_config.json), or a Hub model id"));
         inputs.Add(folder.Input("tokenizer/tokenizer.json", json));
         var config = Path.Combine(folder.Folder, ChatTokenizer.TokenizerConfigFile);
@@ -57,7 +57,7 @@ public sealed class TokenizeStage : Stage<TokenizeSettings>
             : context.ResolvePath(settings.ChatTemplate);
 
     private static ModelLocation TokenizerFolder(StageContext context, TokenizeSettings settings) =>
-        ModelSource.ResolveSetting(context, settings.Tokenizer, SettingPath, "FT0401",
+        ModelSource.ResolveSetting(context, settings.Tokenizer, SettingPath, DiagnosticCodes.TokenizerNotFound,
             "use 'gpt2', a folder holding a Hugging Face tokenizer.json (and tokenizer_config.json), or a Hub model id");
 
     protected override Task RunAsync(StageContext context, TokenizeSettings settings, CancellationToken cancellationToken)
@@ -90,7 +90,7 @@ public sealed class TokenizeStage : Stage<TokenizeSettings>
             splits[split] = TokenizeSplit(context, tokenizer, examples, split, settings.MaxLength, trainOn,
                 Path.Combine(context.OutputDirectory, split + ".tokens"), cancellationToken);
         if (splits["train"].Examples == 0)
-            throw new FineTuneException(Diagnostic.Error("FT0404",
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.NoExampleFitsMaxLength,
                 $"no training example is left after tokenizing ({splits["train"].Dropped} dropped because none of their trained tokens fit in max_length {settings.MaxLength}); raise max_length or check train_on"),
                 ExitCodes.StageFailed);
 
@@ -134,7 +134,7 @@ public sealed class TokenizeStage : Stage<TokenizeSettings>
         using var summary = JsonDocument.Parse(File.ReadAllBytes(path));
         return summary.RootElement.TryGetProperty("max_length", out var maxLength) && maxLength.TryGetInt32(out var value)
             ? value
-            : throw new FineTuneException(Diagnostic.Error("FT0407", "the tokenize summary records no max_length; run the tokenize stage again", path), ExitCodes.StageFailed);
+            : throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.TokenizeSummaryIncomplete, "the tokenize summary records no max_length; run the tokenize stage again", path), ExitCodes.StageFailed);
     }
 
     private static readonly JsonSerializerOptions SummaryJson = new()

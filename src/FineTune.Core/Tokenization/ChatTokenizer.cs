@@ -75,7 +75,7 @@ public sealed class ChatTokenizer : IChatTokenizer
     }
 
     /// <summary>The chat template; an error for a tokenizer that has none of its own and was given none.</summary>
-    public ChatTemplate Template => _template ?? throw new FineTuneException(Diagnostic.Error("FT0405",
+    public ChatTemplate Template => _template ?? throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ChatTemplateNotFound,
         $"the tokenizer has no chat_template of its own; give one of {string.Join(", ", BuiltinChatTemplates.Names)} or a .jinja file", _origin));
     public HfTokenizer Tokenizer => _tokenizer;
     public int VocabSize => _tokenizer.VocabSize;
@@ -120,15 +120,15 @@ public sealed class ChatTokenizer : IChatTokenizer
     {
         var jsonPath = Path.Combine(dir, TokenizerJsonFile);
         if (!Directory.Exists(dir))
-            throw new FineTuneException(Diagnostic.Error("FT0401", "tokenizer folder not found; give 'gpt2', a folder holding a Hugging Face tokenizer.json, or a Hub model id", dir));
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.TokenizerNotFound, "tokenizer folder not found; give 'gpt2', a folder holding a Hugging Face tokenizer.json, or a Hub model id", dir));
         if (!File.Exists(jsonPath))
-            throw new FineTuneException(Diagnostic.Error("FT0401", "the tokenizer folder has no tokenizer.json (a fast Hugging Face tokenizer is needed)", jsonPath));
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.TokenizerNotFound, "the tokenizer folder has no tokenizer.json (a fast Hugging Face tokenizer is needed)", jsonPath));
         var configPath = Path.Combine(dir, TokenizerConfigFile);
         var config = new JsonObject();
         if (File.Exists(configPath))
         {
             try { config = JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject ?? []; }
-            catch (JsonException e) { throw new FineTuneException(Diagnostic.Error("FT0402", $"tokenizer_config.json is not valid JSON: {e.Message}", configPath)); }
+            catch (JsonException e) { throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.MalformedTokenizer, $"tokenizer_config.json is not valid JSON: {e.Message}", configPath)); }
         }
         var source = File.ReadAllBytes(jsonPath); // copied as is: what we tokenized with is what ships
         var tokenizer = ReadTokenizerJson(source, jsonPath);
@@ -143,7 +143,7 @@ public sealed class ChatTokenizer : IChatTokenizer
         }
         catch (TokenizerJsonException e)
         {
-            throw new FineTuneException(Diagnostic.Error("FT0402", e.Message, e.Origin));
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.MalformedTokenizer, e.Message, e.Origin));
         }
     }
 
@@ -165,14 +165,14 @@ public sealed class ChatTokenizer : IChatTokenizer
             if (own is null && setting is null) return null;
             return own is not null
                 ? new ChatTemplate(own, configOrigin + ": chat_template")
-                : throw new FineTuneException(Diagnostic.Error("FT0405",
+                : throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ChatTemplateNotFound,
                     $"the tokenizer has no chat_template of its own; set tokenize.chat_template to one of {string.Join(", ", BuiltinChatTemplates.Names)} or a .jinja file",
                     configOrigin));
         }
         if (BuiltinChatTemplates.IsBuiltin(setting)) return new ChatTemplate(BuiltinChatTemplates.Source(setting)!, setting);
         var path = pipelineDirectory is null ? setting : Path.GetFullPath(setting, pipelineDirectory);
         if (File.Exists(path)) return new ChatTemplate(File.ReadAllText(path), path);
-        throw new FineTuneException(Diagnostic.Error("FT0405",
+        throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ChatTemplateNotFound,
             $"chat_template '{setting}' is neither 'model', a built-in template ({string.Join(", ", BuiltinChatTemplates.Names)}) nor an existing .jinja file", path));
     }
 
@@ -271,7 +271,7 @@ public sealed class ChatTokenizer : IChatTokenizer
             found = text.IndexOf(content, searchFrom, StringComparison.Ordinal);
         }
         if (found < 0)
-            throw new FineTuneException(Diagnostic.Error("FT0406",
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.AssistantTurnNotLocated,
                 $"record {sourceIndex}: assistant turn {index + 1} cannot be located in the text the chat template renders (the template changes it), " +
                 "so its trained tokens are unknown; use train_on: all, or another chat_template",
                 Template.Origin));

@@ -38,10 +38,10 @@ public sealed class ChatSession : IDisposable
     public static ChatSession Open(string modelDirectory, Device? device = null, Func<string, IChatTokenizer>? loadTokenizer = null)
     {
         if (!Directory.Exists(modelDirectory))
-            throw new FineTuneException(Diagnostic.Error("FT0601", "model folder not found; give the export stage's output folder (or its copy_to folder)", modelDirectory));
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ChatTargetNotFound, "model folder not found; give the export stage's output folder (or its copy_to folder)", modelDirectory));
         var missing = RequiredFiles.Where(f => !File.Exists(Path.Combine(modelDirectory, f))).ToList();
         if (missing.Count > 0)
-            throw new FineTuneException(Diagnostic.Error("FT0602",
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ChatModelFilesMissing,
                 $"the model folder lacks {string.Join(", ", missing)}; a chat model folder holds the files the export stage writes " +
                 $"({string.Join(", ", RequiredFiles)}, {ModelFolder.WeightsFile})", modelDirectory));
         ModelFolder.WeightFiles(modelDirectory); // model.safetensors or shards, before the tokenizer takes its time
@@ -51,7 +51,7 @@ public sealed class ChatSession : IDisposable
         if (tokenizer.VocabSize > model.Config.VocabSize)
         {
             model.Dispose();
-            throw new FineTuneException(Diagnostic.Error("FT0603",
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.TokenizerModelMismatch,
                 $"the tokenizer has {tokenizer.VocabSize} tokens but the model only {model.Config.VocabSize}; the files come from different runs", modelDirectory));
         }
         return new ChatSession(model, tokenizer, ReadMaxNewTokens(modelDirectory));

@@ -28,7 +28,7 @@ public sealed record SafetensorsHeader(IReadOnlyList<SafetensorsEntry> Tensors, 
 /// </summary>
 public static class Safetensors
 {
-    public const string FormatCode = "FT0510";
+    public const string FormatCode = DiagnosticCodes.InvalidSafetensors;
 
     // The Python library refuses larger headers too; it keeps a corrupt length from allocating gigabytes.
     private const long MaxHeaderBytes = 100_000_000;

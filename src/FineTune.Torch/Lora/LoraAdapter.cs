@@ -46,9 +46,9 @@ public static class LoraAdapter
         if (Layers(model).Count > 0) throw new InvalidOperationException("LoRA is already applied to this model");
         var targets = ResolveTargets(options);
         if (options.R <= 0)
-            throw new FineTuneException(Diagnostic.Error("FT0550", $"LoRA r must be a positive integer, not {options.R}", null), ExitCodes.InvalidInput);
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidLoraOptions, $"LoRA r must be a positive integer, not {options.R}", null), ExitCodes.InvalidInput);
         if (options.Dropout is < 0 or >= 1)
-            throw new FineTuneException(Diagnostic.Error("FT0550", $"LoRA dropout must be in [0, 1), not {options.Dropout}", null), ExitCodes.InvalidInput);
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidLoraOptions, $"LoRA dropout must be in [0, 1), not {options.Dropout}", null), ExitCodes.InvalidInput);
 
         var saved = ResolveModulesToSave(model, options);
         foreach (var parameter in model.parameters()) parameter.requires_grad = false;
@@ -152,7 +152,7 @@ public static class LoraAdapter
     {
         var path = Path.Combine(folder, ConfigFile);
         if (!File.Exists(path))
-            throw new FineTuneException(Diagnostic.Error("FT0551", $"the adapter folder has no {ConfigFile}", folder), ExitCodes.InvalidInput);
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidAdapterConfig, $"the adapter folder has no {ConfigFile}", folder), ExitCodes.InvalidInput);
         try
         {
             var json = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
@@ -177,7 +177,7 @@ public static class LoraAdapter
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or InvalidDataException or FormatException)
         {
-            throw new FineTuneException(Diagnostic.Error("FT0551", $"{ConfigFile} is not a usable LoRA adapter config: {e.Message}", path), ExitCodes.InvalidInput);
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidAdapterConfig, $"{ConfigFile} is not a usable LoRA adapter config: {e.Message}", path), ExitCodes.InvalidInput);
         }
     }
 
@@ -191,7 +191,7 @@ public static class LoraAdapter
         var applied = Apply(model, options);
         var path = Path.Combine(folder, WeightsFile);
         if (!File.Exists(path))
-            throw new FineTuneException(Diagnostic.Error("FT0552", $"the adapter folder has no {WeightsFile}", folder), ExitCodes.InvalidInput);
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.AdapterWeightsMismatch, $"the adapter folder has no {WeightsFile}", folder), ExitCodes.InvalidInput);
 
         var expected = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         foreach (var (name, layer) in applied.Layers)
@@ -214,7 +214,7 @@ public static class LoraAdapter
         foreach (var entry in header.Tensors)
             if (!expected.ContainsKey(entry.Name)) problems.Add($"unexpected '{entry.Name}'");
         if (problems.Count > 0)
-            throw new FineTuneException(Diagnostic.Error("FT0552",
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.AdapterWeightsMismatch,
                 $"the adapter weights do not fit this model ({problems.Count} problem(s)): {string.Join("; ", problems.Take(20))}{(problems.Count > 20 ? "; ..." : "")}",
                 path), ExitCodes.InvalidInput);
 
@@ -254,12 +254,12 @@ public static class LoraAdapter
     {
         var unknown = options.ModulesToSave.Where(m => !LoraOptions.SavableModules.ContainsKey(m)).ToList();
         if (unknown.Count > 0)
-            throw new FineTuneException(Diagnostic.Error("FT0553",
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ModulesToSaveRefused,
                 $"LoRA modules_to_save: unknown module(s) {string.Join(", ", unknown)}; use {string.Join(" or ", LoraOptions.SavableModules.Keys)}", null), ExitCodes.InvalidInput);
         if (options.ModulesToSave.Count > 0 && model.Config.TieWordEmbeddings)
             // PEFT would train a copy of one of the two and silently untie them; the merged model would then need a
             // head the architecture says it has not.
-            throw new FineTuneException(Diagnostic.Error("FT0553",
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ModulesToSaveRefused,
                 $"LoRA modules_to_save ({string.Join(", ", options.ModulesToSave)}) on a model with tied embeddings (tie_word_embeddings: true): "
                 + "the output head is the embedding matrix, so training either trains both and unties nothing PEFT could save. "
                 + "Remove modules_to_save, or use method: full to train every weight.", null), ExitCodes.InvalidInput);
@@ -272,7 +272,7 @@ public static class LoraAdapter
         try { return options.ResolvedTargets(); }
         catch (ArgumentException e)
         {
-            throw new FineTuneException(Diagnostic.Error("FT0550", e.Message, null), ExitCodes.InvalidInput);
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidLoraOptions, e.Message, null), ExitCodes.InvalidInput);
         }
     }
 

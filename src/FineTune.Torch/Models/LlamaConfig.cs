@@ -27,7 +27,7 @@ public sealed record LlamaConfig
         ["qwen3"] = "Qwen3ForCausalLM",
     };
 
-    public const string UnsupportedCode = "FT0523";
+    public const string UnsupportedCode = DiagnosticCodes.UnsupportedArchitecture;
 
     private readonly int? _headDim;
 

@@ -37,7 +37,7 @@ public sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = nu
         {
             var source = Path.Combine(tokenizerDirectory, file);
             if (!File.Exists(source))
-                throw new FineTuneException(Diagnostic.Error("FT0610", $"the tokenizer folder has no {file}; re-run the tokenize stage", tokenizerDirectory), ExitCodes.StageFailed);
+                throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ExportTokenizerFileMissing, $"the tokenizer folder has no {file}; re-run the tokenize stage", tokenizerDirectory), ExitCodes.StageFailed);
             File.Copy(source, Path.Combine(output, file));
         }
         var tokenizer = _loadTokenizer(tokenizerDirectory);

@@ -36,7 +36,7 @@ public sealed class TrainStage : Stage<TrainSettings>
         var trainPath = Path.Combine(tokenizeDirectory, "train.tokens");
         var data = TokenizedDataset.Read(trainPath);
         if (data.Count == 0)
-            throw new FineTuneException(context.Pipeline.Locate("stages.train").Error("FT0503", $"{trainPath} holds no training examples"), ExitCodes.StageFailed);
+            throw new FineTuneException(context.Pipeline.Locate("stages.train").Error(DiagnosticCodes.NoTrainingExamples, $"{trainPath} holds no training examples"), ExitCodes.StageFailed);
 
         var environment = context.Environment;
         var device = ComputeEnvironmentProvider.TorchDevice(environment);
@@ -158,7 +158,7 @@ public sealed class TrainStage : Stage<TrainSettings>
     }
 
     private static ModelLocation ModelFolderOf(StageContext context, TrainSettings settings) =>
-        ModelSource.ResolveSetting(context, settings.Model, "stages.train.model", "FT0621",
+        ModelSource.ResolveSetting(context, settings.Model, "stages.train.model", DiagnosticCodes.ModelNotFound,
             "use builtin:tiny, a Hugging Face layout folder, or a model id such as Qwen/Qwen2.5-0.5B-Instruct");
 
     private static AppliedLora ApplyLora(LlamaForCausalLM model, TrainSettings settings, IStageLog log)
@@ -191,7 +191,7 @@ public sealed class TrainStage : Stage<TrainSettings>
         if (tokenizer.VocabSize > model.Config.VocabSize)
         {
             model.Dispose();
-            throw new FineTuneException(context.Pipeline.Locate("stages.tokenize.tokenizer").Error("FT0505",
+            throw new FineTuneException(context.Pipeline.Locate("stages.tokenize.tokenizer").Error(DiagnosticCodes.TokenizerLargerThanModel,
                 $"the tokenizer has {tokenizer.VocabSize:N0} tokens but model '{settings.Model}' embeds only {model.Config.VocabSize:N0}; tokenize with the model's own tokenizer (tokenizer: the model's folder)"));
         }
         return model;

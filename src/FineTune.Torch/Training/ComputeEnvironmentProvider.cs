@@ -22,11 +22,11 @@ public static class ComputeEnvironmentProvider
             "auto" => cuda.is_available() ? "cuda" : "cpu",
             "cuda" => cuda.is_available()
                 ? "cuda"
-                : throw new FineTuneException("FT0501",
+                : throw new FineTuneException(DiagnosticCodes.CudaUnavailable,
                     "device 'cuda' was requested but libtorch sees no CUDA device. This build uses the CPU libtorch "
                     + "(libtorch-cpu-linux-x64); rebuild with -p:TorchBackend=cuda on a machine with an NVIDIA GPU, or set device: auto or cpu.",
                     ExitCodes.StageFailed),
-            _ => throw new FineTuneException("FT0502", $"unknown device '{requestedDevice}'; use auto, cpu or cuda"),
+            _ => throw new FineTuneException(DiagnosticCodes.UnknownDevice, $"unknown device '{requestedDevice}'; use auto, cpu or cuda"),
         };
         return new ComputeEnvironment(device, LibTorchVersion(), torch.get_num_threads());
     }
