@@ -1,3 +1,4 @@
+using FineTune.Core;
 using FineTune.Core.Stages;
 
 namespace FineTune.TestKit;

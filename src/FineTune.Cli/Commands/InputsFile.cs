@@ -1,3 +1,4 @@
+using FineTune.Core.Caching;
 using System.CommandLine;
 using FineTune.Core.Pipeline;
 using FineTune.Core.Stages;

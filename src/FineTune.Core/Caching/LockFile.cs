@@ -4,7 +4,6 @@ using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using FineTune.Core.Pipeline;
-using FineTune.Core.Stages;
 using YamlDotNet.Serialization;
 
 namespace FineTune.Core.Caching;

@@ -1,6 +1,5 @@
 using FineTune.Core.Caching;
 using FineTune.Core.Diagnostics;
-using FineTune.Core.Stages;
 
 namespace FineTune.Core.Fetching;
 

@@ -2,7 +2,6 @@ using System.Net;
 using System.Net.Http.Headers;
 using FineTune.Core.Caching;
 using FineTune.Core.Diagnostics;
-using FineTune.Core.Stages;
 
 namespace FineTune.Core.Fetching;
 

@@ -4,7 +4,6 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using FineTune.Core.Diagnostics;
 using FineTune.Core.Fetching;
-using FineTune.Core.Stages;
 
 namespace FineTune.Core.Hub;
 

@@ -1,3 +1,4 @@
+using FineTune.Core.Caching;
 using FineTune.Core.Pipeline;
 
 namespace FineTune.Core.Stages;

@@ -57,7 +57,7 @@ public sealed class TokenizeStage : Stage<TokenizeSettings>
             : context.ResolvePath(settings.ChatTemplate);
 
     private static ModelLocation TokenizerFolder(StageContext context, TokenizeSettings settings) =>
-        ModelSource.ResolveSetting(context, settings.Tokenizer, SettingPath, DiagnosticCodes.TokenizerNotFound,
+        ModelSetting.Resolve(context, settings.Tokenizer, SettingPath, DiagnosticCodes.TokenizerNotFound,
             "use 'gpt2', a folder holding a Hugging Face tokenizer.json (and tokenizer_config.json), or a Hub model id");
 
     protected override Task RunAsync(StageContext context, TokenizeSettings settings, CancellationToken cancellationToken)

@@ -158,7 +158,7 @@ public sealed class TrainStage : Stage<TrainSettings>
     }
 
     private static ModelLocation ModelFolderOf(StageContext context, TrainSettings settings) =>
-        ModelSource.ResolveSetting(context, settings.Model, "stages.train.model", DiagnosticCodes.ModelNotFound,
+        ModelSetting.Resolve(context, settings.Model, "stages.train.model", DiagnosticCodes.ModelNotFound,
             "use builtin:tiny, a Hugging Face layout folder, or a model id such as Qwen/Qwen2.5-0.5B-Instruct");
 
     private static AppliedLora ApplyLora(LlamaForCausalLM model, TrainSettings settings, IStageLog log)

@@ -1,3 +1,4 @@
+using FineTune.Core;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;

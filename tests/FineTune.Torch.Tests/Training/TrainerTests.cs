@@ -1,3 +1,4 @@
+using FineTune.Core;
 using FineTune.TestKit;
 using FineTune.Core.Caching;
 using System.Text.Json;

@@ -1,4 +1,4 @@
-namespace FineTune.Core.Stages;
+namespace FineTune.Core;
 
 /// <param name="Done">Units done so far.</param>
 /// <param name="Total">Units in all (0 when unknown).</param>

@@ -1,13 +1,13 @@
 using System.Reflection;
 using System.Reflection.Emit;
 
-namespace FineTune.Core.Tests.Architecture;
+namespace FineTune.TestKit;
 
 /// <summary>
 /// The types each type of an assembly uses: in its signatures (base type, interfaces, fields, properties, methods)
 /// and in its method bodies (every type, method or field token the IL names). Enough to see namespace dependencies.
 /// </summary>
-internal static class TypeDependencies
+public static class TypeDependencies
 {
     private const BindingFlags Declared = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
 
@@ -124,5 +124,22 @@ internal static class TypeDependencies
         foreach (var node in graph.Keys.Order(StringComparer.Ordinal))
             if (state.GetValueOrDefault(node) == 0 && Visit(node) is { } cycle) return cycle;
         return null;
+    }
+
+    /// <summary>"A -> B, C" for each namespace of <paramref name="assembly"/> that its own dependencies lead back to.</summary>
+    public static List<string> NamespaceCycles(Assembly assembly)
+    {
+        var graph = NamespaceGraph(assembly);
+        HashSet<string> Reachable(string from)
+        {
+            var reached = new HashSet<string>(StringComparer.Ordinal);
+            var pending = new Stack<string>(graph.GetValueOrDefault(from) ?? []);
+            while (pending.TryPop(out var next))
+                if (reached.Add(next) && graph.TryGetValue(next, out var edges)) foreach (var edge in edges) pending.Push(edge);
+            return reached;
+        }
+        return [.. graph.Keys.Order(StringComparer.Ordinal)
+            .Where(ns => Reachable(ns).Contains(ns))
+            .Select(ns => ns + " -> " + string.Join(", ", graph[ns].Where(next => Reachable(next).Contains(ns)).Order(StringComparer.Ordinal)))];
     }
 }
