@@ -5,7 +5,7 @@ using FineTune.Core.ChatTemplates;
 namespace FineTune.Bench;
 
 /// <summary>Renders a multi-turn conversation with a built-in template (Qwen3 by default) many times: the per-conversation cost the format/tokenize stages pay.</summary>
-public sealed class ChatTemplateRenderBenchmark : IBenchmark
+internal sealed class ChatTemplateRenderBenchmark : IBenchmark
 {
     public string Name => "chat-template";
     public string Description => "render a 6-message conversation with a built-in template: [iterations=20000] [template=qwen3]";

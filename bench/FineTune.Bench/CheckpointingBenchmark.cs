@@ -26,7 +26,7 @@ namespace FineTune.Bench;
 /// one step each): peak 13,369 MB without, 6,689 MB with checkpointing (50 %). The full vocabulary was not run there
 /// (about 4 GB more logits memory and over 10 minutes a step). Speeds under that machine's load are not comparable.
 /// </summary>
-public sealed class CheckpointingBenchmark : IBenchmark
+internal sealed class CheckpointingBenchmark : IBenchmark
 {
     public string Name => "checkpointing";
     public string Description => "peak RSS and tok/s of LoRA training on a Qwen2.5-0.5B shape, gradient checkpointing off vs on";

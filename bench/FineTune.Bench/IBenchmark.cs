@@ -1,7 +1,7 @@
 namespace FineTune.Bench;
 
 /// <summary>One benchmark: prints its figures (and a JSON line with them) and returns an exit code.</summary>
-public interface IBenchmark
+internal interface IBenchmark
 {
     string Name { get; }
     string Description { get; }

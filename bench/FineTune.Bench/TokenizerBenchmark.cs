@@ -11,7 +11,7 @@ namespace FineTune.Bench;
 /// record with the Qwen3 tokenizer: tokens per second of each, and whether the ids are identical on every record.
 /// Args: [huanhuan.json] [tokenizer.json] [repetitions].
 /// </summary>
-public sealed class TokenizerBenchmark : IBenchmark
+internal sealed class TokenizerBenchmark : IBenchmark
 {
     public string Name => "tokenizer";
     public string Description => "HfTokenizer vs Hugging Face tokenizers (Rust): tokens/s and exactness on huanhuan ChatML, Qwen3";

@@ -26,7 +26,7 @@ namespace FineTune.Bench;
 /// each run adds a
 /// warm-up step. Peak RSS is about 13 GB in float32 (activations of 24 layers at 4 x 384 tokens, no recomputation).
 /// </summary>
-public sealed class TrainLoopBenchmark : IBenchmark
+internal sealed class TrainLoopBenchmark : IBenchmark
 {
     public string Name => "train-loop";
     public string Description => "LoRA r8 on a Qwen2.5-0.5B-shaped model, seq 384 x batch 4: Trainer vs a bare TorchSharp loop";

@@ -13,7 +13,7 @@ namespace FineTune.Cli;
 /// The app host: services in a <see cref="IHost"/> container, commands parsed by System.CommandLine, and one place
 /// that maps failures to exit codes (documented in --help) and prints them without stack traces.
 /// </summary>
-public static class CliApplication
+internal static class CliApplication
 {
     public static string ToolVersion { get; } =
         typeof(CliApplication).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
@@ -95,13 +95,13 @@ public static class CliApplication
     }
 }
 
-public static class GlobalOptions
+internal static class GlobalOptions
 {
     public static readonly Option<bool> Verbose = new("--verbose", "-v") { Description = "Show stack traces and extra detail.", Recursive = true };
 }
 
 /// <summary>Where commands write: results on stdout, diagnostics and progress on stderr.</summary>
-public sealed record CliConsole(TextWriter Out, TextWriter Error, bool Verbose)
+internal sealed record CliConsole(TextWriter Out, TextWriter Error, bool Verbose)
 {
     public bool Interactive => ReferenceEquals(Error, Console.Error) && !Console.IsErrorRedirected && Environment.GetEnvironmentVariable("NO_COLOR") is null;
 

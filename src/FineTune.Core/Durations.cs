@@ -3,7 +3,7 @@ using System.Globalization;
 namespace FineTune.Core;
 
 /// <summary>The one way the tool writes a duration: "4.2s", "38s", "5m07s", "1h03m".</summary>
-public static class Durations
+internal static class Durations
 {
     public static string Format(double seconds)
     {

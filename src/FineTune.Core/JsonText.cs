@@ -4,7 +4,7 @@ using System.Text.Json;
 namespace FineTune.Core;
 
 /// <summary>The JSON the tool writes for people to read: indented, with CJK and other text left unescaped.</summary>
-public static class JsonText
+internal static class JsonText
 {
     public static readonly JsonSerializerOptions Indented = new()
     {

@@ -4,7 +4,7 @@ using FineTune.Core.Stages;
 namespace FineTune.TestKit;
 
 /// <summary>A stage log that keeps everything, in order; <see cref="OnProgress"/> lets a test act at a given step.</summary>
-public sealed class RecordingLog : IStageLog
+internal sealed class RecordingLog : IStageLog
 {
     public List<string> Infos { get; } = [];
     public List<string> Warnings { get; } = [];

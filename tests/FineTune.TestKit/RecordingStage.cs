@@ -8,7 +8,7 @@ namespace FineTune.TestKit;
 /// A fake stage over a real settings section: writes a deterministic function of its settings and its inputs' outputs
 /// into out.txt, and counts its runs. <see cref="Behaviour"/> runs first (to fail, wait or cancel).
 /// </summary>
-public sealed class RecordingStage<TSettings>(string name, string[] dependsOn, bool outputIgnoresInputs = false) : Stage<TSettings>
+internal sealed class RecordingStage<TSettings>(string name, string[] dependsOn, bool outputIgnoresInputs = false) : Stage<TSettings>
     where TSettings : class
 {
     public int Runs;

@@ -1,7 +1,7 @@
 namespace FineTune.TestKit;
 
 /// <summary>The checkout the tests run from, for checking shipped files (README, schema, pipelines) against the code.</summary>
-public static class Repository
+internal static class Repository
 {
     public static string Root { get; } = FindRoot();
 

@@ -5,7 +5,7 @@ using FineTune.Core.Stages;
 namespace FineTune.TestKit;
 
 /// <summary>Builds what the runner hands a stage: its settings section, an empty output folder, a work folder, its inputs.</summary>
-public static class StageContexts
+internal static class StageContexts
 {
     /// <summary>A pipeline named "test" whose file would be <c>pipeline.yaml</c> in <paramref name="folder"/>.</summary>
     public static PipelineDefinition Pipeline(string folder, Func<string, SourceLocation?>? sourceMap = null) => new()

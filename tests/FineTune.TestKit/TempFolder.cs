@@ -1,7 +1,7 @@
 namespace FineTune.TestKit;
 
 /// <summary>A temporary folder removed at the end of the test.</summary>
-public sealed class TempFolder : IDisposable
+internal sealed class TempFolder : IDisposable
 {
     public string Path { get; } = Directory.CreateDirectory(
         System.IO.Path.Combine(System.IO.Path.GetTempPath(), "finetune-tests-" + Guid.NewGuid().ToString("N"))).FullName;

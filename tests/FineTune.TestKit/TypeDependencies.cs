@@ -7,7 +7,7 @@ namespace FineTune.TestKit;
 /// The types each type of an assembly uses: in its signatures (base type, interfaces, fields, properties, methods)
 /// and in its method bodies (every type, method or field token the IL names). Enough to see namespace dependencies.
 /// </summary>
-public static class TypeDependencies
+internal static class TypeDependencies
 {
     private const BindingFlags Declared = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
 

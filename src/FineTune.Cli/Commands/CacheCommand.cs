@@ -8,7 +8,7 @@ using FineTune.Core.Pipeline;
 namespace FineTune.Cli.Commands;
 
 /// <summary><c>cache add</c> (the user-level download cache) and <c>cache gc</c> (a pipeline folder's store).</summary>
-public static class CacheCommand
+internal static class CacheCommand
 {
     public static Command Create(CliConsole console)
     {

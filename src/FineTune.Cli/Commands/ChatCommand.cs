@@ -8,7 +8,7 @@ using FineTune.Torch.Generation;
 namespace FineTune.Cli.Commands;
 
 /// <summary><c>chat MODEL</c>: answers prompts with an exported model (a folder, or a pipeline whose export ran).</summary>
-public static class ChatCommand
+internal static class ChatCommand
 {
     public static Command Create(IServiceProvider services, CliConsole console)
     {

@@ -7,7 +7,7 @@ using FineTune.Core.Diagnostics;
 namespace FineTune.Cli.Commands;
 
 /// <summary><c>codes</c>: the diagnostics catalogue, as text, as JSON, or as the README's error table.</summary>
-public static class CodesCommand
+internal static class CodesCommand
 {
     public static Command Create(CliConsole console)
     {

@@ -8,7 +8,7 @@ using FineTune.Torch.Generation;
 namespace FineTune.Cli.Commands;
 
 /// <summary><c>generate MODEL --prompt TEXT</c>: continues a raw prompt (no chat template).</summary>
-public static class GenerateCommand
+internal static class GenerateCommand
 {
     public static Command Create(CliConsole console)
     {

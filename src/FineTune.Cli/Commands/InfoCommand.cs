@@ -8,7 +8,7 @@ using FineTune.Torch.Training;
 namespace FineTune.Cli.Commands;
 
 /// <summary><c>info</c>: what this machine offers (device, libtorch, threads) and where the caches are.</summary>
-public static class InfoCommand
+internal static class InfoCommand
 {
     public static Command Create(CliConsole console)
     {

@@ -12,7 +12,7 @@ namespace FineTune.Cli.Commands;
 /// them as the Inputs of its target, so a build re-runs the pipeline only when one of them is newer than its stamp;
 /// the content-hash cache then decides what actually runs.
 /// </summary>
-public static class InputsFile
+internal static class InputsFile
 {
     public static Option<FileInfo?> Option() => new("--inputs-file")
     {

@@ -15,7 +15,7 @@ namespace FineTune.Cli.Commands;
 /// <c>inspect PIPELINE</c>: the training examples exactly as the model will see them, every token shown and the
 /// trained ones highlighted, after running (or reusing) the stages up to tokenize.
 /// </summary>
-public static class InspectCommand
+internal static class InspectCommand
 {
     private const string Green = "\u001b[42;30m", Reset = "\u001b[0m";
     private const string TrainedOpen = "[[", TrainedClose = "]]";

@@ -4,7 +4,7 @@ using FineTune.Core.Pipeline;
 namespace FineTune.Cli.Commands;
 
 /// <summary>The arguments every pipeline command shares.</summary>
-public static class PipelineOptions
+internal static class PipelineOptions
 {
     public static Argument<FileInfo> File() => new("pipeline") { Description = "The pipeline YAML file (for example pipelines/huanhuan.yaml)." };
 

@@ -11,7 +11,7 @@ using Microsoft.Extensions.DependencyInjection;
 namespace FineTune.Cli.Commands;
 
 /// <summary><c>run</c> executes the pipeline; <c>status</c> says what run would do, doing nothing.</summary>
-public static class RunCommand
+internal static class RunCommand
 {
     public static Command Create(IServiceProvider services, CliConsole console, bool dryRun)
     {

@@ -9,7 +9,7 @@ using FineTune.Torch.Generation;
 namespace FineTune.Cli.Commands;
 
 /// <summary><c>score MODEL (--text | --file | --ids)</c>: the log-probability of each next token and the mean NLL.</summary>
-public static class ScoreCommand
+internal static class ScoreCommand
 {
     public static Command Create(CliConsole console)
     {

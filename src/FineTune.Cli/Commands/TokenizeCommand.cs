@@ -13,7 +13,7 @@ namespace FineTune.Cli.Commands;
 /// <c>"add_special_tokens": false</c>), <c>{"messages"}</c> lines are rendered with the chat template and the text
 /// encoded without adding special tokens, as <c>apply_chat_template(tokenize=True)</c> does.
 /// </summary>
-public static class TokenizeCommand
+internal static class TokenizeCommand
 {
     private const string InputCode = DiagnosticCodes.InvalidTokenizeInput;
 

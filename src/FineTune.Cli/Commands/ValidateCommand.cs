@@ -7,7 +7,7 @@ using FineTune.Core.Pipeline;
 namespace FineTune.Cli.Commands;
 
 /// <summary><c>validate</c>: every problem in a pipeline file at once, in the canonical file(line,col) form.</summary>
-public static class ValidateCommand
+internal static class ValidateCommand
 {
     public static Command Create(IServiceProvider services, CliConsole console)
     {
@@ -56,7 +56,7 @@ public static class ValidateCommand
 }
 
 /// <summary><c>schema</c>: the JSON Schema of pipeline files, for editors.</summary>
-public static class SchemaCommand
+internal static class SchemaCommand
 {
     public static Command Create(CliConsole console)
     {

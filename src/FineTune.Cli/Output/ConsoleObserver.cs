@@ -9,7 +9,7 @@ namespace FineTune.Cli.Output;
 /// Prints a run for people: one line per stage (up to date, or why it runs, then what it produced) and, on a
 /// terminal, a live progress bar with ETA on stderr; when stderr is redirected, a plain progress line every few seconds.
 /// </summary>
-public sealed class ConsoleObserver(TextWriter results, TextWriter log, bool interactive) : IRunObserver
+internal sealed class ConsoleObserver(TextWriter results, TextWriter log, bool interactive) : IRunObserver
 {
     private readonly Lock _gate = new();
     private readonly TextWriter _log = log;
@@ -115,7 +115,7 @@ public sealed class ConsoleObserver(TextWriter results, TextWriter log, bool int
     }
 }
 
-public static class Bytes
+internal static class Bytes
 {
     public static string Format(long bytes) => bytes switch
     {
@@ -127,7 +127,7 @@ public static class Bytes
 }
 
 /// <summary>The few figures of each stage's summary worth a line in the run output.</summary>
-public static class SummaryFormatter
+internal static class SummaryFormatter
 {
     private static readonly Dictionary<string, string[]> Headlines = new()
     {

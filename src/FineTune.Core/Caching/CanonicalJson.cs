@@ -10,7 +10,7 @@ namespace FineTune.Core.Caching;
 /// Deterministic JSON for hashing: keys sorted ordinally, numbers in round-trip form, no whitespace. Two equal
 /// settings trees always give the same bytes, whatever order they were written in.
 /// </summary>
-public static class CanonicalJson
+internal static class CanonicalJson
 {
     public static string Serialize(object? value)
     {

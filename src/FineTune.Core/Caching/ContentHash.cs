@@ -4,7 +4,7 @@ using System.Text;
 namespace FineTune.Core.Caching;
 
 /// <summary>sha256 as lower-case hex: the one hash the project uses for files, entries and keys.</summary>
-public static class ContentHash
+internal static class ContentHash
 {
     public static string OfBytes(ReadOnlySpan<byte> bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
 

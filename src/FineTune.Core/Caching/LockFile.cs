@@ -13,7 +13,7 @@ namespace FineTune.Core.Caching;
 /// committed, so it is written with a fixed key order (stages in pipeline order, everything else sorted) and
 /// one value per line, and it is rewritten atomically after each stage.
 /// </summary>
-public sealed class LockFile
+internal sealed class LockFile
 {
     public const int Schema = 1;
 

@@ -9,7 +9,7 @@ namespace FineTune.Core.Caching;
 /// <param name="Size">Bytes; -1 when unknown (a pinned URL not yet fetched).</param>
 /// <param name="Path">Full path of a local or Hub file; null otherwise.</param>
 /// <param name="Commit">The Hub commit of a <see cref="StageInputKind.HubFile"/>.</param>
-public sealed record StageInput(string Name, StageInputKind Kind, string Sha256, long Size, string? Path = null, string? Commit = null)
+internal sealed record StageInput(string Name, StageInputKind Kind, string Sha256, long Size, string? Path = null, string? Commit = null)
 {
     public static StageInput Upstream(string stage, StoreEntry entry) =>
         new(stage + " output", StageInputKind.Upstream, entry.OutputHash, entry.Outputs.Values.Sum(o => o.Size));

@@ -1,7 +1,7 @@
 namespace FineTune.Core.Caching;
 
 /// <summary>Where something a stage read comes from; decides whether build integration watches it.</summary>
-public enum StageInputKind
+internal enum StageInputKind
 {
     /// <summary>The committed output of an upstream stage.</summary>
     Upstream,

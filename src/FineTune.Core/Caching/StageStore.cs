@@ -15,7 +15,7 @@ namespace FineTune.Core.Caching;
 /// </code>
 /// A crash or Ctrl+C can leave only tmp/ and work/ behind, never something that looks committed.
 /// </summary>
-public sealed class StageStore
+internal sealed class StageStore
 {
     /// <summary>Bump when the key recipe or the store layout changes, so old entries are never mistaken for new.</summary>
     public const int CacheScheme = 1;

@@ -3,7 +3,7 @@ using System.Text.Json.Serialization;
 
 namespace FineTune.Core.Caching;
 
-public sealed record FileRecord(
+internal sealed record FileRecord(
     [property: JsonPropertyName("sha256")] string Sha256,
     [property: JsonPropertyName("size")] long Size);
 
@@ -11,7 +11,7 @@ public sealed record FileRecord(
 /// What the store knows about one committed stage output (<c>entry.json</c> beside <c>output/</c>). The lock file
 /// entry for a stage is derived from it, so a stage restored from the cache is recorded exactly as when it ran.
 /// </summary>
-public sealed class StoreEntry
+internal sealed class StoreEntry
 {
     [JsonPropertyName("stage")] public required string Stage { get; init; }
     [JsonPropertyName("key")] public required string Key { get; init; }

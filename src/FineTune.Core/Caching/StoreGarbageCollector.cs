@@ -4,7 +4,7 @@ namespace FineTune.Core.Caching;
 /// Removes store entries that no lock file refers to. The lock files considered are the <c>*.lock.yaml</c> files
 /// beside the pipelines that share the store (the store's parent folder by default).
 /// </summary>
-public static class StoreGarbageCollector
+internal static class StoreGarbageCollector
 {
     public sealed record Result(int Kept, IReadOnlyList<string> Removed, long BytesFreed);
 

@@ -6,7 +6,7 @@ namespace FineTune.Core.ChatTemplates;
 /// Chat templates a pipeline can name instead of giving a file: the Jinja text of each is embedded in FineTune.Core
 /// as ChatTemplates/{name}.jinja.
 /// </summary>
-public static class BuiltinChatTemplates
+internal static class BuiltinChatTemplates
 {
     public static IReadOnlyList<string> Names { get; } = ["llama3", ChatML.Name, "qwen2.5", "qwen3", "mistral", "alpaca"];
 

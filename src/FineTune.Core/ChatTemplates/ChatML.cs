@@ -1,7 +1,7 @@
 namespace FineTune.Core.ChatTemplates;
 
 /// <summary>The ChatML template: <c>&lt;|im_start|&gt;{role}\n{content}&lt;|im_end|&gt;\n</c> per message; rendered by the Jinja engine like any other.</summary>
-public static class ChatML
+internal static class ChatML
 {
     public const string Name = "chatml";
     public const string ImStart = "<|im_start|>";

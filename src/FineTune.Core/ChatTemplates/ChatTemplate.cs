@@ -11,7 +11,7 @@ namespace FineTune.Core.ChatTemplates;
 /// Template errors are user errors located in the template: FT0410 (syntax), FT0411 (the template's own
 /// raise_exception), FT0412 (anything else that fails while rendering).
 /// </summary>
-public sealed class ChatTemplate
+internal sealed class ChatTemplate
 {
     private readonly JinjaTemplate _template;
 

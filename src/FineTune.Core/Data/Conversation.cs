@@ -10,7 +10,7 @@ namespace FineTune.Core.Data;
 /// answer, 1 = train; null (the usual case) = the stage's default. It is written only when set, so files of
 /// conversations without weights stay as they were.
 /// </summary>
-public sealed record ChatMessage(
+internal sealed record ChatMessage(
     [property: JsonPropertyName("role")] string Role,
     [property: JsonPropertyName("content")] string Content,
     [property: JsonPropertyName("weight"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? Weight = null);
@@ -19,13 +19,13 @@ public sealed record ChatMessage(
 /// One training example; <see cref="SourceIndex"/> is the record's index in the input file. A chat example has
 /// <see cref="Messages"/>; a plain-text example for continued pre-training has <see cref="Text"/> and no messages.
 /// </summary>
-public sealed record Conversation(
+internal sealed record Conversation(
     [property: JsonPropertyName("messages")] IReadOnlyList<ChatMessage> Messages,
     [property: JsonPropertyName("source_index")] int SourceIndex,
     [property: JsonPropertyName("text"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Text = null);
 
 /// <summary>Conversations as JSON lines: the format stage's output and the tokenize stage's input.</summary>
-public static class ConversationFile
+internal static class ConversationFile
 {
     /// <summary>One conversation per line, CJK left readable in the files users open.</summary>
     public static JsonSerializerOptions Json => JsonText.Compact;

@@ -10,7 +10,7 @@ namespace FineTune.Core.Data;
 /// (missing messages list, unknown keys, unrecognized roles, missing content, no assistant message, weights);
 /// the rest catch what quietly spoils a fine-tune (empty, duplicate or near-empty examples).
 /// </summary>
-public sealed record DataCheckCategory(string Id, Severity Severity, string Code, string Description)
+internal sealed record DataCheckCategory(string Id, Severity Severity, string Code, string Description)
 {
     // Errors: the record cannot become a sound training example.
     public static readonly DataCheckCategory MalformedFile = new("malformed_file", Severity.Error, DiagnosticCodes.MalformedDataFile, "are not readable (malformed JSON or CSV)");
@@ -34,7 +34,7 @@ public sealed record DataCheckCategory(string Id, Severity Severity, string Code
 }
 
 /// <summary>What the checks found of one category: how many records, the first few of them, and what was wrong there.</summary>
-public sealed record DataCheckFinding(
+internal sealed record DataCheckFinding(
     [property: JsonPropertyName("category")] string Category,
     [property: JsonIgnore] Severity Severity,
     [property: JsonPropertyName("description")] string Description,
@@ -66,7 +66,7 @@ public sealed record DataCheckFinding(
 /// The result of checking a data file: errors (the format stage refuses the data) and warnings (it goes on and says
 /// so), one finding per category with counts and example record numbers (0-based, as <c>jq '.[n]'</c> counts).
 /// </summary>
-public sealed class DataCheckReport
+internal sealed class DataCheckReport
 {
     /// <summary>How many record numbers a message names per category.</summary>
     public const int RecordsShown = 3;
@@ -131,7 +131,7 @@ public sealed class DataCheckReport
 }
 
 /// <summary>Gathers findings while the data is read, mapped and checked; <see cref="Build"/> makes the report.</summary>
-public sealed class DataCheckCollector(DataSourceName source)
+internal sealed class DataCheckCollector(DataSourceName source)
 {
     private sealed class Tally(DataCheckCategory category)
     {

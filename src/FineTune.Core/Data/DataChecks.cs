@@ -5,13 +5,13 @@ namespace FineTune.Core.Data;
 
 /// <param name="Conversations">The records that became conversations, in file order.</param>
 /// <param name="Report">Everything found on the way; the data is usable only when it has no errors.</param>
-public sealed record DataCheckResult(IReadOnlyList<Conversation> Conversations, DataCheckReport Report);
+internal sealed record DataCheckResult(IReadOnlyList<Conversation> Conversations, DataCheckReport Report);
 
 /// <summary>
 /// Reads a data file, maps its records by the format settings and checks them: the format stage's whole front half,
 /// and what <c>validate</c> runs on its own. Never throws for bad data; the report says what is wrong.
 /// </summary>
-public static class DataChecks
+internal static class DataChecks
 {
     /// <summary>An answer with fewer non-space characters than this, or without a letter or digit, is "very short".</summary>
     public const int ShortAnswerCharacters = 2;

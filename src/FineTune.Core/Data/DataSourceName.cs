@@ -6,7 +6,7 @@ namespace FineTune.Core.Data;
 /// How to name the data in messages: the source the user wrote (fetch.path or fetch.url), not the store's copy.
 /// <paramref name="File"/> is the local file when there is one, so diagnostics carry a clickable file(line,col).
 /// </summary>
-public sealed record DataSourceName(string Display, string? File = null)
+internal sealed record DataSourceName(string Display, string? File = null)
 {
     public Diagnostic Diagnostic(Severity severity, string code, string message, int line = 0, int column = 0) =>
         File is not null

@@ -20,7 +20,7 @@ namespace FineTune.Core.Data;
 /// assistant messages is kept. In csv a list column holds JSON text.</para>
 /// <para>text: the <c>text</c> column as it is.</para>
 /// </remarks>
-public sealed class RecordMapper
+internal sealed class RecordMapper
 {
     private static readonly string[] OpenAiRoles = ["system", "user", "assistant", "tool", "function"];
     private static readonly string[] OpenAiMessageKeys = ["role", "content", "name", "weight", "tool_calls", "function_call", "tool_call_id"];

@@ -12,7 +12,7 @@ namespace FineTune.Core.Data;
 /// records from 0 (like <c>jq '.[17]'</c>), broken ones included, so it always points at the same record;
 /// <see cref="Line"/> and <see cref="Column"/> are 1-based where the file has lines (0 in parquet).
 /// </summary>
-public sealed record SourceRecord(int Index, int Line, int Column, JsonNode? Value)
+internal sealed record SourceRecord(int Index, int Line, int Column, JsonNode? Value)
 {
     /// <summary>Where each top-level field's value starts, where the reader knows (JSON).</summary>
     public IReadOnlyDictionary<string, (int Line, int Column)>? FieldPositions { get; init; }
@@ -24,14 +24,14 @@ public sealed record SourceRecord(int Index, int Line, int Column, JsonNode? Val
 /// <param name="Records">The records that could be read; broken ones are reported and left out.</param>
 /// <param name="Count">Records in the file, broken ones included.</param>
 /// <param name="Columns">The header (csv) or schema (parquet) column names; null for JSON, whose records each name their own fields.</param>
-public sealed record RecordSet(IReadOnlyList<SourceRecord> Records, int Count, IReadOnlyList<string>? Columns);
+internal sealed record RecordSet(IReadOnlyList<SourceRecord> Records, int Count, IReadOnlyList<string>? Columns);
 
 /// <summary>
 /// Reads the records of a data file, choosing the reader by extension: .json (an array of records, an object
 /// holding one list of records, or JSON lines), .jsonl/.ndjson (JSON lines), .csv/.tsv (columns by header),
 /// .parquet (string, list and list-of-struct columns). Problems go to the collector, each with its record and line.
 /// </summary>
-public static class RecordReader
+internal static class RecordReader
 {
     /// <param name="isRecord">For a .json file holding one object: whether that object is itself a record (it has a
     /// column of the mapping) rather than a wrapper around the list of records.</param>

@@ -4,7 +4,7 @@ namespace FineTune.Core.Data;
 /// A tiny seeded generator (SplitMix64, Steele et al. 2014) whose sequence is fixed by its definition, so a seeded
 /// shuffle gives the same order on every platform and .NET version; System.Random's algorithm carries no such promise.
 /// </summary>
-public struct SplitMix64(ulong seed)
+internal struct SplitMix64(ulong seed)
 {
     private ulong _state = seed;
 

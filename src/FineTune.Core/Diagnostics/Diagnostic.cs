@@ -1,12 +1,12 @@
 namespace FineTune.Core.Diagnostics;
 
-public enum Severity { Error, Warning }
+internal enum Severity { Error, Warning }
 
 /// <summary>
 /// One problem found in user input, printed in the canonical form that MSBuild, VS Code and CI logs make
 /// clickable: <c>file(line,col): error FT0102: message</c>.
 /// </summary>
-public sealed record Diagnostic(Severity Severity, string Code, string Message, string? File = null, int Line = 0, int Column = 0)
+internal sealed record Diagnostic(Severity Severity, string Code, string Message, string? File = null, int Line = 0, int Column = 0)
 {
     public static Diagnostic Error(string code, string message, string? file = null, int line = 0, int column = 0)
         => new(Severity.Error, code, message, file, line, column);
@@ -37,7 +37,7 @@ public sealed record Diagnostic(Severity Severity, string Code, string Message, 
 }
 
 /// <summary>Process exit codes, documented in <c>--help</c>.</summary>
-public static class ExitCodes
+internal static class ExitCodes
 {
     public const int Ok = 0;
     public const int InternalError = 1;
@@ -50,7 +50,7 @@ public static class ExitCodes
 /// A failure the user can fix: bad pipeline, bad data, bad arguments, a hash mismatch. Printed without a stack
 /// trace; <see cref="ExitCode"/> says whether it is invalid input (2) or a stage that failed while running (3).
 /// </summary>
-public class FineTuneException : Exception
+internal class FineTuneException : Exception
 {
     public IReadOnlyList<Diagnostic> Diagnostics { get; }
     public int ExitCode { get; }

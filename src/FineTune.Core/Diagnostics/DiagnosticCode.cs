@@ -1,4 +1,4 @@
 namespace FineTune.Core.Diagnostics;
 
 /// <summary>One entry of <see cref="DiagnosticCodes.All"/>: the code, the constant's name and its meaning.</summary>
-public sealed record DiagnosticCode(string Code, string Name, string Meaning);
+internal sealed record DiagnosticCode(string Code, string Name, string Meaning);

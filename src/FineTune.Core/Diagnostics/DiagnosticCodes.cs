@@ -8,7 +8,7 @@ namespace FineTune.Core.Diagnostics;
 /// and the Hugging Face Hub, 06xx chat, score, generate, tokenize and export, 08xx build integration, 09xx runner.
 /// Codes are never renumbered: scripts, CI logs and issues refer to them.
 /// </summary>
-public static class DiagnosticCodes
+internal static class DiagnosticCodes
 {
     // ---- 00xx command line --------------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ namespace FineTune.Core.Diagnostics;
 /// <c>codes</c> command and the catalogue cannot drift apart.
 /// </summary>
 [AttributeUsage(AttributeTargets.Field, AllowMultiple = false, Inherited = false)]
-public sealed class MeaningAttribute(string text) : Attribute
+internal sealed class MeaningAttribute(string text) : Attribute
 {
     public string Text { get; } = text;
 }

@@ -9,7 +9,7 @@ namespace FineTune.Core.Fetching;
 /// holds interrupted transfers so the next attempt resumes. A file only ever appears under its final name through an
 /// atomic rename, so a crash can leave a partial or a temp file behind but never a truncated "complete" one.
 /// </summary>
-public sealed class DownloadCache
+internal sealed class DownloadCache
 {
     public const string OfflineVariable = "FINETUNE_OFFLINE";
     public const string RootVariable = "FINETUNE_CACHE";

@@ -9,7 +9,7 @@ namespace FineTune.Core.Fetching;
 /// What a caller other than the fetch stage changes about a download: credentials, and the wording of the errors,
 /// which by default speak of <c>stages.fetch</c> and <c>dotnet finetune cache add</c>.
 /// </summary>
-public sealed class HttpDownloadOptions
+internal sealed class HttpDownloadOptions
 {
     /// <summary>Sent with every request to the URL itself. HttpClient drops it when following a redirect.</summary>
     public AuthenticationHeaderValue? Authorization { get; init; }
@@ -30,7 +30,7 @@ public sealed class HttpDownloadOptions
 /// Downloads one URL into a partial file and verifies it. An interrupted transfer resumes with a Range request;
 /// network failures, timeouts, 5xx and 429 are retried with exponential backoff; other 4xx answers are final.
 /// </summary>
-public sealed class HttpDownloader
+internal sealed class HttpDownloader
 {
     public static readonly HttpDownloader Shared = new();
 

@@ -18,7 +18,7 @@ namespace FineTune.Core.Hub;
 /// other. One addition, ignored by Python: <c>.finetune/&lt;commit&gt;.json</c> lists the files of that commit, so a
 /// later call can tell a complete snapshot from a partial one without asking the Hub.
 /// </summary>
-public sealed class HubClient
+internal sealed class HubClient
 {
     /// <summary>The files a causal language model needs: configuration, tokenizer and safetensors weights.</summary>
     public static readonly IReadOnlyList<string> ModelFilePatterns =

@@ -7,7 +7,7 @@ namespace FineTune.Core.Hub;
 /// Python's <c>huggingface_hub</c> uses too, so a model downloaded by either is found by both.
 /// A class, not a record: a record's generated ToString would print the token.
 /// </summary>
-public sealed class HubOptions
+internal sealed class HubOptions
 {
     public const string DefaultEndpoint = "https://huggingface.co";
     public const string EndpointVariable = "HF_ENDPOINT";

@@ -4,7 +4,7 @@ using FineTune.Core.Diagnostics;
 namespace FineTune.Core.Hub;
 
 /// <summary>A model repository on the Hub, <c>org/name</c> (or a legacy bare <c>name</c> such as <c>gpt2</c>).</summary>
-public sealed partial record HubRepoId(string Id)
+internal sealed partial record HubRepoId(string Id)
 {
     /// <summary>The folder in the hub cache: <c>models--org--name</c>.</summary>
     public string CacheFolderName => "models--" + Id.Replace("/", "--", StringComparison.Ordinal);

@@ -6,7 +6,7 @@ namespace FineTune.Core.Hub;
 /// Turns what a user names as a model into a folder on disk: an existing folder as it is, else a Hugging Face model id
 /// (<c>org/name</c>, optionally <c>org/name@revision</c>) fetched into the Hugging Face cache, or found there offline.
 /// </summary>
-public static class ModelSource
+internal static class ModelSource
 {
     public static async Task<string> ResolveAsync(string argument, HubOptions options, IProgress<StageProgress>? progress, CancellationToken cancellationToken)
     {

@@ -1,6 +1,6 @@
 namespace FineTune.Core.Pipeline;
 
-public static class DidYouMean
+internal static class DidYouMean
 {
     /// <summary>The candidate closest to <paramref name="typed"/>, if it is close enough to be a typo.</summary>
     public static string? Suggest(string typed, IEnumerable<string> candidates)

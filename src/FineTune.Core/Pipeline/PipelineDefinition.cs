@@ -1,7 +1,7 @@
 namespace FineTune.Core.Pipeline;
 
 /// <summary>A loaded, interpolated, validated pipeline file.</summary>
-public sealed class PipelineDefinition
+internal sealed class PipelineDefinition
 {
     [Doc("Name of the pipeline; names the lock file's contents and the export."), RequiredSetting]
     public string Name { get; set; } = "";
@@ -42,10 +42,10 @@ public sealed class PipelineDefinition
 
 /// <summary>Marks a property the loader, the schema and the lock file ignore.</summary>
 [AttributeUsage(AttributeTargets.Property)]
-public sealed class NotASettingAttribute : Attribute;
+internal sealed class NotASettingAttribute : Attribute;
 
 /// <summary>A position in a pipeline file (1-based line and column; 0 when unknown).</summary>
-public sealed record SourceLocation(string File, int Line, int Column)
+internal sealed record SourceLocation(string File, int Line, int Column)
 {
     public Diagnostics.Diagnostic Error(string code, string message) => Diagnostics.Diagnostic.Error(code, message, File, Line, Column);
 }

@@ -10,7 +10,7 @@ namespace FineTune.Core.Pipeline;
 /// <c>--set</c> overrides, <c>${param}</c> interpolation, then binding to the typed settings and validation.
 /// Every problem is collected, so one run of <c>validate</c> reports them all.
 /// </summary>
-public static partial class PipelineLoader
+internal static partial class PipelineLoader
 {
     public const string CommandLineFile = "<command line>";
 

@@ -7,7 +7,7 @@ namespace FineTune.Core.Pipeline;
 /// The JSON Schema of pipeline files, generated from the same settings classes the loader binds, so an editor
 /// (VS Code with the YAML extension) completes and checks exactly what the tool accepts.
 /// </summary>
-public static class PipelineSchema
+internal static class PipelineSchema
 {
     public const string Id = "https://finetune.dev/schema/pipeline.schema.json";
 

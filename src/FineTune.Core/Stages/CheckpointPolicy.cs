@@ -5,4 +5,4 @@ namespace FineTune.Core.Stages;
 /// the list of changes) when they differ. Restart: discard such checkpoints. ResumeWithChanges: continue despite
 /// changes the stage deems safe (a train stage: the schedule and bookkeeping, never the model or the data).
 /// </summary>
-public enum CheckpointPolicy { Resume, Restart, ResumeWithChanges }
+internal enum CheckpointPolicy { Resume, Restart, ResumeWithChanges }

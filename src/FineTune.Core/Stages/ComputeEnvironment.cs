@@ -4,7 +4,7 @@ namespace FineTune.Core.Stages;
 /// What in the environment changes a torch stage's result. A stage resolves it (<see cref="Stage.ResolveEnvironment"/>);
 /// the runner puts device and libtorch in the stage's key, and all three in the lock file.
 /// </summary>
-public sealed record ComputeEnvironment(string Device, string LibTorchVersion, int Threads)
+internal sealed record ComputeEnvironment(string Device, string LibTorchVersion, int Threads)
 {
     public static readonly ComputeEnvironment None = new("none", "none", 0);
 

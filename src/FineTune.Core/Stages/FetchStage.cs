@@ -9,7 +9,7 @@ namespace FineTune.Core.Stages;
 /// Brings the training data into the store, unchanged, as <c>data</c> + the source's extension (data.json).
 /// A local file is identified by its hash; a URL by its sha256 pin, so the key is known without downloading.
 /// </summary>
-public sealed class FetchStage(DownloadCache? cache = null) : Stage<FetchSettings>
+internal sealed class FetchStage(DownloadCache? cache = null) : Stage<FetchSettings>
 {
     public const string DefaultExtension = ".json";
 

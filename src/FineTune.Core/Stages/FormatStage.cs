@@ -12,7 +12,7 @@ namespace FineTune.Core.Stages;
 /// and validation.jsonl (<see cref="ConversationFile"/>), checks.json (the <see cref="DataCheckReport"/>) and
 /// summary.json. Data with check errors fails the stage with exit code 2; warnings go to the log and the summary.
 /// </summary>
-public sealed class FormatStage : Stage<FormatSettings>
+internal sealed class FormatStage : Stage<FormatSettings>
 {
     public override string Name => "format";
 

@@ -1,7 +1,7 @@
 namespace FineTune.Core.Stages;
 
 /// <summary>Receives what the runner does, to print it (console, JSON, MSBuild).</summary>
-public interface IRunObserver
+internal interface IRunObserver
 {
     void Notice(string message);
     void StageUpToDate(StageOutcome outcome);

@@ -1,7 +1,7 @@
 namespace FineTune.Core.Stages;
 
 /// <summary>Where a stage's messages go. Results are printed by the runner; stages report progress and notes.</summary>
-public interface IStageLog
+internal interface IStageLog
 {
     void Info(string message);
     void Warning(string message);

@@ -3,7 +3,7 @@ using FineTune.Core.Caching;
 namespace FineTune.Core.Stages;
 
 /// <summary>A model or tokenizer folder on disk; <paramref name="HubCommit"/> is set when it is a Hub snapshot.</summary>
-public sealed record ModelLocation(string Folder, string? HubCommit)
+internal sealed record ModelLocation(string Folder, string? HubCommit)
 {
     /// <summary>A file of the folder as a stage input: a user's file, or a Hub file pinned by its commit.</summary>
     public StageInput Input(string name, string file) => StageInput.File(name, file, HubCommit);

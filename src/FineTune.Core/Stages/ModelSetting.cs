@@ -4,7 +4,7 @@ using FineTune.Core.Hub;
 namespace FineTune.Core.Stages;
 
 /// <summary>Stage settings that name a model or tokenizer: a folder beside the pipeline, or a Hub model id.</summary>
-public static class ModelSetting
+internal static class ModelSetting
 {
     /// <summary>
     /// A stage setting naming a model or tokenizer: a folder relative to the pipeline file, else a Hub id. A value that

@@ -10,7 +10,7 @@ namespace FineTune.Core.Stages;
 /// version, cache scheme, compute environment) already has a committed output in the store, and recording every
 /// stage in the lock file as soon as it is settled.
 /// </summary>
-public sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVersion)
+internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVersion)
 {
     /// <summary>The stages this runner runs, in order.</summary>
     public IReadOnlyList<Stage> Stages { get; } = stages;

@@ -1,7 +1,7 @@
 namespace FineTune.Core.Stages;
 
 /// <summary>What a run selects and how: the command line's run and status options.</summary>
-public sealed class RunOptions
+internal sealed class RunOptions
 {
     /// <summary>Re-run every selected stage even when its output is cached.</summary>
     public bool ForceAll { get; init; }

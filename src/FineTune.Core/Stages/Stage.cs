@@ -9,7 +9,7 @@ namespace FineTune.Core.Stages;
 /// The runner decides whether a stage must run (by its key), gives it a fresh temporary folder, and commits that
 /// folder into the content store only when <see cref="RunAsync"/> returns normally.
 /// </summary>
-public abstract class Stage
+internal abstract class Stage
 {
     /// <summary>The key under <c>stages:</c> in the pipeline file; the runner finds the stage's settings by it.</summary>
     public abstract string Name { get; }
@@ -49,7 +49,7 @@ public abstract class Stage
 }
 
 /// <summary>A stage whose settings are a <typeparamref name="TSettings"/> section of the pipeline file.</summary>
-public abstract class Stage<TSettings> : Stage where TSettings : class
+internal abstract class Stage<TSettings> : Stage where TSettings : class
 {
     public sealed override Type SettingsType => typeof(TSettings);
 

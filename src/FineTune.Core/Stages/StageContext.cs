@@ -4,7 +4,7 @@ using FineTune.Core.Pipeline;
 namespace FineTune.Core.Stages;
 
 /// <summary>What the runner hands a stage: its typed settings, its folders, its upstream outputs and its log.</summary>
-public sealed class StageContext
+internal sealed class StageContext
 {
     /// <summary>The pipeline, for locating settings in diagnostics and naming the run; a stage's settings are <see cref="Settings"/>.</summary>
     public required PipelineDefinition Pipeline { get; init; }

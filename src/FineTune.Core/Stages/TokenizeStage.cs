@@ -14,7 +14,7 @@ namespace FineTune.Core.Stages;
 /// Renders the format stage's conversations with the chat template, tokenizes them with loss labels and writes
 /// train.tokens / validation.tokens, the tokenizer files the model will ship with, and summary.json.
 /// </summary>
-public sealed class TokenizeStage : Stage<TokenizeSettings>
+internal sealed class TokenizeStage : Stage<TokenizeSettings>
 {
     public override string Name => "tokenize";
     public override int ImplementationVersion => 2;

@@ -8,10 +8,10 @@ using FineTune.Tokenizers;
 namespace FineTune.Core.Tokenization;
 
 /// <summary>One conversation as ids and aligned labels (<see cref="TokenizedDataset.IgnoreLabel"/> where no loss).</summary>
-public sealed record TokenizedExample(int[] Ids, int[] Labels);
+internal sealed record TokenizedExample(int[] Ids, int[] Labels);
 
 /// <summary>Which tokens of a conversation carry loss.</summary>
-public enum TrainOn
+internal enum TrainOn
 {
     /// <summary>Every assistant turn (except those with weight 0) and the end-of-turn token that closes it.</summary>
     Assistant,
@@ -27,7 +27,7 @@ public enum TrainOn
 /// what the template writes), and labels the tokens of trained assistant turns. Writes the tokenizer files a trained
 /// model ships with, carrying the template that trained it.
 /// </summary>
-public sealed class ChatTokenizer : IChatTokenizer
+internal sealed class ChatTokenizer : IChatTokenizer
 {
     public const string Gpt2 = "gpt2";
 

@@ -7,7 +7,7 @@ namespace FineTune.Core.Tokenization;
 /// Loaded from a tokenizer folder written by the tokenize stage (or an exported model folder) by
 /// <c>ChatTokenizer.LoadFolder</c>.
 /// </summary>
-public interface IChatTokenizer
+internal interface IChatTokenizer
 {
     int VocabSize { get; }
 

@@ -14,7 +14,7 @@ namespace FineTune.Core.Tokenization;
 /// </code>
 /// Labels are aligned with ids (not shifted); the trainer shifts them when predicting the next token.
 /// </summary>
-public sealed class TokenizedDataset
+internal sealed class TokenizedDataset
 {
     public const int IgnoreLabel = -100;
     private static ReadOnlySpan<byte> Magic => "FTTOKENS"u8;

@@ -17,7 +17,7 @@ namespace FineTune.Core.Tokenization;
 /// For a small model the embedding and the output head shrink from ~50,000 (GPT-2) or ~150,000 (Qwen) rows to a
 /// few thousand, which is most of its compute on a CPU.
 /// </summary>
-public static class VocabularyPruning
+internal static class VocabularyPruning
 {
     public sealed record Result(int OriginalSize, int PrunedSize);
 

@@ -14,7 +14,7 @@ namespace FineTune.Torch.Chat;
 /// A model folder in the export layout (weights and tokenizer side by side) ready to answer prompts; what
 /// <c>dotnet finetune chat MODEL_DIR</c> runs.
 /// </summary>
-public sealed class ChatSession : IDisposable
+internal sealed class ChatSession : IDisposable
 {
     public const int FallbackMaxNewTokens = 256;
 

@@ -6,7 +6,7 @@ namespace FineTune.Torch.Chat;
 /// The chat tokenizer of a folder holding tokenizer.json and tokenizer_config.json (the tokenize stage's
 /// <c>tokenizer/</c> folder or an exported model folder).
 /// </summary>
-public static class TokenizerFolder
+internal static class TokenizerFolder
 {
     public static readonly string[] Files = [ChatTokenizer.TokenizerJsonFile, ChatTokenizer.TokenizerConfigFile, ChatTokenizer.SpecialTokensMapFile];
 

@@ -8,14 +8,14 @@ using static TorchSharp.torch;
 namespace FineTune.Torch.Formats;
 
 /// <summary>One tensor's entry in a safetensors header; offsets are relative to the start of the data section.</summary>
-public sealed record SafetensorsEntry(string Name, string Dtype, long[] Shape, long Begin, long End)
+internal sealed record SafetensorsEntry(string Name, string Dtype, long[] Shape, long Begin, long End)
 {
     public ScalarType ScalarType => Safetensors.ScalarTypeOf(Dtype);
     public long ByteSize => End - Begin;
 }
 
 /// <summary>What a safetensors file holds, without its data.</summary>
-public sealed record SafetensorsHeader(IReadOnlyList<SafetensorsEntry> Tensors, IReadOnlyDictionary<string, string> Metadata, long DataStart, long FileSize)
+internal sealed record SafetensorsHeader(IReadOnlyList<SafetensorsEntry> Tensors, IReadOnlyDictionary<string, string> Metadata, long DataStart, long FileSize)
 {
     public SafetensorsEntry? this[string name] => Tensors.FirstOrDefault(t => t.Name == name);
 }
@@ -26,7 +26,7 @@ public sealed record SafetensorsHeader(IReadOnlyList<SafetensorsEntry> Tensors, 
 /// <c>__metadata__</c>, padded with spaces so the data starts at a multiple of 8, then every tensor's bytes back to
 /// back. Tensors are read straight from the file into their own memory, so loading a model needs no second copy.
 /// </summary>
-public static class Safetensors
+internal static class Safetensors
 {
     public const string FormatCode = DiagnosticCodes.InvalidSafetensors;
 

@@ -12,7 +12,7 @@ namespace FineTune.Torch.Generation;
 /// <param name="StopTokenIds">Generation ends after any of these (null: the tokenizer's stop tokens).</param>
 /// <param name="RepetitionPenalty">transformers' repetition_penalty: 1 leaves the logits alone; above 1 makes every token
 /// already in the prompt or the answer less likely.</param>
-public sealed record GenerationOptions(
+internal sealed record GenerationOptions(
     int MaxNewTokens = 64,
     double Temperature = 0,
     double TopP = 1.0,
@@ -23,14 +23,14 @@ public sealed record GenerationOptions(
 /// <param name="TokenIds">The generated ids, without the prompt, including the stop token when one ended it.</param>
 /// <param name="Text">The answer as text (special tokens and the stop token dropped).</param>
 /// <param name="FinishReason">"stop" when a stop token ended it, "length" when max_new_tokens did.</param>
-public sealed record GenerationResult(IReadOnlyList<int> TokenIds, string Text, string FinishReason);
+internal sealed record GenerationResult(IReadOnlyList<int> TokenIds, string Text, string FinishReason);
 
 /// <summary>
 /// Autoregressive decoding with the model's key/value cache: the prompt is run once (prefill), then each new
 /// token is fed alone and attends to the cached positions, so a step costs one token's work instead of the whole
 /// sequence's.
 /// </summary>
-public sealed class TextGenerator(LlamaForCausalLM model, IChatTokenizer tokenizer)
+internal sealed class TextGenerator(LlamaForCausalLM model, IChatTokenizer tokenizer)
 {
     /// <summary>
     /// Continues <paramref name="promptIds"/>. <paramref name="onText"/> receives the answer's text as it grows, in
@@ -131,7 +131,7 @@ public sealed class TextGenerator(LlamaForCausalLM model, IChatTokenizer tokeniz
 /// Turns a growing list of ids into text pieces. Byte-level tokens can split a UTF-8 character, and the decoder
 /// shows such a tail as U+FFFD until its last byte arrives, so that tail is held back rather than printed.
 /// </summary>
-public sealed class IncrementalText(IChatTokenizer tokenizer)
+internal sealed class IncrementalText(IChatTokenizer tokenizer)
 {
     private readonly List<int> _ids = [];
     private string _emitted = "";

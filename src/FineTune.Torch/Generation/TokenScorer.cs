@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace FineTune.Torch.Generation;
 
 /// <summary>How likely a model finds a given sequence: what <c>dotnet finetune score</c> prints.</summary>
-public static class TokenScorer
+internal static class TokenScorer
 {
     /// <summary>
     /// log p(ids[t] | ids[..t]) for t = 1..n-1, in natural log, computed in float32 from one forward pass (the

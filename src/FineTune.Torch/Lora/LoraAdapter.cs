@@ -11,7 +11,7 @@ using static TorchSharp.torch;
 namespace FineTune.Torch.Lora;
 
 /// <summary>What <see cref="LoraAdapter.Apply"/> did: the adapters, the parameters to optimise and the counts for the plan.</summary>
-public sealed record AppliedLora(
+internal sealed record AppliedLora(
     LoraOptions Options,
     IReadOnlyList<string> TargetModules,
     IReadOnlyDictionary<string, LoraLinear> Layers,
@@ -28,7 +28,7 @@ public sealed record AppliedLora(
 /// in place by <see cref="LoraLinear"/> wrappers, so model.parameters() and named_parameters() include the adapters
 /// (named model.layers.{i}.self_attn.q_proj.lora_A.weight ...) and the base keys keep their Hugging Face names.
 /// </summary>
-public static class LoraAdapter
+internal static class LoraAdapter
 {
     public const string ConfigFile = "adapter_config.json";
     public const string WeightsFile = "adapter_model.safetensors";

@@ -13,7 +13,7 @@ namespace FineTune.Torch.Lora;
 /// lora_B sub-modules, so the keys read <c>q_proj.weight</c>, <c>q_proj.lora_A.weight</c>, <c>q_proj.lora_B.weight</c>:
 /// the base keys stay those of the Hugging Face checkpoint and the adapter keys are PEFT's minus its prefix.
 /// </summary>
-public sealed class LoraLinear : nn.Module<Tensor, Tensor>
+internal sealed class LoraLinear : nn.Module<Tensor, Tensor>
 {
     private readonly Parameter weight;
     private readonly Parameter? bias;

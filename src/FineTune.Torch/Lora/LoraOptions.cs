@@ -3,7 +3,7 @@ using FineTune.Torch.Models;
 namespace FineTune.Torch.Lora;
 
 /// <summary>LoRA settings with PEFT's meaning (LoraConfig: r, lora_alpha, lora_dropout, target_modules, use_rslora).</summary>
-public sealed record LoraOptions
+internal sealed record LoraOptions
 {
     public int R { get; init; } = 8;
     public double Alpha { get; init; } = 16;

@@ -8,7 +8,7 @@ namespace FineTune.Torch.Models;
 /// <c>rope_scaling</c> of config.json. <c>llama3</c> (Llama 3.1/3.2) stretches the low frequencies by
 /// <see cref="Factor"/> and blends the middle band; <c>linear</c> divides every frequency by <see cref="Factor"/>.
 /// </summary>
-public sealed record RopeScaling(string RopeType, double Factor, double LowFreqFactor = 1, double HighFreqFactor = 4, int OriginalMaxPositionEmbeddings = 8192);
+internal sealed record RopeScaling(string RopeType, double Factor, double LowFreqFactor = 1, double HighFreqFactor = 4, int OriginalMaxPositionEmbeddings = 8192);
 
 /// <summary>
 /// The hyper-parameters of a Llama-family decoder (Llama 2/3, Mistral, Qwen2/2.5, Qwen3), named and serialised as
@@ -16,7 +16,7 @@ public sealed record RopeScaling(string RopeType, double Factor, double LowFreqF
 /// families differ only in the switches below: q/k/v biases (Qwen2), RMSNorm of q and k per head (Qwen3), an
 /// explicit head_dim, rope scaling and tied embeddings.
 /// </summary>
-public sealed record LlamaConfig
+internal sealed record LlamaConfig
 {
     /// <summary>The <c>model_type</c> values this decoder implements, with the architecture class each one names.</summary>
     public static readonly IReadOnlyDictionary<string, string> SupportedModelTypes = new Dictionary<string, string>

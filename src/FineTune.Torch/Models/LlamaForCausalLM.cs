@@ -41,7 +41,7 @@ internal sealed class LlamaRMSNorm : nn.Module<Tensor, Tensor>
 }
 
 /// <summary>Keys and values of past positions, one pair per layer, for incremental decoding.</summary>
-public sealed class KvCache : IDisposable
+internal sealed class KvCache : IDisposable
 {
     private readonly Tensor?[] _keys;
     private readonly Tensor?[] _values;
@@ -244,7 +244,7 @@ internal sealed class LlamaModel : nn.Module
     }
 }
 
-public sealed class LlamaForCausalLM : nn.Module
+internal sealed class LlamaForCausalLM : nn.Module
 {
     private readonly LlamaModel model;
     private readonly Linear? lm_head;

@@ -11,7 +11,7 @@ namespace FineTune.Torch.Models;
 /// A tied output head is not written (transformers re-ties it from the embedding on load), so the files match
 /// what <c>save_pretrained</c> produces.
 /// </summary>
-public static class ModelFolder
+internal static class ModelFolder
 {
     public const string ConfigFile = "config.json";
     public const string WeightsFile = "model.safetensors";

@@ -18,14 +18,14 @@ using static TorchSharp.torch;
 namespace FineTune.Torch.Stages;
 
 /// <summary>One prompt of the report and the model's greedy answer.</summary>
-public sealed record EvaluationAnswer(
+internal sealed record EvaluationAnswer(
     [property: JsonPropertyName("prompt")] string Prompt,
     [property: JsonPropertyName("answer")] string Answer,
     [property: JsonPropertyName("tokens")] int Tokens,
     [property: JsonPropertyName("finish_reason")] string FinishReason);
 
 /// <summary>report.json. Loss and perplexity are null when there is no validation set.</summary>
-public sealed record EvaluationReport(
+internal sealed record EvaluationReport(
     [property: JsonPropertyName("loss")] double? Loss,
     [property: JsonPropertyName("perplexity")] double? Perplexity,
     [property: JsonPropertyName("examples")] int Examples,
@@ -37,7 +37,7 @@ public sealed record EvaluationReport(
 /// label, and its exponential, the perplexity) and writes greedy answers to the pipeline's prompts, so a run
 /// shows both a number to compare and text a person can judge.
 /// </summary>
-public sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer = null) : Stage<EvaluateSettings>
+internal sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer = null) : Stage<EvaluateSettings>
 {
     public const string ReportJson = "report.json";
     public const string ReportMarkdown = "report.md";

@@ -17,7 +17,7 @@ namespace FineTune.Torch.Stages;
 /// Writes the trained model as one self-contained Hugging Face folder: transformers' <c>from_pretrained</c>, the
 /// llama.cpp converter and <c>dotnet finetune chat</c> all read it as it is.
 /// </summary>
-public sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = null) : Stage<ExportSettings>
+internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = null) : Stage<ExportSettings>
 {
     public const string GenerationConfigFile = "generation_config.json";
 

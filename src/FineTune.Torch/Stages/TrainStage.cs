@@ -21,7 +21,7 @@ namespace FineTune.Torch.Stages;
 /// Trains the model on the tokenize stage's train.tokens and writes <c>model/</c> (config.json +
 /// model.safetensors, Hugging Face layout), <c>metrics.jsonl</c> and <c>summary.json</c>.
 /// </summary>
-public sealed class TrainStage : Stage<TrainSettings>
+internal sealed class TrainStage : Stage<TrainSettings>
 {
     public override string Name => "train";
     public override int ImplementationVersion => 3;

@@ -9,7 +9,7 @@ namespace FineTune.Torch.Training;
 /// again so lengths do not march in order through the epoch. The plan of an epoch depends only on (seed, epoch), so a
 /// resumed run needs nothing but the index of the next micro-batch.
 /// </summary>
-public static class Batching
+internal static class Batching
 {
     /// <summary>Batches per sorting window: larger pads less but makes batch lengths less random.</summary>
     private const int WindowBatches = 64;

@@ -10,7 +10,7 @@ namespace FineTune.Torch.Training;
 /// What a train run is, written as run.json beside its checkpoint: the pipeline it belongs to, its flattened settings
 /// (train.* as in the lock file), the hash of its training data, the device and the stage version.
 /// </summary>
-public sealed record RunIdentity(string Pipeline, string Key, IReadOnlyDictionary<string, string> Settings, string Data, string Device, int Implementation);
+internal sealed record RunIdentity(string Pipeline, string Key, IReadOnlyDictionary<string, string> Settings, string Data, string Device, int Implementation);
 
 /// <summary>
 /// Guards resuming across a settings change. Work folders are per stage key, so a run with changed settings has a new,
@@ -20,7 +20,7 @@ public sealed record RunIdentity(string Pipeline, string Key, IReadOnlyDictionar
 /// into the new run and continues, which is allowed only when every change is in <see cref="ResumableSettings"/>.
 /// The checkpoint's files are <see cref="TrainingCheckpoint"/>'s.
 /// </summary>
-public static class CheckpointGuard
+internal static class CheckpointGuard
 {
     public const string IdentityFile = "run.json";
 

@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace FineTune.Torch.Training;
 
 /// <summary>Resolves the device a torch stage runs on and describes it for stage keys and the lock file.</summary>
-public static class ComputeEnvironmentProvider
+internal static class ComputeEnvironmentProvider
 {
     /// <summary>
     /// auto: CUDA when libtorch sees a GPU, else the CPU. cuda: a GPU or an FT0501 error. cpu: the CPU.

@@ -14,7 +14,7 @@ namespace FineTune.Torch.Training;
 /// </code>
 /// T is the padded length of the batch. Padding is not counted as useful work in <c>tokens</c>.
 /// </summary>
-public sealed class FlopCounter(LlamaConfig config, long nonEmbeddingParameters)
+internal sealed class FlopCounter(LlamaConfig config, long nonEmbeddingParameters)
 {
     public double TrainingFlops(long tokens, int paddedLength, int trainedPositions) =>
         6.0 * nonEmbeddingParameters * tokens

@@ -10,7 +10,7 @@ namespace FineTune.Torch.Training;
 /// <param name="TotalSteps">Optimizer steps of the whole run (the length of the learning-rate schedule).</param>
 /// <param name="MicroBatchesPerStep">Micro-batches accumulated into one step.</param>
 /// <param name="TotalMicroBatches">Micro-batches the run goes through, in order across epoch boundaries.</param>
-public sealed record StepSchedule(int TotalSteps, int MicroBatchesPerStep, long TotalMicroBatches)
+internal sealed record StepSchedule(int TotalSteps, int MicroBatchesPerStep, long TotalMicroBatches)
 {
     /// <summary>
     /// transformers' Trainer: steps per epoch = max(batches // accumulation, 1), steps = ceil(epochs · that). The
@@ -33,7 +33,7 @@ public sealed record StepSchedule(int TotalSteps, int MicroBatchesPerStep, long 
 /// what is trained, how much data, how many steps, and a time estimate from the FLOP count and the matmul speed
 /// measured on this device.
 /// </summary>
-public sealed record TrainPlan(
+internal sealed record TrainPlan(
     string Model, string Architecture, long ModelParameters, string Method,
     long TrainableParameters, long AllParameters, int Examples, double Epochs, int BatchSize, int Accumulation,
     StepSchedule Schedule, int BatchesPerEpoch, long TokensPerEpoch, double TrainingFlops, double PeakFlops,

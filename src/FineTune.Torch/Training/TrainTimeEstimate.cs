@@ -7,7 +7,7 @@ namespace FineTune.Torch.Training;
 /// The one estimate of training time: the run's FLOPs at a share of the matmul peak measured on this device. The train
 /// stage's plan and <c>validate --data</c> both print it.
 /// </summary>
-public static class TrainTimeEstimate
+internal static class TrainTimeEstimate
 {
     /// <summary>
     /// Share of the matmul peak a training step reaches in practice (attention, norms, the optimizer and the framework

@@ -18,7 +18,7 @@ namespace FineTune.Torch.Training;
 /// What a training run achieved; the train stage copies it into its summary. <see cref="FinalLoss"/> is the mean over the
 /// last 5 % of steps, since a single step's loss depends on which length group its batch came from.
 /// </summary>
-public sealed record TrainResult(
+internal sealed record TrainResult(
     int Steps, double Epochs, long Tokens, long TrainedTokens, double FirstLoss, double FinalLoss,
     double TokensPerSecond, double Mfu, double DurationSeconds, long Parameters, bool Resumed, double? PackingEfficiency = null);
 
@@ -27,7 +27,7 @@ public sealed record TrainResult(
 /// gradient clipping, length-grouped right-padded batches, loss = mean cross-entropy over every label token of an
 /// optimizer step. Reads top to bottom: plan, resume, loop (step, log, checkpoint), finish.
 /// </summary>
-public sealed class Trainer
+internal sealed class Trainer
 {
     private readonly LlamaForCausalLM _model;
     private readonly TokenizedDataset _data;

@@ -13,7 +13,7 @@ namespace FineTune.Torch.Training;
 /// (model.safetensors), the AdamW state (optimizer.bin) and where the run stood (state.json). Written into a temporary
 /// folder and moved into place, so a crash leaves either the old checkpoint or the new one.
 /// </summary>
-public static class TrainingCheckpoint
+internal static class TrainingCheckpoint
 {
     private const string FolderName = "checkpoint";
     private const string WeightsFile = "model.safetensors";

@@ -48,7 +48,7 @@ public sealed class TextRow
 }
 
 /// <summary>Writes the same rows as .json, .jsonl, .csv (list columns as JSON text) or .parquet.</summary>
-public static class DataFixtures
+internal static class DataFixtures
 {
     public static readonly string[] Extensions = [".json", ".jsonl", ".csv", ".parquet"];
 
