@@ -14,7 +14,7 @@ public class ChatTokenizerTests
     [Fact]
     public void Qwen3_matches_reference_ids()
     {
-        var qwen = Tokenizers.Qwen3;
+        var qwen = TokenizerAssets.Qwen3;
         Assert.Equal([123591, 123591, 3837, 109111, 34187, 11319, 112576, 100290, 56568, 75437, 99963, 16530, 49111, 6313],
             qwen.Encode("嬛嬛，你怎么了？朕替你打抱不平！"));
         Assert.Equal([9707, 11, 1879, 0, 1084, 594, 220, 17, 15, 17, 20],
@@ -25,7 +25,7 @@ public class ChatTokenizerTests
     [Fact]
     public void Qwen3_special_ids_come_from_its_files()
     {
-        var qwen = Tokenizers.Qwen3;
+        var qwen = TokenizerAssets.Qwen3;
         Assert.Equal(151644, qwen.Tokenizer.TokenToId("<|im_start|>"));
         Assert.Equal(151645, qwen.Tokenizer.TokenToId("<|im_end|>"));
         Assert.Equal([151645], qwen.StopTokenIds);       // eos_token is <|im_end|> in its tokenizer_config.json
@@ -36,7 +36,7 @@ public class ChatTokenizerTests
     [Fact]
     public void Gpt2_matches_tiktoken_reference_and_adds_chatml_ids()
     {
-        var gpt2 = Tokenizers.Gpt2;
+        var gpt2 = TokenizerAssets.Gpt2;
         Assert.Equal([15496, 11, 995, 0, 10263, 105, 249, 161, 105, 249], gpt2.Encode("Hello, world! 嬛嬛"));
         Assert.Equal([50257, 15496, 50258, 198, 50256], gpt2.Encode("<|im_start|>Hello<|im_end|>\n<|endoftext|>"));
         Assert.Equal(50259, gpt2.VocabSize);
@@ -49,7 +49,7 @@ public class ChatTokenizerTests
     [InlineData("qwen3")]
     public void Decode_round_trips_and_can_drop_special_tokens(string name)
     {
-        var tokenizer = Tokenizers.ByName(name);
+        var tokenizer = TokenizerAssets.ByName(name);
         const string text = "<|im_start|>user\n嬛嬛 👩‍👩‍👧 café\t\t 12345<|im_end|>\n";
         var ids = tokenizer.Encode(text);
         Assert.Equal(text, tokenizer.Decode(ids, skipSpecialTokens: false));
@@ -79,7 +79,7 @@ public class ChatTokenizerTests
     [MemberData(nameof(Conversations))]
     public void Template_rendering_equals_tokenizing_the_hand_rendered_chatml_string(string name, int index)
     {
-        var tokenizer = Tokenizers.ByName(name);
+        var tokenizer = TokenizerAssets.ByName(name);
         var messages = SampleConversations[index];
         var expected = tokenizer.Encode(ChatMLReference.Render(messages, addGenerationPrompt: false));
         Assert.Equal(expected, tokenizer.Tokenize(messages, TrainOn.Assistant).Ids);
@@ -91,14 +91,14 @@ public class ChatTokenizerTests
     [MemberData(nameof(Conversations))]
     public void Train_on_all_labels_every_token(string name, int index)
     {
-        var example = Tokenizers.ByName(name).Tokenize(SampleConversations[index], TrainOn.All);
+        var example = TokenizerAssets.ByName(name).Tokenize(SampleConversations[index], TrainOn.All);
         Assert.Equal(example.Ids, example.Labels);
     }
 
     [Fact]
     public void Assistant_mask_trains_only_answer_and_its_end_of_turn()
     {
-        var qwen = Tokenizers.Qwen3ChatML;
+        var qwen = TokenizerAssets.Qwen3ChatML;
         var example = qwen.Tokenize([new("user", "你好"), new("assistant", "我是甄嬛。")], TrainOn.Assistant);
         var answer = qwen.Encode("我是甄嬛。").ToArray();
         var header = qwen.Encode("<|im_start|>assistant\n").ToArray();
@@ -115,7 +115,7 @@ public class ChatTokenizerTests
     public void Assistant_mask_trains_a_token_that_straddles_header_and_content()
     {
         // "\n" + "\n\n" content -> the pre-tokenizer makes one "\n\n\n" piece that spans the header's newline.
-        var gpt2 = Tokenizers.Gpt2;
+        var gpt2 = TokenizerAssets.Gpt2;
         var example = gpt2.Tokenize([new("assistant", "\n\nHi")], TrainOn.Assistant);
         var trained = example.Ids.Where((id, i) => example.Labels[i] != TokenizedDataset.IgnoreLabel).ToArray();
         Assert.Equal(TokenizedDataset.IgnoreLabel, example.Labels[0]); // <|im_start|>
@@ -127,7 +127,7 @@ public class ChatTokenizerTests
     [Fact]
     public void User_text_with_special_token_text_is_split_like_hugging_face()
     {
-        var qwen = Tokenizers.Qwen3;
+        var qwen = TokenizerAssets.Qwen3;
         var ids = qwen.Encode("a<|im_end|>b");
         Assert.Equal(3, ids.Count);
         Assert.Equal(151645, ids[1]);
@@ -167,7 +167,7 @@ public class ChatTokenizerTests
     {
         // Qwen3's template gives the last answer an empty think block and drops it from answers before the last
         // question, so turn 1 is located by its content; turn 2 is what its rendering adds after the prompt.
-        var qwen = Tokenizers.Qwen3;
+        var qwen = TokenizerAssets.Qwen3;
         ChatMessage[] messages = [new("user", "A?"), new("assistant", "B."), new("user", "C?"), new("assistant", "D.")];
         const string rendered = "<|im_start|>user\nA?<|im_end|>\n<|im_start|>assistant\nB.<|im_end|>\n"
             + "<|im_start|>user\nC?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nD.<|im_end|>\n";
@@ -220,7 +220,7 @@ public class ChatTokenizerTests
     [Fact]
     public void Last_turn_only_and_weight_zero_turns_are_not_trained()
     {
-        var gpt2 = Tokenizers.Gpt2;
+        var gpt2 = TokenizerAssets.Gpt2;
         ChatMessage[] messages = [new("user", "one"), new("assistant", "first"), new("user", "two"), new("assistant", "second")];
         Assert.Equal("first<|im_end|>second<|im_end|>", Trained(gpt2, gpt2.Tokenize(messages, TrainOn.Assistant)));
         Assert.Equal("second<|im_end|>", Trained(gpt2, gpt2.Tokenize(messages, TrainOn.Last)));
@@ -231,7 +231,7 @@ public class ChatTokenizerTests
     [Fact]
     public void Plain_text_example_is_trained_whole_and_ends_with_eos()
     {
-        var gpt2 = Tokenizers.Gpt2;
+        var gpt2 = TokenizerAssets.Gpt2;
         var example = gpt2.Tokenize(new Conversation([], 0, Text: "Once upon a time"), TrainOn.Assistant);
         Assert.Equal([.. gpt2.Encode("Once upon a time"), 50258], example.Ids);
         Assert.Equal(example.Ids, example.Labels);
@@ -249,7 +249,7 @@ public class ChatTokenizerTests
             Assert.False(endOfTurnTrained);
             // Without a generation prompt in the template, the turn's own header is part of what the turn adds.
             Assert.Equal("assistant: hello\n", Trained(tokenizer, example));
-            Tokenizers.Gpt2.Tokenize(new Conversation([new("user", "hi"), new("assistant", "hello")], 0), TrainOn.Assistant, out var gpt2End);
+            TokenizerAssets.Gpt2.Tokenize(new Conversation([new("user", "hi"), new("assistant", "hello")], 0), TrainOn.Assistant, out var gpt2End);
             Assert.True(gpt2End);
         }
         finally { Directory.Delete(dir, true); }

@@ -9,7 +9,7 @@ public class Gpt2TokenizerJsonTests
     private static readonly Lazy<string> WrittenFolder = new(() =>
     {
         var dir = Path.Combine(Path.GetTempPath(), "ft-gpt2-tokenizer-" + Guid.NewGuid());
-        Tokenizers.Gpt2.WriteFiles(dir, modelMaxLength: 384);
+        TokenizerAssets.Gpt2.WriteFiles(dir, modelMaxLength: 384);
         return dir;
     });
 
@@ -31,7 +31,7 @@ public class Gpt2TokenizerJsonTests
     public void Written_tokenizer_json_reproduces_the_gpt2_ids(string text)
     {
         var reloaded = ChatTokenizer.LoadFolder(WrittenFolder.Value);
-        Assert.Equal(Tokenizers.Gpt2.Encode(text), reloaded.Encode(text));
+        Assert.Equal(TokenizerAssets.Gpt2.Encode(text), reloaded.Encode(text));
         Assert.Equal(text, reloaded.Decode(reloaded.Encode(text), skipSpecialTokens: false));
     }
 
@@ -71,8 +71,8 @@ public class Gpt2TokenizerJsonTests
         var dir = Path.Combine(Path.GetTempPath(), "ft-qwen3-out-" + Guid.NewGuid());
         try
         {
-            Tokenizers.Qwen3ChatML.WriteFiles(dir, modelMaxLength: 384);
-            Assert.Equal(File.ReadAllBytes(Path.Combine(Tokenizers.Qwen3Folder, "tokenizer.json")), File.ReadAllBytes(Path.Combine(dir, "tokenizer.json")));
+            TokenizerAssets.Qwen3ChatML.WriteFiles(dir, modelMaxLength: 384);
+            Assert.Equal(File.ReadAllBytes(Path.Combine(TokenizerAssets.Qwen3Folder, "tokenizer.json")), File.ReadAllBytes(Path.Combine(dir, "tokenizer.json")));
             using var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "tokenizer_config.json")));
             Assert.Equal(ChatML.Jinja, config.RootElement.GetProperty("chat_template").GetString());
             Assert.Equal(131072, config.RootElement.GetProperty("model_max_length").GetInt32()); // Qwen3's own value is kept

@@ -20,7 +20,7 @@ public class VocabularyPruningTests
     [InlineData("qwen3")]
     public void Pruned_tokenizer_encodes_the_data_to_the_same_tokens_renumbered_and_still_encodes_other_text(string name)
     {
-        var full = Tokenizers.ByName(name);
+        var full = TokenizerAssets.ByName(name);
         using var folder = new TempFolder();
         full.WriteFiles(folder.Path, 128);
         var fullIds = Data.Select(messages => full.Tokenize(messages, TrainOn.Assistant)).ToList();
@@ -78,7 +78,7 @@ public class VocabularyPruningTests
 
     private static string TokenizerJsonOf(string name) => name switch
     {
-        "qwen3" => Path.Combine(Tokenizers.Qwen3Folder, "tokenizer.json"),
+        "qwen3" => Path.Combine(TokenizerAssets.Qwen3Folder, "tokenizer.json"),
         "llama3" => HfFixtures.WriteTemp(HfFixtures.Llama3Style(ignoreMerges: true), name),
         "llama2" => HfFixtures.WriteTemp(HfFixtures.Llama2Style(), name),
         "mistral3" => HfFixtures.WriteTemp(HfFixtures.MistralV3Style(), name),

@@ -1,3 +1,4 @@
+using FineTune.Core.Tests.Fetching;
 using FineTune.TestKit;
 using FineTune.Core.Caching;
 using FineTune.Core.Diagnostics;
@@ -5,7 +6,7 @@ using FineTune.Core.Fetching;
 using FineTune.Core.Pipeline;
 using FineTune.Core.Stages;
 
-namespace FineTune.Core.Tests.Fetching;
+namespace FineTune.Core.Tests.Stages;
 
 public sealed class FetchStageTests : IDisposable
 {

@@ -1,3 +1,4 @@
+using FineTune.Core.Tests.Tokenization;
 using System.Text.Json;
 using FineTune.Core.Caching;
 using FineTune.Core.Data;
@@ -7,7 +8,7 @@ using FineTune.Core.Stages;
 using FineTune.TestKit;
 using FineTune.Core.Tokenization;
 
-namespace FineTune.Core.Tests.Tokenization;
+namespace FineTune.Core.Tests.Stages;
 
 public sealed class TokenizeStageTests : IDisposable
 {
@@ -47,7 +48,7 @@ public sealed class TokenizeStageTests : IDisposable
         var context = Context(new TokenizeSettings { MaxLength = maxLength }, Short, LongPrompt, LongAnswer);
         await new TokenizeStage().RunAsync(context, CancellationToken.None);
 
-        var gpt2 = Tokenizers.Gpt2;
+        var gpt2 = TokenizerAssets.Gpt2;
         int Count(string text) => gpt2.Encode(text).Count;
         var shortLength = Count(ChatMLReference.Render(Short.Messages, false));
         var answerHeader = Count(ChatMLReference.Render([LongAnswer.Messages[0]], addGenerationPrompt: true));
@@ -112,7 +113,7 @@ public sealed class TokenizeStageTests : IDisposable
         var folder = Path.Combine(_root, "qwen3");
         Directory.CreateDirectory(folder);
         foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json" })
-            File.Copy(Path.Combine(Tokenizers.Qwen3Folder, file), Path.Combine(folder, file));
+            File.Copy(Path.Combine(TokenizerAssets.Qwen3Folder, file), Path.Combine(folder, file));
         var inputs = new TokenizeStage().ReadInputs(Context(new TokenizeSettings { Tokenizer = "qwen3" }));
         Assert.Equal([ContentHash.OfFile(Path.Combine(folder, "tokenizer.json")), ContentHash.OfFile(Path.Combine(folder, "tokenizer_config.json"))],
             inputs.Select(i => i.Sha256));

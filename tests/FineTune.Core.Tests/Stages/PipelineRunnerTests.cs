@@ -4,7 +4,7 @@ using FineTune.Core.Pipeline;
 using FineTune.Core.Stages;
 using FineTune.TestKit;
 
-namespace FineTune.Core.Tests.Caching;
+namespace FineTune.Core.Tests.Stages;
 
 public class PipelineRunnerTests
 {

@@ -6,7 +6,7 @@ using FineTune.Core.Tokenization;
 namespace FineTune.Core.Tests.Tokenization;
 
 /// <summary>Tokenizers loaded once per test run (the Qwen3 file is 11 MB).</summary>
-internal static class Tokenizers
+internal static class TokenizerAssets
 {
     public static string Qwen3Folder => Path.Combine(AppContext.BaseDirectory, "assets", "qwen3");
 

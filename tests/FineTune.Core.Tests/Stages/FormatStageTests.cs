@@ -6,7 +6,7 @@ using FineTune.Core.Pipeline;
 using FineTune.Core.Stages;
 using FineTune.TestKit;
 
-namespace FineTune.Core.Tests.Data;
+namespace FineTune.Core.Tests.Stages;
 
 public sealed class FormatStageTests : IDisposable
 {
