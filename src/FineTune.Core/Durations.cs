@@ -9,6 +9,7 @@ internal static class Durations
     {
         if (seconds < 60) return seconds.ToString(seconds < 10 ? "0.0" : "0", CultureInfo.InvariantCulture) + "s";
         var span = TimeSpan.FromSeconds(seconds);
-        return span.TotalHours >= 1 ? $"{(int)span.TotalHours}h{span.Minutes:00}m" : $"{span.Minutes}m{span.Seconds:00}s";
+        return span.TotalHours >= 1 ? $"{(int)span.TotalHours}h{span.Minutes:00}m"
+            : $"{span.Minutes}m{span.Seconds:00}s";
     }
 }

@@ -15,7 +15,8 @@ internal static class CanonicalJson
     public static string Serialize(object? value)
     {
         var buffer = new ArrayBufferWriterStream();
-        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        using (var writer = new Utf8JsonWriter(buffer,
+            new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
             Write(writer, value);
         return Encoding.UTF8.GetString(buffer.ToArray());
     }
@@ -32,7 +33,8 @@ internal static class CanonicalJson
             case double d: writer.WriteRawValue(d.ToString("R", CultureInfo.InvariantCulture)); break;
             case IDictionary dictionary:
                 writer.WriteStartObject();
-                foreach (var key in dictionary.Keys.Cast<object>().Select(k => k.ToString()!).OrderBy(k => k, StringComparer.Ordinal))
+                foreach (var key in dictionary.Keys.Cast<object>().Select(k => k.ToString()!)
+                    .OrderBy(k => k, StringComparer.Ordinal))
                 {
                     writer.WritePropertyName(key);
                     Write(writer, dictionary[key]);

@@ -24,15 +24,18 @@ internal sealed class LockFile
     /// <summary>Stage name to entry; entries are StoreEntry-shaped trees of plain values.</summary>
     public Dictionary<string, LockedStage> Stages { get; } = new(StringComparer.Ordinal);
 
-    public sealed record LockedStage(string Key, string OutputHash, IReadOnlyDictionary<string, string> FlatSettings, IReadOnlyDictionary<string, string> InputHashes,
-        IReadOnlyDictionary<string, string> Environment, int Implementation, StoreEntry? Entry, IReadOnlyList<StageInput>? Inputs = null);
+    public sealed record LockedStage(string Key, string OutputHash, IReadOnlyDictionary<string, string> FlatSettings,
+        IReadOnlyDictionary<string, string> InputHashes,
+        IReadOnlyDictionary<string, string> Environment, int Implementation, StoreEntry? Entry,
+            IReadOnlyList<StageInput>? Inputs = null);
 
     public LockFile(string path) => Path = path;
 
     public static string PathFor(string pipelineFile)
     {
         var directory = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(pipelineFile))!;
-        return System.IO.Path.Combine(directory, System.IO.Path.GetFileNameWithoutExtension(pipelineFile) + ".lock.yaml");
+        return System.IO.Path.Combine(directory, System.IO.Path.GetFileNameWithoutExtension(pipelineFile) +
+            ".lock.yaml");
     }
 
     public static LockFile Read(string path)
@@ -48,13 +51,15 @@ internal sealed class LockFile
             if (stage.Value is not IDictionary entry || entry["key"] is not string key) continue;
             var settings = entry["settings"] is IDictionary s ? Flatten(s, "") : [];
             var inputs = entry["inputs"] is IDictionary i
-                ? i.Keys.Cast<object>().ToDictionary(k => k.ToString()!, k => (i[k] as IDictionary)?["sha256"]?.ToString() ?? "")
+                ? i.Keys.Cast<object>().ToDictionary(k => k.ToString()!,
+                    k => (i[k] as IDictionary)?["sha256"]?.ToString() ?? "")
                 : [];
             var environment = entry["environment"] is IDictionary env
                 ? env.Keys.Cast<object>().ToDictionary(k => k.ToString()!, k => env[k]?.ToString() ?? "")
                 : [];
             var implementation = int.TryParse(entry["implementation"]?.ToString(), out var v) ? v : 0;
-            lockFile.Stages[stage.Key.ToString()!] = new LockedStage(key, entry["output_hash"]?.ToString() ?? "", settings, inputs, environment, implementation, null);
+            lockFile.Stages[stage.Key.ToString()!] = new LockedStage(key, entry["output_hash"]?.ToString() ?? "",
+                settings, inputs, environment, implementation, null);
         }
         return lockFile;
     }
@@ -66,20 +71,25 @@ internal sealed class LockFile
         {
             var key = prefix + e.Key;
             if (e.Value is IDictionary nested) foreach (var kv in Flatten(nested, key + ".")) flat[kv.Key] = kv.Value;
-            else flat[key] = e.Value is IList list ? "[" + string.Join(", ", list.Cast<object?>().Select(x => x?.ToString() ?? "null")) + "]" : e.Value?.ToString() ?? "null";
+            else flat[key] = e.Value is IList list ? "[" + string.Join(", ",
+                list.Cast<object?>().Select(x => x?.ToString() ?? "null")) + "]" : e.Value?.ToString() ?? "null";
         }
         return flat;
     }
 
-    /// <summary>Records a settled stage: the entry's key, settings and outputs, and what this run found it read.</summary>
+    /// <summary>Records a settled stage: the entry's key, settings and outputs, and what this run found it
+    /// read.</summary>
     public void Record(StoreEntry entry, IReadOnlyList<StageInput> inputs)
     {
-        var flat = SettingsReflection.Flatten(entry.Settings).ToDictionary(kv => kv.Key, kv => SettingsReflection.Display(kv.Value));
-        Stages[entry.Stage] = new LockedStage(entry.Key, entry.OutputHash, flat, entry.Inputs.ToDictionary(kv => kv.Key, kv => kv.Value.Sha256),
+        var flat = SettingsReflection.Flatten(entry.Settings)
+            .ToDictionary(kv => kv.Key, kv => SettingsReflection.Display(kv.Value));
+        Stages[entry.Stage] = new LockedStage(entry.Key, entry.OutputHash, flat,
+            entry.Inputs.ToDictionary(kv => kv.Key, kv => kv.Value.Sha256),
             entry.Environment, entry.Implementation, entry, inputs);
     }
 
-    /// <summary>Writes the file atomically. Stages recorded only from an older file (no entry) keep their text.</summary>
+    /// <summary>Writes the file atomically. Stages recorded only from an older file (no entry) keep their
+    /// text.</summary>
     public void Write(IReadOnlyList<string> stageOrder, IReadOnlyDictionary<string, string> previousStageBlocks)
     {
         var text = new StringBuilder();
@@ -91,7 +101,8 @@ internal sealed class LockFile
         text.Append("stages:\n");
         foreach (var stage in stageOrder)
         {
-            if (Stages.TryGetValue(stage, out var locked) && locked.Entry is { } entry) AppendStage(text, entry, locked.Inputs ?? []);
+            if (Stages.TryGetValue(stage, out var locked) && locked.Entry is { } entry)
+                AppendStage(text, entry, locked.Inputs ?? []);
             else if (previousStageBlocks.TryGetValue(stage, out var block)) text.Append(block);
         }
         var temporary = Path + $".{Environment.ProcessId}.tmp";
@@ -99,7 +110,8 @@ internal sealed class LockFile
         File.Move(temporary, Path, overwrite: true);
     }
 
-    /// <summary>The text blocks of each stage in an existing lock file, to carry over stages this run did not touch.</summary>
+    /// <summary>The text blocks of each stage in an existing lock file, to carry over stages this run did not
+    /// touch.</summary>
     public static Dictionary<string, string> ReadStageBlocks(string path)
     {
         var blocks = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -111,7 +123,8 @@ internal sealed class LockFile
         {
             if (line == "stages:") { inStages = true; continue; }
             if (!inStages) continue;
-            if (line.StartsWith("  ", StringComparison.Ordinal) && !line.StartsWith("   ", StringComparison.Ordinal) && line.EndsWith(':'))
+            if (line.StartsWith("  ", StringComparison.Ordinal) && !line.StartsWith("   ", StringComparison.Ordinal)
+                && line.EndsWith(':'))
             {
                 if (current is not null) blocks[current] = builder.ToString();
                 current = line.Trim().TrimEnd(':');
@@ -132,12 +145,15 @@ internal sealed class LockFile
         AppendMap(text, "settings", entry.Settings, 4);
         text.Append("    inputs:\n");
         foreach (var (name, record) in entry.Inputs.OrderBy(kv => kv.Key, StringComparer.Ordinal))
-            text.Append($"      {QuoteKey(name)}: {{sha256: {record.Sha256}, size: {record.Size}{Origin(readFrom.GetValueOrDefault(name))}}}\n");
+            text.Append($"      {QuoteKey(name)}: {{sha256: {record.Sha256}, size: " +
+                $"{record.Size}{Origin(readFrom.GetValueOrDefault(name))}}}\n");
         text.Append("    outputs:\n");
-        foreach (var (name, record) in entry.Outputs.OrderBy(kv => kv.Key, StringComparer.Ordinal)) text.Append($"      {QuoteKey(name)}: {{sha256: {record.Sha256}, size: {record.Size}}}\n");
+        foreach (var (name, record) in entry.Outputs.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            text.Append($"      {QuoteKey(name)}: {{sha256: {record.Sha256}, size: {record.Size}}}\n");
         text.Append($"    output_hash: {entry.OutputHash}\n");
         text.Append("    environment:\n");
-        foreach (var (name, value) in entry.Environment.OrderBy(kv => kv.Key, StringComparer.Ordinal)) text.Append($"      {name}: {Quote(value)}\n");
+        foreach (var (name, value) in entry.Environment.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            text.Append($"      {name}: {Quote(value)}\n");
         if (entry.Settings.TryGetValue("seed", out var seed)) text.Append($"    seed: {Scalar(seed)}\n");
         text.Append($"    duration_s: {entry.DurationSeconds.ToString("0.###", CultureInfo.InvariantCulture)}\n");
         if (entry.Summary.Count > 0) AppendMap(text, "summary", entry.Summary, 4);
@@ -150,7 +166,8 @@ internal sealed class LockFile
     private string Origin(StageInput? input) => input switch
     {
         { Kind: StageInputKind.LocalFile, Path: { } path } =>
-            ", path: " + Quote(System.IO.Path.GetRelativePath(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path))!, path).Replace('\\', '/')),
+            ", path: " + Quote(System.IO.Path.GetRelativePath(
+                System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path))!, path).Replace('\\', '/')),
         { Kind: StageInputKind.HubFile, Commit: { } commit } => ", commit: " + Quote(commit),
         _ => "",
     };
@@ -168,19 +185,23 @@ internal sealed class LockFile
         }
     }
 
-    private static readonly JsonSerializerOptions QuoteOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    private static readonly JsonSerializerOptions QuoteOptions =
+        new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
-    /// <summary>Strings are always double-quoted (JSON escapes are valid YAML), so no value changes type on reading.</summary>
+    /// <summary>Strings are always double-quoted (JSON escapes are valid YAML), so no value changes type on
+    /// reading.</summary>
     private static string Quote(string value) => JsonSerializer.Serialize(value, QuoteOptions);
 
-    private static string QuoteKey(string key) => key.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.' or '/') ? key : Quote(key);
+    private static string QuoteKey(string key) => key.All(c => char.IsAsciiLetterOrDigit(c)
+        || c is '_' or '-' or '.' or '/') ? key : Quote(key);
 
     private static string Scalar(object? value) => value switch
     {
         null => "null",
         string s => Quote(s),
         bool b => b ? "true" : "false",
-        double d => double.IsFinite(d) ? d.ToString("R", CultureInfo.InvariantCulture) : Quote(d.ToString(CultureInfo.InvariantCulture)),
+        double d => double.IsFinite(d) ? d.ToString("R", CultureInfo.InvariantCulture)
+            : Quote(d.ToString(CultureInfo.InvariantCulture)),
         long or int => Convert.ToString(value, CultureInfo.InvariantCulture)!,
         IEnumerable list => "[" + string.Join(", ", list.Cast<object?>().Select(Scalar)) + "]",
         _ => Quote(Convert.ToString(value, CultureInfo.InvariantCulture) ?? ""),

@@ -6,7 +6,8 @@ internal enum StageInputKind
     /// <summary>The committed output of an upstream stage.</summary>
     Upstream,
 
-    /// <summary>A file of the user's (the data, a tokenizer or model folder, a .jinja template): build integration watches it.</summary>
+    /// <summary>A file of the user's (the data, a tokenizer or model folder, a .jinja template): build integration
+    /// watches it.</summary>
     LocalFile,
 
     /// <summary>A file of a Hugging Face Hub snapshot in the Hub cache, pinned by its commit.</summary>

@@ -17,7 +17,8 @@ namespace FineTune.Core.Caching;
 /// </summary>
 internal sealed class StageStore
 {
-    /// <summary>Bump when the key recipe or the store layout changes, so old entries are never mistaken for new.</summary>
+    /// <summary>Bump when the key recipe or the store layout changes, so old entries are never mistaken for
+    /// new.</summary>
     public const int CacheScheme = 1;
 
     public string Root { get; }
@@ -45,14 +46,16 @@ internal sealed class StageStore
     }
 
     /// <summary>Hashes the temporary output, writes entry.json, and renames the folder into place.</summary>
-    public StoreEntry Commit(string temporaryEntry, Func<SortedDictionary<string, FileRecord>, string, StoreEntry> describe)
+    public StoreEntry Commit(string temporaryEntry, Func<SortedDictionary<string, FileRecord>, string,
+        StoreEntry> describe)
     {
         var outputs = HashTree(Path.Combine(temporaryEntry, "output"));
         var entry = describe(outputs, OutputHashOf(outputs));
         File.WriteAllText(Path.Combine(temporaryEntry, "entry.json"), JsonSerializer.Serialize(entry, StoreEntry.Json));
         var destination = EntryDirectory(entry.Stage, entry.Key);
         Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
-        if (Directory.Exists(destination)) Directory.Delete(destination, recursive: true); // a stale entry without entry.json
+        // a stale entry without entry.json
+        if (Directory.Exists(destination)) Directory.Delete(destination, recursive: true);
         Directory.Move(temporaryEntry, destination);
         var work = WorkDirectory(entry.Stage, entry.Key);
         if (Directory.Exists(work)) Directory.Delete(work, recursive: true);
@@ -114,7 +117,8 @@ internal sealed class StageStore
             {
                 var stream = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
                 stream.SetLength(0);
-                using (var writer = new StreamWriter(stream, leaveOpen: true)) writer.Write($"{Environment.ProcessId} {Process.GetCurrentProcess().StartTime:O}");
+                using (var writer = new StreamWriter(stream, leaveOpen: true))
+                    writer.Write($"{Environment.ProcessId} {Process.GetCurrentProcess().StartTime:O}");
                 stream.Flush();
                 return stream;
             }
@@ -123,8 +127,10 @@ internal sealed class StageStore
                 var holder = TryReadHolder(path);
                 if (!wait)
                     throw new Diagnostics.FineTuneException(DiagnosticCodes.StoreInUse,
-                        $"another run{holder} is using the store {Root}; wait for it to finish (or run without --no-wait to queue behind it)");
-                if (!told) { onWait($"another run{holder} is using {Root}; waiting for it to finish (Ctrl+C to give up)"); told = true; }
+                        $"another run{holder} is using the store {Root}; wait for it to finish (or run without " +
+                        $"--no-wait to queue behind it)");
+                if (!told) { onWait($"another run{holder} is using {Root}; waiting for it to finish (Ctrl+C " +
+                    $"to give up)"); told = true; }
                 Task.Delay(500, cancellationToken).GetAwaiter().GetResult();
             }
         }

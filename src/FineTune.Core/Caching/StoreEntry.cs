@@ -32,10 +32,12 @@ internal sealed class StoreEntry
         Converters = { new PlainValueConverter() },
     };
 
-    /// <summary>Reads settings/summary values back as plain values (string, long, double, bool, list, dictionary).</summary>
+    /// <summary>Reads settings/summary values back as plain values (string, long, double, bool, list,
+    /// dictionary).</summary>
     private sealed class PlainValueConverter : JsonConverter<object>
     {
-        public override object? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) => ReadValue(ref reader);
+        public override object? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+            => ReadValue(ref reader);
 
         private static object? ReadValue(ref Utf8JsonReader reader)
         {
@@ -64,11 +66,13 @@ internal sealed class StoreEntry
             }
         }
 
-        private static bool HasFraction(ReadOnlySpan<byte> number) => number.IndexOfAny("."u8) >= 0 || number.IndexOfAny("eE"u8) >= 0;
+        private static bool HasFraction(ReadOnlySpan<byte> number)
+            => number.IndexOfAny("."u8) >= 0 || number.IndexOfAny("eE"u8) >= 0;
 
         public override void Write(Utf8JsonWriter writer, object value, JsonSerializerOptions options)
         {
-            if (value is double d) { writer.WriteRawValue(d.ToString("R", System.Globalization.CultureInfo.InvariantCulture)); return; }
+            if (value is double d) { writer.WriteRawValue(d.ToString("R",
+                System.Globalization.CultureInfo.InvariantCulture)); return; }
             JsonSerializer.Serialize(writer, value, value.GetType(), options);
         }
     }

@@ -40,5 +40,6 @@ internal static class StoreGarbageCollector
     }
 
     private static long SizeOf(string directory) =>
-        Directory.Exists(directory) ? Directory.EnumerateFiles(directory, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length) : 0;
+        Directory.Exists(directory) ? Directory.EnumerateFiles(directory, "*", SearchOption.AllDirectories)
+            .Sum(f => new FileInfo(f).Length) : 0;
 }

@@ -8,10 +8,12 @@ namespace FineTune.Core.ChatTemplates;
 /// </summary>
 internal static class BuiltinChatTemplates
 {
-    public static IReadOnlyList<string> Names { get; } = ["llama3", ChatML.Name, "qwen2.5", "qwen3", "mistral", "alpaca"];
+    public static IReadOnlyList<string> Names { get; } = ["llama3", ChatML.Name, "qwen2.5", "qwen3", "mistral",
+        "alpaca"];
 
     // Read once, at first use: every caller, ChatML.Jinja included, then shares one string per template.
-    private static readonly Dictionary<string, string> Sources = Names.ToDictionary(name => name, ReadResource, StringComparer.Ordinal);
+    private static readonly Dictionary<string, string> Sources = Names.ToDictionary(name => name, ReadResource,
+        StringComparer.Ordinal);
 
     public static bool IsBuiltin(string name) => Sources.ContainsKey(name);
 
@@ -21,8 +23,10 @@ internal static class BuiltinChatTemplates
     private static string ReadResource(string name)
     {
         var resource = name + ".jinja";
-        using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream("FineTune.Core.ChatTemplates." + resource)
-            ?? throw new InvalidOperationException($"the built-in chat template resource {resource} is missing from FineTune.Core");
+        using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream("FineTune.Core.ChatTemplates." +
+            resource)
+            ?? throw new InvalidOperationException($"the built-in chat template resource {resource} is missing from " +
+                $"FineTune.Core");
         using var reader = new StreamReader(stream);
         return reader.ReadToEnd();
     }

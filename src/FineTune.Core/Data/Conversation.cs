@@ -13,7 +13,8 @@ namespace FineTune.Core.Data;
 internal sealed record ChatMessage(
     [property: JsonPropertyName("role")] string Role,
     [property: JsonPropertyName("content")] string Content,
-    [property: JsonPropertyName("weight"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? Weight = null);
+    [property: JsonPropertyName("weight"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    int? Weight = null);
 
 /// <summary>
 /// One training example; <see cref="SourceIndex"/> is the record's index in the input file. A chat example has
@@ -22,7 +23,8 @@ internal sealed record ChatMessage(
 internal sealed record Conversation(
     [property: JsonPropertyName("messages")] IReadOnlyList<ChatMessage> Messages,
     [property: JsonPropertyName("source_index")] int SourceIndex,
-    [property: JsonPropertyName("text"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Text = null);
+    [property: JsonPropertyName("text"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    string? Text = null);
 
 /// <summary>Conversations as JSON lines: the format stage's output and the tokenize stage's input.</summary>
 internal static class ConversationFile

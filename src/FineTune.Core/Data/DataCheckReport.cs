@@ -13,27 +13,45 @@ namespace FineTune.Core.Data;
 internal sealed record DataCheckCategory(string Id, Severity Severity, string Code, string Description)
 {
     // Errors: the record cannot become a sound training example.
-    public static readonly DataCheckCategory MalformedFile = new("malformed_file", Severity.Error, DiagnosticCodes.MalformedDataFile, "are not readable (malformed JSON or CSV)");
-    public static readonly DataCheckCategory NotAnObject = new("not_an_object", Severity.Error, DiagnosticCodes.InvalidRecord, "are not objects");
-    public static readonly DataCheckCategory MissingMessages = new("missing_messages", Severity.Error, DiagnosticCodes.InvalidRecord, "have no messages list");
-    public static readonly DataCheckCategory MissingField = new("missing_field", Severity.Error, DiagnosticCodes.InvalidRecord, "miss a field the mapping expects");
-    public static readonly DataCheckCategory WrongType = new("wrong_type", Severity.Error, DiagnosticCodes.InvalidRecord, "have a field of the wrong type");
-    public static readonly DataCheckCategory UnknownKey = new("unknown_key", Severity.Error, DiagnosticCodes.InvalidRecord, "have messages with keys OpenAI does not allow");
-    public static readonly DataCheckCategory UnrecognizedRole = new("unrecognized_role", Severity.Error, DiagnosticCodes.InvalidRecord, "have messages with a missing or unrecognized role");
-    public static readonly DataCheckCategory MissingContent = new("missing_content", Severity.Error, DiagnosticCodes.InvalidRecord, "have messages without content");
-    public static readonly DataCheckCategory InvalidWeight = new("invalid_weight", Severity.Error, DiagnosticCodes.InvalidRecord, "have a message weight that is not 0 or 1 on an assistant message");
-    public static readonly DataCheckCategory NoAssistantMessage = new("no_assistant_message", Severity.Error, DiagnosticCodes.NothingToLearn, "have no assistant message to learn from");
-    public static readonly DataCheckCategory EmptyExample = new("empty_example", Severity.Error, DiagnosticCodes.NothingToLearn, "are empty");
+    public static readonly DataCheckCategory MalformedFile = new("malformed_file", Severity.Error,
+        DiagnosticCodes.MalformedDataFile, "are not readable (malformed JSON or CSV)");
+    public static readonly DataCheckCategory NotAnObject = new("not_an_object", Severity.Error,
+        DiagnosticCodes.InvalidRecord, "are not objects");
+    public static readonly DataCheckCategory MissingMessages = new("missing_messages", Severity.Error,
+        DiagnosticCodes.InvalidRecord, "have no messages list");
+    public static readonly DataCheckCategory MissingField = new("missing_field", Severity.Error,
+        DiagnosticCodes.InvalidRecord, "miss a field the mapping expects");
+    public static readonly DataCheckCategory WrongType = new("wrong_type", Severity.Error,
+        DiagnosticCodes.InvalidRecord, "have a field of the wrong type");
+    public static readonly DataCheckCategory UnknownKey = new("unknown_key", Severity.Error,
+        DiagnosticCodes.InvalidRecord, "have messages with keys OpenAI does not allow");
+    public static readonly DataCheckCategory UnrecognizedRole = new("unrecognized_role", Severity.Error,
+        DiagnosticCodes.InvalidRecord, "have messages with a missing or unrecognized role");
+    public static readonly DataCheckCategory MissingContent = new("missing_content", Severity.Error,
+        DiagnosticCodes.InvalidRecord, "have messages without content");
+    public static readonly DataCheckCategory InvalidWeight = new("invalid_weight", Severity.Error,
+        DiagnosticCodes.InvalidRecord, "have a message weight that is not 0 or 1 on an assistant message");
+    public static readonly DataCheckCategory NoAssistantMessage = new("no_assistant_message", Severity.Error,
+        DiagnosticCodes.NothingToLearn, "have no assistant message to learn from");
+    public static readonly DataCheckCategory EmptyExample = new("empty_example", Severity.Error,
+        DiagnosticCodes.NothingToLearn, "are empty");
 
     // Warnings: trainable, but probably not what was meant.
-    public static readonly DataCheckCategory DuplicateExample = new("duplicate_example", Severity.Warning, DiagnosticCodes.DuplicateRecord, "repeat an earlier record exactly");
-    public static readonly DataCheckCategory EmptyAnswer = new("empty_answer", Severity.Warning, DiagnosticCodes.EmptyAnswer, "have an empty assistant answer (the model learns to answer with nothing)");
-    public static readonly DataCheckCategory ShortAnswer = new("short_answer", Severity.Warning, DiagnosticCodes.ShortAnswer, "have a very short assistant answer (one character, or no letter or digit)");
-    public static readonly DataCheckCategory NothingTrained = new("nothing_trained", Severity.Warning, DiagnosticCodes.NothingTrained, "give every assistant message weight 0, so nothing in them is trained");
-    public static readonly DataCheckCategory DroppedToolCalls = new("dropped_tool_calls", Severity.Warning, DiagnosticCodes.DroppedToolCalls, "carry tool or function calls, which the chat template does not render (only the content is kept)");
+    public static readonly DataCheckCategory DuplicateExample = new("duplicate_example", Severity.Warning,
+        DiagnosticCodes.DuplicateRecord, "repeat an earlier record exactly");
+    public static readonly DataCheckCategory EmptyAnswer = new("empty_answer", Severity.Warning,
+        DiagnosticCodes.EmptyAnswer, "have an empty assistant answer (the model learns to answer with nothing)");
+    public static readonly DataCheckCategory ShortAnswer = new("short_answer", Severity.Warning,
+        DiagnosticCodes.ShortAnswer, "have a very short assistant answer (one character, or no letter or digit)");
+    public static readonly DataCheckCategory NothingTrained = new("nothing_trained", Severity.Warning,
+        DiagnosticCodes.NothingTrained, "give every assistant message weight 0, so nothing in them is trained");
+    public static readonly DataCheckCategory DroppedToolCalls = new("dropped_tool_calls", Severity.Warning,
+        DiagnosticCodes.DroppedToolCalls, "carry tool or function calls, which the chat template does not render " +
+        "(only the content is kept)");
 }
 
-/// <summary>What the checks found of one category: how many records, the first few of them, and what was wrong there.</summary>
+/// <summary>What the checks found of one category: how many records, the first few of them, and what was wrong
+/// there.</summary>
 internal sealed record DataCheckFinding(
     [property: JsonPropertyName("category")] string Category,
     [property: JsonIgnore] Severity Severity,
@@ -46,17 +64,21 @@ internal sealed record DataCheckFinding(
     [JsonPropertyName("severity"), JsonPropertyOrder(-1)]
     public string SeverityName => Severity == Severity.Error ? "error" : "warning";
 
-    /// <summary>"3 records are empty (records 4, 9, 12)" with at most <paramref name="shown"/> record numbers.</summary>
+    /// <summary>"3 records are empty (records 4, 9, 12)" with at most <paramref name="shown"/> record
+    /// numbers.</summary>
     public string Summary(int shown = DataCheckReport.RecordsShown) =>
-        $"{Count} record{(Count == 1 ? "" : "s")} {(Count == 1 ? Singular(Description) : Description)}" + (ExampleRecords.Count == 0 ? "" :
-        $" (record{(Count == 1 ? "" : "s")} {string.Join(", ", ExampleRecords.Take(shown))}{(Count > shown ? ", ..." : "")})");
+        $"{Count} record{(Count == 1 ? "" : "s")} {(Count == 1 ? Singular(Description) : Description)}" +
+        (ExampleRecords.Count == 0 ? "" :
+        $" (record{(Count == 1 ? "" : "s")} {string.Join(", ", ExampleRecords.Take(shown))}" +
+        $"{(Count > shown ? ", ..." : "")})");
 
     /// <summary>Descriptions are written for many records ("are empty"); one record "is empty".</summary>
     private static string Singular(string description)
     {
         var space = description.IndexOf(' ');
         var verb = description[..space];
-        var singular = verb switch { "are" => "is", "have" => "has", "miss" => "misses", "carry" => "carries", _ => verb + "s" };
+        var singular = verb switch { "are" => "is", "have" => "has", "miss" => "misses", "carry" => "carries",
+            _ => verb + "s" };
         return singular + description[space..];
     }
 
@@ -90,9 +112,11 @@ internal sealed class DataCheckReport
 
     [JsonIgnore] public IReadOnlyList<DataCheckFinding> Findings { get; }
 
-    [JsonPropertyName("errors")] public IReadOnlyList<DataCheckFinding> Errors => Findings.Where(f => f.Severity == Severity.Error).ToList();
+    [JsonPropertyName("errors")] public IReadOnlyList<DataCheckFinding> Errors
+        => Findings.Where(f => f.Severity == Severity.Error).ToList();
 
-    [JsonPropertyName("warnings")] public IReadOnlyList<DataCheckFinding> Warnings => Findings.Where(f => f.Severity == Severity.Warning).ToList();
+    [JsonPropertyName("warnings")] public IReadOnlyList<DataCheckFinding> Warnings
+        => Findings.Where(f => f.Severity == Severity.Warning).ToList();
 
     [JsonIgnore] public bool HasErrors => Findings.Any(f => f.Severity == Severity.Error);
 
@@ -121,16 +145,19 @@ internal sealed class DataCheckReport
 
     /// <summary>Counts per category, for the stage summary and the lock file.</summary>
     public SortedDictionary<string, object> Counts(Severity severity) => new(
-        Findings.Where(f => f.Severity == severity).ToDictionary(f => f.Category, f => (object)(long)f.Count), StringComparer.Ordinal);
+        Findings.Where(f => f.Severity == severity).ToDictionary(f => f.Category, f => (object)(long)f.Count),
+            StringComparer.Ordinal);
 
-    public int CountOf(DataCheckCategory category) => Findings.FirstOrDefault(f => f.Category == category.Id)?.Count ?? 0;
+    public int CountOf(DataCheckCategory category) => Findings.FirstOrDefault(f => f.Category == category.Id)?.Count
+        ?? 0;
 
     public string ToJson() => JsonSerializer.Serialize(this, JsonOptions) + "\n";
 
     private static JsonSerializerOptions JsonOptions => JsonText.Indented;
 }
 
-/// <summary>Gathers findings while the data is read, mapped and checked; <see cref="Build"/> makes the report.</summary>
+/// <summary>Gathers findings while the data is read, mapped and checked; <see cref="Build"/> makes the
+/// report.</summary>
 internal sealed class DataCheckCollector(DataSourceName source)
 {
     private sealed class Tally(DataCheckCategory category)
@@ -171,11 +198,13 @@ internal sealed class DataCheckCollector(DataSourceName source)
             tally.LastRecord = record;
         }
         tally.FirstMessage ??= message;
-        if (tally.Examples.Count < DataCheckReport.RecordsKept) tally.Examples.Add(Source.Diagnostic(category.Severity, category.Code, message, line, column));
+        if (tally.Examples.Count < DataCheckReport.RecordsKept)
+            tally.Examples.Add(Source.Diagnostic(category.Severity, category.Code, message, line, column));
     }
 
     public DataCheckReport Build(int records) => new(Source, records, _order
         .Select(id => _tallies[id])
-        .Select(t => new DataCheckFinding(t.Category.Id, t.Category.Severity, t.Category.Description, t.Count, t.Records, t.Examples, t.FirstMessage))
+        .Select(t => new DataCheckFinding(t.Category.Id, t.Category.Severity, t.Category.Description, t.Count,
+            t.Records, t.Examples, t.FirstMessage))
         .ToList());
 }

@@ -13,7 +13,8 @@ internal sealed record DataCheckResult(IReadOnlyList<Conversation> Conversations
 /// </summary>
 internal static class DataChecks
 {
-    /// <summary>An answer with fewer non-space characters than this, or without a letter or digit, is "very short".</summary>
+    /// <summary>An answer with fewer non-space characters than this, or without a letter or digit, is "very
+    /// short".</summary>
     public const int ShortAnswerCharacters = 2;
 
     public static async Task<DataCheckResult> RunAsync(string dataFile, DataSourceName source, FormatSettings settings,
@@ -34,14 +35,17 @@ internal static class DataChecks
         return new DataCheckResult(mapped.Select(m => m.Conversation).ToList(), problems.Build(records.Count));
     }
 
-    /// <summary>The checks on conversations: empty examples, no assistant message, empty or very short answers, weights that train nothing, duplicates.</summary>
-    public static void Check(IReadOnlyList<(SourceRecord Record, Conversation Conversation)> examples, DataCheckCollector problems)
+    /// <summary>The checks on conversations: empty examples, no assistant message, empty or very short answers, weights
+    /// that train nothing, duplicates.</summary>
+    public static void Check(IReadOnlyList<(SourceRecord Record, Conversation Conversation)> examples,
+        DataCheckCollector problems)
     {
         var firstSeen = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var (record, conversation) in examples)
         {
             void Report(DataCheckCategory category, string message) =>
-                problems.Report(category, record.Index, $"record {record.Index}: {message}", record.Line, record.Column);
+                problems.Report(category, record.Index, $"record {record.Index}: {message}", record.Line,
+                    record.Column);
 
             if (conversation.Text is { } text)
             {
@@ -53,13 +57,16 @@ internal static class DataChecks
             {
                 var answers = conversation.Messages.Where(m => m.Role == "assistant").ToList();
                 if (answers.Count == 0)
-                    Report(DataCheckCategory.NoAssistantMessage, $"no assistant message (roles: {string.Join(", ", conversation.Messages.Select(m => m.Role))})");
+                    Report(DataCheckCategory.NoAssistantMessage,
+                        $"no assistant message (roles: " +
+                        $"{string.Join(", ", conversation.Messages.Select(m => m.Role))})");
                 else if (answers.All(m => m.Weight == 0))
                     Report(DataCheckCategory.NothingTrained, "every assistant message has weight 0");
                 if (answers.FindIndex(m => string.IsNullOrWhiteSpace(m.Content)) is var empty and >= 0)
                     Report(DataCheckCategory.EmptyAnswer, $"assistant answer {empty} is empty");
                 else if (answers.FindIndex(m => IsVeryShort(m.Content)) is var tiny and >= 0)
-                    Report(DataCheckCategory.ShortAnswer, $"assistant answer {tiny} is very short: \"{answers[tiny].Content.Trim()}\"");
+                    Report(DataCheckCategory.ShortAnswer, $"assistant answer {tiny} is very short: " +
+                        $"\"{answers[tiny].Content.Trim()}\"");
             }
 
             // Same messages (and weights) or same text: the source index does not make two records different.

@@ -23,19 +23,22 @@ namespace FineTune.Core.Data;
 internal sealed class RecordMapper
 {
     private static readonly string[] OpenAiRoles = ["system", "user", "assistant", "tool", "function"];
-    private static readonly string[] OpenAiMessageKeys = ["role", "content", "name", "weight", "tool_calls", "function_call", "tool_call_id"];
+    private static readonly string[] OpenAiMessageKeys = ["role", "content", "name", "weight", "tool_calls",
+        "function_call", "tool_call_id"];
 
     private readonly FormatSettings _settings;
     private readonly Dictionary<string, string> _columns = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _shareGptRoles = new(StringComparer.Ordinal)
     {
-        ["human"] = "user", ["user"] = "user", ["gpt"] = "assistant", ["assistant"] = "assistant", ["system"] = "system",
+        ["human"] = "user", ["user"] = "user", ["gpt"] = "assistant", ["assistant"] = "assistant",
+            ["system"] = "system",
     };
 
     public RecordMapper(FormatSettings settings)
     {
         _settings = settings;
-        foreach (var field in FormatSettings.FieldsOfType[settings.Type]) _columns[field] = StandardColumn(settings.Type, field);
+        foreach (var field in FormatSettings.FieldsOfType[settings.Type])
+            _columns[field] = StandardColumn(settings.Type, field);
         foreach (var (field, column) in settings.Columns.Set()) _columns[field] = column;
         foreach (var (role, name) in settings.Roles.Set()) _shareGptRoles[name] = role;
     }
@@ -48,7 +51,8 @@ internal sealed class RecordMapper
     /// <summary>The fields every record must have, with their columns.</summary>
     public IEnumerable<(string Field, string Column)> RequiredColumns => Required(Type).Select(f => (f, _columns[f]));
 
-    /// <summary>Whether a JSON object is a record of this mapping (rather than an object wrapping the records).</summary>
+    /// <summary>Whether a JSON object is a record of this mapping (rather than an object wrapping the
+    /// records).</summary>
     public bool LooksLikeRecord(JsonObject value) => RequiredColumns.Any(c => value.ContainsKey(c.Column));
 
     private static string[] Required(string type) => type switch
@@ -76,8 +80,10 @@ internal sealed class RecordMapper
         var ok = true;
         foreach (var (field, column) in RequiredColumns.Where(c => !columns.Contains(c.Column)))
         {
-            problems.Report(field == "messages" ? DataCheckCategory.MissingMessages : DataCheckCategory.MissingField, -1,
-                $"the file has no column '{column}' for field '{field}' (its columns: {string.Join(", ", columns)}); set format.columns.{field} to the column that holds it",
+            problems.Report(field == "messages" ? DataCheckCategory.MissingMessages : DataCheckCategory.MissingField,
+                -1,
+                $"the file has no column '{column}' for field '{field}' (its columns: {string.Join(", ", columns)}); " +
+                $"set format.columns.{field} to the column that holds it",
                 columns.Count > 0 ? 1 : 0, 0);
             ok = false;
         }
@@ -91,7 +97,8 @@ internal sealed class RecordMapper
         if (record.Value is not JsonObject)
         {
             fields.Report(DataCheckCategory.NotAnObject, record.Line, record.Column,
-                $"must be an object with {string.Join(" and ", RequiredColumns.Select(c => $"'{c.Column}'"))}, found {KindOf(record.Value)}");
+                $"must be an object with {string.Join(" and ", RequiredColumns.Select(c => $"'{c.Column}'"))}, found " +
+                $"{KindOf(record.Value)}");
             return null;
         }
         var conversation = Type switch
@@ -117,13 +124,16 @@ internal sealed class RecordMapper
         AddSystem(messages, system);
         for (var i = 0; history is not null && i < history.Count; i++)
         {
-            if (history[i] is JsonArray { Count: 2 } pair && pair[0] is JsonValue user && user.TryGetValue<string>(out var userText)
+            if (history[i] is JsonArray { Count: 2 } pair && pair[0] is JsonValue user
+                && user.TryGetValue<string>(out var userText)
                 && pair[1] is JsonValue answer && answer.TryGetValue<string>(out var answerText))
             {
                 messages.Add(new ChatMessage("user", userText));
                 messages.Add(new ChatMessage("assistant", answerText));
             }
-            else fields.Report(DataCheckCategory.WrongType, "history", $"{fields.Name("history")} item {i} must be a [user, assistant] pair of strings, found {KindOf(history[i])}");
+            else fields.Report(DataCheckCategory.WrongType, "history",
+                $"{fields.Name("history")} item {i} must be a [user, assistant] pair of strings, found " +
+                $"{KindOf(history[i])}");
         }
         messages.Add(new ChatMessage("user", instruction + (input ?? "")));
         messages.Add(new ChatMessage("assistant", output!));
@@ -144,17 +154,22 @@ internal sealed class RecordMapper
             var at = $"{fields.Name("messages")}[{i}]";
             if (list[i] is not JsonObject message)
             {
-                fields.Report(DataCheckCategory.WrongType, "messages", $"{at} must be an object with '{roleKey}' and '{contentKey}', found {KindOf(list[i])}");
+                fields.Report(DataCheckCategory.WrongType, "messages",
+                    $"{at} must be an object with '{roleKey}' and '{contentKey}', found {KindOf(list[i])}");
                 continue;
             }
             string? role = null;
             if (!TryString(message, roleKey, out var name))
-                fields.Report(DataCheckCategory.UnrecognizedRole, "messages", $"{at} has no '{roleKey}' (the role); set format.columns.role if the data names it differently");
+                fields.Report(DataCheckCategory.UnrecognizedRole, "messages",
+                    $"{at} has no '{roleKey}' (the role); set format.columns.role if the data names it differently");
             else if (!_shareGptRoles.TryGetValue(name, out role))
                 fields.Report(DataCheckCategory.UnrecognizedRole, "messages",
-                    $"{at}: role '{name}' is not recognized; expected one of {string.Join(", ", _shareGptRoles.Keys.Order(StringComparer.Ordinal))} (name others with format.roles.user, .assistant or .system)");
+                    $"{at}: role '{name}' is not recognized; expected one of " +
+                    $"{string.Join(", ", _shareGptRoles.Keys.Order(StringComparer.Ordinal))} (name others with " +
+                    $"format.roles.user, .assistant or .system)");
             if (!TryString(message, contentKey, out var content))
-                fields.Report(DataCheckCategory.MissingContent, "messages", $"{at} has no '{contentKey}' text; set format.columns.content if the data names it differently");
+                fields.Report(DataCheckCategory.MissingContent, "messages",
+                    $"{at} has no '{contentKey}' text; set format.columns.content if the data names it differently");
             if (role is not null && content is not null) messages.Add(new ChatMessage(role, content));
         }
         if (fields.HasErrors) return null;
@@ -179,16 +194,20 @@ internal sealed class RecordMapper
             var at = $"{fields.Name("messages")}[{i}]";
             if (list[i] is not JsonObject message)
             {
-                fields.Report(DataCheckCategory.WrongType, "messages", $"{at} must be an object with 'role' and 'content', found {KindOf(list[i])}");
+                fields.Report(DataCheckCategory.WrongType, "messages",
+                    $"{at} must be an object with 'role' and 'content', found {KindOf(list[i])}");
                 continue;
             }
             foreach (var key in message.Select(p => p.Key).Where(k => !OpenAiMessageKeys.Contains(k)))
-                fields.Report(DataCheckCategory.UnknownKey, "messages", $"{at} has the key '{key}', which OpenAI does not allow in a message (allowed: {string.Join(", ", OpenAiMessageKeys)})");
+                fields.Report(DataCheckCategory.UnknownKey, "messages",
+                    $"{at} has the key '{key}', which OpenAI does not allow in a message (allowed: " +
+                    $"{string.Join(", ", OpenAiMessageKeys)})");
 
             if (!TryString(message, "role", out var role))
                 fields.Report(DataCheckCategory.UnrecognizedRole, "messages", $"{at} has no 'role'");
             else if (!OpenAiRoles.Contains(role))
-                fields.Report(DataCheckCategory.UnrecognizedRole, "messages", $"{at}: role '{role}' is not recognized; expected one of {string.Join(", ", OpenAiRoles)}");
+                fields.Report(DataCheckCategory.UnrecognizedRole, "messages",
+                    $"{at}: role '{role}' is not recognized; expected one of {string.Join(", ", OpenAiRoles)}");
 
             var calls = message.ContainsKey("tool_calls") || message.ContainsKey("function_call");
             callsDropped |= calls;
@@ -197,13 +216,16 @@ internal sealed class RecordMapper
                 // OpenAI allows an assistant message that only calls a tool to have no content.
                 if (calls && message["content"] is null) content = "";
                 else fields.Report(DataCheckCategory.MissingContent, "messages",
-                    $"{at} has no 'content' text" + (message["content"] is { } other ? $" (found {KindOf(other)})" : ""));
+                    $"{at} has no 'content' text" + (message["content"] is { } other ? $" (found {KindOf(other)})"
+                    : ""));
             }
 
             int? weight = null;
-            if (message.TryGetPropertyValue("weight", out var weightNode) && weightNode is not null) // null: as if absent (parquet writes it so)
+            // null: as if absent (parquet writes it so)
+            if (message.TryGetPropertyValue("weight", out var weightNode) && weightNode is not null)
             {
-                if (weightNode.GetValueKind() == JsonValueKind.Number && weightNode.ToJsonString() is "0" or "1" && role == "assistant")
+                if (weightNode.GetValueKind() == JsonValueKind.Number && weightNode.ToJsonString() is "0" or "1"
+                    && role == "assistant")
                     weight = weightNode.ToJsonString() == "1" ? 1 : 0;
                 else fields.Report(DataCheckCategory.InvalidWeight, "messages", role == "assistant"
                     ? $"{at}: weight must be 0 or 1, found {weightNode.ToJsonString()}"
@@ -213,7 +235,9 @@ internal sealed class RecordMapper
         }
         if (fields.HasErrors) return null;
         if (callsDropped)
-            fields.Report(DataCheckCategory.DroppedToolCalls, "messages", $"{fields.Name("messages")} carries tool_calls or function_call; only the content of those messages is kept");
+            fields.Report(DataCheckCategory.DroppedToolCalls, "messages",
+                $"{fields.Name("messages")} carries tool_calls or function_call; only the content of those " +
+                $"messages is kept");
         if (messages[0].Role != "system") AddSystem(messages, null);
         return new Conversation(messages, fields.Record.Index);
     }
@@ -224,7 +248,8 @@ internal sealed class RecordMapper
         return text is null ? null : new Conversation([], fields.Record.Index, text);
     }
 
-    /// <summary>The record's own system prompt, else the setting, else none. A blank one counts as absent: datasets often carry "system": "" on every record.</summary>
+    /// <summary>The record's own system prompt, else the setting, else none. A blank one counts as absent: datasets
+    /// often carry "system": "" on every record.</summary>
     private void AddSystem(List<ChatMessage> messages, string? system)
     {
         var prompt = string.IsNullOrWhiteSpace(system) ? _settings.SystemPrompt : system;
@@ -250,7 +275,8 @@ internal sealed class RecordMapper
         var kind => kind.ToString()!.ToLowerInvariant(),
     };
 
-    /// <summary>The fields of one record, read through the mapping; every problem is reported with the record's position.</summary>
+    /// <summary>The fields of one record, read through the mapping; every problem is reported with the record's
+    /// position.</summary>
     private sealed class Fields(RecordMapper mapper, SourceRecord record, DataCheckCollector problems)
     {
         private readonly int _errorsBefore = problems.ErrorCount;
@@ -259,8 +285,10 @@ internal sealed class RecordMapper
 
         public bool HasErrors => problems.ErrorCount > _errorsBefore;
 
-        /// <summary>"field 'output'", or "field 'messages' (column 'conversations')" when the data names it otherwise.</summary>
-        public string Name(string field) => mapper.Column(field) is var column && column == field ? $"field '{field}'" : $"field '{field}' (column '{column}')";
+        /// <summary>"field 'output'", or "field 'messages' (column 'conversations')" when the data names it
+        /// otherwise.</summary>
+        public string Name(string field) => mapper.Column(field) is var column && column == field ? $"field '{field}'"
+            : $"field '{field}' (column '{column}')";
 
         public string? String(string field, bool required)
         {
@@ -288,10 +316,12 @@ internal sealed class RecordMapper
                     if (JsonNode.Parse(text) is JsonArray parsed) return parsed;
                 }
                 catch (JsonException) { }
-                Report(DataCheckCategory.WrongType, field, $"{Name(field)} must be a list (in csv: a JSON list in the cell), found text that is not one");
+                Report(DataCheckCategory.WrongType, field, $"{Name(field)} must be a list (in csv: a JSON list in " +
+                    $"the cell), found text that is not one");
                 return null;
             }
-            if (value is not null) Report(DataCheckCategory.WrongType, field, $"{Name(field)} must be a list, found {KindOf(value)}");
+            if (value is not null)
+                Report(DataCheckCategory.WrongType, field, $"{Name(field)} must be a list, found {KindOf(value)}");
             return null;
         }
 
@@ -302,7 +332,8 @@ internal sealed class RecordMapper
             {
                 if (!required) return null;
                 if (value is null && fields.ContainsKey(mapper.Column(field)))
-                    Report(DataCheckCategory.WrongType, field, $"{Name(field)} must be a {(field == "messages" ? "list" : "string")}, found null");
+                    Report(DataCheckCategory.WrongType, field,
+                        $"{Name(field)} must be a {(field == "messages" ? "list" : "string")}, found null");
                 else Missing(field);
                 return null;
             }

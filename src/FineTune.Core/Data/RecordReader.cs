@@ -23,7 +23,8 @@ internal sealed record SourceRecord(int Index, int Line, int Column, JsonNode? V
 
 /// <param name="Records">The records that could be read; broken ones are reported and left out.</param>
 /// <param name="Count">Records in the file, broken ones included.</param>
-/// <param name="Columns">The header (csv) or schema (parquet) column names; null for JSON, whose records each name their own fields.</param>
+/// <param name="Columns">The header (csv) or schema (parquet) column names; null for JSON, whose records each name
+/// their own fields.</param>
 internal sealed record RecordSet(IReadOnlyList<SourceRecord> Records, int Count, IReadOnlyList<string>? Columns);
 
 /// <summary>
@@ -35,7 +36,8 @@ internal static class RecordReader
 {
     /// <param name="isRecord">For a .json file holding one object: whether that object is itself a record (it has a
     /// column of the mapping) rather than a wrapper around the list of records.</param>
-    public static async Task<RecordSet> ReadFileAsync(string path, DataCheckCollector problems, Func<JsonObject, bool> isRecord,
+    public static async Task<RecordSet> ReadFileAsync(string path, DataCheckCollector problems,
+        Func<JsonObject, bool> isRecord,
         CancellationToken cancellationToken = default)
     {
         var extension = Path.GetExtension(path).ToLowerInvariant();
@@ -50,9 +52,11 @@ internal static class RecordReader
         var bytes = File.ReadAllBytes(path);
         if (bytes.AsSpan().StartsWith("PAR1"u8)) return await ReadParquetAsync(path, problems, cancellationToken);
         var first = Array.FindIndex(bytes, b => !IsWhitespace(b) && b != 0xEF && b != 0xBB && b != 0xBF);
-        if (first >= 0 && bytes[first] is (byte)'[' or (byte)'{') return new JsonRecords(bytes, problems).ReadDocument(isRecord);
+        if (first >= 0 && bytes[first] is (byte)'[' or (byte)'{')
+            return new JsonRecords(bytes, problems).ReadDocument(isRecord);
         problems.Report(DataCheckCategory.MalformedFile, -1,
-            $"cannot tell the file type of '{Path.GetFileName(path)}' from its extension; name the data .json, .jsonl, .csv, .tsv or .parquet");
+            $"cannot tell the file type of '{Path.GetFileName(path)}' from its extension; name the data .json, " +
+            $".jsonl, .csv, .tsv or .parquet");
         return new RecordSet([], 0, null);
     }
 
@@ -78,14 +82,16 @@ internal static class RecordReader
         }
         catch (Exception e) when (e is InvalidDataException or ArgumentException or NotSupportedException)
         {
-            problems.Report(DataCheckCategory.MalformedFile, records.Count, $"record {records.Count}: malformed CSV: {e.Message}");
+            problems.Report(DataCheckCategory.MalformedFile, records.Count,
+                $"record {records.Count}: malformed CSV: {e.Message}");
             return new RecordSet(records, records.Count + 1, null);
         }
     }
 
     // ---- parquet ----
 
-    private static async Task<RecordSet> ReadParquetAsync(string path, DataCheckCollector problems, CancellationToken cancellationToken)
+    private static async Task<RecordSet> ReadParquetAsync(string path, DataCheckCollector problems,
+        CancellationToken cancellationToken)
     {
         try
         {
@@ -97,7 +103,8 @@ internal static class RecordReader
                 records.Add(new SourceRecord(i, 0, 0, ToJson(result.Data[i])));
             return new RecordSet(records, records.Count, columns);
         }
-        catch (Exception e) when (e is IOException or InvalidDataException or NotSupportedException or ApplicationException)
+        catch (Exception e)
+            when (e is IOException or InvalidDataException or NotSupportedException or ApplicationException)
         {
             problems.Report(DataCheckCategory.MalformedFile, -1, $"cannot read the parquet file: {e.Message}");
             return new RecordSet([], 0, null);
@@ -112,10 +119,13 @@ internal static class RecordReader
         ReadOnlyMemory<char> m => JsonValue.Create(m.ToString()),
         bool b => JsonValue.Create(b),
         byte[] bytes => JsonValue.Create(Encoding.UTF8.GetString(bytes)),
-        IDictionary<string, object?> map => new JsonObject(map.Select(kv => KeyValuePair.Create(kv.Key, ToJson(kv.Value)))),
+        IDictionary<string, object?> map => new JsonObject(map.Select(kv => KeyValuePair.Create(kv.Key,
+            ToJson(kv.Value)))),
         IEnumerable list => new JsonArray(list.Cast<object?>().Select(ToJson).ToArray()),
-        double or float => Convert.ToDouble(value) is var d && double.IsFinite(d) ? JsonValue.Create(d) : JsonValue.Create(value.ToString()),
-        IConvertible number when number.GetTypeCode() is >= TypeCode.SByte and <= TypeCode.Decimal => JsonValue.Create(Convert.ToDecimal(number)),
+        double or float => Convert.ToDouble(value) is var d && double.IsFinite(d) ? JsonValue.Create(d)
+            : JsonValue.Create(value.ToString()),
+        IConvertible number when number.GetTypeCode() is >= TypeCode.SByte and <= TypeCode.Decimal
+            => JsonValue.Create(Convert.ToDecimal(number)),
         _ => JsonValue.Create(value.ToString()),
     };
 
@@ -123,8 +133,10 @@ internal static class RecordReader
 
     private sealed class JsonRecords(byte[] bytes, DataCheckCollector problems)
     {
-        private static readonly JsonReaderOptions ReaderOptions = new() { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true };
-        private static readonly JsonDocumentOptions DocumentOptions = new() { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true };
+        private static readonly JsonReaderOptions ReaderOptions = new() { CommentHandling = JsonCommentHandling.Skip,
+            AllowTrailingCommas = true };
+        private static readonly JsonDocumentOptions DocumentOptions =
+            new() { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true };
         private static readonly string[] ListNames = ["train", "data", "records", "rows", "examples"];
 
         private readonly int[] _lineStarts = LineStarts(bytes);
@@ -134,7 +146,8 @@ internal static class RecordReader
 
         private RecordSet Result() => new(_records, _count, null);
 
-        /// <summary>A .json file: an array of records, an object wrapping one, a single record, or JSON lines after all.</summary>
+        /// <summary>A .json file: an array of records, an object wrapping one, a single record, or JSON lines after
+        /// all.</summary>
         public RecordSet ReadDocument(Func<JsonObject, bool> isRecord)
         {
             var first = _start;
@@ -143,7 +156,8 @@ internal static class RecordReader
             if (bytes[first] == (byte)'[') return ReadArray();
             if (bytes[first] != (byte)'{')
             {
-                Report(first, $"expected a JSON array of records or JSON lines (one record per line), found '{(char)bytes[first]}'", DataCheckCategory.MalformedFile);
+                Report(first, $"expected a JSON array of records or JSON lines (one record per line), found " +
+                    $"'{(char)bytes[first]}'", DataCheckCategory.MalformedFile);
                 return Result();
             }
 
@@ -164,8 +178,10 @@ internal static class RecordReader
             if (list is null)
             {
                 Report(first, lists.Count == 0
-                    ? "the JSON object holds no list of records and no field of the mapping; expected an array of records or an object with one list"
-                    : $"the JSON object holds several lists ({string.Join(", ", lists)}); keep the records in one of them, or name it train or data",
+                    ? "the JSON object holds no list of records and no field of the mapping; expected an array of " +
+                        "records or an object with one list"
+                    : $"the JSON object holds several lists ({string.Join(", ", lists)}); keep the records in one of " +
+                        $"them, or name it train or data",
                     DataCheckCategory.MalformedFile);
                 return Result();
             }
@@ -226,7 +242,8 @@ internal static class RecordReader
                         Syntax(e, LineOf(lineStart) - 1, countBefore);
                         // A broken line still counts as a record, so the indices of the records after it stay true.
                         _count = countBefore + 1;
-                        if (_records.Count > 0 && _records[^1].Index == countBefore) _records.RemoveAt(_records.Count - 1);
+                        if (_records.Count > 0 && _records[^1].Index == countBefore)
+                            _records.RemoveAt(_records.Count - 1);
                     }
                 }
                 lineStart = end + 1;
@@ -234,7 +251,8 @@ internal static class RecordReader
             return Result();
         }
 
-        /// <summary>Reads one record starting at the reader's current token; positions are offset by <paramref name="origin"/>.</summary>
+        /// <summary>Reads one record starting at the reader's current token; positions are offset by <paramref
+        /// name="origin"/>.</summary>
         private void ReadRecord(ref Utf8JsonReader reader, int origin)
         {
             var index = _count++;
@@ -264,7 +282,8 @@ internal static class RecordReader
             var message = e.Message;
             var cut = message.IndexOf(" LineNumber:", StringComparison.Ordinal);
             if (cut > 0) message = message[..cut].TrimEnd();
-            problems.Report(DataCheckCategory.MalformedFile, record, $"malformed JSON at line {line}, column {column}: {message}", line, column);
+            problems.Report(DataCheckCategory.MalformedFile, record,
+                $"malformed JSON at line {line}, column {column}: {message}", line, column);
         }
 
         private void Report(int offset, string message, DataCheckCategory category)

@@ -16,7 +16,8 @@ internal struct SplitMix64(ulong seed)
         return z ^ (z >> 31);
     }
 
-    /// <summary>Uniform in [0, bound): rejects the few values that would make a plain modulo favour small numbers.</summary>
+    /// <summary>Uniform in [0, bound): rejects the few values that would make a plain modulo favour small
+    /// numbers.</summary>
     public ulong NextBelow(ulong bound)
     {
         if (bound == 0) throw new ArgumentOutOfRangeException(nameof(bound));

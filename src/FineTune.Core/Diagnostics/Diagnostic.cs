@@ -6,7 +6,8 @@ internal enum Severity { Error, Warning }
 /// One problem found in user input, printed in the canonical form that MSBuild, VS Code and CI logs make
 /// clickable: <c>file(line,col): error FT0102: message</c>.
 /// </summary>
-internal sealed record Diagnostic(Severity Severity, string Code, string Message, string? File = null, int Line = 0, int Column = 0)
+internal sealed record Diagnostic(Severity Severity, string Code, string Message, string? File = null, int Line = 0,
+    int Column = 0)
 {
     public static Diagnostic Error(string code, string message, string? file = null, int line = 0, int column = 0)
         => new(Severity.Error, code, message, file, line, column);
@@ -30,7 +31,8 @@ internal sealed record Diagnostic(Severity Severity, string Code, string Message
     {
         var full = Path.GetFullPath(path);
         var relative = Path.GetRelativePath(relativeTo, full);
-        return relative.StartsWith("..", StringComparison.Ordinal) && Path.IsPathRooted(full) && relative.Count(c => c == '/') > 3
+        return relative.StartsWith("..", StringComparison.Ordinal) && Path.IsPathRooted(full)
+            && relative.Count(c => c == '/') > 3
             ? full
             : relative;
     }

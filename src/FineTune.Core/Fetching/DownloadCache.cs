@@ -5,7 +5,8 @@ namespace FineTune.Core.Fetching;
 
 /// <summary>
 /// The user-level download cache, shared by every pipeline of the user and addressed by content:
-/// <c>&lt;root&gt;/downloads/sha256/ab/abcd…</c> holds complete, verified files; <c>&lt;root&gt;/downloads/partial/&lt;hash&gt;.part</c>
+/// <c>&lt;root&gt;/downloads/sha256/ab/abcd…</c> holds complete, verified files;
+/// <c>&lt;root&gt;/downloads/partial/&lt;hash&gt;.part</c>
 /// holds interrupted transfers so the next attempt resumes. A file only ever appears under its final name through an
 /// atomic rename, so a crash can leave a partial or a temp file behind but never a truncated "complete" one.
 /// </summary>
@@ -28,7 +29,8 @@ internal sealed class DownloadCache
 
     public static DownloadCache Default() => new(DefaultRoot());
 
-    /// <summary>FINETUNE_CACHE, else the platform's per-user cache folder (XDG on Unix, LocalApplicationData on Windows).</summary>
+    /// <summary>FINETUNE_CACHE, else the platform's per-user cache folder (XDG on Unix, LocalApplicationData on
+    /// Windows).</summary>
     public static string DefaultRoot()
     {
         var overridden = Environment.GetEnvironmentVariable(RootVariable);
@@ -63,7 +65,8 @@ internal sealed class DownloadCache
     public string Add(string filePath)
     {
         if (!File.Exists(filePath))
-            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.CacheAddFailed, $"cannot add '{filePath}' to the download cache: the file does not exist"));
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.CacheAddFailed,
+                $"cannot add '{filePath}' to the download cache: the file does not exist"));
 
         var hash = ContentHash.OfFile(filePath);
         if (TryGet(hash) is not null) return hash;
@@ -78,7 +81,8 @@ internal sealed class DownloadCache
             // The source may have changed between hashing and copying; the copy is what enters the cache.
             var copied = ContentHash.OfFile(temp);
             if (copied != hash)
-                throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.CacheAddFailed, $"'{filePath}' changed while it was being added to the download cache; try again"));
+                throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.CacheAddFailed,
+                    $"'{filePath}' changed while it was being added to the download cache; try again"));
             MoveIntoPlace(temp, finalPath);
         }
         finally
@@ -92,7 +96,8 @@ internal sealed class DownloadCache
     /// The cached file with this content, downloading it from <paramref name="url"/> first when it is missing.
     /// The download resumes from an earlier partial transfer and is verified before it enters the cache.
     /// </summary>
-    public async Task<string> GetOrDownloadAsync(Uri url, string sha256, IProgress<StageProgress>? progress, CancellationToken ct)
+    public async Task<string> GetOrDownloadAsync(Uri url, string sha256, IProgress<StageProgress>? progress,
+        CancellationToken ct)
     {
         var hash = Normalize(sha256);
         if (TryGet(hash) is { } cached) return cached;
@@ -100,7 +105,8 @@ internal sealed class DownloadCache
         if (Offline)
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.NotInDownloadCache,
                 $"{OfflineVariable}=1 and {url} (sha256 {hash}) is not in the download cache at {Root}. " +
-                $"Download the file by other means and run `dotnet finetune cache add <file>`, or unset {OfflineVariable}."),
+                $"Download the file by other means and run `dotnet finetune cache add <file>`, or unset " +
+                $"{OfflineVariable}."),
                 ExitCodes.StageFailed);
 
         Directory.CreateDirectory(PartialDirectory);
@@ -154,7 +160,8 @@ internal sealed class DownloadCache
 
     private static string Normalize(string sha256)
     {
-        if (!ContentHash.IsSha256(sha256)) throw new ArgumentException($"'{sha256}' is not a sha256 (64 hex digits)", nameof(sha256));
+        if (!ContentHash.IsSha256(sha256))
+            throw new ArgumentException($"'{sha256}' is not a sha256 (64 hex digits)", nameof(sha256));
         return sha256.ToLowerInvariant();
     }
 }

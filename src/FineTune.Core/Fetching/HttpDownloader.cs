@@ -20,7 +20,8 @@ internal sealed class HttpDownloadOptions
     /// <summary>The last sentence of the "could not download" error: what the user can do instead.</summary>
     public string? UnreachableAdvice { get; init; }
 
-    /// <summary>Builds the error for content whose sha256 is not the expected one; null for the fetch stage's wording.</summary>
+    /// <summary>Builds the error for content whose sha256 is not the expected one; null for the fetch stage's
+    /// wording.</summary>
     public Func<string, string, FineTuneException>? MismatchError { get; init; }
 
     public override string ToString() => "HttpDownloadOptions"; // never print credentials
@@ -39,12 +40,14 @@ internal sealed class HttpDownloader
     /// <summary>Failed attempts in a row (without receiving a byte) before giving up.</summary>
     public int MaxAttempts { get; init; } = 6;
 
-    /// <summary>Wait after the first failure; doubles after each further failure up to <see cref="MaxBackoff"/>.</summary>
+    /// <summary>Wait after the first failure; doubles after each further failure up to <see
+    /// cref="MaxBackoff"/>.</summary>
     public TimeSpan InitialBackoff { get; init; } = TimeSpan.FromSeconds(1);
 
     public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>How long the server may stay silent (connecting, before headers, between body reads) before the attempt is retried.</summary>
+    /// <summary>How long the server may stay silent (connecting, before headers, between body reads) before the attempt
+    /// is retried.</summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
     public HttpDownloader(HttpClient? client = null)
@@ -59,14 +62,17 @@ internal sealed class HttpDownloader
     /// file already holds. Throws <see cref="FineTuneException"/> when the content does not match the pin
     /// (exit code 2) or the server cannot be reached (exit code 3); the partial file is kept in the latter case.
     /// </summary>
-    public Task DownloadAsync(Uri url, string partialPath, string expectedSha256, IProgress<StageProgress>? progress, CancellationToken ct)
+    public Task DownloadAsync(Uri url, string partialPath, string expectedSha256, IProgress<StageProgress>? progress,
+        CancellationToken ct)
         => DownloadAsync(url, partialPath, expectedSha256, progress, null, ct);
 
     /// <summary>
-    /// As above; a null <paramref name="expectedSha256"/> accepts whatever the server sends (the caller verifies it some
+    /// As above; a null <paramref name="expectedSha256"/> accepts whatever the server sends (the caller verifies it
+    /// some
     /// other way), and <paramref name="options"/> adds credentials and the caller's wording of errors.
     /// </summary>
-    public async Task DownloadAsync(Uri url, string partialPath, string? expectedSha256, IProgress<StageProgress>? progress,
+    public async Task DownloadAsync(Uri url, string partialPath, string? expectedSha256,
+        IProgress<StageProgress>? progress,
         HttpDownloadOptions? options, CancellationToken ct)
     {
         var expected = expectedSha256?.ToLowerInvariant();
@@ -92,7 +98,8 @@ internal sealed class HttpDownloader
                     failures = 0;
                     backoff = InitialBackoff;
                 }
-                if (++failures >= MaxAttempts) throw Unreachable(url, failures, e, partialPath, options?.UnreachableAdvice);
+                if (++failures >= MaxAttempts)
+                    throw Unreachable(url, failures, e, partialPath, options?.UnreachableAdvice);
                 await Task.Delay(RetryDelay(e, backoff), ct);
                 backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, MaxBackoff.Ticks));
                 continue;
@@ -118,15 +125,18 @@ internal sealed class HttpDownloader
             if (options?.MismatchError is { } mismatchError) throw mismatchError(actual, expected);
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.DownloadHashMismatch,
                 $"downloaded {url} but its sha256 is {actual}, not the pinned {expected}. " +
-                "The file at the URL has changed, or the pin is wrong. Check the source; if the new content is right, " +
-                "put its sha256 into stages.fetch.sha256. To use a copy you trust, run `dotnet finetune cache add <file>`."),
+                "The file at the URL has changed, or the pin is wrong. Check the source; if the new " +
+                "content is right, " +
+                "put its sha256 into stages.fetch.sha256. To use a copy you trust, run `dotnet finetune cache " +
+                "add <file>`."),
                 ExitCodes.InvalidInput);
         }
     }
 
     private enum AttemptResult { Complete, Restart }
 
-    private async Task<AttemptResult> AttemptAsync(Uri url, string partialPath, long resumeFrom, IProgress<StageProgress>? progress,
+    private async Task<AttemptResult> AttemptAsync(Uri url, string partialPath, long resumeFrom,
+        IProgress<StageProgress>? progress,
         HttpDownloadOptions? options, CancellationToken ct)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, url);
@@ -143,13 +153,15 @@ internal sealed class HttpDownloader
             return AttemptResult.Complete;
         }
         if (IsRetryableStatus(response.StatusCode))
-            throw new HttpRequestException($"{(int)response.StatusCode} {response.ReasonPhrase}", null, response.StatusCode)
+            throw new HttpRequestException($"{(int)response.StatusCode} {response.ReasonPhrase}", null,
+                response.StatusCode)
             { Data = { ["RetryAfter"] = response.Headers.RetryAfter?.Delta } };
         if (!response.IsSuccessStatusCode && options?.RefusedError is { } refusedError) throw refusedError(response);
         if (!response.IsSuccessStatusCode)
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.DownloadRefused,
                 $"{url} answered {(int)response.StatusCode} {response.ReasonPhrase}. Check stages.fetch.url; " +
-                "to work without the server, download the file by other means and run `dotnet finetune cache add <file>`."),
+                "to work without the server, download the file by other means and run `dotnet finetune cache " +
+                "add <file>`."),
                 ExitCodes.StageFailed);
 
         long offset;
@@ -216,9 +228,11 @@ internal sealed class HttpDownloader
             {
                 using var idle = CancellationTokenSource.CreateLinkedTokenSource(ct);
                 idle.CancelAfter(IdleTimeout);
-                using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, idle.Token);
+                using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead,
+                    idle.Token);
                 if (IsRetryableStatus(response.StatusCode))
-                    throw new HttpRequestException($"{(int)response.StatusCode} {response.ReasonPhrase}", null, response.StatusCode)
+                    throw new HttpRequestException($"{(int)response.StatusCode} {response.ReasonPhrase}", null,
+                        response.StatusCode)
                     { Data = { ["RetryAfter"] = response.Headers.RetryAfter?.Delta } };
                 return await read(response, idle.Token);
             }
@@ -251,7 +265,8 @@ internal sealed class HttpDownloader
         return backoff;
     }
 
-    private static FineTuneException Unreachable(Uri url, int attempts, Exception last, string? partialPath, string? advice)
+    private static FineTuneException Unreachable(Uri url, int attempts, Exception last, string? partialPath,
+        string? advice)
     {
         var reason = last is OperationCanceledException ? "the server stopped answering" : last.Message;
         var kept = partialPath is not null && File.Exists(partialPath) && new FileInfo(partialPath).Length > 0

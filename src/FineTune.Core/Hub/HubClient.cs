@@ -10,8 +10,9 @@ namespace FineTune.Core.Hub;
 /// <summary>
 /// Fetches model repositories from the Hugging Face Hub (or a mirror) into the standard Hugging Face cache:
 /// <code>
-/// &lt;cache&gt;/models--org--name/blobs/&lt;etag&gt;              the content, named by the Hub's ETag (sha256 for LFS files)
-///                          snapshots/&lt;commit&gt;/&lt;file&gt;   a symlink to the blob (a copy where links are not allowed)
+/// &lt;cache&gt;/models--org--name/blobs/&lt;etag&gt;              the content, named by the Hub's ETag (sha256 for LFS
+/// files)
+/// snapshots/&lt;commit&gt;/&lt;file&gt;   a symlink to the blob (a copy where links are not allowed)
 ///                          refs/&lt;revision&gt;           the commit the revision pointed at
 /// </code>
 /// which is the layout Python's huggingface_hub reads and writes, so a model either one downloaded is reused by the
@@ -77,13 +78,15 @@ internal sealed class HubClient
         }
 
         // Written last, so the ref of a revision only ever points at a snapshot that holds what was asked for.
-        if (!string.Equals(revision, commit, StringComparison.OrdinalIgnoreCase)) WriteRef(repoFolder, revision, commit);
+        if (!string.Equals(revision, commit, StringComparison.OrdinalIgnoreCase))
+            WriteRef(repoFolder, revision, commit);
         return snapshot;
     }
 
     // ---- the cache -----------------------------------------------------------------------------------------------
 
-    private (string? Snapshot, IReadOnlyList<string>? Missing) FindInCache(HubRepoId id, string repoFolder, string revision,
+    private (string? Snapshot, IReadOnlyList<string>? Missing) FindInCache(HubRepoId id, string repoFolder,
+        string revision,
         IReadOnlyList<string> patterns)
     {
         var commit = HubRepoId.IsCommitHash(revision) ? revision.ToLowerInvariant() : ReadRef(repoFolder, revision);
@@ -183,7 +186,8 @@ internal sealed class HubClient
         if (File.Exists(blob)) return blob;
 
         // The lock file huggingface_hub uses for the same blob, so the two never write one .incomplete file together.
-        var lockFolder = Directory.CreateDirectory(Path.Combine(Options.CacheDirectory, ".locks", id.CacheFolderName)).FullName;
+        var lockFolder = Directory.CreateDirectory(Path.Combine(Options.CacheDirectory, ".locks", id.CacheFolderName))
+            .FullName;
         using var blobLock = await AcquireLockAsync(Path.Combine(lockFolder, file.Etag + ".lock"), ct);
         if (File.Exists(blob)) return blob;
 
@@ -202,8 +206,10 @@ internal sealed class HubClient
             {
                 File.Delete(incomplete);
                 throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.HubDownloadCorrupted,
-                    $"downloaded '{file.Name}' of model '{id}' (commit {commit}) but received {length:N0} bytes, not the " +
-                    $"{size:N0} the Hub announced. Run again; if it persists, the server at {Options.Endpoint} serves " +
+                    $"downloaded '{file.Name}' of model '{id}' (commit {commit}) but received {length:N0} " +
+                    $"bytes, not the " +
+                    $"{size:N0} the Hub announced. Run again; if it persists, the server at " +
+                    $"{Options.Endpoint} serves " +
                     $"inconsistent files: try another {HubOptions.EndpointVariable}."), ExitCodes.StageFailed);
             }
         }
@@ -238,10 +244,12 @@ internal sealed class HubClient
 
     private sealed record RemoteFile(string Name, string Etag, long? Size);
 
-    private async Task<(string Commit, IReadOnlyList<string> Files)> GetRevisionAsync(HubRepoId id, string revision, CancellationToken ct)
+    private async Task<(string Commit, IReadOnlyList<string> Files)> GetRevisionAsync(HubRepoId id, string revision,
+        CancellationToken ct)
     {
         var url = EndpointUrl($"api/models/{id.Id}/revision/{Uri.EscapeDataString(revision)}");
-        return await Options.Downloader.SendWithRetriesAsync(MetadataClient, () => Request(HttpMethod.Get, url), async (response, token) =>
+        return await Options.Downloader.SendWithRetriesAsync(MetadataClient, () => Request(HttpMethod.Get, url),
+            async (response, token) =>
         {
             if (!response.IsSuccessStatusCode) throw Refused(response, id, revision, null);
             try
@@ -252,14 +260,17 @@ internal sealed class HubClient
                 var files = json.RootElement.GetProperty("siblings").EnumerateArray()
                     .Select(s => s.GetProperty("rfilename").GetString()!)
                     .ToList();
-                if (commit is null || !HubRepoId.IsCommitHash(commit)) throw new JsonException("no commit hash in 'sha'");
-                if (files.Any(f => !IsSafeRelativePath(f))) throw new JsonException("a file name leaves the repository folder");
+                if (commit is null || !HubRepoId.IsCommitHash(commit))
+                    throw new JsonException("no commit hash in 'sha'");
+                if (files.Any(f => !IsSafeRelativePath(f)))
+                    throw new JsonException("a file name leaves the repository folder");
                 return (commit.ToLowerInvariant(), (IReadOnlyList<string>)files);
             }
             catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
             {
                 throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.NotAHubEndpoint,
-                    $"{url} did not answer like the Hugging Face Hub API ({e.Message}). Check {HubOptions.EndpointVariable} " +
+                    $"{url} did not answer like the Hugging Face Hub API ({e.Message}). Check " +
+                    $"{HubOptions.EndpointVariable} " +
                     $"(now {Options.Endpoint}): it must be the Hub or a mirror of it."), ExitCodes.StageFailed);
             }
         }, UnreachableAdvice, ct);
@@ -272,30 +283,36 @@ internal sealed class HubClient
         for (var redirects = 0; ; redirects++)
         {
             var current = url;
-            var (metadata, next) = await Options.Downloader.SendWithRetriesAsync(MetadataClient, () => Request(HttpMethod.Head, current),
+            var (metadata, next) = await Options.Downloader.SendWithRetriesAsync(MetadataClient,
+                () => Request(HttpMethod.Head, current),
                 (response, _) =>
                 {
                     var location = response.Headers.Location;
                     var status = (int)response.StatusCode;
                     var isRedirect = status is >= 300 and < 400 && location is not null;
                     // A renamed repository redirects within the Hub (relative Location): follow it, keeping the token.
-                    if (isRedirect && (!location!.IsAbsoluteUri || location.Host == current.Host) && Header(response, "X-Linked-Etag") is null)
+                    if (isRedirect && (!location!.IsAbsoluteUri || location.Host == current.Host)
+                        && Header(response, "X-Linked-Etag") is null)
                         return Task.FromResult<(RemoteFile?, Uri?)>((null, new Uri(current, location)));
                     if (!response.IsSuccessStatusCode && !isRedirect) throw Refused(response, id, commit, file);
 
                     var etag = NormalizeEtag(Header(response, "X-Linked-Etag") ?? Header(response, "ETag"));
                     if (etag is null)
                         throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.NotAHubEndpoint,
-                            $"{current} answered without an ETag, so '{file}' cannot be stored in the Hugging Face cache. " +
-                            $"Check {HubOptions.EndpointVariable} (now {Options.Endpoint}): it must be the Hub or a mirror of it."),
+                            $"{current} answered without an ETag, so '{file}' cannot be stored in the Hugging " +
+                            $"Face cache. " +
+                            $"Check {HubOptions.EndpointVariable} (now {Options.Endpoint}): it must be the Hub or a " +
+                            $"mirror of it."),
                             ExitCodes.StageFailed);
                     var sizeText = Header(response, "X-Linked-Size");
-                    long? size = long.TryParse(sizeText, out var linked) ? linked : isRedirect ? null : response.Content.Headers.ContentLength;
+                    long? size = long.TryParse(sizeText, out var linked) ? linked : isRedirect ? null
+                        : response.Content.Headers.ContentLength;
                     return Task.FromResult<(RemoteFile?, Uri?)>((new RemoteFile(file, etag, size), null));
                 }, UnreachableAdvice, ct);
             if (metadata is not null) return metadata;
             if (redirects >= 5)
-                throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.NotAHubEndpoint, $"{url} redirects in a loop."), ExitCodes.StageFailed);
+                throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.NotAHubEndpoint,
+                    $"{url} redirects in a loop."), ExitCodes.StageFailed);
             url = next!;
         }
     }
@@ -305,9 +322,12 @@ internal sealed class HubClient
         Authorization = Authorization(),
         RefusedError = response => Refused(response, id, commit, file),
         UnreachableAdvice = UnreachableAdvice,
-        MismatchError = (actual, expected) => new FineTuneException(Diagnostic.Error(DiagnosticCodes.HubDownloadCorrupted,
-            $"downloaded '{file}' of model '{id}' (commit {commit}) but its sha256 is {actual}, not {expected} as the Hub " +
-            $"announced. The transfer was corrupted or the server at {Options.Endpoint} serves different content; run " +
+        MismatchError = (actual, expected) => new FineTuneException(Diagnostic.Error(
+            DiagnosticCodes.HubDownloadCorrupted,
+            $"downloaded '{file}' of model '{id}' (commit {commit}) but its sha256 is {actual}, not {expected} " +
+            $"as the Hub " +
+            $"announced. The transfer was corrupted or the server at {Options.Endpoint} serves different " +
+            $"content; run " +
             $"again, and if it persists try another {HubOptions.EndpointVariable}."), ExitCodes.StageFailed),
     };
 
@@ -340,14 +360,18 @@ internal sealed class HubClient
 
     private static HttpClient CreateMetadataClient()
     {
-        var client = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false }) { Timeout = Timeout.InfiniteTimeSpan };
+        var client = new HttpClient(new SocketsHttpHandler { AllowAutoRedirect = false })
+        {
+            Timeout = Timeout.InfiniteTimeSpan
+        };
         client.DefaultRequestHeaders.UserAgent.ParseAdd("dotnet-finetune");
         return client;
     }
 
     // ---- matching ------------------------------------------------------------------------------------------------
 
-    /// <summary>The files matching any pattern, in repository order. As in huggingface_hub, <c>*</c> also matches '/'.</summary>
+    /// <summary>The files matching any pattern, in repository order. As in huggingface_hub, <c>*</c> also matches
+    /// '/'.</summary>
     public static IReadOnlyList<string> Select(IReadOnlyList<string> files, IReadOnlyList<string> patterns)
     {
         var regexes = patterns.Select(p => new Regex("^" + Regex.Escape(p.EndsWith('/') ? p + "*" : p)
@@ -356,7 +380,8 @@ internal sealed class HubClient
     }
 
     private static bool IsSafeRelativePath(string file) =>
-        file.Length > 0 && !file.StartsWith('/') && !file.Contains('\\') && file.Split('/').All(part => part is not ("" or "." or ".."));
+        file.Length > 0 && !file.StartsWith('/') && !file.Contains('\\')
+            && file.Split('/').All(part => part is not ("" or "." or ".."));
 
     private static void ValidateRevision(string revision)
     {
@@ -368,7 +393,8 @@ internal sealed class HubClient
     // ---- errors (none of them may contain the token) -------------------------------------------------------------
 
     private const string TokenAdvice =
-        "create an access token at https://huggingface.co/settings/tokens and set " + HubOptions.TokenVariable + " to it";
+        "create an access token at https://huggingface.co/settings/tokens and set " + HubOptions.TokenVariable +
+        " to it";
 
     private string UnreachableAdvice =>
         $"Check the network. Where the Hub is blocked, set {HubOptions.EndpointVariable} to a mirror (for example " +
@@ -383,23 +409,30 @@ internal sealed class HubClient
             ? $"No token was sent ({HubOptions.TokenVariable} is not set)."
             : $"The token in {HubOptions.TokenVariable} was sent but does not give access to it.";
 
-        if (errorCode == "GatedRepo" || (errorCode is null && response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden))
+        if (errorCode == "GatedRepo"
+            || (errorCode is null && response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden))
             return new FineTuneException(Diagnostic.Error(DiagnosticCodes.HubAccessDenied,
                 $"the Hub refused access to model '{id}' ({status}): it is gated or private. {tokenState} Log in at " +
-                $"{Options.Endpoint.ToString().TrimEnd('/')}/{id}, accept the model's licence there (gated models), then " +
+                $"{Options.Endpoint.ToString().TrimEnd('/')}/{id}, accept the model's licence there (gated " +
+                $"models), then " +
                 $"{TokenAdvice}."), ExitCodes.InvalidInput);
         if (errorCode == "RepoNotFound")
             return new FineTuneException(Diagnostic.Error(DiagnosticCodes.HubNotFound,
                 $"model '{id}' was not found on {Options.Endpoint} ({status}). Check the model id (as in " +
-                $"https://huggingface.co/<org>/<name>); if it is private, {TokenAdvice}. {tokenState}"), ExitCodes.InvalidInput);
-        if (errorCode == "RevisionNotFound" || (errorCode is null && response.StatusCode == HttpStatusCode.NotFound && file is null))
+                $"https://huggingface.co/<org>/<name>); if it is private, {TokenAdvice}. {tokenState}"),
+                ExitCodes.InvalidInput);
+        if (errorCode == "RevisionNotFound" || (errorCode is null && response.StatusCode == HttpStatusCode.NotFound
+            && file is null))
             return new FineTuneException(Diagnostic.Error(DiagnosticCodes.HubNotFound,
-                $"model '{id}' at revision '{revision}' was not found on {Options.Endpoint} ({status}): the model id or " +
-                "the revision (branch, tag or commit) is wrong. Check both on the model's page on the Hub."), ExitCodes.InvalidInput);
+                $"model '{id}' at revision '{revision}' was not found on {Options.Endpoint} ({status}): the " +
+                $"model id or " +
+                "the revision (branch, tag or commit) is wrong. Check both on the model's page on the Hub."),
+                ExitCodes.InvalidInput);
         if (response.StatusCode == HttpStatusCode.NotFound || errorCode == "EntryNotFound")
             return new FineTuneException(Diagnostic.Error(DiagnosticCodes.HubNotFound,
                 $"file '{file}' of model '{id}' (commit {revision}) was not found on {Options.Endpoint} ({status}), " +
-                "although the Hub listed it. Run again; if it persists, the server is not a complete mirror."), ExitCodes.StageFailed);
+                "although the Hub listed it. Run again; if it persists, the server is not a complete mirror."),
+                ExitCodes.StageFailed);
         return new FineTuneException(Diagnostic.Error(DiagnosticCodes.HubRequestFailed,
             $"the Hub at {Options.Endpoint} answered {status} {response.ReasonPhrase} for model '{id}'" +
             (file is null ? "" : $", file '{file}'") + ". Check the model id and revision."), ExitCodes.StageFailed);
@@ -408,23 +441,29 @@ internal sealed class HubClient
     private FineTuneException NotCached(HubRepoId id, string revision, IReadOnlyList<string>? missing)
     {
         var what = missing is { Count: > 0 }
-            ? $"model '{id}' revision '{revision}' is only partly in the Hugging Face cache at {Options.CacheDirectory}: " +
-              $"{string.Join(", ", missing.Take(5))}{(missing.Count > 5 ? $" and {missing.Count - 5} more" : "")} not cached"
+            ? $"model '{id}' revision '{revision}' is only partly in the Hugging Face cache at " +
+                $"{Options.CacheDirectory}: " +
+              $"{string.Join(", ", missing.Take(5))}" +
+              $"{(missing.Count > 5 ? $" and {missing.Count - 5} more" : "")} not cached"
             : $"model '{id}' revision '{revision}' is not in the Hugging Face cache at {Options.CacheDirectory}";
         return new FineTuneException(Diagnostic.Error(DiagnosticCodes.NotInHubCache,
-            $"offline mode ({HubOptions.OfflineVariable}=1 or --offline), and {what}. Run once with network access (without " +
+            $"offline mode ({HubOptions.OfflineVariable}=1 or --offline), and {what}. Run once with network " +
+            $"access (without " +
             $"offline mode), or copy the model into this cache (e.g. `huggingface-cli download {id}` with " +
             $"{HubOptions.HomeVariable} set to the same folder), or give the path of a local model folder instead."),
             ExitCodes.StageFailed);
     }
 
-    private static FineTuneException NothingMatches(HubRepoId id, string revision, IReadOnlyList<string> patterns, IReadOnlyList<string> files) =>
+    private static FineTuneException NothingMatches(HubRepoId id, string revision, IReadOnlyList<string> patterns,
+        IReadOnlyList<string> files) =>
         new(Diagnostic.Error(DiagnosticCodes.NoModelFilesOnHub,
             $"model '{id}' at revision '{revision}' has no file matching {string.Join(", ", patterns)}; it holds " +
             $"{string.Join(", ", files.Take(10))}{(files.Count > 10 ? ", ..." : "")}. A model needs config.json and " +
-            "safetensors weights (a pytorch_model.bin checkpoint must be converted to safetensors first)."), ExitCodes.InvalidInput);
+            "safetensors weights (a pytorch_model.bin checkpoint must be converted to safetensors first)."),
+            ExitCodes.InvalidInput);
 
-    private sealed class OffsetProgress(IProgress<StageProgress> inner, long offset, long total, string file) : IProgress<StageProgress>
+    private sealed class OffsetProgress(IProgress<StageProgress> inner, long offset, long total, string file)
+        : IProgress<StageProgress>
     {
         public void Report(StageProgress value) =>
             inner.Report(new StageProgress(offset + value.Done, Math.Max(total, offset + value.Total), "byte", file));

@@ -19,7 +19,8 @@ internal sealed class HubOptions
 
     public Uri Endpoint { get; init; } = new(DefaultEndpoint);
 
-    /// <summary>Sent as <c>Authorization: Bearer ...</c>; never logged, never written, never part of an error.</summary>
+    /// <summary>Sent as <c>Authorization: Bearer ...</c>; never logged, never written, never part of an
+    /// error.</summary>
     public string? Token { get; init; }
 
     /// <summary>The hub cache folder holding <c>models--org--name</c> folders.</summary>
@@ -30,7 +31,8 @@ internal sealed class HubOptions
 
     public HttpDownloader Downloader { get; init; } = HttpDownloader.Shared;
 
-    /// <summary>How long to wait between looks at a blob lock held by another process downloading the same file.</summary>
+    /// <summary>How long to wait between looks at a blob lock held by another process downloading the same
+    /// file.</summary>
     public TimeSpan LockPollInterval { get; init; } = TimeSpan.FromMilliseconds(250);
 
     /// <summary>
@@ -46,19 +48,22 @@ internal sealed class HubOptions
         if (string.IsNullOrWhiteSpace(token)) token = getVariable(LegacyTokenVariable);
         return new HubOptions
         {
-            Endpoint = string.IsNullOrWhiteSpace(endpoint) ? new Uri(DefaultEndpoint) : new Uri(endpoint.Trim().TrimEnd('/')),
+            Endpoint = string.IsNullOrWhiteSpace(endpoint) ? new Uri(DefaultEndpoint)
+                : new Uri(endpoint.Trim().TrimEnd('/')),
             Token = string.IsNullOrWhiteSpace(token) ? null : token.Trim(),
             CacheDirectory = DefaultCacheDirectory(getVariable),
             Offline = offline || IsTrue(getVariable(OfflineVariable)),
         };
     }
 
-    /// <summary>HF_HUB_CACHE, else HF_HOME/hub, else XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub (as huggingface_hub does).</summary>
+    /// <summary>HF_HUB_CACHE, else HF_HOME/hub, else XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub (as
+    /// huggingface_hub does).</summary>
     public static string DefaultCacheDirectory(Func<string, string?>? getVariable = null)
     {
         getVariable ??= Environment.GetEnvironmentVariable;
         if (getVariable(HubCacheVariable) is { Length: > 0 } hubCache) return Path.GetFullPath(ExpandHome(hubCache));
-        if (getVariable(HomeVariable) is { Length: > 0 } home) return Path.Combine(Path.GetFullPath(ExpandHome(home)), "hub");
+        if (getVariable(HomeVariable) is { Length: > 0 } home)
+            return Path.Combine(Path.GetFullPath(ExpandHome(home)), "hub");
         var cacheHome = getVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg
             ? ExpandHome(xdg)
             : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
@@ -66,7 +71,8 @@ internal sealed class HubOptions
     }
 
     public override string ToString() =>
-        $"HubOptions {{ Endpoint = {Endpoint}, Token = {(Token is null ? "none" : "set")}, CacheDirectory = {CacheDirectory}, Offline = {Offline} }}";
+        $"HubOptions {{ Endpoint = {Endpoint}, Token = {(Token is null ? "none" : "set")}, CacheDirectory = " +
+        $"{CacheDirectory}, Offline = {Offline} }}";
 
     private static bool IsTrue(string? value) =>
         value?.Trim().ToLowerInvariant() is "1" or "true" or "yes" or "on";

@@ -3,7 +3,8 @@ using FineTune.Core.Diagnostics;
 
 namespace FineTune.Core.Hub;
 
-/// <summary>A model repository on the Hub, <c>org/name</c> (or a legacy bare <c>name</c> such as <c>gpt2</c>).</summary>
+/// <summary>A model repository on the Hub, <c>org/name</c> (or a legacy bare <c>name</c> such as
+/// <c>gpt2</c>).</summary>
 internal sealed partial record HubRepoId(string Id)
 {
     /// <summary>The folder in the hub cache: <c>models--org--name</c>.</summary>
@@ -15,7 +16,8 @@ internal sealed partial record HubRepoId(string Id)
     {
         var id = repo?.Trim() ?? "";
         // The rule huggingface_hub's validate_repo_id applies.
-        if (id.Length is 0 or > 96 || !RepoIdPattern().IsMatch(id) || id.Contains("--", StringComparison.Ordinal) || id.Contains("..", StringComparison.Ordinal))
+        if (id.Length is 0 or > 96 || !RepoIdPattern().IsMatch(id) || id.Contains("--", StringComparison.Ordinal)
+            || id.Contains("..", StringComparison.Ordinal))
             throw new FineTuneException(DiagnosticCodes.InvalidModelId,
                 $"'{repo}' is not a Hugging Face model id: expected 'org/name' (letters, digits, '-', '_', '.'), " +
                 "for example 'Qwen/Qwen2.5-0.5B-Instruct', or the path of a local folder.");

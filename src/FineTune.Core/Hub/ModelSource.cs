@@ -8,7 +8,8 @@ namespace FineTune.Core.Hub;
 /// </summary>
 internal static class ModelSource
 {
-    public static async Task<string> ResolveAsync(string argument, HubOptions options, IProgress<StageProgress>? progress, CancellationToken cancellationToken)
+    public static async Task<string> ResolveAsync(string argument, HubOptions options,
+        IProgress<StageProgress>? progress, CancellationToken cancellationToken)
     {
         if (Directory.Exists(argument)) return Path.GetFullPath(argument);
 
@@ -16,10 +17,12 @@ internal static class ModelSource
         // Something that reads as a path (./x, ../x, /x, x/y/z) is a folder that does not exist, not a model id.
         if (repo.StartsWith('.') || Path.IsPathRooted(repo) || repo.Count(c => c == '/') != 1)
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ModelNotFound,
-                "model folder not found; give a Hugging Face layout folder (config.json, model.safetensors or shards, tokenizer.json) or a model id such as Qwen/Qwen2.5-0.5B-Instruct",
+                "model folder not found; give a Hugging Face layout folder (config.json, model.safetensors or " +
+                "shards, tokenizer.json) or a model id such as Qwen/Qwen2.5-0.5B-Instruct",
                 argument));
         HubRepoId.Parse(repo);
-        return await new HubClient(options).DownloadSnapshotAsync(repo, revision, HubClient.ModelFilePatterns, progress, cancellationToken);
+        return await new HubClient(options).DownloadSnapshotAsync(repo, revision, HubClient.ModelFilePatterns, progress,
+            cancellationToken);
     }
 
     private static (string Repo, string? Revision) Split(string argument)

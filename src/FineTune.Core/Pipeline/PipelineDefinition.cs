@@ -47,5 +47,6 @@ internal sealed class NotASettingAttribute : Attribute;
 /// <summary>A position in a pipeline file (1-based line and column; 0 when unknown).</summary>
 internal sealed record SourceLocation(string File, int Line, int Column)
 {
-    public Diagnostics.Diagnostic Error(string code, string message) => Diagnostics.Diagnostic.Error(code, message, File, Line, Column);
+    public Diagnostics.Diagnostic Error(string code, string message)
+        => Diagnostics.Diagnostic.Error(code, message, File, Line, Column);
 }

@@ -47,18 +47,21 @@ internal static partial class PipelineLoader
         return result.Pipeline ?? throw new FineTuneException(result.Diagnostics);
     }
 
-    private static YMap? ReadWithBases(string path, List<string> chain, List<Diagnostic> diagnostics, SourceLocation? referencedFrom)
+    private static YMap? ReadWithBases(string path, List<string> chain, List<Diagnostic> diagnostics,
+        SourceLocation? referencedFrom)
     {
         if (!File.Exists(path))
         {
             diagnostics.Add(referencedFrom is null
                 ? Diagnostic.Error(DiagnosticCodes.PipelineFileNotFound, $"pipeline file '{path}' does not exist")
-                : referencedFrom.Error(DiagnosticCodes.PipelineFileNotFound, $"base pipeline '{path}' does not exist; fix the path in 'extends' (it is relative to this file)"));
+                : referencedFrom.Error(DiagnosticCodes.PipelineFileNotFound,
+                    $"base pipeline '{path}' does not exist; fix the path in 'extends' (it is relative to this file)"));
             return null;
         }
         if (chain.Contains(path))
         {
-            diagnostics.Add(referencedFrom!.Error(DiagnosticCodes.ExtendsCycle, "'extends' forms a cycle: " + string.Join(" -> ", chain.Append(path).Select(Path.GetFileName))));
+            diagnostics.Add(referencedFrom!.Error(DiagnosticCodes.ExtendsCycle,
+                "'extends' forms a cycle: " + string.Join(" -> ", chain.Append(path).Select(Path.GetFileName))));
             return null;
         }
         chain.Add(path);
@@ -66,7 +69,8 @@ internal static partial class PipelineLoader
         if (node is null) return null;
         if (node is not YMap map)
         {
-            diagnostics.Add(node.Location.Error(DiagnosticCodes.WrongValueType, $"a pipeline file must be a mapping of keys (name, params, stages), found {node.KindName}"));
+            diagnostics.Add(node.Location.Error(DiagnosticCodes.WrongValueType,
+                $"a pipeline file must be a mapping of keys (name, params, stages), found {node.KindName}"));
             return null;
         }
         if (map["extends"] is not YScalar { IsNull: false } extends) return map;
@@ -83,7 +87,9 @@ internal static partial class PipelineLoader
         var equals = assignment.IndexOf('=');
         if (equals <= 0)
         {
-            diagnostics.Add(Diagnostic.Error(DiagnosticCodes.MalformedSetArgument, $"--set '{assignment}' must have the form stage.key=value (for example --set train.learning_rate=2e-4)"));
+            diagnostics.Add(Diagnostic.Error(DiagnosticCodes.MalformedSetArgument,
+                $"--set '{assignment}' must have the form stage.key=value (for example --set " +
+                $"train.learning_rate=2e-4)"));
             return;
         }
         var keyPath = assignment[..equals].Trim();
@@ -130,8 +136,10 @@ internal static partial class PipelineLoader
                         if (parameters.TryGetValue(name, out var replacement)) return replacement;
                         scalar.AlreadyReported = true;
                         var suggestion = DidYouMean.Suggest(name, parameters.Keys);
-                        diagnostics.Add(scalar.Location.Error(DiagnosticCodes.UnknownParameter, $"unknown parameter '${{{name}}}'" +
-                            (suggestion is null ? "; define it under 'params:'" : $"; did you mean '${{{suggestion}}}'?")));
+                        diagnostics.Add(scalar.Location.Error(DiagnosticCodes.UnknownParameter,
+                            $"unknown parameter '${{{name}}}'" +
+                            (suggestion is null ? "; define it under 'params:'"
+                                : $"; did you mean '${{{suggestion}}}'?")));
                         return match.Value;
                     });
                     break;
@@ -146,7 +154,8 @@ internal static partial class PipelineLoader
         Visit(root);
     }
 
-    private static void Bind(YMap map, object target, string prefix, Dictionary<string, SourceLocation> locations, List<Diagnostic> diagnostics)
+    private static void Bind(YMap map, object target, string prefix, Dictionary<string, SourceLocation> locations,
+        List<Diagnostic> diagnostics)
     {
         var properties = SettingsReflection.PropertiesOf(target.GetType());
         var seen = new HashSet<string>(StringComparer.Ordinal);
@@ -159,29 +168,35 @@ internal static partial class PipelineLoader
                 var suggestion = DidYouMean.Suggest(key.Value, properties.Select(p => p.Key));
                 var section = prefix.Length == 0 ? "at the top level" : "in " + SectionName(prefix);
                 diagnostics.Add(key.Location.Error(DiagnosticCodes.UnknownKey, $"unknown key '{key.Value}' {section}" +
-                    (suggestion is null ? $"; expected one of: {string.Join(", ", properties.Select(p => p.Key))}" : $"; did you mean '{suggestion}'?")));
+                    (suggestion is null ? $"; expected one of: {string.Join(", ", properties.Select(p => p.Key))}"
+                        : $"; did you mean '{suggestion}'?")));
                 continue;
             }
             seen.Add(property.Key);
             locations[keyPath] = value is YScalar ? value.Location : key.Location;
-            if (!TryConvert(value, property.Type, property.Property.GetValue(target), keyPath, locations, diagnostics, out var converted)) continue;
+            if (!TryConvert(value, property.Type, property.Property.GetValue(target), keyPath, locations, diagnostics,
+                out var converted)) continue;
             if (converted is null && value is YScalar { IsNull: true } && !IsNullable(property.Property))
             {
-                diagnostics.Add(value.Location.Error(DiagnosticCodes.WrongValueType, $"'{DisplayKey(keyPath)}' needs a value"));
+                diagnostics.Add(value.Location.Error(DiagnosticCodes.WrongValueType,
+                    $"'{DisplayKey(keyPath)}' needs a value"));
                 continue;
             }
             if (!CheckValue(property, converted, keyPath, value.Location, diagnostics)) continue;
             property.Property.SetValue(target, converted);
         }
         foreach (var property in properties.Where(p => p.IsRequired && !seen.Contains(p.Key)))
-            diagnostics.Add(map.Location.Error(DiagnosticCodes.MissingRequiredSetting, $"missing required setting '{prefix + property.Key}'" + (property.Doc is null ? "" : $" ({property.Doc})")));
+            diagnostics.Add(map.Location.Error(DiagnosticCodes.MissingRequiredSetting,
+                $"missing required setting '{prefix + property.Key}'" +
+                (property.Doc is null ? "" : $" ({property.Doc})")));
     }
 
     private static bool IsNullable(PropertyInfo property) =>
         Nullable.GetUnderlyingType(property.PropertyType) is not null
         || new NullabilityInfoContext().Create(property).WriteState == NullabilityState.Nullable;
 
-    private static bool TryConvert(YNode node, Type type, object? existing, string keyPath, Dictionary<string, SourceLocation> locations, List<Diagnostic> diagnostics, out object? result)
+    private static bool TryConvert(YNode node, Type type, object? existing, string keyPath,
+        Dictionary<string, SourceLocation> locations, List<Diagnostic> diagnostics, out object? result)
     {
         result = null;
         var underlying = Nullable.GetUnderlyingType(type) ?? type;
@@ -191,7 +206,8 @@ internal static partial class PipelineLoader
         bool Fail(string expected)
         {
             var found = node is YScalar s ? $"'{s.Value}'" : node.KindName;
-            diagnostics.Add(node.Location.Error(DiagnosticCodes.WrongValueType, $"'{DisplayKey(keyPath)}' must be {expected}, found {found}"));
+            diagnostics.Add(node.Location.Error(DiagnosticCodes.WrongValueType,
+                $"'{DisplayKey(keyPath)}' must be {expected}, found {found}"));
             return false;
         }
 
@@ -203,15 +219,18 @@ internal static partial class PipelineLoader
         }
         if (underlying == typeof(int) || underlying == typeof(long))
         {
-            if (node is not YScalar number || !long.TryParse(number.Value.Replace("_", ""), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var parsed))
+            if (node is not YScalar number || !long.TryParse(number.Value.Replace("_", ""),
+                NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var parsed))
                 return Fail("a whole number");
-            if (underlying == typeof(int) && parsed is > int.MaxValue or < int.MinValue) return Fail("a whole number that fits in 32 bits");
+            if (underlying == typeof(int) && parsed is > int.MaxValue or < int.MinValue)
+                return Fail("a whole number that fits in 32 bits");
             result = underlying == typeof(int) ? (object)(int)parsed : parsed;
             return true;
         }
         if (underlying == typeof(double))
         {
-            if (node is not YScalar number || !double.TryParse(number.Value.Replace("_", ""), NumberStyles.Float, CultureInfo.InvariantCulture, out var parsed) || !double.IsFinite(parsed))
+            if (node is not YScalar number || !double.TryParse(number.Value.Replace("_", ""), NumberStyles.Float,
+                CultureInfo.InvariantCulture, out var parsed) || !double.IsFinite(parsed))
                 return Fail("a number");
             result = parsed;
             return true;
@@ -219,7 +238,11 @@ internal static partial class PipelineLoader
         if (underlying == typeof(bool))
         {
             if (node is YScalar { Value: "true" or "True" or "TRUE" or "yes" or "on" }) { result = true; return true; }
-            if (node is YScalar { Value: "false" or "False" or "FALSE" or "no" or "off" }) { result = false; return true; }
+            if (node is YScalar { Value: "false" or "False" or "FALSE" or "no" or "off" })
+            {
+                result = false;
+                return true;
+            }
             return Fail("true or false");
         }
         if (underlying == typeof(List<string>))
@@ -231,7 +254,9 @@ internal static partial class PipelineLoader
             for (var i = 0; i < sequence.Items.Count; i++)
             {
                 if (sequence.Items[i] is YScalar item) list.Add(item.Value);
-                else { diagnostics.Add(sequence.Items[i].Location.Error(DiagnosticCodes.WrongValueType, $"item {i + 1} of '{DisplayKey(keyPath)}' must be text, found {sequence.Items[i].KindName}")); ok = false; }
+                else { diagnostics.Add(sequence.Items[i].Location.Error(DiagnosticCodes.WrongValueType,
+                    $"item {i + 1} of '{DisplayKey(keyPath)}' must be text, found " +
+                    $"{sequence.Items[i].KindName}")); ok = false; }
             }
             result = list;
             return ok;
@@ -244,7 +269,9 @@ internal static partial class PipelineLoader
             foreach (var (key, value) in map.Entries)
             {
                 if (value is YScalar scalar) dictionary[key.Value] = scalar.Value;
-                else { diagnostics.Add(value.Location.Error(DiagnosticCodes.WrongValueType, $"'{DisplayKey(keyPath)}.{key.Value}' must be a single value, found {value.KindName}")); ok = false; }
+                else { diagnostics.Add(value.Location.Error(DiagnosticCodes.WrongValueType,
+                    $"'{DisplayKey(keyPath)}.{key.Value}' must be a single value, found " +
+                    $"{value.KindName}")); ok = false; }
                 locations[keyPath + "." + key.Value] = value.Location;
             }
             result = dictionary;
@@ -261,13 +288,15 @@ internal static partial class PipelineLoader
         throw new NotSupportedException($"settings of type {type} are not supported by the loader");
     }
 
-    private static bool CheckValue(SettingsReflection.SettingProperty property, object? value, string keyPath, SourceLocation location, List<Diagnostic> diagnostics)
+    private static bool CheckValue(SettingsReflection.SettingProperty property, object? value, string keyPath,
+        SourceLocation location, List<Diagnostic> diagnostics)
     {
         if (value is null) return true;
         if (property.OneOf is { } allowed && value is string text && !allowed.Contains(text))
         {
             var suggestion = DidYouMean.Suggest(text, allowed);
-            diagnostics.Add(location.Error(DiagnosticCodes.ValueNotAllowed, $"'{DisplayKey(keyPath)}' is '{text}'; expected one of: {string.Join(", ", allowed)}" +
+            diagnostics.Add(location.Error(DiagnosticCodes.ValueNotAllowed,
+                $"'{DisplayKey(keyPath)}' is '{text}'; expected one of: {string.Join(", ", allowed)}" +
                 (suggestion is null ? "" : $"; did you mean '{suggestion}'?")));
             return false;
         }
@@ -281,7 +310,10 @@ internal static partial class PipelineLoader
                 problem = (range.ExclusiveMaximum ? "less than " : "at most ") + Show(range.Maximum);
             if (problem is not null)
             {
-                diagnostics.Add(location.Error(DiagnosticCodes.ValueOutOfRange, $"'{DisplayKey(keyPath)}' must be {problem}, found {SettingsReflection.Display(value is double d ? d : Convert.ToInt64(value, CultureInfo.InvariantCulture))}"));
+                diagnostics.Add(location.Error(DiagnosticCodes.ValueOutOfRange,
+                    $"'{DisplayKey(keyPath)}' must be {problem}, found " +
+                    $"{SettingsReflection.Display(
+                        value is double d ? d : Convert.ToInt64(value, CultureInfo.InvariantCulture))}"));
                 return false;
             }
         }
@@ -290,24 +322,30 @@ internal static partial class PipelineLoader
 
     private static string Show(double bound) => bound.ToString("R", CultureInfo.InvariantCulture);
 
-    private static void Validate(PipelineDefinition pipeline, Dictionary<string, SourceLocation> locations, List<Diagnostic> diagnostics)
+    private static void Validate(PipelineDefinition pipeline, Dictionary<string, SourceLocation> locations,
+        List<Diagnostic> diagnostics)
     {
         if (string.IsNullOrWhiteSpace(pipeline.Name))
-            diagnostics.Add(LocateIn(locations, "name", pipeline.FilePath).Error(DiagnosticCodes.MissingRequiredSetting, "the pipeline needs a 'name'"));
+            diagnostics.Add(LocateIn(locations, "name", pipeline.FilePath)
+                .Error(DiagnosticCodes.MissingRequiredSetting, "the pipeline needs a 'name'"));
         foreach (var stage in StagesSettings.Names)
         {
             if (pipeline.Stages.Section(stage) is not IValidatableSettings settings) continue;
             foreach (var problem in settings.Validate())
             {
                 var keyPath = $"stages.{stage}.{problem.Key}";
-                diagnostics.Add(LocateIn(locations, keyPath, pipeline.FilePath).Error(DiagnosticCodes.InvalidStageSettings, $"{stage}: {problem.Message}"));
+                diagnostics.Add(LocateIn(locations, keyPath, pipeline.FilePath)
+                    .Error(DiagnosticCodes.InvalidStageSettings, $"{stage}: {problem.Message}"));
             }
         }
         if (!pipeline.Stages.Train.IsBuiltin && pipeline.Stages.Tokenize.Vocabulary == "used")
-            diagnostics.Add(LocateIn(locations, "stages.tokenize.vocabulary", pipeline.FilePath).Error(DiagnosticCodes.InvalidStageSettings,
-                $"tokenize: vocabulary 'used' renumbers the tokens, which only a model trained from scratch can follow; model '{pipeline.Stages.Train.Model}' is pretrained, so use vocabulary: full"));
+            diagnostics.Add(LocateIn(locations, "stages.tokenize.vocabulary", pipeline.FilePath)
+                .Error(DiagnosticCodes.InvalidStageSettings,
+                $"tokenize: vocabulary 'used' renumbers the tokens, which only a model trained from scratch can " +
+                $"follow; model '{pipeline.Stages.Train.Model}' is pretrained, so use vocabulary: full"));
         if (pipeline.Stages.Evaluate.Prompts.Any(string.IsNullOrWhiteSpace))
-            diagnostics.Add(LocateIn(locations, "stages.evaluate.prompts", pipeline.FilePath).Error(DiagnosticCodes.InvalidStageSettings, "evaluate: prompts must not be empty"));
+            diagnostics.Add(LocateIn(locations, "stages.evaluate.prompts", pipeline.FilePath)
+                .Error(DiagnosticCodes.InvalidStageSettings, "evaluate: prompts must not be empty"));
     }
 
     private static SourceLocation LocateIn(Dictionary<string, SourceLocation> locations, string keyPath, string file)
@@ -317,7 +355,9 @@ internal static partial class PipelineLoader
         return new SourceLocation(file, 0, 0);
     }
 
-    private static string DisplayKey(string keyPath) => keyPath.StartsWith("stages.", StringComparison.Ordinal) ? keyPath["stages.".Length..] : keyPath;
+    private static string DisplayKey(string keyPath) => keyPath.StartsWith("stages.", StringComparison.Ordinal)
+        ? keyPath["stages.".Length..] : keyPath;
 
-    private static string SectionName(string prefix) => DisplayKey(prefix.TrimEnd('.')) is var name && name == "stages" ? "stages" : DisplayKey(prefix.TrimEnd('.'));
+    private static string SectionName(string prefix) => DisplayKey(prefix.TrimEnd('.')) is var name && name == "stages"
+        ? "stages" : DisplayKey(prefix.TrimEnd('.'));
 }

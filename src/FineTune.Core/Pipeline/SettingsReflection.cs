@@ -66,7 +66,8 @@ internal static class SettingsReflection
         int i => (long)i,
         long l => l,
         double d => d,
-        IDictionary map => new SortedDictionary<string, object?>(map.Keys.Cast<object>().ToDictionary(k => k.ToString()!, k => ToPlainValue(map[k])), StringComparer.Ordinal),
+        IDictionary map => new SortedDictionary<string, object?>(map.Keys.Cast<object>()
+            .ToDictionary(k => k.ToString()!, k => ToPlainValue(map[k])), StringComparer.Ordinal),
         IEnumerable list => list.Cast<object?>().Select(ToPlainValue).ToList(),
         float f => (double)f,
         _ when IsSettingsObject(value.GetType()) => ToPlainTree(value),
@@ -81,12 +82,14 @@ internal static class SettingsReflection
         bool b => b ? "true" : "false",
         double d => d.ToString("R", CultureInfo.InvariantCulture),
         long l => l.ToString(CultureInfo.InvariantCulture),
-        IDictionary<string, object?> map => "{" + string.Join(", ", map.Select(kv => kv.Key + ": " + Display(kv.Value))) + "}",
+        IDictionary<string, object?> map => "{" + string.Join(", ",
+            map.Select(kv => kv.Key + ": " + Display(kv.Value))) + "}",
         IEnumerable list => "[" + string.Join(", ", list.Cast<object?>().Select(Display)) + "]",
         _ => Convert.ToString(value, CultureInfo.InvariantCulture) ?? "",
     };
 
-    /// <summary>Flattens a plain tree into dotted keys: {"lr": 1, "builtin": {"layers": 4}} -> lr, builtin.layers.</summary>
+    /// <summary>Flattens a plain tree into dotted keys: {"lr": 1, "builtin": {"layers": 4}} -> lr,
+    /// builtin.layers.</summary>
     public static SortedDictionary<string, object?> Flatten(IDictionary<string, object?> tree, string prefix = "")
     {
         var flat = new SortedDictionary<string, object?>(StringComparer.Ordinal);

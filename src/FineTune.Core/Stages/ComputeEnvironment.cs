@@ -1,7 +1,8 @@
 namespace FineTune.Core.Stages;
 
 /// <summary>
-/// What in the environment changes a torch stage's result. A stage resolves it (<see cref="Stage.ResolveEnvironment"/>);
+/// What in the environment changes a torch stage's result. A stage resolves it (<see
+/// cref="Stage.ResolveEnvironment"/>);
 /// the runner puts device and libtorch in the stage's key, and all three in the lock file.
 /// </summary>
 internal sealed record ComputeEnvironment(string Device, string LibTorchVersion, int Threads)

@@ -31,7 +31,8 @@ internal sealed class FetchStage(DownloadCache? cache = null) : Stage<FetchSetti
             ? [StageInput.Pinned("url", RequirePin(context, settings))]
             : [CheckedLocalFile(context, settings)];
 
-    protected override async Task RunAsync(StageContext context, FetchSettings settings, CancellationToken cancellationToken)
+    protected override async Task RunAsync(StageContext context, FetchSettings settings,
+        CancellationToken cancellationToken)
     {
         string source;
         string sourceFile;
@@ -41,7 +42,8 @@ internal sealed class FetchStage(DownloadCache? cache = null) : Stage<FetchSetti
         {
             var url = new Uri(settings.Url);
             hash = RequirePin(context, settings);
-            sourceFile = await Cache.GetOrDownloadAsync(url, hash, new SynchronousProgress(context.Log), cancellationToken);
+            sourceFile = await Cache.GetOrDownloadAsync(url, hash, new SynchronousProgress(context.Log),
+                cancellationToken);
             source = settings.Url;
             extension = ExtensionOf(url.AbsolutePath);
         }
@@ -60,8 +62,10 @@ internal sealed class FetchStage(DownloadCache? cache = null) : Stage<FetchSetti
         // source file was being rewritten while we copied it.
         var copied = ContentHash.OfFile(target);
         if (copied != hash)
-            throw new FineTuneException(context.Pipeline.Locate(settings.Url is null ? "stages.fetch.path" : "stages.fetch.url")
-                .Error(DiagnosticCodes.SourceChangedDuringFetch, $"'{source}' changed while it was being fetched (sha256 {hash} became {copied}); run again"),
+            throw new FineTuneException(context.Pipeline.Locate(settings.Url is null ? "stages.fetch.path"
+                : "stages.fetch.url")
+                .Error(DiagnosticCodes.SourceChangedDuringFetch,
+                    $"'{source}' changed while it was being fetched (sha256 {hash} became {copied}); run again"),
                 ExitCodes.StageFailed);
 
         context.Summary["bytes"] = new FileInfo(target).Length;
@@ -75,7 +79,8 @@ internal sealed class FetchStage(DownloadCache? cache = null) : Stage<FetchSetti
         // The settings validator already insists on it; this guards callers that skip validation.
         if (!ContentHash.IsSha256(settings.Sha256))
             throw new FineTuneException(context.Pipeline.Locate("stages.fetch.url")
-                .Error(DiagnosticCodes.DataPinMismatch, "a url must be pinned with 'sha256' (64 hex digits) so the data cannot change under the pipeline"));
+                .Error(DiagnosticCodes.DataPinMismatch, "a url must be pinned with 'sha256' (64 hex digits) so the " +
+                    "data cannot change under the pipeline"));
         return settings.Sha256!.ToLowerInvariant();
     }
 
@@ -84,13 +89,15 @@ internal sealed class FetchStage(DownloadCache? cache = null) : Stage<FetchSetti
         var path = context.ResolvePath(settings.Path!);
         if (!File.Exists(path))
             throw new FineTuneException(context.Pipeline.Locate("stages.fetch.path")
-                .Error(DiagnosticCodes.DataFileNotFound, $"the data file '{settings.Path}' does not exist (looked for {path})"));
+                .Error(DiagnosticCodes.DataFileNotFound, $"the data file '{settings.Path}' does not exist (looked " +
+                    $"for {path})"));
 
         var input = StageInput.File("path", path);
         var hash = input.Sha256;
         if (settings.Sha256 is not null && !string.Equals(hash, settings.Sha256, StringComparison.OrdinalIgnoreCase))
             throw new FineTuneException(context.Pipeline.Locate("stages.fetch.sha256")
-                .Error(DiagnosticCodes.DataPinMismatch, $"'{settings.Path}' has sha256 {hash}, not the pinned {settings.Sha256.ToLowerInvariant()}. " +
+                .Error(DiagnosticCodes.DataPinMismatch, $"'{settings.Path}' has sha256 {hash}, not the pinned " +
+                    $"{settings.Sha256.ToLowerInvariant()}. " +
                     "If the file was changed on purpose, update sha256 (or remove it); otherwise restore the file."));
         return input;
     }

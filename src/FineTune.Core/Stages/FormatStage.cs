@@ -21,18 +21,23 @@ internal sealed class FormatStage : Stage<FormatSettings>
 
     public override IReadOnlyList<string> DependsOn => ["fetch"];
 
-    protected override async Task RunAsync(StageContext context, FormatSettings settings, CancellationToken cancellationToken)
+    protected override async Task RunAsync(StageContext context, FormatSettings settings,
+        CancellationToken cancellationToken)
     {
         var source = SourceName(context);
-        var (conversations, report) = await DataChecks.RunAsync(FetchedDataFile(context), source, settings, cancellationToken);
+        var (conversations, report) = await DataChecks.RunAsync(FetchedDataFile(context), source, settings,
+            cancellationToken);
         if (report.HasErrors) throw report.ToException();
         if (conversations.Count == 0)
-            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.NoTrainingRecords, $"{source.Display} holds no records", source.File));
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.NoTrainingRecords,
+                $"{source.Display} holds no records", source.File));
 
         var validationCount = ValidationCount(settings.Validation, conversations.Count);
         if (validationCount >= conversations.Count)
-            throw new FineTuneException(context.Pipeline.Locate("stages.format.validation").Error(DiagnosticCodes.NoTrainingRecords,
-                $"validation {settings.Validation} takes {validationCount} of the {conversations.Count} records in {source.Display}, " +
+            throw new FineTuneException(context.Pipeline.Locate("stages.format.validation")
+                .Error(DiagnosticCodes.NoTrainingRecords,
+                $"validation {settings.Validation} takes {validationCount} of the {conversations.Count} records in " +
+                $"{source.Display}, " +
                 "leaving none for training; lower it (a fraction below 1 or a smaller count)"));
 
         var order = conversations.ToList();
@@ -80,10 +85,12 @@ internal sealed class FormatStage : Stage<FormatSettings>
         return count == 0 && records >= 2 ? 1 : count;
     }
 
-    /// <summary>The data as the user named it (the fetch stage's recorded source), so findings point at their file.</summary>
+    /// <summary>The data as the user named it (the fetch stage's recorded source), so findings point at their
+    /// file.</summary>
     private static DataSourceName SourceName(StageContext context)
     {
-        if (!context.InputEntries.TryGetValue("fetch", out var fetch) || fetch.Summary.GetValueOrDefault(FetchStage.SourceSummaryKey) is not string source)
+        if (!context.InputEntries.TryGetValue("fetch", out var fetch)
+            || fetch.Summary.GetValueOrDefault(FetchStage.SourceSummaryKey) is not string source)
             return new DataSourceName("the fetched data");
         return Uri.TryCreate(source, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https"
             ? new DataSourceName(source)
@@ -96,6 +103,7 @@ internal sealed class FormatStage : Stage<FormatSettings>
         var candidates = Directory.GetFiles(folder, "data.*").Order(StringComparer.Ordinal).ToList();
         return candidates.Count > 0
             ? candidates[0]
-            : throw new FineTuneException(DiagnosticCodes.FetchOutputMissing, $"the fetch output {folder} holds no data.* file; run the fetch stage again", ExitCodes.StageFailed);
+            : throw new FineTuneException(DiagnosticCodes.FetchOutputMissing,
+                $"the fetch output {folder} holds no data.* file; run the fetch stage again", ExitCodes.StageFailed);
     }
 }

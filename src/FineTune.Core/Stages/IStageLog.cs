@@ -6,6 +6,7 @@ internal interface IStageLog
     void Info(string message);
     void Warning(string message);
 
-    /// <summary>Progress of long work. The sink draws a bar on a terminal and prints periodic lines otherwise.</summary>
+    /// <summary>Progress of long work. The sink draws a bar on a terminal and prints periodic lines
+    /// otherwise.</summary>
     void Progress(StageProgress progress);
 }

@@ -2,7 +2,8 @@ using FineTune.Core.Caching;
 
 namespace FineTune.Core.Stages;
 
-/// <summary>A model or tokenizer folder on disk; <paramref name="HubCommit"/> is set when it is a Hub snapshot.</summary>
+/// <summary>A model or tokenizer folder on disk; <paramref name="HubCommit"/> is set when it is a Hub
+/// snapshot.</summary>
 internal sealed record ModelLocation(string Folder, string? HubCommit)
 {
     /// <summary>A file of the folder as a stage input: a user's file, or a Hub file pinned by its commit.</summary>

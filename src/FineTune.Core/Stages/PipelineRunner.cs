@@ -15,12 +15,14 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
     /// <summary>The stages this runner runs, in order.</summary>
     public IReadOnlyList<Stage> Stages { get; } = stages;
 
-    public async Task<IReadOnlyList<StageOutcome>> RunAsync(PipelineDefinition pipeline, RunOptions options, IRunObserver observer, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<StageOutcome>> RunAsync(PipelineDefinition pipeline, RunOptions options,
+        IRunObserver observer, CancellationToken cancellationToken)
     {
         var selected = SelectStages(options);
         var store = new StageStore(pipeline.StorePath);
         var lockPath = LockFile.PathFor(pipeline.FilePath);
-        using var runLock = options.DryRun ? null : store.AcquireRunLock(options.WaitForLock, observer.Notice, cancellationToken);
+        using var runLock = options.DryRun ? null : store.AcquireRunLock(options.WaitForLock, observer.Notice,
+            cancellationToken);
         if (!options.DryRun) store.RemoveTemporaryLeftovers();
 
         var previous = LockFile.Read(lockPath);
@@ -38,17 +40,22 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
             if (pending.Count > 0)
             {
                 // Only a dry run gets here: an upstream stage would run first, so this key is not known yet.
-                outcomes.Add(new StageOutcome(stage.Name, StageStatus.WillRun, [$"input will change: {string.Join(", ", pending.Select(p => p + " output"))} (pending)"], null, null, []));
+                outcomes.Add(new StageOutcome(stage.Name, StageStatus.WillRun,
+                    [$"input will change: {string.Join(", ", pending.Select(p => p + " output"))} (pending)"], null,
+                    null, []));
                 observer.StageStarting(stage.Name, outcomes[^1].Reasons);
                 continue;
             }
 
             var settings = stage.SettingsIn(pipeline);
-            var probe = NewContext(pipeline, stage, settings, store, "", "", settled, ComputeEnvironment.None, NullLog.Instance);
+            var probe = NewContext(pipeline, stage, settings, store, "", "", settled, ComputeEnvironment.None,
+                NullLog.Instance);
             var environment = stage.ResolveEnvironment(probe);
             probe = NewContext(pipeline, stage, settings, store, "", "", settled, environment, NullLog.Instance);
-            IReadOnlyList<StageInput> inputs = [.. stage.DependsOn.Select(d => StageInput.Upstream(d, settled[d])), .. stage.ReadInputs(probe)];
-            var key = ComputeKey(stage, settings, inputs, environment, out var settingsTree, out var inputRecords, out var keyEnvironment);
+            IReadOnlyList<StageInput> inputs = [.. stage.DependsOn.Select(d => StageInput.Upstream(d, settled[d])),
+                .. stage.ReadInputs(probe)];
+            var key = ComputeKey(stage, settings, inputs, environment, out var settingsTree, out var inputRecords,
+                out var keyEnvironment);
 
             var existing = store.TryGet(stage.Name, key);
             var forced = options.ForceAll || options.ForceStage == stage.Name;
@@ -58,7 +65,9 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
             {
                 var restored = locked is not null && locked.Key != key;
                 var outcome = new StageOutcome(stage.Name, restored ? StageStatus.Restored : StageStatus.UpToDate,
-                    restored ? ["restored from the store: " + string.Join("; ", Explain(locked, settingsTree, inputRecords, keyEnvironment, stage.ImplementationVersion))] : [],
+                    restored ? ["restored from the store: " +
+                        string.Join("; ", Explain(locked, settingsTree, inputRecords, keyEnvironment,
+                        stage.ImplementationVersion))] : [],
                     existing, store.OutputDirectory(stage.Name, key), inputs);
                 settled[stage.Name] = existing;
                 lockFile.Record(existing, inputs);
@@ -67,11 +76,15 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
                 continue;
             }
 
-            var reasons = forced ? ["forced"] : Explain(locked, settingsTree, inputRecords, keyEnvironment, stage.ImplementationVersion);
-            if (locked is not null && locked.Key == key && existing is null && !forced) reasons = ["its output is missing from the store"];
+            var reasons = forced ? ["forced"] : Explain(locked, settingsTree, inputRecords, keyEnvironment,
+                stage.ImplementationVersion);
+            if (locked is not null && locked.Key == key && existing is null && !forced)
+                reasons = ["its output is missing from the store"];
 
             if (options.Only is not null && options.Only != stage.Name)
-                throw new FineTuneException(DiagnosticCodes.OnlyStageNotUpToDate, $"--only {options.Only}: stage '{stage.Name}' is not up to date ({string.Join("; ", reasons)}); run the stages before it first (for example with --until {stage.Name})");
+                throw new FineTuneException(DiagnosticCodes.OnlyStageNotUpToDate,
+                    $"--only {options.Only}: stage '{stage.Name}' is not up to date ({string.Join("; ", reasons)}); " +
+                    $"run the stages before it first (for example with --until {stage.Name})");
 
             if (options.DryRun)
             {
@@ -81,12 +94,14 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
             }
 
             observer.StageStarting(stage.Name, reasons);
-            var entry = await RunStageAsync(stage, pipeline, settings, store, key, settingsTree, inputRecords, environment, settled,
+            var entry = await RunStageAsync(stage, pipeline, settings, store, key, settingsTree, inputRecords,
+                environment, settled,
                 observer.LogFor(stage.Name), options.Checkpoints, cancellationToken);
             settled[stage.Name] = entry;
             lockFile.Record(entry, inputs);
             WriteLock(lockFile, previousBlocks);
-            var ran = new StageOutcome(stage.Name, StageStatus.Ran, reasons, entry, store.OutputDirectory(stage.Name, key), inputs);
+            var ran = new StageOutcome(stage.Name, StageStatus.Ran, reasons, entry,
+                store.OutputDirectory(stage.Name, key), inputs);
             outcomes.Add(ran);
             observer.StageFinished(ran);
         }
@@ -101,19 +116,24 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
     private HashSet<string> SelectStages(RunOptions options)
     {
         var names = Stages.Select(s => s.Name).ToList();
-        foreach (var (option, value) in new[] { ("--until", options.Until), ("--only", options.Only), ("--force", options.ForceStage) })
+        foreach (var (option, value) in new[] { ("--until", options.Until), ("--only", options.Only),
+            ("--force", options.ForceStage) })
         {
             if (value is null || names.Contains(value)) continue;
             var suggestion = DidYouMean.Suggest(value, names);
-            throw new FineTuneException(DiagnosticCodes.UnknownStage, $"{option} {value}: no such stage; stages are {string.Join(", ", names)}" + (suggestion is null ? "" : $"; did you mean '{suggestion}'?"));
+            throw new FineTuneException(DiagnosticCodes.UnknownStage,
+                $"{option} {value}: no such stage; stages are {string.Join(", ", names)}" +
+                (suggestion is null ? "" : $"; did you mean '{suggestion}'?"));
         }
         if (options.Only is not null) return [.. names.Take(names.IndexOf(options.Only) + 1)];
         if (options.Until is not null) return [.. names.Take(names.IndexOf(options.Until) + 1)];
         return [.. names];
     }
 
-    private static StageContext NewContext(PipelineDefinition pipeline, Stage stage, object settings, StageStore store, string output, string work,
-        Dictionary<string, StoreEntry> settled, ComputeEnvironment environment, IStageLog log, CheckpointPolicy checkpoints = CheckpointPolicy.Resume)
+    private static StageContext NewContext(PipelineDefinition pipeline, Stage stage, object settings, StageStore store,
+        string output, string work,
+        Dictionary<string, StoreEntry> settled, ComputeEnvironment environment, IStageLog log,
+            CheckpointPolicy checkpoints = CheckpointPolicy.Resume)
     {
         var upstream = stage.DependsOn.Where(settled.ContainsKey).ToList();
         return new()
@@ -136,7 +156,8 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
     /// The stage key: a hash of the canonical tree of everything that decides the output (cache scheme, stage and its
     /// implementation, settings, input hashes, device and libtorch).
     /// </summary>
-    private static string ComputeKey(Stage stage, object settings, IReadOnlyList<StageInput> inputs, ComputeEnvironment environment,
+    private static string ComputeKey(Stage stage, object settings, IReadOnlyList<StageInput> inputs,
+        ComputeEnvironment environment,
         out SortedDictionary<string, object?> settingsTree, out SortedDictionary<string, FileRecord> inputRecords,
         out SortedDictionary<string, string> keyEnvironment)
     {
@@ -162,37 +183,46 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
     }
 
     /// <summary>Why a stage must run, compared with what the lock file says it last ran with.</summary>
-    internal static List<string> Explain(LockFile.LockedStage? locked, SortedDictionary<string, object?> settings, SortedDictionary<string, FileRecord> inputs,
+    internal static List<string> Explain(LockFile.LockedStage? locked, SortedDictionary<string, object?> settings,
+        SortedDictionary<string, FileRecord> inputs,
         SortedDictionary<string, string> environment, int implementation)
     {
         if (locked is null) return ["no previous run recorded in the lock file"];
         var reasons = new List<string>();
-        var now = SettingsReflection.Flatten(settings).ToDictionary(kv => kv.Key, kv => SettingsReflection.Display(kv.Value));
+        var now = SettingsReflection.Flatten(settings).ToDictionary(kv => kv.Key,
+            kv => SettingsReflection.Display(kv.Value));
         var changed = now.Keys.Union(locked.FlatSettings.Keys).OrderBy(k => k, StringComparer.Ordinal)
             .Where(k => now.GetValueOrDefault(k) != locked.FlatSettings.GetValueOrDefault(k))
-            .Select(k => $"{k} {locked.FlatSettings.GetValueOrDefault(k) ?? "(unset)"} -> {now.GetValueOrDefault(k) ?? "(unset)"}")
+            .Select(k => $"{k} {locked.FlatSettings.GetValueOrDefault(k) ?? "(unset)"} -> " +
+                $"{now.GetValueOrDefault(k) ?? "(unset)"}")
             .ToList();
         if (changed.Count > 0) reasons.Add("settings changed: " + string.Join(", ", changed));
         var inputChanges = inputs.Keys.Union(locked.InputHashes.Keys).OrderBy(k => k, StringComparer.Ordinal)
             .Where(k => inputs.GetValueOrDefault(k)?.Sha256 != locked.InputHashes.GetValueOrDefault(k))
             .ToList();
         if (inputChanges.Count > 0) reasons.Add("input changed: " + string.Join(", ", inputChanges));
-        if (implementation != locked.Implementation) reasons.Add($"stage implementation changed (version {locked.Implementation} -> {implementation})");
+        if (implementation != locked.Implementation)
+            reasons.Add($"stage implementation changed (version {locked.Implementation} -> {implementation})");
         var environmentChanges = environment.Where(kv => locked.Environment.GetValueOrDefault(kv.Key) != kv.Value)
-            .Select(kv => $"{kv.Key} {locked.Environment.GetValueOrDefault(kv.Key) ?? "(unset)"} -> {kv.Value}").ToList();
+            .Select(kv => $"{kv.Key} {locked.Environment.GetValueOrDefault(kv.Key) ?? "(unset)"} -> {kv.Value}")
+                .ToList();
         if (environmentChanges.Count > 0) reasons.Add("environment changed: " + string.Join(", ", environmentChanges));
         if (reasons.Count == 0) reasons.Add("cache scheme changed");
         return reasons;
     }
 
-    private async Task<StoreEntry> RunStageAsync(Stage stage, PipelineDefinition pipeline, object settings, StageStore store, string key,
-        SortedDictionary<string, object?> settingsTree, SortedDictionary<string, FileRecord> inputs, ComputeEnvironment environment,
-        Dictionary<string, StoreEntry> settled, IStageLog log, CheckpointPolicy checkpoints, CancellationToken cancellationToken)
+    private async Task<StoreEntry> RunStageAsync(Stage stage, PipelineDefinition pipeline, object settings,
+        StageStore store, string key,
+        SortedDictionary<string, object?> settingsTree, SortedDictionary<string, FileRecord> inputs,
+            ComputeEnvironment environment,
+        Dictionary<string, StoreEntry> settled, IStageLog log, CheckpointPolicy checkpoints,
+            CancellationToken cancellationToken)
     {
         var temporary = store.NewTemporaryEntry();
         var work = store.WorkDirectory(stage.Name, key);
         Directory.CreateDirectory(work);
-        var context = NewContext(pipeline, stage, settings, store, Path.Combine(temporary, "output"), work, settled, environment, log, checkpoints);
+        var context = NewContext(pipeline, stage, settings, store, Path.Combine(temporary, "output"), work, settled,
+            environment, log, checkpoints);
         var started = DateTime.UtcNow;
         var clock = Stopwatch.StartNew();
         try
@@ -205,14 +235,17 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
             if (e is OperationCanceledException or FineTuneException) throw;
             throw new StageFailedException(stage.Name, e);
         }
-        var recordedEnvironment = new SortedDictionary<string, string>(StringComparer.Ordinal) { ["tool"] = toolVersion };
+        var recordedEnvironment = new SortedDictionary<string,
+            string>(StringComparer.Ordinal) { ["tool"] = toolVersion };
         if (!environment.IsNone)
         {
             recordedEnvironment[ComputeEnvironment.DeviceKey] = environment.Device;
             recordedEnvironment[ComputeEnvironment.LibTorchKey] = environment.LibTorchVersion;
-            recordedEnvironment[ComputeEnvironment.ThreadsKey] = environment.Threads.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            recordedEnvironment[ComputeEnvironment.ThreadsKey] =
+                environment.Threads.ToString(System.Globalization.CultureInfo.InvariantCulture);
         }
-        var summary = new SortedDictionary<string, object?>(context.Summary.ToDictionary(kv => kv.Key, kv => SettingsReflection.ToPlainValue(kv.Value)), StringComparer.Ordinal);
+        var summary = new SortedDictionary<string, object?>(context.Summary.ToDictionary(kv => kv.Key,
+            kv => SettingsReflection.ToPlainValue(kv.Value)), StringComparer.Ordinal);
         return store.Commit(temporary, (outputs, outputHash) => new StoreEntry
         {
             Stage = stage.Name,

@@ -11,7 +11,8 @@ namespace FineTune.Core.Stages;
 /// </summary>
 internal abstract class Stage
 {
-    /// <summary>The key under <c>stages:</c> in the pipeline file; the runner finds the stage's settings by it.</summary>
+    /// <summary>The key under <c>stages:</c> in the pipeline file; the runner finds the stage's settings by
+    /// it.</summary>
     public abstract string Name { get; }
 
     /// <summary>Bump when the stage's code changes what it writes, so cached outputs are not reused.</summary>
@@ -23,18 +24,22 @@ internal abstract class Stage
     /// <summary>The type of the section under <c>stages.&lt;name&gt;</c>.</summary>
     public abstract Type SettingsType { get; }
 
-    /// <summary>This stage's settings in <paramref name="pipeline"/>: the section of <c>stages:</c> named like the stage.</summary>
+    /// <summary>This stage's settings in <paramref name="pipeline"/>: the section of <c>stages:</c> named like the
+    /// stage.</summary>
     public object SettingsIn(PipelineDefinition pipeline)
     {
         var section = pipeline.Stages.Section(Name)
-            ?? throw new InvalidOperationException($"the pipeline has no settings section 'stages.{Name}' for stage '{Name}'");
+            ?? throw new InvalidOperationException($"the pipeline has no settings section 'stages.{Name}' for " +
+                $"stage '{Name}'");
         return SettingsType.IsInstanceOfType(section)
             ? section
-            : throw new InvalidOperationException($"stages.{Name} holds {section.GetType().Name}, but stage '{Name}' declares {SettingsType.Name}");
+            : throw new InvalidOperationException($"stages.{Name} holds {section.GetType().Name}, but stage '{Name}' " +
+                $"declares {SettingsType.Name}");
     }
 
     /// <summary>
-    /// The device (and libtorch) the result depends on, or <see cref="ComputeEnvironment.None"/>. A stage that names one
+    /// The device (and libtorch) the result depends on, or <see cref="ComputeEnvironment.None"/>. A stage that names
+    /// one
     /// gets it in its key, in <see cref="StageContext.Environment"/> and in the lock file.
     /// </summary>
     public abstract ComputeEnvironment ResolveEnvironment(StageContext context);
@@ -53,19 +58,23 @@ internal abstract class Stage<TSettings> : Stage where TSettings : class
 {
     public sealed override Type SettingsType => typeof(TSettings);
 
-    public sealed override ComputeEnvironment ResolveEnvironment(StageContext context) => ResolveEnvironment(context, SettingsOf(context));
+    public sealed override ComputeEnvironment ResolveEnvironment(StageContext context)
+        => ResolveEnvironment(context, SettingsOf(context));
 
-    public sealed override IReadOnlyList<StageInput> ReadInputs(StageContext context) => ReadInputs(context, SettingsOf(context));
+    public sealed override IReadOnlyList<StageInput> ReadInputs(StageContext context)
+        => ReadInputs(context, SettingsOf(context));
 
     public sealed override Task RunAsync(StageContext context, CancellationToken cancellationToken) =>
         RunAsync(context, SettingsOf(context), cancellationToken);
 
-    protected virtual ComputeEnvironment ResolveEnvironment(StageContext context, TSettings settings) => ComputeEnvironment.None;
+    protected virtual ComputeEnvironment ResolveEnvironment(StageContext context, TSettings settings)
+        => ComputeEnvironment.None;
 
     protected virtual IReadOnlyList<StageInput> ReadInputs(StageContext context, TSettings settings) => [];
 
     protected abstract Task RunAsync(StageContext context, TSettings settings, CancellationToken cancellationToken);
 
     private TSettings SettingsOf(StageContext context) => context.Settings as TSettings
-        ?? throw new InvalidOperationException($"stage '{Name}' was handed {context.Settings.GetType().Name} settings, not {typeof(TSettings).Name}");
+        ?? throw new InvalidOperationException($"stage '{Name}' was handed {context.Settings.GetType().Name} " +
+            $"settings, not {typeof(TSettings).Name}");
 }

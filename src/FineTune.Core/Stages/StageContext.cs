@@ -6,7 +6,8 @@ namespace FineTune.Core.Stages;
 /// <summary>What the runner hands a stage: its typed settings, its folders, its upstream outputs and its log.</summary>
 internal sealed class StageContext
 {
-    /// <summary>The pipeline, for locating settings in diagnostics and naming the run; a stage's settings are <see cref="Settings"/>.</summary>
+    /// <summary>The pipeline, for locating settings in diagnostics and naming the run; a stage's settings are <see
+    /// cref="Settings"/>.</summary>
     public required PipelineDefinition Pipeline { get; init; }
 
     /// <summary>The stage's own settings section (the runner hands over <see cref="Stage.SettingsIn"/>).</summary>
@@ -32,13 +33,16 @@ internal sealed class StageContext
 
     public required IStageLog Log { get; init; }
 
-    /// <summary>What to do with a checkpoint that an interrupted run with other settings left (run --restart, --resume-with-changes).</summary>
+    /// <summary>What to do with a checkpoint that an interrupted run with other settings left (run --restart,
+    /// --resume-with-changes).</summary>
     public CheckpointPolicy Checkpoints { get; init; } = CheckpointPolicy.Resume;
 
-    /// <summary>What <see cref="Stage.ResolveEnvironment"/> resolved (None for stages that do not depend on one).</summary>
+    /// <summary>What <see cref="Stage.ResolveEnvironment"/> resolved (None for stages that do not depend on
+    /// one).</summary>
     public required ComputeEnvironment Environment { get; init; }
 
-    /// <summary>Figures the stage wants in the lock file and the run summary (examples, tokens, final loss...).</summary>
+    /// <summary>Figures the stage wants in the lock file and the run summary (examples, tokens, final
+    /// loss...).</summary>
     public IDictionary<string, object> Summary { get; } = new SortedDictionary<string, object>(StringComparer.Ordinal);
 
     /// <summary>Set by the runner to the stage being run.</summary>

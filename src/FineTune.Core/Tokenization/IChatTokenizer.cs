@@ -11,7 +11,8 @@ internal interface IChatTokenizer
 {
     int VocabSize { get; }
 
-    /// <summary>Ids of the rendered conversation; with <paramref name="addGenerationPrompt"/> it ends where the assistant's answer begins.</summary>
+    /// <summary>Ids of the rendered conversation; with <paramref name="addGenerationPrompt"/> it ends where the
+    /// assistant's answer begins.</summary>
     IReadOnlyList<int> EncodeConversation(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt);
 
     /// <summary>Plain text to ids (no template, no special tokens added).</summary>

@@ -43,15 +43,19 @@ internal sealed class TokenizedDataset
         using var stream = File.OpenRead(path);
         using var reader = new BinaryReader(stream);
         var magic = reader.ReadBytes(8);
-        if (!magic.AsSpan().SequenceEqual(Magic)) throw new InvalidDataException($"{path}: not a tokenized dataset (bad magic)");
+        if (!magic.AsSpan().SequenceEqual(Magic))
+            throw new InvalidDataException($"{path}: not a tokenized dataset (bad magic)");
         var version = reader.ReadUInt32();
-        if (version != FormatVersion) throw new InvalidDataException($"{path}: tokenized dataset format {version} is not supported (expected {FormatVersion})");
+        if (version != FormatVersion)
+            throw new InvalidDataException($"{path}: tokenized dataset format {version} is not supported (expected " +
+            $"{FormatVersion})");
         var count = reader.ReadUInt32();
         var tokens = reader.ReadUInt64();
         var offsets = new long[count + 1];
         ReadExactly(stream, MemoryMarshal.AsBytes(offsets.AsSpan()));
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("big-endian hosts are not supported");
-        if (offsets[0] != 0 || (ulong)offsets[^1] != tokens) throw new InvalidDataException($"{path}: offsets do not cover the tokens");
+        if (offsets[0] != 0 || (ulong)offsets[^1] != tokens)
+            throw new InvalidDataException($"{path}: offsets do not cover the tokens");
         var ids = new int[tokens];
         var labels = new int[tokens];
         ReadExactly(stream, MemoryMarshal.AsBytes(ids.AsSpan()));

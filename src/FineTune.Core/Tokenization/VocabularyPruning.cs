@@ -21,15 +21,18 @@ internal static class VocabularyPruning
 {
     public sealed record Result(int OriginalSize, int PrunedSize);
 
-    /// <summary>Rewrites tokenizer.json (and the ids in tokenizer_config.json) in <paramref name="folder"/> in place.</summary>
+    /// <summary>Rewrites tokenizer.json (and the ids in tokenizer_config.json) in <paramref name="folder"/> in
+    /// place.</summary>
     public static Result PruneFolder(string folder, IReadOnlySet<int> usedIds)
     {
         var tokenizerPath = Path.Combine(folder, ChatTokenizer.TokenizerJsonFile);
         var tokenizer = JsonNode.Parse(File.ReadAllText(tokenizerPath))!.AsObject();
         var model = tokenizer["model"]!.AsObject();
-        var vocab = model["vocab"]!.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value!.GetValue<int>(), StringComparer.Ordinal);
+        var vocab = model["vocab"]!.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value!.GetValue<int>(),
+            StringComparer.Ordinal);
         var tokenOf = vocab.ToDictionary(kv => kv.Value, kv => kv.Key);
-        var added = tokenizer["added_tokens"]?.AsArray().Select(t => (Id: t!["id"]!.GetValue<int>(), Content: t["content"]!.GetValue<string>())).ToList() ?? [];
+        var added = tokenizer["added_tokens"]?.AsArray().Select(t => (Id: t!["id"]!.GetValue<int>(),
+            Content: t["content"]!.GetValue<string>())).ToList() ?? [];
 
         var merges = new List<(string Left, string Right, JsonNode Node)>();
         foreach (var merge in model["merges"]?.AsArray() ?? [])
@@ -48,10 +51,13 @@ internal static class VocabularyPruning
         var keep = new HashSet<string>(vocab.Keys.Where(token => token.Length == 1), StringComparer.Ordinal);
         // SentencePiece-style BPE (Llama 2, Mistral) spells unknown characters as <0xAB> byte tokens or <unk>.
         if (model["byte_fallback"]?.GetValue<bool>() == true)
-            keep.UnionWith(vocab.Keys.Where(token => token.Length == 6 && token.StartsWith("<0x", StringComparison.Ordinal) && token[5] == '>'));
-        if (model["unk_token"] is JsonValue unknown && unknown.GetValue<string>() is { } unknownToken && vocab.ContainsKey(unknownToken)) keep.Add(unknownToken);
+            keep.UnionWith(vocab.Keys.Where(token => token.Length == 6
+                && token.StartsWith("<0x", StringComparison.Ordinal) && token[5] == '>'));
+        if (model["unk_token"] is JsonValue unknown && unknown.GetValue<string>() is { } unknownToken
+            && vocab.ContainsKey(unknownToken)) keep.Add(unknownToken);
         foreach (var (_, content) in added)
-            if (vocab.ContainsKey(content)) keep.Add(content); // e.g. GPT-2's <|endoftext|>, also in its model vocabulary
+            // e.g. GPT-2's <|endoftext|>, also in its model vocabulary
+            if (vocab.ContainsKey(content)) keep.Add(content);
         var pending = new Stack<string>();
         foreach (var id in usedIds)
             if (tokenOf.TryGetValue(id, out var token) && keep.Add(token)) pending.Push(token);
@@ -74,7 +80,8 @@ internal static class VocabularyPruning
             if (!newId.ContainsKey(oldId)) newId[oldId] = next++;
 
         model["vocab"] = renumbered;
-        model["merges"] = new JsonArray(merges.Where(m => keep.Contains(m.Left + m.Right) && keep.Contains(m.Left) && keep.Contains(m.Right))
+        model["merges"] = new JsonArray(merges.Where(m => keep.Contains(m.Left + m.Right) && keep.Contains(m.Left)
+            && keep.Contains(m.Right))
             .Select(m => m.Node.DeepClone()).ToArray());
         foreach (var token in tokenizer["added_tokens"]?.AsArray() ?? [])
             token!["id"] = newId[token["id"]!.GetValue<int>()];
@@ -87,11 +94,14 @@ internal static class VocabularyPruning
         {
             var renumberedDecoder = new JsonObject();
             foreach (var (key, value) in decoder.ToList())
-                if (int.TryParse(key, out var oldId) && newId.TryGetValue(oldId, out var id)) renumberedDecoder[id.ToString(System.Globalization.CultureInfo.InvariantCulture)] = value!.DeepClone();
+                if (int.TryParse(key, out var oldId) && newId.TryGetValue(oldId, out var id))
+                    renumberedDecoder[id.ToString(System.Globalization.CultureInfo.InvariantCulture)] =
+                        value!.DeepClone();
             config["added_tokens_decoder"] = renumberedDecoder;
             Write(configPath, config);
         }
-        return new Result(Math.Max(vocab.Values.DefaultIfEmpty(-1).Max(), added.Select(a => a.Id).DefaultIfEmpty(-1).Max()) + 1, next);
+        return new Result(Math.Max(vocab.Values.DefaultIfEmpty(-1).Max(),
+            added.Select(a => a.Id).DefaultIfEmpty(-1).Max()) + 1, next);
     }
 
     // TemplateProcessing (Llama 3) names the ids of the special tokens it inserts.
