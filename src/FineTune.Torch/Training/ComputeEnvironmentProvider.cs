@@ -26,7 +26,8 @@ internal static class ComputeEnvironmentProvider
                     "device 'cuda' was requested but libtorch sees no CUDA device. This build uses the CPU libtorch "
                     + "(libtorch-cpu-linux-x64); rebuild with -p:TorchBackend=cuda on a machine with an NVIDIA GPU, or set device: auto or cpu.",
                     ExitCodes.StageFailed),
-            _ => throw new FineTuneException(DiagnosticCodes.UnknownDevice, $"unknown device '{requestedDevice}'; use auto, cpu or cuda"),
+            _ => throw new FineTuneException(DiagnosticCodes.UnknownDevice,
+                $"unknown device '{requestedDevice}'; use auto, cpu or cuda"),
         };
         return new ComputeEnvironment(device, LibTorchVersion(), torch.get_num_threads());
     }
