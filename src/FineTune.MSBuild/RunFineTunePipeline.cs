@@ -132,13 +132,17 @@ public sealed class RunFineTunePipeline : ToolTask
         if (!File.Exists(Pipeline))
         {
             Log.LogError(null, "FT0803", null, ProjectFile, 0, 0, 0, 0,
-                $"FineTunePipeline '{RelativePath(GetWorkingDirectory() ?? Directory.GetCurrentDirectory(), Path.GetFullPath(Pipeline))}' does not exist; fix the Include of the FineTunePipeline item (it is relative to the project folder)");
+                "FineTunePipeline '"
+                + RelativePath(GetWorkingDirectory() ?? Directory.GetCurrentDirectory(), Path.GetFullPath(Pipeline))
+                + "' does not exist; fix the Include of the FineTunePipeline item (it is relative to the project "
+                + "folder)");
             return false;
         }
         if (!string.IsNullOrEmpty(FineTuneToolPath) && !File.Exists(FineTuneToolPath))
         {
             Log.LogError(null, "FT0801", null, ProjectFile, 0, 0, 0, 0,
-                $"FineTuneToolPath '{FineTuneToolPath}' does not exist; point it at the dotnet-finetune executable or dll, or leave it empty to use the tool from dotnet-tools.json ('dotnet tool restore')");
+                $"FineTuneToolPath '{FineTuneToolPath}' does not exist; point it at the dotnet-finetune executable " +
+                $"or dll, or leave it empty to use the tool from dotnet-tools.json ('dotnet tool restore')");
             return false;
         }
         if (!CheckToolVersion()) return false;
@@ -158,8 +162,11 @@ public sealed class RunFineTunePipeline : ToolTask
         var required = string.IsNullOrWhiteSpace(RequiredToolVersion) ? VersionCore(OwnVersion)
             : VersionCore(RequiredToolVersion!);
         var restoreHint = string.IsNullOrEmpty(FineTuneToolPath)
-            ? $"run 'dotnet tool restore' in the project folder (its dotnet-tools.json should list finetune.cli {required}), or 'dotnet tool install FineTune.Cli --version {required}' (add -g for a global tool); or set FineTuneToolPath"
-            : $"point FineTuneToolPath at FineTune.Cli {required}, or leave it empty to use the tool from dotnet-tools.json ('dotnet tool restore')";
+            ? $"run 'dotnet tool restore' in the project folder (its dotnet-tools.json should list finetune.cli " +
+                $"{required}), or 'dotnet tool install FineTune.Cli --version {required}' (add -g for a global " +
+                $"tool); or set FineTuneToolPath"
+            : $"point FineTuneToolPath at FineTune.Cli {required}, or leave it empty to use the tool from " +
+                $"dotnet-tools.json ('dotnet tool restore')";
 
         var builder = new CommandLineBuilder();
         AppendToolSelection(builder);
@@ -178,7 +185,8 @@ public sealed class RunFineTunePipeline : ToolTask
         {
             var detail = output.Split('\n').Select(l => l.Trim()).FirstOrDefault(l => l.Length > 0);
             Log.LogError(null, "FT0801", null, ProjectFile, 0, 0, 0, 0,
-                $"the FineTune tool (FineTune.Cli {required}) is not available{(detail is null ? "" : $" ({detail})")}; {restoreHint}");
+                $"the FineTune tool (FineTune.Cli {required}) is not " +
+                $"available{(detail is null ? "" : $" ({detail})")}; {restoreHint}");
             return false;
         }
         if (found != required)
@@ -219,7 +227,8 @@ public sealed class RunFineTunePipeline : ToolTask
     }
 
     private static string OwnVersion =>
-        typeof(RunFineTunePipeline).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
+        typeof(RunFineTunePipeline).Assembly
+            .GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
 
     /// <summary>"1.2.3-dev.4+abc" -> "1.2.3": prerelease builds of one version work together.</summary>
     private static string? VersionCore(string text) => VersionPattern.Match(text) is { Success: true } match
@@ -282,7 +291,8 @@ public sealed class RunFineTunePipeline : ToolTask
         catch (XmlException e)
         {
             Log.LogError(null, "FT0804", null, ProjectFile, 0, 0, 0, 0,
-                $"the FineTune tool succeeded but its --json result could not be read ({e.Message}); is FineTuneToolPath a FineTune.Cli?");
+                $"the FineTune tool succeeded but its --json result could not be read ({e.Message}); is " +
+                $"FineTuneToolPath a FineTune.Cli?");
             return false;
         }
         if (export is null || !Directory.Exists(export)) return true;

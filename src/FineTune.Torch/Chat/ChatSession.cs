@@ -46,7 +46,8 @@ internal sealed class ChatSession : IDisposable
         var missing = RequiredFiles.Where(f => !File.Exists(Path.Combine(modelDirectory, f))).ToList();
         if (missing.Count > 0)
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ChatModelFilesMissing,
-                $"the model folder lacks {string.Join(", ", missing)}; a chat model folder holds the files the export stage writes " +
+                $"the model folder lacks {string.Join(", ", missing)}; a chat model folder holds the files the " +
+                $"export stage writes " +
                 $"({string.Join(", ", RequiredFiles)}, {ModelFolder.WeightsFile})", modelDirectory));
         ModelFolder.WeightFiles(modelDirectory); // model.safetensors or shards, before the tokenizer takes its time
 
@@ -56,7 +57,8 @@ internal sealed class ChatSession : IDisposable
         {
             model.Dispose();
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.TokenizerModelMismatch,
-                $"the tokenizer has {tokenizer.VocabSize} tokens but the model only {model.Config.VocabSize}; the files come from different runs", modelDirectory));
+                $"the tokenizer has {tokenizer.VocabSize} tokens but the model only {model.Config.VocabSize}; the " +
+                $"files come from different runs", modelDirectory));
         }
         return new ChatSession(model, tokenizer, ReadMaxNewTokens(modelDirectory));
     }

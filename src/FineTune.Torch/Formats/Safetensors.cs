@@ -226,11 +226,14 @@ internal static class Safetensors
             {
                 if (entry.End > dataLength)
                     throw Corrupt(path,
-                        $"tensor '{entry.Name}' ends at byte {entry.End} of the data, past its end ({dataLength} bytes)");
+                        $"tensor '{entry.Name}' ends at byte {entry.End} of the data, past its end ({dataLength} " +
+                        $"bytes)");
                 if (entry.Begin != expected)
                     throw Corrupt(path, entry.Begin < expected
-                        ? $"tensor '{entry.Name}' overlaps the tensor before it (starts at {entry.Begin}, expected {expected})"
-                        : $"tensor '{entry.Name}' leaves a gap before it (starts at {entry.Begin}, expected {expected})");
+                        ? $"tensor '{entry.Name}' overlaps the tensor before it (starts at {entry.Begin}, expected " +
+                            $"{expected})"
+                        : $"tensor '{entry.Name}' leaves a gap before it (starts at {entry.Begin}, expected " +
+                            $"{expected})");
                 expected = entry.End;
             }
             if (expected != dataLength)
@@ -250,7 +253,8 @@ internal static class Safetensors
         var dtype = dtypeElement.GetString()!;
         if (!Dtypes.Any(d => d.Name == dtype))
             throw Corrupt(path,
-                $"tensor '{name}' has dtype '{dtype}', which is not supported (expected one of {string.Join(", ", Dtypes.Select(d => d.Name))})");
+                $"tensor '{name}' has dtype '{dtype}', which is not supported (expected one of " +
+                $"{string.Join(", ", Dtypes.Select(d => d.Name))})");
 
         long[] Longs(string key)
         {
@@ -275,7 +279,8 @@ internal static class Safetensors
         var expectedBytes = elements * SizeOf(dtype);
         if (offsets[1] - offsets[0] != expectedBytes)
             throw Corrupt(path,
-                $"tensor '{name}' spans {offsets[1] - offsets[0]} bytes but shape [{string.Join(", ", shape)}] of {dtype} needs {expectedBytes}");
+                $"tensor '{name}' spans {offsets[1] - offsets[0]} bytes but shape [{string.Join(", ", shape)}] of " +
+                $"{dtype} needs {expectedBytes}");
         return new SafetensorsEntry(name, dtype, shape, offsets[0], offsets[1]);
     }
 

@@ -72,7 +72,8 @@ internal static class LoraAdapter
             ReplaceSubmodule(modules[ParentName(name)], LastPart(name), linear, wrapper);
             layers[name] = wrapper;
         }
-        model.train(model.training); // freshly built wrappers are in training mode (dropout on) whatever the model is in
+        // freshly built wrappers are in training mode (dropout on) whatever the model is in
+        model.train(model.training);
 
         var trainable = layers.Values.SelectMany(l => new[] { l.A, l.B }).ToList();
         // modules_to_save train in place: this process owns its copy of the base, so PEFT's separate copy is the
@@ -123,7 +124,8 @@ internal static class LoraAdapter
         var layers = Layers(model);
         if (layers.Count == 0) throw new InvalidOperationException("the model has no LoRA adapters to save");
         if (layers.Values.Any(l => l.Merged))
-            throw new InvalidOperationException("the adapters are merged into the base weights; save them before merging");
+            throw new InvalidOperationException("the adapters are merged into the base weights; save them before " +
+                "merging");
         Directory.CreateDirectory(folder);
 
         using var scope = NewDisposeScope();
@@ -193,7 +195,8 @@ internal static class LoraAdapter
                     ? saved.Select(m => m!.GetValue<string>()).ToList() : [],
             };
         }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or InvalidDataException or FormatException)
+        catch (Exception e)
+            when (e is JsonException or InvalidOperationException or InvalidDataException or FormatException)
         {
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidAdapterConfig,
                 $"{ConfigFile} is not a usable LoRA adapter config: {e.Message}", path), ExitCodes.InvalidInput);
@@ -228,7 +231,8 @@ internal static class LoraAdapter
             var entry = header[name];
             if (entry is null) problems.Add($"missing '{name}'");
             else if (!entry.Shape.SequenceEqual(tensor.shape))
-                problems.Add($"'{name}' has shape [{string.Join(", ", entry.Shape)}] but the model needs [{string.Join(", ", tensor.shape)}]");
+                problems.Add($"'{name}' has shape [{string.Join(", ", entry.Shape)}] but the model needs " +
+                    $"[{string.Join(", ", tensor.shape)}]");
         }
         // PEFT may name the adapter ("...lora_A.default.weight" in memory); on disk the name is stripped. Anything else
         // is foreign.
@@ -236,7 +240,8 @@ internal static class LoraAdapter
             if (!expected.ContainsKey(entry.Name)) problems.Add($"unexpected '{entry.Name}'");
         if (problems.Count > 0)
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.AdapterWeightsMismatch,
-                $"the adapter weights do not fit this model ({problems.Count} problem(s)): {string.Join("; ", problems.Take(20))}{(problems.Count > 20 ? "; ..." : "")}",
+                $"the adapter weights do not fit this model ({problems.Count} problem(s)): " +
+                $"{string.Join("; ", problems.Take(20))}{(problems.Count > 20 ? "; ..." : "")}",
                 path), ExitCodes.InvalidInput);
 
         var loaded = Safetensors.Load(path);
@@ -276,13 +281,16 @@ internal static class LoraAdapter
         var unknown = options.ModulesToSave.Where(m => !LoraOptions.SavableModules.ContainsKey(m)).ToList();
         if (unknown.Count > 0)
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ModulesToSaveRefused,
-                $"LoRA modules_to_save: unknown module(s) {string.Join(", ", unknown)}; use {string.Join(" or ", LoraOptions.SavableModules.Keys)}", null), ExitCodes.InvalidInput);
+                $"LoRA modules_to_save: unknown module(s) {string.Join(", ", unknown)}; use " +
+                $"{string.Join(" or ", LoraOptions.SavableModules.Keys)}", null), ExitCodes.InvalidInput);
         if (options.ModulesToSave.Count > 0 && model.Config.TieWordEmbeddings)
             // PEFT would train a copy of one of the two and silently untie them; the merged model would then need a
             // head the architecture says it has not.
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ModulesToSaveRefused,
-                $"LoRA modules_to_save ({string.Join(", ", options.ModulesToSave)}) on a model with tied embeddings (tie_word_embeddings: true): "
-                + "the output head is the embedding matrix, so training either trains both and unties nothing PEFT could save. "
+                $"LoRA modules_to_save ({string.Join(", ", options.ModulesToSave)}) on a model with tied embeddings " +
+                $"(tie_word_embeddings: true): "
+                + "the output head is the embedding matrix, so training either trains both and unties nothing PEFT " +
+                "could save. "
                 + "Remove modules_to_save, or use method: full to train every weight.", null), ExitCodes.InvalidInput);
         var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
         return options.ModulesToSave.Distinct().ToDictionary(m => m, m => parameters[LoraOptions.SavableModules[m]],
@@ -310,7 +318,8 @@ internal static class LoraAdapter
         var field = FieldsOf(parent.GetType()).FirstOrDefault(f => ReferenceEquals(f.GetValue(parent), oldModule))
             ?? throw new InvalidOperationException($"{parent.GetType().Name} has no field holding '{name}'");
         if (!field.FieldType.IsInstanceOfType(newModule))
-            throw new InvalidOperationException($"{parent.GetType().Name}.{field.Name} is a {field.FieldType.Name} and cannot hold a {newModule.GetType().Name}");
+            throw new InvalidOperationException($"{parent.GetType().Name}.{field.Name} is a {field.FieldType.Name} " +
+                $"and cannot hold a {newModule.GetType().Name}");
         field.SetValue(parent, newModule);
 
         var registryField = FieldsOf(typeof(nn.Module)).FirstOrDefault(f => f.Name == "_internal_submodules")
@@ -327,7 +336,8 @@ internal static class LoraAdapter
     private static IEnumerable<FieldInfo> FieldsOf(Type? type)
     {
         for (; type is not null; type = type.BaseType)
-            foreach (var field in type.GetFields(BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public | BindingFlags.DeclaredOnly))
+            foreach (var field in type.GetFields(
+                BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public | BindingFlags.DeclaredOnly))
                 yield return field;
     }
 }

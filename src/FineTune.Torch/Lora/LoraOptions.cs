@@ -28,7 +28,8 @@ internal sealed record LoraOptions
     /// <summary>
     /// The modules <see cref="ModulesToSave"/> may name, with the key of their weight in the checkpoint.
     /// </summary>
-    public static readonly IReadOnlyDictionary<string, string> SavableModules = new Dictionary<string, string>(StringComparer.Ordinal)
+    public static readonly IReadOnlyDictionary<string, string> SavableModules =
+        new Dictionary<string, string>(StringComparer.Ordinal)
     {
         ["embed_tokens"] = "model.embed_tokens.weight",
         ["lm_head"] = "lm_head.weight",
@@ -59,7 +60,8 @@ internal sealed record LoraOptions
         }
         var unknown = TargetModules.Where(t => !DecoderProjections.Contains(t)).ToList();
         if (unknown.Count > 0)
-            throw new ArgumentException($"LoRA target_modules: unknown module(s) {string.Join(", ", unknown)}; use {string.Join(", ", DecoderProjections)} or '{AllLinear}'");
+            throw new ArgumentException($"LoRA target_modules: unknown module(s) {string.Join(", ", unknown)}; use " +
+                $"{string.Join(", ", DecoderProjections)} or '{AllLinear}'");
         return DecoderProjections.Where(TargetModules.Contains).ToList();
     }
 

@@ -271,7 +271,8 @@ internal sealed class LlamaForCausalLM : nn.Module
     public LlamaForCausalLM(LlamaConfig config) : base("LlamaForCausalLM")
     {
         if (config.NumAttentionHeads % config.NumKeyValueHeads != 0)
-            throw new ArgumentException($"num_key_value_heads {config.NumKeyValueHeads} does not divide num_attention_heads {config.NumAttentionHeads}");
+            throw new ArgumentException($"num_key_value_heads {config.NumKeyValueHeads} does not divide " +
+                $"num_attention_heads {config.NumAttentionHeads}");
         Config = config;
         _ropeInverseFrequencies = config.RopeInverseFrequencies().Select(f => (float)f).ToArray();
         model = new LlamaModel(config);
@@ -347,7 +348,8 @@ internal sealed class LlamaForCausalLM : nn.Module
                 : attentionMask.shape[1] == length && past > 0
                     ? cat([ones(attentionMask.shape[0], past, ScalarType.Int64, device),
                         attentionMask.to(ScalarType.Int64)], 1)
-                    : throw new ArgumentException($"attention mask covers {attentionMask.shape[1]} positions, expected {length} or {total}");
+                    : throw new ArgumentException($"attention mask covers {attentionMask.shape[1]} positions, " +
+                        $"expected {length} or {total}");
             mask = mask.logical_and(keys.to(ScalarType.Bool).unsqueeze(1).unsqueeze(1));
         }
         return mask;

@@ -58,7 +58,8 @@ internal static class ModelFolder
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidModelConfig,
                 $"the model folder has no {ConfigFile}", directory), ExitCodes.StageFailed);
         try { return LlamaConfig.FromJson(File.ReadAllText(path), path); }
-        catch (Exception e) when (e is InvalidDataException or System.Text.Json.JsonException or InvalidOperationException or FormatException)
+        catch (Exception e) when (e is InvalidDataException or System.Text.Json.JsonException
+            or InvalidOperationException or FormatException)
         {
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidModelConfig,
                 $"config.json is not a usable model config: {e.Message}", path), ExitCodes.InvalidInput);
@@ -103,8 +104,16 @@ internal static class ModelFolder
         if (File.Exists(indexPath))
         {
             System.Text.Json.Nodes.JsonObject? weightMap;
-            try { weightMap = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(indexPath))?["weight_map"] as System.Text.Json.Nodes.JsonObject; }
-            catch (System.Text.Json.JsonException e) { throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidShardIndex, $"not valid JSON: {e.Message}", indexPath)); }
+            try
+            {
+                weightMap = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(indexPath))?["weight_map"]
+                    as System.Text.Json.Nodes.JsonObject;
+            }
+            catch (System.Text.Json.JsonException e)
+            {
+                throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidShardIndex,
+                    $"not valid JSON: {e.Message}", indexPath));
+            }
             if (weightMap is null || weightMap.Count == 0)
                 throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidShardIndex,
                     "the shard index has no 'weight_map' object", indexPath));
@@ -126,8 +135,10 @@ internal static class ModelFolder
         if (File.Exists(Path.Combine(directory, PickleWeightsFile))
             || Directory.EnumerateFiles(directory, "pytorch_model-*.bin").Any())
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.PickleWeightsRefused,
-                $"the model folder has only {PickleWeightsFile}, a pickle file, which is refused because loading a pickle can execute arbitrary code; " +
-                "convert it once to safetensors in Python: AutoModelForCausalLM.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)",
+                $"the model folder has only {PickleWeightsFile}, a pickle file, which is refused because loading a " +
+                $"pickle can execute arbitrary code; " +
+                "convert it once to safetensors in Python: " +
+                "AutoModelForCausalLM.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)",
                 directory));
         throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ModelWeightsNotFound,
             $"the model folder has no {WeightsFile} (nor {ShardIndexFile})", directory));
@@ -150,13 +161,16 @@ internal static class ModelFolder
         foreach (var file in weightFiles)
             foreach (var entry in Safetensors.ReadHeader(file).Tensors)
                 if (!inFiles.TryAdd(entry.Name, (entry, file)))
-                    problems.Add($"'{entry.Name}' is in both {Path.GetFileName(inFiles[entry.Name].File)} and {Path.GetFileName(file)}");
+                    problems.Add($"'{entry.Name}' is in both {Path.GetFileName(inFiles[entry.Name].File)} and " +
+                        $"{Path.GetFileName(file)}");
         foreach (var (name, tensor) in expected)
         {
             if (!inFiles.TryGetValue(name, out var found)) problems.Add($"missing '{name}'");
             else if (!found.Entry.Shape.SequenceEqual(tensor.shape))
-                problems.Add($"'{name}' has shape [{string.Join(", ", found.Entry.Shape)}] in the file but the model needs [{string.Join(", ", tensor.shape)}]");
-            else if (found.Entry.ScalarType is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float64))
+                problems.Add($"'{name}' has shape [{string.Join(", ", found.Entry.Shape)}] in the file but the model " +
+                    $"needs [{string.Join(", ", tensor.shape)}]");
+            else if (found.Entry.ScalarType
+                is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float64))
                 problems.Add($"'{name}' is stored as {found.Entry.Dtype}, not as floating point");
         }
         foreach (var name in inFiles.Keys)
@@ -164,7 +178,8 @@ internal static class ModelFolder
                 problems.Add($"unexpected '{name}'");
         if (problems.Count > 0)
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.WeightsDoNotFitConfig,
-                $"the weights do not fit the model in config.json ({problems.Count} problem(s)): {string.Join("; ", problems.Take(20))}{(problems.Count > 20 ? "; ..." : "")}",
+                $"the weights do not fit the model in config.json ({problems.Count} problem(s)): " +
+                $"{string.Join("; ", problems.Take(20))}{(problems.Count > 20 ? "; ..." : "")}",
                 where), ExitCodes.InvalidInput);
 
         // One shard at a time, so loading never holds more than one shard besides the model.

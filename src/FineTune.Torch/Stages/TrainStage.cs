@@ -36,7 +36,9 @@ internal sealed class TrainStage : Stage<TrainSettings>
         var trainPath = Path.Combine(tokenizeDirectory, "train.tokens");
         var data = TokenizedDataset.Read(trainPath);
         if (data.Count == 0)
-            throw new FineTuneException(context.Pipeline.Locate("stages.train").Error(DiagnosticCodes.NoTrainingExamples, $"{trainPath} holds no training examples"), ExitCodes.StageFailed);
+            throw new FineTuneException(context.Pipeline.Locate("stages.train").Error(
+                DiagnosticCodes.NoTrainingExamples,
+                $"{trainPath} holds no training examples"), ExitCodes.StageFailed);
 
         var environment = context.Environment;
         var device = ComputeEnvironmentProvider.TorchDevice(environment);
@@ -133,7 +135,8 @@ internal sealed class TrainStage : Stage<TrainSettings>
         var examples = train["examples"]!.GetValue<int>();
         var schedule = StepSchedule.For((examples + settings.BatchSize - 1) / settings.BatchSize,
             settings.GradientAccumulation, settings.Epochs);
-        yield return $"train: {schedule.TotalSteps:N0} optimizer steps of {settings.BatchSize} x {settings.GradientAccumulation} examples over "
+        yield return $"train: {schedule.TotalSteps:N0} optimizer steps of {settings.BatchSize} x " +
+            $"{settings.GradientAccumulation} examples over "
             + $"{settings.Epochs.ToString(CultureInfo.InvariantCulture)} epoch(s)"
                 + (settings.Packing ? " (before packing)" : "");
 
@@ -163,7 +166,8 @@ internal sealed class TrainStage : Stage<TrainSettings>
         var trained = train["trained_tokens"]!.GetValue<long>();
         var flops = new FlopCounter(config, all - embeddings).TrainingFlops((long)(tokens * settings.Epochs),
             train["length_p90"]!.GetValue<int>(), (int)Math.Min(int.MaxValue, trained * settings.Epochs));
-        yield return $"time: about {TrainTimeEstimate.Describe(flops, peak)} on this {device.type.ToString().ToLowerInvariant()}";
+        yield return $"time: about {TrainTimeEstimate.Describe(flops, peak)} on this " +
+            $"{device.type.ToString().ToLowerInvariant()}";
     }
 
     private static ModelLocation ModelFolderOf(StageContext context, TrainSettings settings) =>
@@ -179,7 +183,8 @@ internal sealed class TrainStage : Stage<TrainSettings>
             ModulesToSave = settings.Lora.ModulesToSave,
         };
         var applied = LoraAdapter.Apply(model, options);
-        log.Info($"LoRA r {options.R}, alpha {options.Alpha}{(options.UseRslora ? " (rslora)" : "")}, dropout {options.Dropout} on {string.Join(", ", applied.TargetModules)}"
+        log.Info($"LoRA r {options.R}, alpha {options.Alpha}{(options.UseRslora ? " (rslora)" : "")}, dropout " +
+            $"{options.Dropout} on {string.Join(", ", applied.TargetModules)}"
             + (options.ModulesToSave.Count > 0 ? $", fully trained: {string.Join(", ", options.ModulesToSave)}" : ""));
         return applied;
     }
@@ -202,8 +207,11 @@ internal sealed class TrainStage : Stage<TrainSettings>
         if (tokenizer.VocabSize > model.Config.VocabSize)
         {
             model.Dispose();
-            throw new FineTuneException(context.Pipeline.Locate("stages.tokenize.tokenizer").Error(DiagnosticCodes.TokenizerLargerThanModel,
-                $"the tokenizer has {tokenizer.VocabSize:N0} tokens but model '{settings.Model}' embeds only {model.Config.VocabSize:N0}; tokenize with the model's own tokenizer (tokenizer: the model's folder)"));
+            throw new FineTuneException(context.Pipeline.Locate("stages.tokenize.tokenizer").Error(
+                DiagnosticCodes.TokenizerLargerThanModel,
+                $"the tokenizer has {tokenizer.VocabSize:N0} tokens but model '{settings.Model}' embeds only " +
+                $"{model.Config.VocabSize:N0}; tokenize with the model's own tokenizer (tokenizer: the model's " +
+                $"folder)"));
         }
         return model;
     }

@@ -59,16 +59,21 @@ internal static class CheckpointGuard
             var listing = string.Join("; ", changes.Select(c => $"{c.Setting}: {c.Old} -> {c.New}"));
             if (policy != CheckpointPolicy.ResumeWithChanges)
                 throw new FineTuneException(DiagnosticCodes.CheckpointSettingsChanged,
-                    $"a checkpoint of an interrupted {stage} run (step {StepOf(folder)}, {TrainingCheckpoint.FolderIn(folder)}) has other settings: {listing}. "
-                    + "Run with --restart to discard it and start over, or with --resume-with-changes to continue from it "
+                    $"a checkpoint of an interrupted {stage} run (step {StepOf(folder)}, " +
+                    $"{TrainingCheckpoint.FolderIn(folder)}) has other settings: {listing}. "
+                    + "Run with --restart to discard it and start over, or with --resume-with-changes to continue " +
+                    "from it "
                     + (fixedChanges.Count == 0 ? "with the new settings."
-                        : $"(not possible here: {string.Join(", ", fixedChanges.Select(c => c.Setting))} cannot change in a running training)."),
+                        : $"(not possible here: {string.Join(", ", fixedChanges.Select(c => c.Setting))} cannot " +
+                            $"change in a running training)."),
                     ExitCodes.InvalidInput);
             if (fixedChanges.Count > 0)
                 throw new FineTuneException(DiagnosticCodes.CheckpointCannotTakeChanges,
-                    $"--resume-with-changes: the checkpoint in {TrainingCheckpoint.FolderIn(folder)} cannot continue with these changes: "
+                    $"--resume-with-changes: the checkpoint in {TrainingCheckpoint.FolderIn(folder)} cannot continue " +
+                    $"with these changes: "
                     + string.Join("; ", fixedChanges.Select(c => $"{c.Setting}: {c.Old} -> {c.New}"))
-                    + $". Only {string.Join(", ", ResumableSettings.Order(StringComparer.Ordinal))} may change; run with --restart to start over.",
+                    + $". Only {string.Join(", ", ResumableSettings.Order(StringComparer.Ordinal))} may change; run " +
+                    $"with --restart to start over.",
                     ExitCodes.InvalidInput);
             // Adopt the checkpoint: it now belongs to this run's key, so the trainer resumes it like its own.
             Directory.Move(TrainingCheckpoint.FolderIn(folder), TrainingCheckpoint.FolderIn(own));

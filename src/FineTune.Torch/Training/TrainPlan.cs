@@ -14,9 +14,9 @@ internal sealed record StepSchedule(int TotalSteps, int MicroBatchesPerStep, lon
 {
     /// <summary>
     /// transformers' Trainer: steps per epoch = max(batches // accumulation, 1), steps = ceil(epochs · that). The
-    /// tutorial's 3,729 records at batch 4 (933 batches) with accumulation 4 for 3 epochs give 233 · 3 = 699 steps; the
-    /// micro-batches left over at the end (3 here) are not trained, as there. An epoch shorter than one accumulation
-    /// makes each step one epoch.
+    /// tutorial's 3,729 records at batch 4 (933 batches) with accumulation 4 for 3 epochs give 233 · 3 = 699 steps;
+    /// the micro-batches left over at the end (3 here) are not trained, as there. An epoch shorter than one
+    /// accumulation makes each step one epoch.
     /// </summary>
     public static StepSchedule For(int batchesPerEpoch, int accumulation, double epochs)
     {
@@ -50,11 +50,13 @@ internal sealed record TrainPlan(
         yield return string.Create(c,
             $"plan: model {Model} ({Architecture}), {ModelParameters:N0} parameters, {Dtype} on {Device}");
         yield return string.Create(c,
-            $"plan: method {Method}, trainable {TrainableParameters:N0} of {AllParameters:N0} ({TrainableShare * 100:0.00} %)");
+            $"plan: method {Method}, trainable {TrainableParameters:N0} of {AllParameters:N0} " +
+            $"({TrainableShare * 100:0.00} %)");
         yield return string.Create(c,
             $"plan: {Examples:N0} examples, {TokensPerEpoch:N0} tokens per epoch, {Epochs:0.##} epoch(s)");
         yield return string.Create(c,
-            $"plan: {Schedule.TotalSteps:N0} optimizer steps of {BatchSize} x {Accumulation} examples ({BatchesPerEpoch:N0} batches per epoch)");
+            $"plan: {Schedule.TotalSteps:N0} optimizer steps of {BatchSize} x {Accumulation} examples " +
+            $"({BatchesPerEpoch:N0} batches per epoch)");
         yield return "plan: estimated time " + TrainTimeEstimate.Describe(TrainingFlops, PeakFlops);
     }
 
@@ -112,7 +114,8 @@ internal sealed record TrainPlan(
             => p.parameter.numel());
         var config = model.Config;
         var architecture = string.Create(CultureInfo.InvariantCulture,
-            $"{config.ModelType}, {config.HiddenSize} hidden, {config.NumHiddenLayers} layers, {config.NumAttentionHeads}/{config.NumKeyValueHeads} heads, vocab {config.VocabSize:N0}");
+            $"{config.ModelType}, {config.HiddenSize} hidden, {config.NumHiddenLayers} layers, " +
+            $"{config.NumAttentionHeads}/{config.NumKeyValueHeads} heads, vocab {config.VocabSize:N0}");
         return new TrainPlan(
             Model: settings.Model, Architecture: architecture, ModelParameters: all - adapters, Method: settings.Method,
             TrainableParameters: named.Where(p => p.parameter.requires_grad).Sum(p => p.parameter.numel()),

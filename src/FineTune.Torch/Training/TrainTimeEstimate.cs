@@ -21,5 +21,6 @@ internal static class TrainTimeEstimate
 
     /// <summary>"5m07s (1.23e+15 FLOP at 50 % of the measured 210 GFLOP/s matmul peak)".</summary>
     public static string Describe(double flops, double peakFlops) => string.Create(CultureInfo.InvariantCulture,
-        $"{Durations.Format(Seconds(flops, peakFlops))} ({flops:0.00e+00} FLOP at {ExpectedUtilisation:P0} of the measured {peakFlops / 1e9:N0} GFLOP/s matmul peak)");
+        $"{Durations.Format(Seconds(flops, peakFlops))} ({flops:0.00e+00} FLOP at {ExpectedUtilisation:P0} of the " +
+        $"measured {peakFlops / 1e9:N0} GFLOP/s matmul peak)");
 }

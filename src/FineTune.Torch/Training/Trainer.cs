@@ -142,7 +142,8 @@ internal sealed class Trainer
         var plan = firstPlan;
         var packingEfficiency = _settings.Packing ? PackingEfficiency(firstPlan) : (double?)null;
         if (packingEfficiency is { } efficiency)
-            _log.Info($"packing: {firstPlan.Sum(b => b.Sum(r => r.Length)):N0} examples in {firstPlan.Sum(b => b.Length):N0} rows of "
+            _log.Info($"packing: {firstPlan.Sum(b => b.Sum(r => r.Length)):N0} examples in " +
+                $"{firstPlan.Sum(b => b.Length):N0} rows of "
                 + $"{RowLength} tokens, packing efficiency {efficiency:P1}");
         var planEpoch = 0L;
         _model.train();
