@@ -37,13 +37,19 @@ public sealed class RunFineTunePipeline : ToolTask
     /// <summary>The download cache folder (FINETUNE_CACHE); empty keeps the CLI's default.</summary>
     public string? CacheDirectory { get; set; }
 
-    /// <summary>An explicit CLI: an executable, or a <c>dotnet-finetune.dll</c> run with <c>dotnet</c>. Empty runs <c>dotnet finetune</c> (the local or global tool).</summary>
+    /// <summary>
+    /// An explicit CLI: an executable, or a <c>dotnet-finetune.dll</c> run with <c>dotnet</c>. Empty runs <c>dotnet
+    /// finetune</c> (the local or global tool).
+    /// </summary>
     public string? FineTuneToolPath { get; set; }
 
     /// <summary>The tool version this package works with; empty means the version of this task assembly.</summary>
     public string? RequiredToolVersion { get; set; }
 
-    /// <summary>When <c>dotnet finetune</c> is not available, run <c>dotnet tool restore</c> once (the project's dotnet-tools.json) and try again.</summary>
+    /// <summary>
+    /// When <c>dotnet finetune</c> is not available, run <c>dotnet tool restore</c> once (the project's
+    /// dotnet-tools.json) and try again.
+    /// </summary>
     public bool RestoreTool { get; set; } = true;
 
     /// <summary>Where the CLI writes the absolute paths of the files the run read (<c>--inputs-file</c>).</summary>
@@ -55,14 +61,20 @@ public sealed class RunFineTunePipeline : ToolTask
     /// <summary>The folder the CLI runs in; its diagnostics name files relative to it.</summary>
     public string? WorkingDirectory { get; set; }
 
-    /// <summary>How long a cancelled run may take to stop cleanly (finish the step, save a checkpoint) before it is killed.</summary>
+    /// <summary>
+    /// How long a cancelled run may take to stop cleanly (finish the step, save a checkpoint) before it is killed.
+    /// </summary>
     public int CancelGraceMilliseconds { get; set; } = 30_000;
 
-    /// <summary>The export folder of the pipeline (absent when the run stopped before export); metadata <c>Pipeline</c>.</summary>
+    /// <summary>
+    /// The export folder of the pipeline (absent when the run stopped before export); metadata <c>Pipeline</c>.
+    /// </summary>
     [Output]
     public ITaskItem? ExportDirectory { get; private set; }
 
-    /// <summary>The files of the export folder; metadata <c>RelativePath</c> (inside the folder) and <c>Pipeline</c>.</summary>
+    /// <summary>
+    /// The files of the export folder; metadata <c>RelativePath</c> (inside the folder) and <c>Pipeline</c>.
+    /// </summary>
     [Output]
     public ITaskItem[] ExportFiles { get; private set; } = [];
 
@@ -79,14 +91,17 @@ public sealed class RunFineTunePipeline : ToolTask
 
     protected override string ToolName => "dotnet";
 
-    private bool RunsDll => FineTuneToolPath is { Length: > 0 } path && path.EndsWith(".dll", StringComparison.OrdinalIgnoreCase);
+    private bool RunsDll => FineTuneToolPath is { Length: > 0 } path
+        && path.EndsWith(".dll", StringComparison.OrdinalIgnoreCase);
 
-    private static string DotnetHost => Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host && File.Exists(host) ? host : "dotnet";
+    private static string DotnetHost => Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host
+        && File.Exists(host) ? host : "dotnet";
 
     protected override string GenerateFullPathToTool() =>
         FineTuneToolPath is { Length: > 0 } path && !RunsDll ? Path.GetFullPath(path) : DotnetHost;
 
-    protected override string? GetWorkingDirectory() => string.IsNullOrEmpty(WorkingDirectory) ? null : WorkingDirectory;
+    protected override string? GetWorkingDirectory() => string.IsNullOrEmpty(WorkingDirectory) ? null
+        : WorkingDirectory;
 
     /// <summary>The arguments that select the CLI: <c>finetune</c>, a dll, or nothing for an executable.</summary>
     private void AppendToolSelection(CommandLineBuilder builder)
@@ -102,9 +117,12 @@ public sealed class RunFineTunePipeline : ToolTask
         builder.AppendTextUnquoted(" run");
         builder.AppendFileNameIfNotNull(Path.GetFullPath(Pipeline));
         builder.AppendSwitchIfNotNull("--until ", string.IsNullOrWhiteSpace(Until) ? null : Until!.Trim());
-        if (!string.IsNullOrWhiteSpace(Device)) builder.AppendSwitchIfNotNull("--set ", "train.device=" + Device!.Trim());
-        foreach (var setting in Settings.Where(s => !string.IsNullOrWhiteSpace(s))) builder.AppendSwitchIfNotNull("--set ", setting.Trim());
-        builder.AppendSwitchIfNotNull("--inputs-file ", string.IsNullOrEmpty(InputsFile) ? null : Path.GetFullPath(InputsFile!));
+        if (!string.IsNullOrWhiteSpace(Device))
+            builder.AppendSwitchIfNotNull("--set ", "train.device=" + Device!.Trim());
+        foreach (var setting in Settings.Where(s => !string.IsNullOrWhiteSpace(s)))
+            builder.AppendSwitchIfNotNull("--set ", setting.Trim());
+        builder.AppendSwitchIfNotNull("--inputs-file ", string.IsNullOrEmpty(InputsFile) ? null
+            : Path.GetFullPath(InputsFile!));
         builder.AppendSwitch("--json");
         return builder.ToString();
     }
@@ -114,30 +132,41 @@ public sealed class RunFineTunePipeline : ToolTask
         if (!File.Exists(Pipeline))
         {
             Log.LogError(null, "FT0803", null, ProjectFile, 0, 0, 0, 0,
-                $"FineTunePipeline '{RelativePath(GetWorkingDirectory() ?? Directory.GetCurrentDirectory(), Path.GetFullPath(Pipeline))}' does not exist; fix the Include of the FineTunePipeline item (it is relative to the project folder)");
+                "FineTunePipeline '"
+                + RelativePath(GetWorkingDirectory() ?? Directory.GetCurrentDirectory(), Path.GetFullPath(Pipeline))
+                + "' does not exist; fix the Include of the FineTunePipeline item (it is relative to the project "
+                + "folder)");
             return false;
         }
         if (!string.IsNullOrEmpty(FineTuneToolPath) && !File.Exists(FineTuneToolPath))
         {
             Log.LogError(null, "FT0801", null, ProjectFile, 0, 0, 0, 0,
-                $"FineTuneToolPath '{FineTuneToolPath}' does not exist; point it at the dotnet-finetune executable or dll, or leave it empty to use the tool from dotnet-tools.json ('dotnet tool restore')");
+                $"FineTuneToolPath '{FineTuneToolPath}' does not exist; point it at the dotnet-finetune executable " +
+                $"or dll, or leave it empty to use the tool from dotnet-tools.json ('dotnet tool restore')");
             return false;
         }
         if (!CheckToolVersion()) return false;
         if (!string.IsNullOrEmpty(CacheDirectory))
-            EnvironmentVariables = [.. EnvironmentVariables ?? [], "FINETUNE_CACHE=" + Path.GetFullPath(CacheDirectory!)];
+            EnvironmentVariables = [.. EnvironmentVariables ?? [], "FINETUNE_CACHE="
+                + Path.GetFullPath(CacheDirectory!)];
 
         if (!base.Execute()) return false;
         return ReadResult();
     }
 
-    /// <summary>Runs <c>--version</c> first, so a missing or mismatched tool is one clear error rather than a confusing failure.</summary>
+    /// <summary>
+    /// Runs <c>--version</c> first, so a missing or mismatched tool is one clear error rather than a confusing failure.
+    /// </summary>
     private bool CheckToolVersion()
     {
-        var required = string.IsNullOrWhiteSpace(RequiredToolVersion) ? VersionCore(OwnVersion) : VersionCore(RequiredToolVersion!);
+        var required = string.IsNullOrWhiteSpace(RequiredToolVersion) ? VersionCore(OwnVersion)
+            : VersionCore(RequiredToolVersion!);
         var restoreHint = string.IsNullOrEmpty(FineTuneToolPath)
-            ? $"run 'dotnet tool restore' in the project folder (its dotnet-tools.json should list finetune.cli {required}), or 'dotnet tool install FineTune.Cli --version {required}' (add -g for a global tool); or set FineTuneToolPath"
-            : $"point FineTuneToolPath at FineTune.Cli {required}, or leave it empty to use the tool from dotnet-tools.json ('dotnet tool restore')";
+            ? $"run 'dotnet tool restore' in the project folder (its dotnet-tools.json should list finetune.cli " +
+                $"{required}), or 'dotnet tool install FineTune.Cli --version {required}' (add -g for a global " +
+                $"tool); or set FineTuneToolPath"
+            : $"point FineTuneToolPath at FineTune.Cli {required}, or leave it empty to use the tool from " +
+                $"dotnet-tools.json ('dotnet tool restore')";
 
         var builder = new CommandLineBuilder();
         AppendToolSelection(builder);
@@ -145,7 +174,8 @@ public sealed class RunFineTunePipeline : ToolTask
         var (exitCode, output) = RunQuietly(GenerateFullPathToTool(), builder.ToString());
         if (exitCode != 0 && RestoreTool && string.IsNullOrEmpty(FineTuneToolPath))
         {
-            Log.LogMessage(MessageImportance.High, "FineTune: 'dotnet finetune' is not available; running 'dotnet tool restore'");
+            Log.LogMessage(MessageImportance.High,
+                "FineTune: 'dotnet finetune' is not available; running 'dotnet tool restore'");
             var (restoreExit, restoreOutput) = RunQuietly(DotnetHost, "tool restore");
             Log.LogMessage(restoreExit == 0 ? MessageImportance.Low : MessageImportance.High, restoreOutput);
             if (restoreExit == 0) (exitCode, output) = RunQuietly(GenerateFullPathToTool(), builder.ToString());
@@ -155,7 +185,8 @@ public sealed class RunFineTunePipeline : ToolTask
         {
             var detail = output.Split('\n').Select(l => l.Trim()).FirstOrDefault(l => l.Length > 0);
             Log.LogError(null, "FT0801", null, ProjectFile, 0, 0, 0, 0,
-                $"the FineTune tool (FineTune.Cli {required}) is not available{(detail is null ? "" : $" ({detail})")}; {restoreHint}");
+                $"the FineTune tool (FineTune.Cli {required}) is not " +
+                $"available{(detail is null ? "" : $" ({detail})")}; {restoreHint}");
             return false;
         }
         if (found != required)
@@ -196,10 +227,12 @@ public sealed class RunFineTunePipeline : ToolTask
     }
 
     private static string OwnVersion =>
-        typeof(RunFineTunePipeline).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
+        typeof(RunFineTunePipeline).Assembly
+            .GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
 
     /// <summary>"1.2.3-dev.4+abc" -> "1.2.3": prerelease builds of one version work together.</summary>
-    private static string? VersionCore(string text) => VersionPattern.Match(text) is { Success: true } match ? match.Value : null;
+    private static string? VersionCore(string text) => VersionPattern.Match(text) is { Success: true } match
+        ? match.Value : null;
 
     private static readonly Regex VersionPattern = new(@"\d+\.\d+\.\d+", RegexOptions.CultureInvariant);
 
@@ -212,15 +245,19 @@ public sealed class RunFineTunePipeline : ToolTask
 #endif
     }
 
-    /// <summary>Path.GetRelativePath, which .NET Framework lacks; a path on another drive comes back absolute.</summary>
+    /// <summary>
+    /// Path.GetRelativePath, which .NET Framework lacks; a path on another drive comes back absolute.
+    /// </summary>
     internal static string RelativePath(string baseDirectory, string path)
     {
         var separators = new[] { Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar };
         var baseParts = Path.GetFullPath(baseDirectory).TrimEnd(separators).Split(separators);
         var pathParts = Path.GetFullPath(path).Split(separators);
-        var comparison = RuntimeInformation.IsOSPlatform(OSPlatform.Windows) ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
+        var comparison = RuntimeInformation.IsOSPlatform(OSPlatform.Windows) ? StringComparison.OrdinalIgnoreCase
+            : StringComparison.Ordinal;
         var common = 0;
-        while (common < baseParts.Length && common < pathParts.Length && string.Equals(baseParts[common], pathParts[common], comparison)) common++;
+        while (common < baseParts.Length && common < pathParts.Length
+            && string.Equals(baseParts[common], pathParts[common], comparison)) common++;
         if (common == 0) return Path.GetFullPath(path);
         var parts = Enumerable.Repeat("..", baseParts.Length - common).Concat(pathParts.Skip(common)).ToArray();
         return parts.Length == 0 ? "." : string.Join(Path.DirectorySeparatorChar.ToString(), parts);
@@ -229,7 +266,8 @@ public sealed class RunFineTunePipeline : ToolTask
     protected override void LogEventsFromTextOutput(string singleLine, MessageImportance messageImportance)
     {
         // With distinct importances the stream is known for sure; stdout is only the JSON result.
-        if (messageImportance == StandardOutputImportanceToUse && StandardOutputImportanceToUse != StandardErrorImportanceToUse)
+        if (messageImportance == StandardOutputImportanceToUse
+            && StandardOutputImportanceToUse != StandardErrorImportanceToUse)
         {
             _json.AppendLine(singleLine);
             Log.LogMessage(MessageImportance.Low, singleLine);
@@ -243,7 +281,8 @@ public sealed class RunFineTunePipeline : ToolTask
         string? export;
         try
         {
-            // The JSON reader both runtimes have: it presents {"export_directory": "..."} as <root><export_directory type="string">.
+            // The JSON reader both runtimes have: it presents {"export_directory": "..."} as
+            // <root><export_directory type="string">.
             var json = Encoding.UTF8.GetBytes(_json.ToString());
             using var reader = JsonReaderWriterFactory.CreateJsonReader(json, XmlDictionaryReaderQuotas.Max);
             var value = XElement.Load(reader).Element("export_directory");
@@ -252,7 +291,8 @@ public sealed class RunFineTunePipeline : ToolTask
         catch (XmlException e)
         {
             Log.LogError(null, "FT0804", null, ProjectFile, 0, 0, 0, 0,
-                $"the FineTune tool succeeded but its --json result could not be read ({e.Message}); is FineTuneToolPath a FineTune.Cli?");
+                $"the FineTune tool succeeded but its --json result could not be read ({e.Message}); is " +
+                $"FineTuneToolPath a FineTune.Cli?");
             return false;
         }
         if (export is null || !Directory.Exists(export)) return true;

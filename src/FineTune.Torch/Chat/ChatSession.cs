@@ -34,15 +34,20 @@ internal sealed class ChatSession : IDisposable
         DefaultMaxNewTokens = defaultMaxNewTokens;
     }
 
-    /// <param name="loadTokenizer">How to read the tokenizer files (tests pass a fake); the real loader by default.</param>
-    public static ChatSession Open(string modelDirectory, Device? device = null, Func<string, IChatTokenizer>? loadTokenizer = null)
+    /// <param name="loadTokenizer">How to read the tokenizer files (tests pass a fake); the real loader by
+    /// default.</param>
+    public static ChatSession Open(string modelDirectory, Device? device = null,
+        Func<string, IChatTokenizer>? loadTokenizer = null)
     {
         if (!Directory.Exists(modelDirectory))
-            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ChatTargetNotFound, "model folder not found; give the export stage's output folder (or its copy_to folder)", modelDirectory));
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ChatTargetNotFound,
+                "model folder not found; give the export stage's output folder (or its copy_to folder)",
+                modelDirectory));
         var missing = RequiredFiles.Where(f => !File.Exists(Path.Combine(modelDirectory, f))).ToList();
         if (missing.Count > 0)
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ChatModelFilesMissing,
-                $"the model folder lacks {string.Join(", ", missing)}; a chat model folder holds the files the export stage writes " +
+                $"the model folder lacks {string.Join(", ", missing)}; a chat model folder holds the files the " +
+                $"export stage writes " +
                 $"({string.Join(", ", RequiredFiles)}, {ModelFolder.WeightsFile})", modelDirectory));
         ModelFolder.WeightFiles(modelDirectory); // model.safetensors or shards, before the tokenizer takes its time
 
@@ -52,17 +57,20 @@ internal sealed class ChatSession : IDisposable
         {
             model.Dispose();
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.TokenizerModelMismatch,
-                $"the tokenizer has {tokenizer.VocabSize} tokens but the model only {model.Config.VocabSize}; the files come from different runs", modelDirectory));
+                $"the tokenizer has {tokenizer.VocabSize} tokens but the model only {model.Config.VocabSize}; the " +
+                $"files come from different runs", modelDirectory));
         }
         return new ChatSession(model, tokenizer, ReadMaxNewTokens(modelDirectory));
     }
 
     /// <summary>Answers one user message (greedy unless <paramref name="options"/> sets a temperature).</summary>
-    public GenerationResult Answer(string prompt, GenerationOptions? options = null, Action<string>? onText = null, CancellationToken cancellationToken = default)
+    public GenerationResult Answer(string prompt, GenerationOptions? options = null, Action<string>? onText = null,
+        CancellationToken cancellationToken = default)
         => Reply([new ChatMessage("user", prompt)], options, onText, cancellationToken);
 
     /// <summary>Continues a conversation (system, user and assistant turns) with the assistant's next turn.</summary>
-    public GenerationResult Reply(IReadOnlyList<ChatMessage> conversation, GenerationOptions? options = null, Action<string>? onText = null, CancellationToken cancellationToken = default)
+    public GenerationResult Reply(IReadOnlyList<ChatMessage> conversation, GenerationOptions? options = null,
+        Action<string>? onText = null, CancellationToken cancellationToken = default)
     {
         var promptIds = Tokenizer.EncodeConversation(conversation, addGenerationPrompt: true);
         options ??= new GenerationOptions(MaxNewTokens: DefaultMaxNewTokens);
@@ -75,7 +83,8 @@ internal sealed class ChatSession : IDisposable
         if (!File.Exists(path)) return FallbackMaxNewTokens;
         try
         {
-            return JsonNode.Parse(File.ReadAllText(path))?["max_new_tokens"] is JsonValue v && v.TryGetValue<int>(out var n) && n > 0 ? n : FallbackMaxNewTokens;
+            return JsonNode.Parse(File.ReadAllText(path))?["max_new_tokens"] is JsonValue v
+                && v.TryGetValue<int>(out var n) && n > 0 ? n : FallbackMaxNewTokens;
         }
         catch (JsonException) { return FallbackMaxNewTokens; }
     }

@@ -8,7 +8,8 @@ namespace FineTune.Torch.Chat;
 /// </summary>
 internal static class TokenizerFolder
 {
-    public static readonly string[] Files = [ChatTokenizer.TokenizerJsonFile, ChatTokenizer.TokenizerConfigFile, ChatTokenizer.SpecialTokensMapFile];
+    public static readonly string[] Files = [ChatTokenizer.TokenizerJsonFile, ChatTokenizer.TokenizerConfigFile,
+        ChatTokenizer.SpecialTokensMapFile];
 
     public static IChatTokenizer Load(string directory) => ChatTokenizer.LoadFolder(directory);
 }

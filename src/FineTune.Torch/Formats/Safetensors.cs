@@ -7,7 +7,9 @@ using static TorchSharp.torch;
 
 namespace FineTune.Torch.Formats;
 
-/// <summary>One tensor's entry in a safetensors header; offsets are relative to the start of the data section.</summary>
+/// <summary>
+/// One tensor's entry in a safetensors header; offsets are relative to the start of the data section.
+/// </summary>
 internal sealed record SafetensorsEntry(string Name, string Dtype, long[] Shape, long Begin, long End)
 {
     public ScalarType ScalarType => Safetensors.ScalarTypeOf(Dtype);
@@ -15,7 +17,8 @@ internal sealed record SafetensorsEntry(string Name, string Dtype, long[] Shape,
 }
 
 /// <summary>What a safetensors file holds, without its data.</summary>
-internal sealed record SafetensorsHeader(IReadOnlyList<SafetensorsEntry> Tensors, IReadOnlyDictionary<string, string> Metadata, long DataStart, long FileSize)
+internal sealed record SafetensorsHeader(IReadOnlyList<SafetensorsEntry> Tensors,
+    IReadOnlyDictionary<string, string> Metadata, long DataStart, long FileSize)
 {
     public SafetensorsEntry? this[string name] => Tensors.FirstOrDefault(t => t.Name == name);
 }
@@ -40,14 +43,17 @@ internal static class Safetensors
     [
         ("F64", ScalarType.Float64, 8), ("F32", ScalarType.Float32, 4), ("BF16", ScalarType.BFloat16, 2),
         ("F16", ScalarType.Float16, 2), ("I64", ScalarType.Int64, 8), ("I32", ScalarType.Int32, 4),
-        ("I16", ScalarType.Int16, 2), ("I8", ScalarType.Int8, 1), ("U8", ScalarType.Byte, 1), ("BOOL", ScalarType.Bool, 1),
+        ("I16", ScalarType.Int16, 2), ("I8", ScalarType.Int8, 1), ("U8", ScalarType.Byte, 1),
+        ("BOOL", ScalarType.Bool, 1),
     ];
 
     public static ScalarType ScalarTypeOf(string dtype)
-        => Dtypes.FirstOrDefault(d => d.Name == dtype) is { Name: not null } d ? d.Type : throw new ArgumentException($"unknown safetensors dtype '{dtype}'");
+        => Dtypes.FirstOrDefault(d => d.Name == dtype) is { Name: not null } d ? d.Type
+            : throw new ArgumentException($"unknown safetensors dtype '{dtype}'");
 
     public static string DtypeOf(ScalarType type)
-        => Dtypes.FirstOrDefault(d => d.Type == type) is { Name: not null } d ? d.Name : throw new ArgumentException($"dtype {type} cannot be stored in safetensors");
+        => Dtypes.FirstOrDefault(d => d.Type == type) is { Name: not null } d ? d.Name
+            : throw new ArgumentException($"dtype {type} cannot be stored in safetensors");
 
     private static int SizeOf(string dtype) => Dtypes.First(d => d.Name == dtype).Size;
 
@@ -57,7 +63,8 @@ internal static class Safetensors
     /// Writes <paramref name="tensors"/> in sorted key order. <c>__metadata__</c> always carries format=pt (what
     /// transformers checks) plus <paramref name="metadata"/>.
     /// </summary>
-    public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors,
+        IReadOnlyDictionary<string, string>? metadata = null)
     {
         var names = tensors.Keys.OrderBy(k => k, StringComparer.Ordinal).ToList();
         var header = BuildHeader(names, tensors, metadata);
@@ -75,7 +82,8 @@ internal static class Safetensors
         }
     }
 
-    private static byte[] BuildHeader(List<string> names, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata)
+    private static byte[] BuildHeader(List<string> names, IReadOnlyDictionary<string, Tensor> tensors,
+        IReadOnlyDictionary<string, string>? metadata)
     {
         using var buffer = new MemoryStream();
         using (var json = new Utf8JsonWriter(buffer))
@@ -83,7 +91,8 @@ internal static class Safetensors
             json.WriteStartObject();
             json.WriteStartObject("__metadata__");
             json.WriteString("format", "pt");
-            foreach (var (key, value) in (metadata ?? new Dictionary<string, string>()).OrderBy(p => p.Key, StringComparer.Ordinal))
+            foreach (var (key, value) in (metadata ?? new Dictionary<string, string>()).OrderBy(p => p.Key,
+                StringComparer.Ordinal))
                 if (key != "format") json.WriteString(key, value);
             json.WriteEndObject();
             long offset = 0;
@@ -142,7 +151,10 @@ internal static class Safetensors
                 foreach (var chunk in Chunks(tensor))
                 {
                     try { stream.ReadExactly(chunk.bytes); }
-                    catch (EndOfStreamException) { throw Corrupt(path, $"tensor '{entry.Name}' is cut short by the end of the file"); }
+                    catch (EndOfStreamException)
+                    {
+                        throw Corrupt(path, $"tensor '{entry.Name}' is cut short by the end of the file");
+                    }
                 }
             }
         }
@@ -176,7 +188,8 @@ internal static class Safetensors
         var headerLength = BinaryPrimitives.ReadUInt64LittleEndian(lengthBytes);
         if (headerLength > (ulong)(fileSize - 8))
             throw Corrupt(path, $"the header length {headerLength} runs past the end of the file ({fileSize} bytes)");
-        if (headerLength > MaxHeaderBytes) throw Corrupt(path, $"the header length {headerLength} is larger than the {MaxHeaderBytes} bytes allowed");
+        if (headerLength > MaxHeaderBytes)
+            throw Corrupt(path, $"the header length {headerLength} is larger than the {MaxHeaderBytes} bytes allowed");
         var headerBytes = new byte[headerLength];
         stream.ReadExactly(headerBytes);
         var dataStart = 8 + (long)headerLength;
@@ -188,14 +201,16 @@ internal static class Safetensors
 
         using (document)
         {
-            if (document.RootElement.ValueKind != JsonValueKind.Object) throw Corrupt(path, "the header is not a JSON object");
+            if (document.RootElement.ValueKind != JsonValueKind.Object)
+                throw Corrupt(path, "the header is not a JSON object");
             var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
             var entries = new List<SafetensorsEntry>();
             foreach (var property in document.RootElement.EnumerateObject())
             {
                 if (property.Name == "__metadata__")
                 {
-                    if (property.Value.ValueKind != JsonValueKind.Object) throw Corrupt(path, "__metadata__ is not an object");
+                    if (property.Value.ValueKind != JsonValueKind.Object)
+                        throw Corrupt(path, "__metadata__ is not an object");
                     foreach (var m in property.Value.EnumerateObject())
                         metadata[m.Name] = m.Value.ValueKind == JsonValueKind.String
                             ? m.Value.GetString()!
@@ -210,11 +225,15 @@ internal static class Safetensors
             foreach (var entry in entries)
             {
                 if (entry.End > dataLength)
-                    throw Corrupt(path, $"tensor '{entry.Name}' ends at byte {entry.End} of the data, past its end ({dataLength} bytes)");
+                    throw Corrupt(path,
+                        $"tensor '{entry.Name}' ends at byte {entry.End} of the data, past its end ({dataLength} " +
+                        $"bytes)");
                 if (entry.Begin != expected)
                     throw Corrupt(path, entry.Begin < expected
-                        ? $"tensor '{entry.Name}' overlaps the tensor before it (starts at {entry.Begin}, expected {expected})"
-                        : $"tensor '{entry.Name}' leaves a gap before it (starts at {entry.Begin}, expected {expected})");
+                        ? $"tensor '{entry.Name}' overlaps the tensor before it (starts at {entry.Begin}, expected " +
+                            $"{expected})"
+                        : $"tensor '{entry.Name}' leaves a gap before it (starts at {entry.Begin}, expected " +
+                            $"{expected})");
                 expected = entry.End;
             }
             if (expected != dataLength)
@@ -227,33 +246,41 @@ internal static class Safetensors
     {
         var name = property.Name;
         var value = property.Value;
-        if (value.ValueKind != JsonValueKind.Object) throw Corrupt(path, $"tensor '{name}' is not described by an object");
+        if (value.ValueKind != JsonValueKind.Object)
+            throw Corrupt(path, $"tensor '{name}' is not described by an object");
         if (!value.TryGetProperty("dtype", out var dtypeElement) || dtypeElement.ValueKind != JsonValueKind.String)
             throw Corrupt(path, $"tensor '{name}' has no dtype");
         var dtype = dtypeElement.GetString()!;
         if (!Dtypes.Any(d => d.Name == dtype))
-            throw Corrupt(path, $"tensor '{name}' has dtype '{dtype}', which is not supported (expected one of {string.Join(", ", Dtypes.Select(d => d.Name))})");
+            throw Corrupt(path,
+                $"tensor '{name}' has dtype '{dtype}', which is not supported (expected one of " +
+                $"{string.Join(", ", Dtypes.Select(d => d.Name))})");
 
         long[] Longs(string key)
         {
             if (!value.TryGetProperty(key, out var array) || array.ValueKind != JsonValueKind.Array)
                 throw Corrupt(path, $"tensor '{name}' has no '{key}' array");
-            return array.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.Number && e.TryGetInt64(out var n) && n >= 0
+            return array.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.Number && e.TryGetInt64(out var n)
+                    && n >= 0
                 ? n
-                : throw Corrupt(path, $"tensor '{name}' has a '{key}' value that is not a non-negative integer")).ToArray();
+                : throw Corrupt(path,
+                    $"tensor '{name}' has a '{key}' value that is not a non-negative integer")).ToArray();
         }
 
         var shape = Longs("shape");
         var offsets = Longs("data_offsets");
         if (offsets.Length != 2) throw Corrupt(path, $"tensor '{name}' has {offsets.Length} data_offsets (expected 2)");
-        if (offsets[1] < offsets[0]) throw Corrupt(path, $"tensor '{name}' ends (byte {offsets[1]}) before it begins (byte {offsets[0]})");
+        if (offsets[1] < offsets[0])
+            throw Corrupt(path, $"tensor '{name}' ends (byte {offsets[1]}) before it begins (byte {offsets[0]})");
 
         long elements = 1;
         try { foreach (var dim in shape) elements = checked(elements * dim); }
         catch (OverflowException) { throw Corrupt(path, $"tensor '{name}' has a shape too large to address"); }
         var expectedBytes = elements * SizeOf(dtype);
         if (offsets[1] - offsets[0] != expectedBytes)
-            throw Corrupt(path, $"tensor '{name}' spans {offsets[1] - offsets[0]} bytes but shape [{string.Join(", ", shape)}] of {dtype} needs {expectedBytes}");
+            throw Corrupt(path,
+                $"tensor '{name}' spans {offsets[1] - offsets[0]} bytes but shape [{string.Join(", ", shape)}] of " +
+                $"{dtype} needs {expectedBytes}");
         return new SafetensorsEntry(name, dtype, shape, offsets[0], offsets[1]);
     }
 

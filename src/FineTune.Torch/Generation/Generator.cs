@@ -7,11 +7,12 @@ namespace FineTune.Torch.Generation;
 
 /// <param name="MaxNewTokens">Most tokens generated (the stop token counts).</param>
 /// <param name="Temperature">0 picks the most likely token every step (greedy); above 0 samples.</param>
-/// <param name="TopP">When sampling, draw only from the smallest set of tokens whose probabilities reach this share.</param>
+/// <param name="TopP">When sampling, draw only from the smallest set of tokens whose probabilities reach this
+/// share.</param>
 /// <param name="Seed">Seed of the sampler, so a sampled answer can be reproduced.</param>
 /// <param name="StopTokenIds">Generation ends after any of these (null: the tokenizer's stop tokens).</param>
-/// <param name="RepetitionPenalty">transformers' repetition_penalty: 1 leaves the logits alone; above 1 makes every token
-/// already in the prompt or the answer less likely.</param>
+/// <param name="RepetitionPenalty">transformers' repetition_penalty: 1 leaves the logits alone; above 1 makes every
+/// token already in the prompt or the answer less likely.</param>
 internal sealed record GenerationOptions(
     int MaxNewTokens = 64,
     double Temperature = 0,
@@ -36,7 +37,8 @@ internal sealed class TextGenerator(LlamaForCausalLM model, IChatTokenizer token
     /// Continues <paramref name="promptIds"/>. <paramref name="onText"/> receives the answer's text as it grows, in
     /// pieces that concatenate to <see cref="GenerationResult.Text"/>.
     /// </summary>
-    public GenerationResult Generate(IReadOnlyList<int> promptIds, GenerationOptions options, Action<string>? onText = null, CancellationToken cancellationToken = default)
+    public GenerationResult Generate(IReadOnlyList<int> promptIds, GenerationOptions options,
+        Action<string>? onText = null, CancellationToken cancellationToken = default)
     {
         var stops = options.StopTokenIds ?? tokenizer.StopTokenIds;
         var text = new IncrementalText(tokenizer);
@@ -52,7 +54,9 @@ internal sealed class TextGenerator(LlamaForCausalLM model, IChatTokenizer token
         return new GenerationResult(ids, text.Text, finish);
     }
 
-    /// <summary>Token-level decoding without a tokenizer; <paramref name="onToken"/> sees each id as it is chosen.</summary>
+    /// <summary>
+    /// Token-level decoding without a tokenizer; <paramref name="onToken"/> sees each id as it is chosen.
+    /// </summary>
     public static List<int> GenerateIds(LlamaForCausalLM model, IReadOnlyList<int> promptIds, GenerationOptions options,
         Action<int>? onToken = null, CancellationToken cancellationToken = default)
     {
@@ -63,7 +67,8 @@ internal sealed class TextGenerator(LlamaForCausalLM model, IChatTokenizer token
         var present = new HashSet<int>(promptIds);
 
         var device = model.parameters().First().device;
-        using var sampler = options.Temperature > 0 ? new torch.Generator(unchecked((ulong)options.Seed), device) : null;
+        using var sampler = options.Temperature > 0 ? new torch.Generator(unchecked((ulong)options.Seed), device)
+            : null;
         using var noGrad = no_grad();
         var wasTraining = model.training;
         model.eval();
@@ -79,8 +84,10 @@ internal sealed class TextGenerator(LlamaForCausalLM model, IChatTokenizer token
                 {
                     var hidden = model.Hidden(input, attentionMask: null, cache: cache);
                     var logits = model.Logits(hidden[0, -1]).to(ScalarType.Float32);
-                    if (options.RepetitionPenalty != 1.0) logits = ApplyRepetitionPenalty(logits, present, options.RepetitionPenalty);
-                    next = options.Temperature > 0 ? Sample(logits, options, sampler!) : (int)logits.argmax().item<long>();
+                    if (options.RepetitionPenalty != 1.0)
+                        logits = ApplyRepetitionPenalty(logits, present, options.RepetitionPenalty);
+                    next = options.Temperature > 0 ? Sample(logits, options, sampler!)
+                        : (int)logits.argmax().item<long>();
                 }
                 input.Dispose();
                 generated.Add(next);

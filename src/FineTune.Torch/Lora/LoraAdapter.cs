@@ -10,7 +10,9 @@ using static TorchSharp.torch;
 
 namespace FineTune.Torch.Lora;
 
-/// <summary>What <see cref="LoraAdapter.Apply"/> did: the adapters, the parameters to optimise and the counts for the plan.</summary>
+/// <summary>
+/// What <see cref="LoraAdapter.Apply"/> did: the adapters, the parameters to optimise and the counts for the plan.
+/// </summary>
 internal sealed record AppliedLora(
     LoraOptions Options,
     IReadOnlyList<string> TargetModules,
@@ -19,14 +21,17 @@ internal sealed record AppliedLora(
     long TrainableCount,
     long TotalCount)
 {
-    /// <summary>Trainable share of all parameters (PEFT's print_trainable_parameters), e.g. 0.0026 for Llama-3-8B r=8.</summary>
+    /// <summary>
+    /// Trainable share of all parameters (PEFT's print_trainable_parameters), e.g. 0.0026 for Llama-3-8B r=8.
+    /// </summary>
     public double TrainableShare => TotalCount == 0 ? 0 : (double)TrainableCount / TotalCount;
 }
 
 /// <summary>
-/// LoRA on a <see cref="LlamaForCausalLM"/> with PEFT's semantics and file format. The targeted projections are replaced
-/// in place by <see cref="LoraLinear"/> wrappers, so model.parameters() and named_parameters() include the adapters
-/// (named model.layers.{i}.self_attn.q_proj.lora_A.weight ...) and the base keys keep their Hugging Face names.
+/// LoRA on a <see cref="LlamaForCausalLM"/> with PEFT's semantics and file format. The targeted projections are
+/// replaced in place by <see cref="LoraLinear"/> wrappers, so model.parameters() and named_parameters() include the
+/// adapters (named model.layers.{i}.self_attn.q_proj.lora_A.weight ...) and the base keys keep their Hugging Face
+/// names.
 /// </summary>
 internal static class LoraAdapter
 {
@@ -46,9 +51,11 @@ internal static class LoraAdapter
         if (Layers(model).Count > 0) throw new InvalidOperationException("LoRA is already applied to this model");
         var targets = ResolveTargets(options);
         if (options.R <= 0)
-            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidLoraOptions, $"LoRA r must be a positive integer, not {options.R}", null), ExitCodes.InvalidInput);
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidLoraOptions,
+                $"LoRA r must be a positive integer, not {options.R}", null), ExitCodes.InvalidInput);
         if (options.Dropout is < 0 or >= 1)
-            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidLoraOptions, $"LoRA dropout must be in [0, 1), not {options.Dropout}", null), ExitCodes.InvalidInput);
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidLoraOptions,
+                $"LoRA dropout must be in [0, 1), not {options.Dropout}", null), ExitCodes.InvalidInput);
 
         var saved = ResolveModulesToSave(model, options);
         foreach (var parameter in model.parameters()) parameter.requires_grad = false;
@@ -60,11 +67,13 @@ internal static class LoraAdapter
         {
             if (!name.StartsWith("model.layers.", StringComparison.Ordinal) || module is not Linear linear) continue;
             if (!targets.Contains(LastPart(name))) continue;
-            var wrapper = new LoraLinear(linear, options.R, options.Alpha, options.Dropout, options.UseRslora, generator);
+            var wrapper = new LoraLinear(linear, options.R, options.Alpha, options.Dropout, options.UseRslora,
+                generator);
             ReplaceSubmodule(modules[ParentName(name)], LastPart(name), linear, wrapper);
             layers[name] = wrapper;
         }
-        model.train(model.training); // freshly built wrappers are in training mode (dropout on) whatever the model is in
+        // freshly built wrappers are in training mode (dropout on) whatever the model is in
+        model.train(model.training);
 
         var trainable = layers.Values.SelectMany(l => new[] { l.A, l.B }).ToList();
         // modules_to_save train in place: this process owns its copy of the base, so PEFT's separate copy is the
@@ -106,13 +115,17 @@ internal static class LoraAdapter
 
     /// <summary>
     /// Writes PEFT's adapter folder: adapter_config.json and adapter_model.safetensors (float32 lora_A / lora_B under
-    /// base_model.model.model.layers.{i}...). <paramref name="baseModelNameOrPath"/> is the Hub id or folder of the base.
+    /// base_model.model.model.layers.{i}...). <paramref name="baseModelNameOrPath"/> is the Hub id or folder of the
+    /// base.
     /// </summary>
-    public static void SaveAdapter(LlamaForCausalLM model, LoraOptions options, string folder, string? baseModelNameOrPath)
+    public static void SaveAdapter(LlamaForCausalLM model, LoraOptions options, string folder,
+        string? baseModelNameOrPath)
     {
         var layers = Layers(model);
         if (layers.Count == 0) throw new InvalidOperationException("the model has no LoRA adapters to save");
-        if (layers.Values.Any(l => l.Merged)) throw new InvalidOperationException("the adapters are merged into the base weights; save them before merging");
+        if (layers.Values.Any(l => l.Merged))
+            throw new InvalidOperationException("the adapters are merged into the base weights; save them before " +
+                "merging");
         Directory.CreateDirectory(folder);
 
         using var scope = NewDisposeScope();
@@ -141,18 +154,23 @@ internal static class LoraAdapter
             ["fan_in_fan_out"] = false,
             ["init_lora_weights"] = true,
             ["inference_mode"] = true,
-            ["modules_to_save"] = options.ModulesToSave.Count == 0 ? null : new JsonArray(options.ModulesToSave.Distinct().Select(m => (JsonNode)m).ToArray()),
+            ["modules_to_save"] = options.ModulesToSave.Count == 0 ? null
+                : new JsonArray(options.ModulesToSave.Distinct().Select(m => (JsonNode)m).ToArray()),
             ["use_dora"] = false,
         };
-        File.WriteAllText(Path.Combine(folder, ConfigFile), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        File.WriteAllText(Path.Combine(folder, ConfigFile),
+            config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
     }
 
-    /// <summary>Reads adapter_config.json into options (r, lora_alpha, lora_dropout, target_modules, use_rslora).</summary>
+    /// <summary>
+    /// Reads adapter_config.json into options (r, lora_alpha, lora_dropout, target_modules, use_rslora).
+    /// </summary>
     public static LoraOptions ReadAdapterConfig(string folder)
     {
         var path = Path.Combine(folder, ConfigFile);
         if (!File.Exists(path))
-            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidAdapterConfig, $"the adapter folder has no {ConfigFile}", folder), ExitCodes.InvalidInput);
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidAdapterConfig,
+                $"the adapter folder has no {ConfigFile}", folder), ExitCodes.InvalidInput);
         try
         {
             var json = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
@@ -168,16 +186,20 @@ internal static class LoraAdapter
             return new LoraOptions
             {
                 R = json["r"]?.GetValue<int>() ?? throw new InvalidDataException("r is missing"),
-                Alpha = json["lora_alpha"]?.GetValue<double>() ?? throw new InvalidDataException("lora_alpha is missing"),
+                Alpha = json["lora_alpha"]?.GetValue<double>()
+                    ?? throw new InvalidDataException("lora_alpha is missing"),
                 Dropout = json["lora_dropout"]?.GetValue<double>() ?? 0,
                 TargetModules = targets,
                 UseRslora = json["use_rslora"]?.GetValue<bool>() ?? false,
-                ModulesToSave = json["modules_to_save"] is JsonArray saved ? saved.Select(m => m!.GetValue<string>()).ToList() : [],
+                ModulesToSave = json["modules_to_save"] is JsonArray saved
+                    ? saved.Select(m => m!.GetValue<string>()).ToList() : [],
             };
         }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or InvalidDataException or FormatException)
+        catch (Exception e)
+            when (e is JsonException or InvalidOperationException or InvalidDataException or FormatException)
         {
-            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidAdapterConfig, $"{ConfigFile} is not a usable LoRA adapter config: {e.Message}", path), ExitCodes.InvalidInput);
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidAdapterConfig,
+                $"{ConfigFile} is not a usable LoRA adapter config: {e.Message}", path), ExitCodes.InvalidInput);
         }
     }
 
@@ -191,7 +213,8 @@ internal static class LoraAdapter
         var applied = Apply(model, options);
         var path = Path.Combine(folder, WeightsFile);
         if (!File.Exists(path))
-            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.AdapterWeightsMismatch, $"the adapter folder has no {WeightsFile}", folder), ExitCodes.InvalidInput);
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.AdapterWeightsMismatch,
+                $"the adapter folder has no {WeightsFile}", folder), ExitCodes.InvalidInput);
 
         var expected = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         foreach (var (name, layer) in applied.Layers)
@@ -208,14 +231,17 @@ internal static class LoraAdapter
             var entry = header[name];
             if (entry is null) problems.Add($"missing '{name}'");
             else if (!entry.Shape.SequenceEqual(tensor.shape))
-                problems.Add($"'{name}' has shape [{string.Join(", ", entry.Shape)}] but the model needs [{string.Join(", ", tensor.shape)}]");
+                problems.Add($"'{name}' has shape [{string.Join(", ", entry.Shape)}] but the model needs " +
+                    $"[{string.Join(", ", tensor.shape)}]");
         }
-        // PEFT may name the adapter ("...lora_A.default.weight" in memory); on disk the name is stripped. Anything else is foreign.
+        // PEFT may name the adapter ("...lora_A.default.weight" in memory); on disk the name is stripped. Anything else
+        // is foreign.
         foreach (var entry in header.Tensors)
             if (!expected.ContainsKey(entry.Name)) problems.Add($"unexpected '{entry.Name}'");
         if (problems.Count > 0)
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.AdapterWeightsMismatch,
-                $"the adapter weights do not fit this model ({problems.Count} problem(s)): {string.Join("; ", problems.Take(20))}{(problems.Count > 20 ? "; ..." : "")}",
+                $"the adapter weights do not fit this model ({problems.Count} problem(s)): " +
+                $"{string.Join("; ", problems.Take(20))}{(problems.Count > 20 ? "; ..." : "")}",
                 path), ExitCodes.InvalidInput);
 
         var loaded = Safetensors.Load(path);
@@ -255,16 +281,20 @@ internal static class LoraAdapter
         var unknown = options.ModulesToSave.Where(m => !LoraOptions.SavableModules.ContainsKey(m)).ToList();
         if (unknown.Count > 0)
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ModulesToSaveRefused,
-                $"LoRA modules_to_save: unknown module(s) {string.Join(", ", unknown)}; use {string.Join(" or ", LoraOptions.SavableModules.Keys)}", null), ExitCodes.InvalidInput);
+                $"LoRA modules_to_save: unknown module(s) {string.Join(", ", unknown)}; use " +
+                $"{string.Join(" or ", LoraOptions.SavableModules.Keys)}", null), ExitCodes.InvalidInput);
         if (options.ModulesToSave.Count > 0 && model.Config.TieWordEmbeddings)
             // PEFT would train a copy of one of the two and silently untie them; the merged model would then need a
             // head the architecture says it has not.
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ModulesToSaveRefused,
-                $"LoRA modules_to_save ({string.Join(", ", options.ModulesToSave)}) on a model with tied embeddings (tie_word_embeddings: true): "
-                + "the output head is the embedding matrix, so training either trains both and unties nothing PEFT could save. "
+                $"LoRA modules_to_save ({string.Join(", ", options.ModulesToSave)}) on a model with tied embeddings " +
+                $"(tie_word_embeddings: true): "
+                + "the output head is the embedding matrix, so training either trains both and unties nothing PEFT " +
+                "could save. "
                 + "Remove modules_to_save, or use method: full to train every weight.", null), ExitCodes.InvalidInput);
         var parameters = model.named_parameters().ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
-        return options.ModulesToSave.Distinct().ToDictionary(m => m, m => parameters[LoraOptions.SavableModules[m]], StringComparer.Ordinal);
+        return options.ModulesToSave.Distinct().ToDictionary(m => m, m => parameters[LoraOptions.SavableModules[m]],
+            StringComparer.Ordinal);
     }
 
     private static IReadOnlyList<string> ResolveTargets(LoraOptions options)
@@ -272,7 +302,8 @@ internal static class LoraAdapter
         try { return options.ResolvedTargets(); }
         catch (ArgumentException e)
         {
-            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidLoraOptions, e.Message, null), ExitCodes.InvalidInput);
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidLoraOptions, e.Message, null),
+                ExitCodes.InvalidInput);
         }
     }
 
@@ -287,7 +318,8 @@ internal static class LoraAdapter
         var field = FieldsOf(parent.GetType()).FirstOrDefault(f => ReferenceEquals(f.GetValue(parent), oldModule))
             ?? throw new InvalidOperationException($"{parent.GetType().Name} has no field holding '{name}'");
         if (!field.FieldType.IsInstanceOfType(newModule))
-            throw new InvalidOperationException($"{parent.GetType().Name}.{field.Name} is a {field.FieldType.Name} and cannot hold a {newModule.GetType().Name}");
+            throw new InvalidOperationException($"{parent.GetType().Name}.{field.Name} is a {field.FieldType.Name} " +
+                $"and cannot hold a {newModule.GetType().Name}");
         field.SetValue(parent, newModule);
 
         var registryField = FieldsOf(typeof(nn.Module)).FirstOrDefault(f => f.Name == "_internal_submodules")
@@ -295,7 +327,8 @@ internal static class LoraAdapter
         var registry = (TorchSharp.Utils.OrderedDict<string, nn.Module>)registryField.GetValue(parent)!;
         var entries = new List<(string Key, nn.Module Module)>();
         using (var items = registry.items())
-            while (items.MoveNext()) entries.Add((items.Current.Item1, items.Current.Item1 == name ? newModule : items.Current.Item2));
+            while (items.MoveNext())
+                entries.Add((items.Current.Item1, items.Current.Item1 == name ? newModule : items.Current.Item2));
         registry.clear();
         foreach (var (key, module) in entries) parent.register_module(key, module);
     }
@@ -303,7 +336,8 @@ internal static class LoraAdapter
     private static IEnumerable<FieldInfo> FieldsOf(Type? type)
     {
         for (; type is not null; type = type.BaseType)
-            foreach (var field in type.GetFields(BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public | BindingFlags.DeclaredOnly))
+            foreach (var field in type.GetFields(
+                BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public | BindingFlags.DeclaredOnly))
                 yield return field;
     }
 }

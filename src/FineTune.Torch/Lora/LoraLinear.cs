@@ -19,13 +19,16 @@ internal sealed class LoraLinear : nn.Module<Tensor, Tensor>
     private readonly Parameter? bias;
     private readonly Linear lora_A;
     private readonly Linear lora_B;
-    // Not an nn.Dropout: its masks come from the global generator, which gradient checkpointing could not replay on CUDA.
+    // Not an nn.Dropout: its masks come from the global generator, which gradient checkpointing could not replay on
+    // CUDA.
     private readonly double dropout;
 
     public int Rank { get; }
     public double Scale { get; }
 
-    /// <summary>True once the update has been added into <see cref="BaseWeight"/>; forward then skips the adapter path.</summary>
+    /// <summary>
+    /// True once the update has been added into <see cref="BaseWeight"/>; forward then skips the adapter path.
+    /// </summary>
     public bool Merged { get; private set; }
 
     public long InFeatures => weight.shape[1];
@@ -36,8 +39,10 @@ internal sealed class LoraLinear : nn.Module<Tensor, Tensor>
     public Parameter B => lora_B.weight!;
 
     /// <param name="baseLayer">The layer to adapt; its parameters are shared (not copied) and frozen.</param>
-    /// <param name="generator">Draws A; B starts at zero so the wrapped layer computes exactly what the base does.</param>
-    public LoraLinear(Linear baseLayer, int rank, double alpha, double dropout, bool useRslora, Generator? generator = null)
+    /// <param name="generator">Draws A; B starts at zero so the wrapped layer computes exactly what the base
+    /// does.</param>
+    public LoraLinear(Linear baseLayer, int rank, double alpha, double dropout, bool useRslora,
+        Generator? generator = null)
         : base("LoraLinear")
     {
         if (rank <= 0) throw new ArgumentOutOfRangeException(nameof(rank), rank, "LoRA rank must be positive");
@@ -99,10 +104,13 @@ internal sealed class LoraLinear : nn.Module<Tensor, Tensor>
         Merged = true;
     }
 
-    /// <summary>A plain Linear over the (possibly merged) base weight and bias, for putting the original layer back.</summary>
+    /// <summary>
+    /// A plain Linear over the (possibly merged) base weight and bias, for putting the original layer back.
+    /// </summary>
     public Linear ToBaseLinear()
     {
-        var linear = nn.Linear(InFeatures, OutFeatures, hasBias: bias is not null, device: weight.device, dtype: weight.dtype);
+        var linear = nn.Linear(InFeatures, OutFeatures, hasBias: bias is not null, device: weight.device,
+            dtype: weight.dtype);
         linear.weight = weight;
         if (bias is not null) linear.bias = bias;
         return linear;

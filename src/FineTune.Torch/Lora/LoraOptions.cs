@@ -2,14 +2,19 @@ using FineTune.Torch.Models;
 
 namespace FineTune.Torch.Lora;
 
-/// <summary>LoRA settings with PEFT's meaning (LoraConfig: r, lora_alpha, lora_dropout, target_modules, use_rslora).</summary>
+/// <summary>
+/// LoRA settings with PEFT's meaning (LoraConfig: r, lora_alpha, lora_dropout, target_modules, use_rslora).
+/// </summary>
 internal sealed record LoraOptions
 {
     public int R { get; init; } = 8;
     public double Alpha { get; init; } = 16;
     public double Dropout { get; init; }
 
-    /// <summary>Projection names (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj) or the single entry "all-linear".</summary>
+    /// <summary>
+    /// Projection names (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj) or the single entry
+    /// "all-linear".
+    /// </summary>
     public IReadOnlyList<string> TargetModules { get; init; } = ["q_proj", "v_proj"];
 
     public bool UseRslora { get; init; }
@@ -20,8 +25,11 @@ internal sealed record LoraOptions
     /// </summary>
     public IReadOnlyList<string> ModulesToSave { get; init; } = [];
 
-    /// <summary>The modules <see cref="ModulesToSave"/> may name, with the key of their weight in the checkpoint.</summary>
-    public static readonly IReadOnlyDictionary<string, string> SavableModules = new Dictionary<string, string>(StringComparer.Ordinal)
+    /// <summary>
+    /// The modules <see cref="ModulesToSave"/> may name, with the key of their weight in the checkpoint.
+    /// </summary>
+    public static readonly IReadOnlyDictionary<string, string> SavableModules =
+        new Dictionary<string, string>(StringComparer.Ordinal)
     {
         ["embed_tokens"] = "model.embed_tokens.weight",
         ["lm_head"] = "lm_head.weight",
@@ -32,7 +40,9 @@ internal sealed record LoraOptions
 
     public const string AllLinear = "all-linear";
 
-    /// <summary>The projections of a decoder layer, in module order; "all-linear" means all of them (never lm_head).</summary>
+    /// <summary>
+    /// The projections of a decoder layer, in module order; "all-linear" means all of them (never lm_head).
+    /// </summary>
     public static readonly IReadOnlyList<string> DecoderProjections =
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 
@@ -44,16 +54,20 @@ internal sealed record LoraOptions
         if (TargetModules.Count == 0) throw new ArgumentException("LoRA target_modules is empty");
         if (TargetModules.Any(t => t == AllLinear))
         {
-            if (TargetModules.Count > 1) throw new ArgumentException($"LoRA target_modules: '{AllLinear}' cannot be combined with names");
+            if (TargetModules.Count > 1)
+                throw new ArgumentException($"LoRA target_modules: '{AllLinear}' cannot be combined with names");
             return DecoderProjections;
         }
         var unknown = TargetModules.Where(t => !DecoderProjections.Contains(t)).ToList();
         if (unknown.Count > 0)
-            throw new ArgumentException($"LoRA target_modules: unknown module(s) {string.Join(", ", unknown)}; use {string.Join(", ", DecoderProjections)} or '{AllLinear}'");
+            throw new ArgumentException($"LoRA target_modules: unknown module(s) {string.Join(", ", unknown)}; use " +
+                $"{string.Join(", ", DecoderProjections)} or '{AllLinear}'");
         return DecoderProjections.Where(TargetModules.Contains).ToList();
     }
 
-    /// <summary>Trainable LoRA parameters for a model of this config, without building it: r·(in + out) per adapted projection.</summary>
+    /// <summary>
+    /// Trainable LoRA parameters for a model of this config, without building it: r·(in + out) per adapted projection.
+    /// </summary>
     public long TrainableParameterCount(LlamaConfig config)
     {
         long perLayer = 0;
@@ -62,13 +76,15 @@ internal sealed record LoraOptions
             var (inFeatures, outFeatures) = ProjectionShape(config, target);
             perLayer += (long)R * (inFeatures + outFeatures);
         }
-        return perLayer * config.NumHiddenLayers + ModulesToSave.Distinct().Count() * (long)config.VocabSize * config.HiddenSize;
+        return perLayer * config.NumHiddenLayers
+            + ModulesToSave.Distinct().Count() * (long)config.VocabSize * config.HiddenSize;
     }
 
     /// <summary>(in, out) features of a decoder projection, as LlamaForCausalLM builds it.</summary>
     public static (long In, long Out) ProjectionShape(LlamaConfig config, string projection)
     {
-        long hidden = config.HiddenSize, q = (long)config.NumAttentionHeads * config.HeadDim, kv = (long)config.NumKeyValueHeads * config.HeadDim;
+        long hidden = config.HiddenSize, q = (long)config.NumAttentionHeads * config.HeadDim,
+            kv = (long)config.NumKeyValueHeads * config.HeadDim;
         return projection switch
         {
             "q_proj" => (hidden, q),

@@ -25,7 +25,9 @@ internal sealed class GradientCheckpoint : autograd.SingleTensorFunction<Gradien
     // must outlive the return; it is released at the next call instead of at the end of the step.
     private static Tensor? s_handedOn;
 
-    /// <summary>Layers recomputed by backward on this thread (CPU backward runs on the caller's thread); for tests.</summary>
+    /// <summary>
+    /// Layers recomputed by backward on this thread (CPU backward runs on the caller's thread); for tests.
+    /// </summary>
     [ThreadStatic] internal static long Recomputations;
 
     /// <summary>

@@ -8,7 +8,8 @@ namespace FineTune.Torch.Models;
 /// <c>rope_scaling</c> of config.json. <c>llama3</c> (Llama 3.1/3.2) stretches the low frequencies by
 /// <see cref="Factor"/> and blends the middle band; <c>linear</c> divides every frequency by <see cref="Factor"/>.
 /// </summary>
-internal sealed record RopeScaling(string RopeType, double Factor, double LowFreqFactor = 1, double HighFreqFactor = 4, int OriginalMaxPositionEmbeddings = 8192);
+internal sealed record RopeScaling(string RopeType, double Factor, double LowFreqFactor = 1, double HighFreqFactor = 4,
+    int OriginalMaxPositionEmbeddings = 8192);
 
 /// <summary>
 /// The hyper-parameters of a Llama-family decoder (Llama 2/3, Mistral, Qwen2/2.5, Qwen3), named and serialised as
@@ -18,7 +19,9 @@ internal sealed record RopeScaling(string RopeType, double Factor, double LowFre
 /// </summary>
 internal sealed record LlamaConfig
 {
-    /// <summary>The <c>model_type</c> values this decoder implements, with the architecture class each one names.</summary>
+    /// <summary>
+    /// The <c>model_type</c> values this decoder implements, with the architecture class each one names.
+    /// </summary>
     public static readonly IReadOnlyDictionary<string, string> SupportedModelTypes = new Dictionary<string, string>
     {
         ["llama"] = "LlamaForCausalLM",
@@ -44,7 +47,9 @@ internal sealed record LlamaConfig
     public int MaxPositionEmbeddings { get; init; } = 2048;
     public bool TieWordEmbeddings { get; init; }
 
-    /// <summary>Mistral's sliding window: each position attends to itself and the window - 1 positions before it.</summary>
+    /// <summary>
+    /// Mistral's sliding window: each position attends to itself and the window - 1 positions before it.
+    /// </summary>
     public int? SlidingWindow { get; init; }
 
     /// <summary>Biases on q_proj, k_proj and v_proj (o_proj never has one); always on for qwen2.</summary>
@@ -57,7 +62,9 @@ internal sealed record LlamaConfig
     public int? EosTokenId { get; init; }
     public int? PadTokenId { get; init; }
 
-    /// <summary>hidden_size / num_attention_heads unless config.json says otherwise (Qwen3, Llama 3.2 and Mistral Nemo do).</summary>
+    /// <summary>
+    /// hidden_size / num_attention_heads unless config.json says otherwise (Qwen3, Llama 3.2 and Mistral Nemo do).
+    /// </summary>
     public int HeadDim
     {
         get => _headDim ?? HiddenSize / NumAttentionHeads;
@@ -110,7 +117,8 @@ internal sealed record LlamaConfig
     /// </summary>
     public static LlamaConfig FromJson(string json, string sourceForErrors)
     {
-        var node = JsonNode.Parse(json) as JsonObject ?? throw new InvalidDataException($"{sourceForErrors}: not a JSON object");
+        var node = JsonNode.Parse(json) as JsonObject
+            ?? throw new InvalidDataException($"{sourceForErrors}: not a JSON object");
         var modelType = ModelTypeOf(node, sourceForErrors);
 
         int Int(string key) => node[key] is JsonValue v && v.TryGetValue<int>(out var i) ? i
@@ -123,7 +131,8 @@ internal sealed record LlamaConfig
             throw Unsupported(sourceForErrors, $"hidden_act '{activation}' is not supported (only silu)");
         if (OptionalBool("mlp_bias") == true) throw Unsupported(sourceForErrors, "mlp_bias true is not supported");
 
-        // Qwen2 configs carry a sliding_window that only applies with use_sliding_window (false in every Qwen2.5 release).
+        // Qwen2 configs carry a sliding_window that only applies with use_sliding_window (false in every Qwen2.5
+        // release).
         if (modelType == "qwen2" && OptionalBool("use_sliding_window") == true)
             throw Unsupported(sourceForErrors, "use_sliding_window true is not supported for qwen2");
 
@@ -146,11 +155,14 @@ internal sealed record LlamaConfig
             // Qwen2's config has no attention_bias key: its q/k/v projections always carry biases.
             AttentionBias = modelType == "qwen2" || (OptionalBool("attention_bias") ?? false),
             BosTokenId = OptionalInt("bos_token_id"),
-            EosTokenId = OptionalInt("eos_token_id") ?? (node["eos_token_id"] is JsonArray eos && eos.Count > 0 && eos[0] is JsonValue first && first.TryGetValue<int>(out var e) ? e : null),
+            EosTokenId = OptionalInt("eos_token_id")
+                ?? (node["eos_token_id"] is JsonArray eos && eos.Count > 0 && eos[0] is JsonValue first
+                && first.TryGetValue<int>(out var e) ? e : null),
             PadTokenId = OptionalInt("pad_token_id"),
         };
         // Set only when it differs, so a config read back equals the one written.
-        return OptionalInt("head_dim") is { } headDim && headDim != config.HeadDim ? config with { HeadDim = headDim } : config;
+        return OptionalInt("head_dim") is { } headDim && headDim != config.HeadDim ? config with { HeadDim = headDim }
+            : config;
     }
 
     private static string ModelTypeOf(JsonObject node, string source)
@@ -163,7 +175,8 @@ internal sealed record LlamaConfig
         if (node["architectures"] is JsonArray architectures)
             foreach (var architecture in architectures.Select(a => a?.GetValue<string>()))
                 if (architecture is not null && !SupportedModelTypes.Values.Contains(architecture))
-                    throw Unsupported(source, $"architecture '{architecture}' is not supported; supported: {supported}");
+                    throw Unsupported(source,
+                        $"architecture '{architecture}' is not supported; supported: {supported}");
         return modelType;
     }
 
@@ -172,13 +185,15 @@ internal sealed record LlamaConfig
         if (node is not JsonObject scaling) return null;
         // transformers reads rope_type, or the older key type.
         var type = (scaling["rope_type"] ?? scaling["type"])?.GetValue<string>() ?? "default";
-        double Number(string key, double? fallback = null) => scaling[key] is JsonValue v && v.TryGetValue<double>(out var d) ? d
+        double Number(string key, double? fallback = null) => scaling[key] is JsonValue v
+            && v.TryGetValue<double>(out var d) ? d
             : fallback ?? throw new InvalidDataException($"rope_scaling of type '{type}' is missing '{key}'");
         return type switch
         {
             "default" => null,
             "linear" => new RopeScaling("linear", Number("factor")),
-            "llama3" => new RopeScaling("llama3", Number("factor"), Number("low_freq_factor"), Number("high_freq_factor"),
+            "llama3" => new RopeScaling("llama3", Number("factor"), Number("low_freq_factor"),
+                Number("high_freq_factor"),
                 (int)Number("original_max_position_embeddings")),
             _ => throw Unsupported(source, $"rope_scaling type '{type}' is not supported; supported: llama3, linear"),
         };

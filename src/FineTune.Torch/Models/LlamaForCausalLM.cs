@@ -5,12 +5,12 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace FineTune.Torch.Models;
 
-// A Llama-family decoder (Llama, Mistral, Qwen2, Qwen3: see LlamaConfig for the switches), read top to bottom: RMSNorm -> rotary embedding -> attention -> SwiGLU MLP -> decoder layer ->
-// the causal LM. Module names follow Hugging Face's LlamaForCausalLM, so state_dict() keys are exactly the keys of a
-// transformers checkpoint: model.embed_tokens.weight, model.layers.{i}.self_attn.{q,k,v,o}_proj.weight,
-// model.layers.{i}.mlp.{gate,up,down}_proj.weight, model.layers.{i}.{input,post_attention}_layernorm.weight,
-// model.norm.weight and lm_head.weight; with attention_bias also {q,k,v}_proj.bias, and for Qwen3
-// model.layers.{i}.self_attn.{q,k}_norm.weight.
+// A Llama-family decoder (Llama, Mistral, Qwen2, Qwen3: see LlamaConfig for the switches), read top to bottom: RMSNorm
+// -> rotary embedding -> attention -> SwiGLU MLP -> decoder layer -> the causal LM. Module names follow Hugging Face's
+// LlamaForCausalLM, so state_dict() keys are exactly the keys of a transformers checkpoint: model.embed_tokens.weight,
+// model.layers.{i}.self_attn.{q,k,v,o}_proj.weight, model.layers.{i}.mlp.{gate,up,down}_proj.weight,
+// model.layers.{i}.{input,post_attention}_layernorm.weight, model.norm.weight and lm_head.weight; with attention_bias
+// also {q,k,v}_proj.bias, and for Qwen3 model.layers.{i}.self_attn.{q,k}_norm.weight.
 //
 // Tied embeddings (config.TieWordEmbeddings): there is no lm_head module at all; the head multiplies by
 // model.embed_tokens.weight. state_dict() then has no lm_head.weight, which is what Hugging Face writes to the file
@@ -81,11 +81,15 @@ internal sealed class KvCache : IDisposable
     }
 }
 
-/// <summary>Rotary position embedding as Hugging Face computes it: frequencies duplicated, rotate_half pairing (i, i + d/2).</summary>
+/// <summary>
+/// Rotary position embedding as Hugging Face computes it: frequencies duplicated, rotate_half pairing (i, i + d/2).
+/// </summary>
 internal static class Rotary
 {
-    /// <param name="inverseFrequencies">head_dim / 2 values, from <see cref="LlamaConfig.RopeInverseFrequencies"/>.</param>
-    public static (Tensor Cos, Tensor Sin) CosSin(long start, long length, float[] inverseFrequencies, Device device, ScalarType dtype)
+    /// <param name="inverseFrequencies">head_dim / 2 values, from
+    /// <see cref="LlamaConfig.RopeInverseFrequencies"/>.</param>
+    public static (Tensor Cos, Tensor Sin) CosSin(long start, long length, float[] inverseFrequencies, Device device,
+        ScalarType dtype)
     {
         using var scope = NewDisposeScope();
         var positions = arange(start, start + length, 1, ScalarType.Int64, device).to(ScalarType.Float32);
@@ -98,7 +102,8 @@ internal static class Rotary
     public static (Tensor Cos, Tensor Sin) CosSin(Tensor positionIds, float[] inverseFrequencies, ScalarType dtype)
     {
         using var scope = NewDisposeScope();
-        var frequencies = positionIds.to(ScalarType.Float32).unsqueeze(-1) * tensor(inverseFrequencies, device: positionIds.device);
+        var frequencies = positionIds.to(ScalarType.Float32).unsqueeze(-1) * tensor(inverseFrequencies,
+            device: positionIds.device);
         var angles = cat([frequencies, frequencies], -1).unsqueeze(1);
         return (angles.cos().to(dtype).MoveToOuterDisposeScope(), angles.sin().to(dtype).MoveToOuterDisposeScope());
     }
@@ -208,7 +213,9 @@ internal sealed class LlamaDecoderLayer : nn.Module
     }
 }
 
-/// <summary>The decoder stack without the head; Hugging Face calls it LlamaModel (the "model." prefix of the keys).</summary>
+/// <summary>
+/// The decoder stack without the head; Hugging Face calls it LlamaModel (the "model." prefix of the keys).
+/// </summary>
 internal sealed class LlamaModel : nn.Module
 {
     private readonly Embedding embed_tokens;
@@ -236,7 +243,8 @@ internal sealed class LlamaModel : nn.Module
             {
                 var trainable = layer.parameters().Where(p => p.requires_grad).ToList<Tensor>();
                 Tensor[] constants = mask is null ? [cos, sin] : [cos, sin, mask];
-                x = GradientCheckpoint.Run((h, c) => layer.Forward(h, c[0], c[1], c.Length > 2 ? c[2] : null, null, 0), x, constants, trainable);
+                x = GradientCheckpoint.Run((h, c) => layer.Forward(h, c[0], c[1], c.Length > 2 ? c[2] : null, null, 0),
+                    x, constants, trainable);
             }
             else x = layer.Forward(x, cos, sin, mask, cache, i);
         }
@@ -252,8 +260,9 @@ internal sealed class LlamaForCausalLM : nn.Module
     public LlamaConfig Config { get; }
 
     /// <summary>
-    /// Recompute each decoder layer in backward instead of keeping its activations (see <see cref="GradientCheckpoint"/>);
-    /// applies only while grad is enabled and no KV cache is used. Results are unchanged.
+    /// Recompute each decoder layer in backward instead of keeping its activations (see
+    /// <see cref="GradientCheckpoint"/>); applies only while grad is enabled and no KV cache is used. Results are
+    /// unchanged.
     /// </summary>
     public bool GradientCheckpointing { get; set; }
 
@@ -262,7 +271,8 @@ internal sealed class LlamaForCausalLM : nn.Module
     public LlamaForCausalLM(LlamaConfig config) : base("LlamaForCausalLM")
     {
         if (config.NumAttentionHeads % config.NumKeyValueHeads != 0)
-            throw new ArgumentException($"num_key_value_heads {config.NumKeyValueHeads} does not divide num_attention_heads {config.NumAttentionHeads}");
+            throw new ArgumentException($"num_key_value_heads {config.NumKeyValueHeads} does not divide " +
+                $"num_attention_heads {config.NumAttentionHeads}");
         Config = config;
         _ropeInverseFrequencies = config.RopeInverseFrequencies().Select(f => (float)f).ToArray();
         model = new LlamaModel(config);
@@ -280,7 +290,8 @@ internal sealed class LlamaForCausalLM : nn.Module
     /// example and <paramref name="documentIds"/> [B, T] numbering the examples: a token attends only to earlier
     /// tokens of its own document, so each example computes exactly what it would alone (no cache with these).
     /// </summary>
-    public Tensor Hidden(Tensor inputIds, Tensor? attentionMask = null, KvCache? cache = null, Tensor? positionIds = null, Tensor? documentIds = null)
+    public Tensor Hidden(Tensor inputIds, Tensor? attentionMask = null, KvCache? cache = null,
+        Tensor? positionIds = null, Tensor? documentIds = null)
     {
         using var scope = NewDisposeScope();
         var length = inputIds.shape[1];
@@ -296,7 +307,9 @@ internal sealed class LlamaForCausalLM : nn.Module
         return model.Forward(inputIds, cos, sin, mask, cache, checkpointLayers).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Block-diagonal causal mask [B, 1, T, T]: same document, not later, within the sliding window; minus padded keys.</summary>
+    /// <summary>
+    /// Block-diagonal causal mask [B, 1, T, T]: same document, not later, within the sliding window; minus padded keys.
+    /// </summary>
     private static Tensor DocumentMask(Tensor documentIds, Tensor? attentionMask, int? slidingWindow)
     {
         var length = documentIds.shape[1];
@@ -307,7 +320,8 @@ internal sealed class LlamaForCausalLM : nn.Module
         if (slidingWindow is { } w && length > w) visible = visible.logical_and(keyPositions.gt(queryPositions - w));
         var sameDocument = documentIds.unsqueeze(2).eq(documentIds.unsqueeze(1)); // [B, T, T]
         var mask = sameDocument.logical_and(visible).unsqueeze(1);
-        if (attentionMask is not null) mask = mask.logical_and(attentionMask.to(ScalarType.Bool).unsqueeze(1).unsqueeze(1));
+        if (attentionMask is not null)
+            mask = mask.logical_and(attentionMask.to(ScalarType.Bool).unsqueeze(1).unsqueeze(1));
         return mask;
     }
 
@@ -316,7 +330,8 @@ internal sealed class LlamaForCausalLM : nn.Module
     /// past..past+T-1 see keys up to their own position (and, with a sliding window, no further back than
     /// window - 1 positions), minus padded keys. Null when is_causal does the job.
     /// </summary>
-    private static Tensor? AttentionMask(Tensor? attentionMask, long past, long length, int? slidingWindow, Device device)
+    private static Tensor? AttentionMask(Tensor? attentionMask, long past, long length, int? slidingWindow,
+        Device device)
     {
         var total = past + length;
         var windowCuts = slidingWindow is { } w && total > w;
@@ -331,8 +346,10 @@ internal sealed class LlamaForCausalLM : nn.Module
             var keys = attentionMask.shape[1] == total
                 ? attentionMask
                 : attentionMask.shape[1] == length && past > 0
-                    ? cat([ones(attentionMask.shape[0], past, ScalarType.Int64, device), attentionMask.to(ScalarType.Int64)], 1)
-                    : throw new ArgumentException($"attention mask covers {attentionMask.shape[1]} positions, expected {length} or {total}");
+                    ? cat([ones(attentionMask.shape[0], past, ScalarType.Int64, device),
+                        attentionMask.to(ScalarType.Int64)], 1)
+                    : throw new ArgumentException($"attention mask covers {attentionMask.shape[1]} positions, " +
+                        $"expected {length} or {total}");
             mask = mask.logical_and(keys.to(ScalarType.Bool).unsqueeze(1).unsqueeze(1));
         }
         return mask;
@@ -358,13 +375,17 @@ internal sealed class LlamaForCausalLM : nn.Module
         {
             if (name.EndsWith("norm.weight", StringComparison.Ordinal)) parameter.fill_(1.0);
             else if (name.EndsWith(".bias", StringComparison.Ordinal)) parameter.zero_();
-            else if (name.EndsWith("o_proj.weight", StringComparison.Ordinal) || name.EndsWith("down_proj.weight", StringComparison.Ordinal))
+            else if (name.EndsWith("o_proj.weight", StringComparison.Ordinal)
+                || name.EndsWith("down_proj.weight", StringComparison.Ordinal))
                 parameter.normal_(0, residualStd, generator);
             else parameter.normal_(0, 0.02, generator);
         }
     }
 
-    /// <summary>Parameters of the decoder layers and final norm: all but the embedding and the head (FLOP estimates count the head apart).</summary>
+    /// <summary>
+    /// Parameters of the decoder layers and final norm: all but the embedding and the head (FLOP estimates count the
+    /// head apart).
+    /// </summary>
     public long NonEmbeddingParameterCount() =>
         parameters().Sum(p => p.numel()) - model.EmbedTokens.weight!.numel() - (lm_head?.weight!.numel() ?? 0);
 }

@@ -36,7 +36,9 @@ internal static class ModelFolder
         _ => throw new ArgumentException($"dtype {type} is not a weight dtype"),
     };
 
-    /// <summary>Writes config.json and model.safetensors into <paramref name="directory"/> (created if needed).</summary>
+    /// <summary>
+    /// Writes config.json and model.safetensors into <paramref name="directory"/> (created if needed).
+    /// </summary>
     public static void Save(LlamaForCausalLM model, string directory, string dtype = "float32")
     {
         var target = ParseDtype(dtype);
@@ -53,11 +55,14 @@ internal static class ModelFolder
     {
         var path = Path.Combine(directory, ConfigFile);
         if (!File.Exists(path))
-            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidModelConfig, $"the model folder has no {ConfigFile}", directory), ExitCodes.StageFailed);
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidModelConfig,
+                $"the model folder has no {ConfigFile}", directory), ExitCodes.StageFailed);
         try { return LlamaConfig.FromJson(File.ReadAllText(path), path); }
-        catch (Exception e) when (e is InvalidDataException or System.Text.Json.JsonException or InvalidOperationException or FormatException)
+        catch (Exception e) when (e is InvalidDataException or System.Text.Json.JsonException
+            or InvalidOperationException or FormatException)
         {
-            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidModelConfig, $"config.json is not a usable model config: {e.Message}", path), ExitCodes.InvalidInput);
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidModelConfig,
+                $"config.json is not a usable model config: {e.Message}", path), ExitCodes.InvalidInput);
         }
     }
 
@@ -99,35 +104,52 @@ internal static class ModelFolder
         if (File.Exists(indexPath))
         {
             System.Text.Json.Nodes.JsonObject? weightMap;
-            try { weightMap = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(indexPath))?["weight_map"] as System.Text.Json.Nodes.JsonObject; }
-            catch (System.Text.Json.JsonException e) { throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidShardIndex, $"not valid JSON: {e.Message}", indexPath)); }
+            try
+            {
+                weightMap = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(indexPath))?["weight_map"]
+                    as System.Text.Json.Nodes.JsonObject;
+            }
+            catch (System.Text.Json.JsonException e)
+            {
+                throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidShardIndex,
+                    $"not valid JSON: {e.Message}", indexPath));
+            }
             if (weightMap is null || weightMap.Count == 0)
-                throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidShardIndex, "the shard index has no 'weight_map' object", indexPath));
+                throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidShardIndex,
+                    "the shard index has no 'weight_map' object", indexPath));
             var files = new List<string>();
             foreach (var (_, value) in weightMap)
             {
                 var name = value is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
                 if (name is null || name != Path.GetFileName(name))
-                    throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidShardIndex, $"weight_map entry '{value}' is not a file name in the model folder", indexPath));
+                    throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidShardIndex,
+                        $"weight_map entry '{value}' is not a file name in the model folder", indexPath));
                 var shard = Path.Combine(directory, name);
                 if (!File.Exists(shard))
-                    throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidShardIndex, $"the shard '{name}' listed in weight_map is missing", indexPath));
+                    throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.InvalidShardIndex,
+                        $"the shard '{name}' listed in weight_map is missing", indexPath));
                 if (!files.Contains(shard)) files.Add(shard);
             }
             return files;
         }
-        if (File.Exists(Path.Combine(directory, PickleWeightsFile)) || Directory.EnumerateFiles(directory, "pytorch_model-*.bin").Any())
+        if (File.Exists(Path.Combine(directory, PickleWeightsFile))
+            || Directory.EnumerateFiles(directory, "pytorch_model-*.bin").Any())
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.PickleWeightsRefused,
-                $"the model folder has only {PickleWeightsFile}, a pickle file, which is refused because loading a pickle can execute arbitrary code; " +
-                "convert it once to safetensors in Python: AutoModelForCausalLM.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)",
+                $"the model folder has only {PickleWeightsFile}, a pickle file, which is refused because loading a " +
+                $"pickle can execute arbitrary code; " +
+                "convert it once to safetensors in Python: " +
+                "AutoModelForCausalLM.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)",
                 directory));
-        throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ModelWeightsNotFound, $"the model folder has no {WeightsFile} (nor {ShardIndexFile})", directory));
+        throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ModelWeightsNotFound,
+            $"the model folder has no {WeightsFile} (nor {ShardIndexFile})", directory));
     }
 
     /// <summary>Copies the weights of a safetensors file into <paramref name="model"/>, converting dtypes.</summary>
     public static void LoadWeights(LlamaForCausalLM model, string weightsPath) => LoadWeights(model, [weightsPath]);
 
-    /// <summary>Copies the weights of one or more safetensors files (shards) into <paramref name="model"/>, converting dtypes.</summary>
+    /// <summary>
+    /// Copies the weights of one or more safetensors files (shards) into <paramref name="model"/>, converting dtypes.
+    /// </summary>
     public static void LoadWeights(LlamaForCausalLM model, IReadOnlyList<string> weightFiles)
     {
         var expected = WeightsOf(model).ToDictionary(p => p.Name, p => p.Tensor, StringComparer.Ordinal);
@@ -138,20 +160,26 @@ internal static class ModelFolder
         var inFiles = new Dictionary<string, (SafetensorsEntry Entry, string File)>(StringComparer.Ordinal);
         foreach (var file in weightFiles)
             foreach (var entry in Safetensors.ReadHeader(file).Tensors)
-                if (!inFiles.TryAdd(entry.Name, (entry, file))) problems.Add($"'{entry.Name}' is in both {Path.GetFileName(inFiles[entry.Name].File)} and {Path.GetFileName(file)}");
+                if (!inFiles.TryAdd(entry.Name, (entry, file)))
+                    problems.Add($"'{entry.Name}' is in both {Path.GetFileName(inFiles[entry.Name].File)} and " +
+                        $"{Path.GetFileName(file)}");
         foreach (var (name, tensor) in expected)
         {
             if (!inFiles.TryGetValue(name, out var found)) problems.Add($"missing '{name}'");
             else if (!found.Entry.Shape.SequenceEqual(tensor.shape))
-                problems.Add($"'{name}' has shape [{string.Join(", ", found.Entry.Shape)}] in the file but the model needs [{string.Join(", ", tensor.shape)}]");
-            else if (found.Entry.ScalarType is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float64))
+                problems.Add($"'{name}' has shape [{string.Join(", ", found.Entry.Shape)}] in the file but the model " +
+                    $"needs [{string.Join(", ", tensor.shape)}]");
+            else if (found.Entry.ScalarType
+                is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float64))
                 problems.Add($"'{name}' is stored as {found.Entry.Dtype}, not as floating point");
         }
         foreach (var name in inFiles.Keys)
-            if (!expected.ContainsKey(name) && !(tied && name == TiedHeadKey) && !IsDerivedBuffer(name)) problems.Add($"unexpected '{name}'");
+            if (!expected.ContainsKey(name) && !(tied && name == TiedHeadKey) && !IsDerivedBuffer(name))
+                problems.Add($"unexpected '{name}'");
         if (problems.Count > 0)
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.WeightsDoNotFitConfig,
-                $"the weights do not fit the model in config.json ({problems.Count} problem(s)): {string.Join("; ", problems.Take(20))}{(problems.Count > 20 ? "; ..." : "")}",
+                $"the weights do not fit the model in config.json ({problems.Count} problem(s)): " +
+                $"{string.Join("; ", problems.Take(20))}{(problems.Count > 20 ? "; ..." : "")}",
                 where), ExitCodes.InvalidInput);
 
         // One shard at a time, so loading never holds more than one shard besides the model.

@@ -19,17 +19,24 @@ internal static class SeededDropout
     [ThreadStatic] private static ulong t_stream;
     [ThreadStatic] private static long t_draws;
 
-    /// <summary>Draws the CPU masks the way non-CPU devices draw theirs, from the reseeded default generator (tests).</summary>
+    /// <summary>
+    /// Draws the CPU masks the way non-CPU devices draw theirs, from the reseeded default generator (tests).
+    /// </summary>
     [ThreadStatic] internal static bool t_reseedDefaultGenerator;
 
     public static Position Current => new(t_stream, t_draws);
 
     public static void MoveTo(Position position) => (t_stream, t_draws) = (position.Stream, position.Draws);
 
-    /// <summary>Starts the stream of masks for one micro-batch of a run: the trainer passes (seed, micro-batch index).</summary>
-    public static void StartStream(long seed, long stream) => MoveTo(new Position(Mix(Mix((ulong)seed) + (ulong)stream), 0));
+    /// <summary>
+    /// Starts the stream of masks for one micro-batch of a run: the trainer passes (seed, micro-batch index).
+    /// </summary>
+    public static void StartStream(long seed, long stream)
+        => MoveTo(new Position(Mix(Mix((ulong)seed) + (ulong)stream), 0));
 
-    /// <summary>nn.Dropout: in training, zeroes each element with probability p and scales the rest by 1/(1-p).</summary>
+    /// <summary>
+    /// nn.Dropout: in training, zeroes each element with probability p and scales the rest by 1/(1-p).
+    /// </summary>
     public static Tensor Apply(Tensor x, double p, bool training)
     {
         if (!training || p == 0) return x;

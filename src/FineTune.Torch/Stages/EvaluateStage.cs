@@ -56,7 +56,8 @@ internal sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer 
         ComputeEnvironmentProvider.Resolve(context.InputEntries.TryGetValue("train", out var train)
             && train.Environment.TryGetValue(ComputeEnvironment.DeviceKey, out var device) ? device : "auto");
 
-    protected override Task RunAsync(StageContext context, EvaluateSettings settings, CancellationToken cancellationToken)
+    protected override Task RunAsync(StageContext context, EvaluateSettings settings,
+        CancellationToken cancellationToken)
     {
         var modelDirectory = Path.Combine(context.Input("train"), "model");
         var tokenizeDirectory = context.Input("tokenize");
@@ -67,15 +68,18 @@ internal sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer 
 
         var validationPath = Path.Combine(tokenizeDirectory, "validation.tokens");
         var (loss, examples, tokens) = File.Exists(validationPath)
-            ? ValidationLoss(model, TokenizedDataset.Read(validationPath), settings.MaxExamples, tokenizer.PadTokenId, context.Log, cancellationToken)
+            ? ValidationLoss(model, TokenizedDataset.Read(validationPath), settings.MaxExamples, tokenizer.PadTokenId,
+                context.Log, cancellationToken)
             : (null, 0, 0);
-        if (loss is null) context.Log.Warning("no validation examples with labels: loss and perplexity are not measured");
+        if (loss is null)
+            context.Log.Warning("no validation examples with labels: loss and perplexity are not measured");
         double? perplexity = loss is { } l ? Math.Exp(l) : null;
 
         var answers = AnswerPrompts(model, tokenizer, settings, context.Log, cancellationToken);
 
         var report = new EvaluationReport(loss, perplexity, examples, tokens, answers);
-        File.WriteAllText(Path.Combine(context.OutputDirectory, ReportJson), JsonSerializer.Serialize(report, JsonText.Indented) + "\n");
+        File.WriteAllText(Path.Combine(context.OutputDirectory, ReportJson),
+            JsonSerializer.Serialize(report, JsonText.Indented) + "\n");
         File.WriteAllText(Path.Combine(context.OutputDirectory, ReportMarkdown), Markdown(report));
 
         if (loss is not null)
@@ -93,7 +97,8 @@ internal sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer 
     /// Mean negative log-likelihood per labelled token of the first <paramref name="maxExamples"/> examples (all
     /// when 0). Null when no example carries a label.
     /// </summary>
-    public static (double? Loss, int Examples, long Tokens) ValidationLoss(LlamaForCausalLM model, TokenizedDataset dataset,
+    public static (double? Loss, int Examples, long Tokens) ValidationLoss(LlamaForCausalLM model,
+        TokenizedDataset dataset,
         int maxExamples, int padTokenId, IStageLog? log = null, CancellationToken cancellationToken = default)
     {
         var count = maxExamples > 0 ? Math.Min(maxExamples, dataset.Count) : dataset.Count;
@@ -138,16 +143,19 @@ internal sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer 
             if (labelled > 0)
             {
                 var logits = model.Logits(hidden[.., ..^1][scored]).to(ScalarType.Float32);
-                totalLoss += nn.functional.cross_entropy(logits, targets[scored], reduction: nn.Reduction.Sum).item<float>();
+                totalLoss += nn.functional.cross_entropy(logits, targets[scored],
+                    reduction: nn.Reduction.Sum).item<float>();
                 totalTokens += labelled;
             }
             log?.Progress(new StageProgress(start + batch.Length, order.Length, "example",
-                totalTokens > 0 ? $"loss {(totalLoss / totalTokens).ToString("0.0000", CultureInfo.InvariantCulture)}" : null));
+                totalTokens > 0 ? $"loss {(totalLoss / totalTokens).ToString("0.0000", CultureInfo.InvariantCulture)}"
+                    : null));
         }
         return (totalTokens > 0 ? totalLoss / totalTokens : null, count, totalTokens);
     }
 
-    private static List<EvaluationAnswer> AnswerPrompts(LlamaForCausalLM model, IChatTokenizer tokenizer, EvaluateSettings settings,
+    private static List<EvaluationAnswer> AnswerPrompts(LlamaForCausalLM model, IChatTokenizer tokenizer,
+        EvaluateSettings settings,
         IStageLog log, CancellationToken cancellationToken)
     {
         var generator = new TextGenerator(model, tokenizer);
@@ -166,7 +174,8 @@ internal sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer 
 
     public static string Markdown(EvaluationReport report)
     {
-        string Figure(double? value, string format) => value is { } v ? v.ToString(format, CultureInfo.InvariantCulture) : "n/a";
+        string Figure(double? value, string format) => value is { } v
+            ? v.ToString(format, CultureInfo.InvariantCulture) : "n/a";
         var md = new StringBuilder();
         md.Append("# Evaluation\n\n");
         md.Append("| metric | value |\n|---|---|\n");

@@ -37,23 +37,28 @@ internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = 
         {
             var source = Path.Combine(tokenizerDirectory, file);
             if (!File.Exists(source))
-                throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ExportTokenizerFileMissing, $"the tokenizer folder has no {file}; re-run the tokenize stage", tokenizerDirectory), ExitCodes.StageFailed);
+                throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ExportTokenizerFileMissing,
+                    $"the tokenizer folder has no {file}; re-run the tokenize stage", tokenizerDirectory),
+                    ExitCodes.StageFailed);
             File.Copy(source, Path.Combine(output, file));
         }
         var tokenizer = _loadTokenizer(tokenizerDirectory);
 
         var config = WithTokenIds(ModelFolder.ReadConfig(modelDirectory), tokenizer);
         File.WriteAllText(Path.Combine(output, ModelFolder.ConfigFile), config.ToJson(settings.Dtype) + "\n");
-        var parameters = ConvertWeights(Path.Combine(modelDirectory, ModelFolder.WeightsFile), Path.Combine(output, ModelFolder.WeightsFile),
+        var parameters = ConvertWeights(Path.Combine(modelDirectory, ModelFolder.WeightsFile),
+            Path.Combine(output, ModelFolder.WeightsFile),
             ModelFolder.ParseDtype(settings.Dtype));
-        File.WriteAllText(Path.Combine(output, GenerationConfigFile), GenerationConfig(tokenizer, config, settings.MaxNewTokens) + "\n");
+        File.WriteAllText(Path.Combine(output, GenerationConfigFile),
+            GenerationConfig(tokenizer, config, settings.MaxNewTokens) + "\n");
 
         // A LoRA run also ships its PEFT adapter (adapter_config.json + adapter_model.safetensors) for the base model.
         var adapter = Path.Combine(context.Input("train"), "adapter");
         if (Directory.Exists(adapter))
         {
             var adapterOutput = Directory.CreateDirectory(Path.Combine(output, "adapter")).FullName;
-            foreach (var file in Directory.GetFiles(adapter)) File.Copy(file, Path.Combine(adapterOutput, Path.GetFileName(file)));
+            foreach (var file in Directory.GetFiles(adapter))
+                File.Copy(file, Path.Combine(adapterOutput, Path.GetFileName(file)));
         }
 
         var files = Directory.GetFiles(output);
@@ -79,7 +84,8 @@ internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = 
             foreach (var entry in header.Tensors)
             {
                 var tensor = Safetensors.Load(source, name => name == entry.Name)[entry.Name];
-                converted[entry.Name] = tensor.is_floating_point() && tensor.dtype != dtype ? Swap(tensor, tensor.to(dtype)) : tensor;
+                converted[entry.Name] = tensor.is_floating_point() && tensor.dtype != dtype
+                    ? Swap(tensor, tensor.to(dtype)) : tensor;
             }
             Safetensors.Save(destination, converted);
             return converted.Values.Sum(t => t.numel());

@@ -36,7 +36,9 @@ internal sealed class TrainStage : Stage<TrainSettings>
         var trainPath = Path.Combine(tokenizeDirectory, "train.tokens");
         var data = TokenizedDataset.Read(trainPath);
         if (data.Count == 0)
-            throw new FineTuneException(context.Pipeline.Locate("stages.train").Error(DiagnosticCodes.NoTrainingExamples, $"{trainPath} holds no training examples"), ExitCodes.StageFailed);
+            throw new FineTuneException(context.Pipeline.Locate("stages.train").Error(
+                DiagnosticCodes.NoTrainingExamples,
+                $"{trainPath} holds no training examples"), ExitCodes.StageFailed);
 
         var environment = context.Environment;
         var device = ComputeEnvironmentProvider.TorchDevice(environment);
@@ -47,7 +49,8 @@ internal sealed class TrainStage : Stage<TrainSettings>
         var flatSettings = SettingsReflection.Flatten(SettingsReflection.ToPlainTree(settings))
             .ToDictionary(kv => kv.Key, kv => SettingsReflection.Display(kv.Value), StringComparer.Ordinal);
         var carried = CheckpointGuard.Prepare(context.WorkDirectory, Name,
-            new RunIdentity(context.Pipeline.FilePath, checkpointKey, flatSettings, dataHash, environment.Device, ImplementationVersion),
+            new RunIdentity(context.Pipeline.FilePath, checkpointKey, flatSettings, dataHash, environment.Device,
+                ImplementationVersion),
             context.Checkpoints, context.Log);
         if (carried.Count > 0) context.Summary["resumed_with_changes"] = string.Join("; ", carried);
         var tokenizer = ChatTokenizer.LoadFolder(Path.Combine(tokenizeDirectory, "tokenizer"));
@@ -72,7 +75,8 @@ internal sealed class TrainStage : Stage<TrainSettings>
         {
             // The PEFT adapter for Python users; the model folder gets the merged weights, so evaluate, export and
             // chat read one ordinary checkpoint.
-            LoraAdapter.SaveAdapter(model, lora.Options, Path.Combine(context.OutputDirectory, "adapter"), settings.Model);
+            LoraAdapter.SaveAdapter(model, lora.Options, Path.Combine(context.OutputDirectory, "adapter"),
+                settings.Model);
             LoraAdapter.MergeAndUnload(model);
             context.Summary["trainable_params"] = lora.TrainableCount;
         }
@@ -81,10 +85,12 @@ internal sealed class TrainStage : Stage<TrainSettings>
         File.WriteAllText(Path.Combine(modelDirectory, "config.json"), config.ToJson("float32"));
         using (var scope = NewDisposeScope())
         {
-            // LoRA: the merged model (its state_dict is a transformers checkpoint again). Full: the trainer's weights, whose
-            // float32 masters are the result under bfloat16 (a LoRA module_to_save trained in bfloat16 keeps its rounding).
+            // LoRA: the merged model (its state_dict is a transformers checkpoint again). Full: the trainer's weights,
+            // whose float32 masters are the result under bfloat16 (a LoRA module_to_save trained in bfloat16 keeps its
+            // rounding).
             var weights = lora is not null ? model.state_dict() : trainer.Weights();
-            var cpuWeights = weights.ToDictionary(kv => kv.Key, kv => kv.Value.detach().to(ScalarType.Float32).cpu().contiguous());
+            var cpuWeights = weights.ToDictionary(kv => kv.Key, kv
+                => kv.Value.detach().to(ScalarType.Float32).cpu().contiguous());
             Safetensors.Save(Path.Combine(modelDirectory, "model.safetensors"), cpuWeights);
         }
 
@@ -99,7 +105,8 @@ internal sealed class TrainStage : Stage<TrainSettings>
         context.Summary["mfu"] = result.Mfu;
         context.Summary["duration_s"] = result.DurationSeconds;
         context.Summary["params"] = result.Parameters;
-        if (result.PackingEfficiency is { } packingEfficiency) context.Summary["packing_efficiency"] = packingEfficiency;
+        if (result.PackingEfficiency is { } packingEfficiency)
+            context.Summary["packing_efficiency"] = packingEfficiency;
         File.WriteAllText(Path.Combine(context.OutputDirectory, "summary.json"),
             JsonSerializer.Serialize(context.Summary, JsonText.Indented));
         return Task.CompletedTask;
@@ -110,7 +117,8 @@ internal sealed class TrainStage : Stage<TrainSettings>
         if (settings.IsBuiltin) return [];
         // A pretrained model is an input like any file: its configuration and weights enter the key by content.
         var model = ModelFolderOf(context, settings);
-        return [.. new[] { Path.Combine(model.Folder, ModelFolder.ConfigFile) }.Concat(ModelFolder.WeightFiles(model.Folder))
+        return [.. new[] { Path.Combine(model.Folder,
+            ModelFolder.ConfigFile) }.Concat(ModelFolder.WeightFiles(model.Folder))
             .Select(file => model.Input("model/" + Path.GetFileName(file), file))];
     }
 
@@ -125,9 +133,12 @@ internal sealed class TrainStage : Stage<TrainSettings>
         var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(tokenizeOutput, TokenizeStage.SummaryFile)))!;
         var train = summary["train"]!;
         var examples = train["examples"]!.GetValue<int>();
-        var schedule = StepSchedule.For((examples + settings.BatchSize - 1) / settings.BatchSize, settings.GradientAccumulation, settings.Epochs);
-        yield return $"train: {schedule.TotalSteps:N0} optimizer steps of {settings.BatchSize} x {settings.GradientAccumulation} examples over "
-            + $"{settings.Epochs.ToString(CultureInfo.InvariantCulture)} epoch(s)" + (settings.Packing ? " (before packing)" : "");
+        var schedule = StepSchedule.For((examples + settings.BatchSize - 1) / settings.BatchSize,
+            settings.GradientAccumulation, settings.Epochs);
+        yield return $"train: {schedule.TotalSteps:N0} optimizer steps of {settings.BatchSize} x " +
+            $"{settings.GradientAccumulation} examples over "
+            + $"{settings.Epochs.ToString(CultureInfo.InvariantCulture)} epoch(s)"
+                + (settings.Packing ? " (before packing)" : "");
 
         LlamaConfig config;
         if (settings.IsBuiltin) config = BuiltinConfig(settings.Builtin, summary["vocab_size"]!.GetValue<int>());
@@ -137,7 +148,8 @@ internal sealed class TrainStage : Stage<TrainSettings>
             {
                 var local = Path.GetFullPath(settings.Model, pipeline.Directory);
                 var folder = Directory.Exists(local) ? local
-                    : ModelSource.ResolveAsync(settings.Model, HubOptions.FromEnvironment(offline: true), null, CancellationToken.None).GetAwaiter().GetResult();
+                    : ModelSource.ResolveAsync(settings.Model, HubOptions.FromEnvironment(offline: true), null,
+                        CancellationToken.None).GetAwaiter().GetResult();
                 config = ModelFolder.ReadConfig(folder);
             }
             catch (Exception e) when (e is FineTuneException or IOException)
@@ -154,7 +166,8 @@ internal sealed class TrainStage : Stage<TrainSettings>
         var trained = train["trained_tokens"]!.GetValue<long>();
         var flops = new FlopCounter(config, all - embeddings).TrainingFlops((long)(tokens * settings.Epochs),
             train["length_p90"]!.GetValue<int>(), (int)Math.Min(int.MaxValue, trained * settings.Epochs));
-        yield return $"time: about {TrainTimeEstimate.Describe(flops, peak)} on this {device.type.ToString().ToLowerInvariant()}";
+        yield return $"time: about {TrainTimeEstimate.Describe(flops, peak)} on this " +
+            $"{device.type.ToString().ToLowerInvariant()}";
     }
 
     private static ModelLocation ModelFolderOf(StageContext context, TrainSettings settings) =>
@@ -170,34 +183,41 @@ internal sealed class TrainStage : Stage<TrainSettings>
             ModulesToSave = settings.Lora.ModulesToSave,
         };
         var applied = LoraAdapter.Apply(model, options);
-        log.Info($"LoRA r {options.R}, alpha {options.Alpha}{(options.UseRslora ? " (rslora)" : "")}, dropout {options.Dropout} on {string.Join(", ", applied.TargetModules)}"
+        log.Info($"LoRA r {options.R}, alpha {options.Alpha}{(options.UseRslora ? " (rslora)" : "")}, dropout " +
+            $"{options.Dropout} on {string.Join(", ", applied.TargetModules)}"
             + (options.ModulesToSave.Count > 0 ? $", fully trained: {string.Join(", ", options.ModulesToSave)}" : ""));
         return applied;
     }
 
     private static LlamaForCausalLM NewBuiltinModel(TrainSettings settings, ChatTokenizer tokenizer)
     {
-        var config = BuiltinConfig(settings.Builtin, tokenizer.VocabSize, tokenizer.BosTokenId, tokenizer.EosTokenId, tokenizer.PadTokenId);
+        var config = BuiltinConfig(settings.Builtin, tokenizer.VocabSize, tokenizer.BosTokenId, tokenizer.EosTokenId,
+            tokenizer.PadTokenId);
         manual_seed(settings.Seed);
         var model = new LlamaForCausalLM(config);
         model.InitializeWeights(settings.Seed);
         return model;
     }
 
-    private static LlamaForCausalLM LoadPretrainedModel(StageContext context, TrainSettings settings, ChatTokenizer tokenizer, ScalarType dtype)
+    private static LlamaForCausalLM LoadPretrainedModel(StageContext context, TrainSettings settings,
+        ChatTokenizer tokenizer, ScalarType dtype)
     {
         manual_seed(settings.Seed);
         var model = ModelFolder.Load(ModelFolderOf(context, settings).Folder, dtype);
         if (tokenizer.VocabSize > model.Config.VocabSize)
         {
             model.Dispose();
-            throw new FineTuneException(context.Pipeline.Locate("stages.tokenize.tokenizer").Error(DiagnosticCodes.TokenizerLargerThanModel,
-                $"the tokenizer has {tokenizer.VocabSize:N0} tokens but model '{settings.Model}' embeds only {model.Config.VocabSize:N0}; tokenize with the model's own tokenizer (tokenizer: the model's folder)"));
+            throw new FineTuneException(context.Pipeline.Locate("stages.tokenize.tokenizer").Error(
+                DiagnosticCodes.TokenizerLargerThanModel,
+                $"the tokenizer has {tokenizer.VocabSize:N0} tokens but model '{settings.Model}' embeds only " +
+                $"{model.Config.VocabSize:N0}; tokenize with the model's own tokenizer (tokenizer: the model's " +
+                $"folder)"));
         }
         return model;
     }
 
-    public static LlamaConfig BuiltinConfig(BuiltinModelSettings builtin, int vocabSize, int? bosTokenId = null, int? eosTokenId = null, int? padTokenId = null) => new()
+    public static LlamaConfig BuiltinConfig(BuiltinModelSettings builtin, int vocabSize, int? bosTokenId = null,
+        int? eosTokenId = null, int? padTokenId = null) => new()
     {
         VocabSize = vocabSize,
         HiddenSize = builtin.HiddenSize,

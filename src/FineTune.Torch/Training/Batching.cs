@@ -16,8 +16,8 @@ internal static class Batching
 
     public static IReadOnlyList<int[]> EpochBatches(TokenizedDataset data, int batchSize, int seed, int epoch)
     {
-        // Not HashCode.Combine or System.Random: the first is salted per process, the second's algorithm is not promised
-        // across .NET versions; the same seed must give the same batches in every run.
+        // Not HashCode.Combine or System.Random: the first is salted per process, the second's algorithm is not
+        // promised across .NET versions; the same seed must give the same batches in every run.
         var random = new SplitMix64(((ulong)(uint)seed << 32) | (uint)epoch);
         var usable = Enumerable.Range(0, data.Count).Where(i => data.Length(i) >= 2).ToArray();
         random.Shuffle(usable);
@@ -35,11 +35,13 @@ internal static class Batching
 
     /// <summary>
     /// Packing: the epoch's examples, in the seeded shuffled order, go greedily into the first row with room for their
-    /// input tokens (length - 1: the last token only serves as a target), rows hold at most <paramref name="rowLength"/>
-    /// tokens; then the rows are shuffled and cut into batches of <paramref name="batchSize"/> rows. Each batch is a
-    /// list of rows, each row a list of examples in order. Like <see cref="EpochBatches"/>, it depends only on (seed, epoch).
+    /// input tokens (length - 1: the last token only serves as a target), rows hold at most
+    /// <paramref name="rowLength"/> tokens; then the rows are shuffled and cut into batches of
+    /// <paramref name="batchSize"/> rows. Each batch is a list of rows, each row a list of examples in order. Like
+    /// <see cref="EpochBatches"/>, it depends only on (seed, epoch).
     /// </summary>
-    public static IReadOnlyList<int[][]> PackedEpochBatches(TokenizedDataset data, int rowLength, int batchSize, int seed, int epoch)
+    public static IReadOnlyList<int[][]> PackedEpochBatches(TokenizedDataset data, int rowLength, int batchSize,
+        int seed, int epoch)
     {
         var random = new SplitMix64(((ulong)(uint)seed << 32) | (uint)epoch);
         var usable = Enumerable.Range(0, data.Count).Where(i => data.Length(i) >= 2).ToArray();
@@ -67,7 +69,9 @@ internal static class Batching
         return batches;
     }
 
-    /// <summary>Room left in each row, in a max segment tree, so the first row with enough room is found in log(rows).</summary>
+    /// <summary>
+    /// Room left in each row, in a max segment tree, so the first row with enough room is found in log(rows).
+    /// </summary>
     private sealed class FirstFit
     {
         private readonly int _leaves;
@@ -89,7 +93,9 @@ internal static class Batching
             for (node /= 2; node >= 1; node /= 2) _max[node] = Math.Max(_max[2 * node], _max[2 * node + 1]);
         }
 
-        /// <summary>The lowest row index with at least <paramref name="tokens"/> of room, or -1 (unopened rows have 0).</summary>
+        /// <summary>
+        /// The lowest row index with at least <paramref name="tokens"/> of room, or -1 (unopened rows have 0).
+        /// </summary>
         public int FirstWithRoom(int tokens)
         {
             if (_max[1] < tokens) return -1;

@@ -10,7 +10,8 @@ namespace FineTune.Torch.Training;
 /// What a train run is, written as run.json beside its checkpoint: the pipeline it belongs to, its flattened settings
 /// (train.* as in the lock file), the hash of its training data, the device and the stage version.
 /// </summary>
-internal sealed record RunIdentity(string Pipeline, string Key, IReadOnlyDictionary<string, string> Settings, string Data, string Device, int Implementation);
+internal sealed record RunIdentity(string Pipeline, string Key, IReadOnlyDictionary<string, string> Settings,
+    string Data, string Device, int Implementation);
 
 /// <summary>
 /// Guards resuming across a settings change. Work folders are per stage key, so a run with changed settings has a new,
@@ -24,15 +25,19 @@ internal static class CheckpointGuard
 {
     public const string IdentityFile = "run.json";
 
-    /// <summary>The settings a checkpoint survives (declared on <see cref="TrainSettings"/> with <c>[SurvivesResume]</c>).</summary>
-    public static IReadOnlySet<string> ResumableSettings { get; } = new HashSet<string>(TrainSettings.ResumableKeys, StringComparer.Ordinal);
+    /// <summary>
+    /// The settings a checkpoint survives (declared on <see cref="TrainSettings"/> with <c>[SurvivesResume]</c>).
+    /// </summary>
+    public static IReadOnlySet<string> ResumableSettings { get; } = new HashSet<string>(TrainSettings.ResumableKeys,
+        StringComparer.Ordinal);
 
     /// <summary>
-    /// Before training: applies <paramref name="policy"/> to checkpoints of other runs of this pipeline's stage (sibling
-    /// folders of <paramref name="workDirectory"/>) and records <paramref name="current"/> in the work folder. Returns the
-    /// changes a resumed-with-changes checkpoint carried (empty otherwise).
+    /// Before training: applies <paramref name="policy"/> to checkpoints of other runs of this pipeline's stage
+    /// (sibling folders of <paramref name="workDirectory"/>) and records <paramref name="current"/> in the work folder.
+    /// Returns the changes a resumed-with-changes checkpoint carried (empty otherwise).
     /// </summary>
-    public static IReadOnlyList<string> Prepare(string workDirectory, string stage, RunIdentity current, CheckpointPolicy policy, IStageLog log)
+    public static IReadOnlyList<string> Prepare(string workDirectory, string stage, RunIdentity current,
+        CheckpointPolicy policy, IStageLog log)
     {
         Directory.CreateDirectory(workDirectory);
         var own = Path.GetFullPath(workDirectory);
@@ -54,15 +59,21 @@ internal static class CheckpointGuard
             var listing = string.Join("; ", changes.Select(c => $"{c.Setting}: {c.Old} -> {c.New}"));
             if (policy != CheckpointPolicy.ResumeWithChanges)
                 throw new FineTuneException(DiagnosticCodes.CheckpointSettingsChanged,
-                    $"a checkpoint of an interrupted {stage} run (step {StepOf(folder)}, {TrainingCheckpoint.FolderIn(folder)}) has other settings: {listing}. "
-                    + "Run with --restart to discard it and start over, or with --resume-with-changes to continue from it "
-                    + (fixedChanges.Count == 0 ? "with the new settings." : $"(not possible here: {string.Join(", ", fixedChanges.Select(c => c.Setting))} cannot change in a running training)."),
+                    $"a checkpoint of an interrupted {stage} run (step {StepOf(folder)}, " +
+                    $"{TrainingCheckpoint.FolderIn(folder)}) has other settings: {listing}. "
+                    + "Run with --restart to discard it and start over, or with --resume-with-changes to continue " +
+                    "from it "
+                    + (fixedChanges.Count == 0 ? "with the new settings."
+                        : $"(not possible here: {string.Join(", ", fixedChanges.Select(c => c.Setting))} cannot " +
+                            $"change in a running training)."),
                     ExitCodes.InvalidInput);
             if (fixedChanges.Count > 0)
                 throw new FineTuneException(DiagnosticCodes.CheckpointCannotTakeChanges,
-                    $"--resume-with-changes: the checkpoint in {TrainingCheckpoint.FolderIn(folder)} cannot continue with these changes: "
+                    $"--resume-with-changes: the checkpoint in {TrainingCheckpoint.FolderIn(folder)} cannot continue " +
+                    $"with these changes: "
                     + string.Join("; ", fixedChanges.Select(c => $"{c.Setting}: {c.Old} -> {c.New}"))
-                    + $". Only {string.Join(", ", ResumableSettings.Order(StringComparer.Ordinal))} may change; run with --restart to start over.",
+                    + $". Only {string.Join(", ", ResumableSettings.Order(StringComparer.Ordinal))} may change; run " +
+                    $"with --restart to start over.",
                     ExitCodes.InvalidInput);
             // Adopt the checkpoint: it now belongs to this run's key, so the trainer resumes it like its own.
             Directory.Move(TrainingCheckpoint.FolderIn(folder), TrainingCheckpoint.FolderIn(own));
@@ -81,7 +92,8 @@ internal static class CheckpointGuard
     {
         var changes = saved.Settings.Keys.Union(current.Settings.Keys).Order(StringComparer.Ordinal)
             .Where(k => saved.Settings.GetValueOrDefault(k) != current.Settings.GetValueOrDefault(k))
-            .Select(k => new Change(k, saved.Settings.GetValueOrDefault(k) ?? "(unset)", current.Settings.GetValueOrDefault(k) ?? "(unset)"))
+            .Select(k => new Change(k, saved.Settings.GetValueOrDefault(k) ?? "(unset)",
+                current.Settings.GetValueOrDefault(k) ?? "(unset)"))
             .ToList();
         if (saved.Data != current.Data) changes.Add(new("training data", Short(saved.Data), Short(current.Data)));
         if (saved.Device != current.Device) changes.Add(new("device", saved.Device, current.Device));
@@ -92,8 +104,11 @@ internal static class CheckpointGuard
 
     private static string Short(string hash) => hash.Length > 12 ? hash[..12] : hash;
 
-    /// <summary>Checkpoints left in other work folders of this stage by runs of the same pipeline, newest first.</summary>
-    private static List<(string Folder, RunIdentity Identity)> OtherCheckpoints(string own, string stage, string pipeline)
+    /// <summary>
+    /// Checkpoints left in other work folders of this stage by runs of the same pipeline, newest first.
+    /// </summary>
+    private static List<(string Folder, RunIdentity Identity)> OtherCheckpoints(string own, string stage,
+        string pipeline)
     {
         var parent = Path.GetDirectoryName(own);
         if (parent is null || !Directory.Exists(parent)) return [];

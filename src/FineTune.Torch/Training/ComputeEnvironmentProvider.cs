@@ -24,9 +24,11 @@ internal static class ComputeEnvironmentProvider
                 ? "cuda"
                 : throw new FineTuneException(DiagnosticCodes.CudaUnavailable,
                     "device 'cuda' was requested but libtorch sees no CUDA device. This build uses the CPU libtorch "
-                    + "(libtorch-cpu-linux-x64); rebuild with -p:TorchBackend=cuda on a machine with an NVIDIA GPU, or set device: auto or cpu.",
+                    + "(libtorch-cpu-linux-x64); rebuild with -p:TorchBackend=cuda on a machine with an NVIDIA GPU, " +
+                    "or set device: auto or cpu.",
                     ExitCodes.StageFailed),
-            _ => throw new FineTuneException(DiagnosticCodes.UnknownDevice, $"unknown device '{requestedDevice}'; use auto, cpu or cuda"),
+            _ => throw new FineTuneException(DiagnosticCodes.UnknownDevice,
+                $"unknown device '{requestedDevice}'; use auto, cpu or cuda"),
         };
         return new ComputeEnvironment(device, LibTorchVersion(), torch.get_num_threads());
     }
@@ -46,7 +48,8 @@ internal static class ComputeEnvironmentProvider
             if (!string.IsNullOrWhiteSpace(version)) return version;
         }
         catch (Exception e) when (e is not OutOfMemoryException) { }
-        return typeof(torch).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion is { } torchSharp
+        return typeof(torch).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
+            is { } torchSharp
             ? "torchsharp-" + torchSharp
             : "unknown";
     }

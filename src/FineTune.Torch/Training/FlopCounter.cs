@@ -7,8 +7,10 @@ namespace FineTune.Torch.Training;
 /// <summary>
 /// Model FLOPs of a training step, for MFU (model FLOP utilisation). Per micro-batch, forward + backward = 3x forward:
 /// <code>
-///   6 * N * tokens                      N = parameters outside the embedding and head (each weight: one multiply-add per token)
-/// + 6 * layers * hidden * T * tokens    attention: scores and weighted sum are 4 * hidden * T per token and layer forward,
+///   6 * N * tokens                      N = parameters outside the embedding and head (each weight: one multiply-add
+///   per token)
+/// + 6 * layers * hidden * T * tokens    attention: scores and weighted sum are 4 * hidden * T per token and layer
+/// forward,
 ///                                       12 with backward, half of it under the causal mask (the PaLM convention)
 /// + 6 * hidden * vocab * trained        the output head, run only at positions that carry a label
 /// </code>

@@ -14,9 +14,9 @@ internal sealed record StepSchedule(int TotalSteps, int MicroBatchesPerStep, lon
 {
     /// <summary>
     /// transformers' Trainer: steps per epoch = max(batches // accumulation, 1), steps = ceil(epochs · that). The
-    /// tutorial's 3,729 records at batch 4 (933 batches) with accumulation 4 for 3 epochs give 233 · 3 = 699 steps; the
-    /// micro-batches left over at the end (3 here) are not trained, as there. An epoch shorter than one accumulation
-    /// makes each step one epoch.
+    /// tutorial's 3,729 records at batch 4 (933 batches) with accumulation 4 for 3 epochs give 233 · 3 = 699 steps;
+    /// the micro-batches left over at the end (3 here) are not trained, as there. An epoch shorter than one
+    /// accumulation makes each step one epoch.
     /// </summary>
     public static StepSchedule For(int batchesPerEpoch, int accumulation, double epochs)
     {
@@ -47,14 +47,22 @@ internal sealed record TrainPlan(
     public IEnumerable<string> Lines()
     {
         var c = CultureInfo.InvariantCulture;
-        yield return string.Create(c, $"plan: model {Model} ({Architecture}), {ModelParameters:N0} parameters, {Dtype} on {Device}");
-        yield return string.Create(c, $"plan: method {Method}, trainable {TrainableParameters:N0} of {AllParameters:N0} ({TrainableShare * 100:0.00} %)");
-        yield return string.Create(c, $"plan: {Examples:N0} examples, {TokensPerEpoch:N0} tokens per epoch, {Epochs:0.##} epoch(s)");
-        yield return string.Create(c, $"plan: {Schedule.TotalSteps:N0} optimizer steps of {BatchSize} x {Accumulation} examples ({BatchesPerEpoch:N0} batches per epoch)");
+        yield return string.Create(c,
+            $"plan: model {Model} ({Architecture}), {ModelParameters:N0} parameters, {Dtype} on {Device}");
+        yield return string.Create(c,
+            $"plan: method {Method}, trainable {TrainableParameters:N0} of {AllParameters:N0} " +
+            $"({TrainableShare * 100:0.00} %)");
+        yield return string.Create(c,
+            $"plan: {Examples:N0} examples, {TokensPerEpoch:N0} tokens per epoch, {Epochs:0.##} epoch(s)");
+        yield return string.Create(c,
+            $"plan: {Schedule.TotalSteps:N0} optimizer steps of {BatchSize} x {Accumulation} examples " +
+            $"({BatchesPerEpoch:N0} batches per epoch)");
         yield return "plan: estimated time " + TrainTimeEstimate.Describe(TrainingFlops, PeakFlops);
     }
 
-    /// <summary>The plan's figures under plan_* keys of the stage summary (the lock file, the run summary, --json).</summary>
+    /// <summary>
+    /// The plan's figures under plan_* keys of the stage summary (the lock file, the run summary, --json).
+    /// </summary>
     public void AddTo(IDictionary<string, object> summary)
     {
         summary["plan_model"] = $"{Model} ({Architecture})";
@@ -76,7 +84,8 @@ internal sealed record TrainPlan(
     /// FLOPs are summed over the first epoch's batches (their padded lengths) and scaled to the micro-batches the
     /// schedule runs.
     /// </summary>
-    public static TrainPlan For(LlamaForCausalLM model, TokenizedDataset data, IReadOnlyList<int[][]> batches, TrainSettings settings, Device device, double peakFlops)
+    public static TrainPlan For(LlamaForCausalLM model, TokenizedDataset data, IReadOnlyList<int[][]> batches,
+        TrainSettings settings, Device device, double peakFlops)
     {
         var schedule = StepSchedule.For(batches.Count, settings.GradientAccumulation, settings.Epochs);
         var counter = new FlopCounter(model.Config, model.NonEmbeddingParameterCount());
@@ -93,24 +102,29 @@ internal sealed record TrainPlan(
                 examples++;
                 tokens += data.Length(example) - 1;
                 var exampleLabels = data.Labels(example);
-                for (var t = 1; t < exampleLabels.Length; t++) if (exampleLabels[t] != TokenizedDataset.IgnoreLabel) labels++;
+                for (var t = 1; t < exampleLabels.Length; t++)
+                    if (exampleLabels[t] != TokenizedDataset.IgnoreLabel) labels++;
             }
             epochTokens += tokens;
             epochFlops += counter.TrainingFlops(tokens, padded, labels);
         }
         var named = model.named_parameters().ToList();
         var all = named.Sum(p => p.parameter.numel());
-        var adapters = named.Where(p => p.name.Contains(".lora_", StringComparison.Ordinal)).Sum(p => p.parameter.numel());
+        var adapters = named.Where(p => p.name.Contains(".lora_", StringComparison.Ordinal)).Sum(p
+            => p.parameter.numel());
         var config = model.Config;
         var architecture = string.Create(CultureInfo.InvariantCulture,
-            $"{config.ModelType}, {config.HiddenSize} hidden, {config.NumHiddenLayers} layers, {config.NumAttentionHeads}/{config.NumKeyValueHeads} heads, vocab {config.VocabSize:N0}");
+            $"{config.ModelType}, {config.HiddenSize} hidden, {config.NumHiddenLayers} layers, " +
+            $"{config.NumAttentionHeads}/{config.NumKeyValueHeads} heads, vocab {config.VocabSize:N0}");
         return new TrainPlan(
             Model: settings.Model, Architecture: architecture, ModelParameters: all - adapters, Method: settings.Method,
-            TrainableParameters: named.Where(p => p.parameter.requires_grad).Sum(p => p.parameter.numel()), AllParameters: all,
+            TrainableParameters: named.Where(p => p.parameter.requires_grad).Sum(p => p.parameter.numel()),
+                AllParameters: all,
             Examples: examples, Epochs: settings.Epochs, BatchSize: settings.BatchSize,
             Accumulation: settings.GradientAccumulation, Schedule: schedule, BatchesPerEpoch: batches.Count,
             TokensPerEpoch: epochTokens,
             TrainingFlops: batches.Count == 0 ? 0 : epochFlops * schedule.TotalMicroBatches / batches.Count,
-            PeakFlops: peakFlops, Device: device.type == TorchSharp.DeviceType.CUDA ? "cuda" : "cpu", Dtype: Trainer.DtypeName(settings.Dtype, device));
+            PeakFlops: peakFlops, Device: device.type == TorchSharp.DeviceType.CUDA ? "cuda" : "cpu",
+                Dtype: Trainer.DtypeName(settings.Dtype, device));
     }
 }

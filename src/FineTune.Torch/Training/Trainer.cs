@@ -15,12 +15,13 @@ using F = TorchSharp.torch.nn.functional;
 namespace FineTune.Torch.Training;
 
 /// <summary>
-/// What a training run achieved; the train stage copies it into its summary. <see cref="FinalLoss"/> is the mean over the
-/// last 5 % of steps, since a single step's loss depends on which length group its batch came from.
+/// What a training run achieved; the train stage copies it into its summary. <see cref="FinalLoss"/> is the mean over
+/// the last 5 % of steps, since a single step's loss depends on which length group its batch came from.
 /// </summary>
 internal sealed record TrainResult(
     int Steps, double Epochs, long Tokens, long TrainedTokens, double FirstLoss, double FinalLoss,
-    double TokensPerSecond, double Mfu, double DurationSeconds, long Parameters, bool Resumed, double? PackingEfficiency = null);
+    double TokensPerSecond, double Mfu, double DurationSeconds, long Parameters, bool Resumed,
+        double? PackingEfficiency = null);
 
 /// <summary>
 /// Full fine-tuning of a causal LM: AdamW, linear warmup then cosine decay to min_lr_ratio, gradient accumulation,
@@ -47,13 +48,17 @@ internal sealed class Trainer
     /// <summary>Stops after this many optimizer steps (tests and experiments); null runs the whole plan.</summary>
     public int? MaxSteps { get; init; }
 
-    /// <summary>Tokens per packed row (tokenize.max_length) under train.packing; null: the longest example's inputs.</summary>
+    /// <summary>
+    /// Tokens per packed row (tokenize.max_length) under train.packing; null: the longest example's inputs.
+    /// </summary>
     public int? PackLength { get; init; }
 
     /// <summary>Loss of every optimizer step, in order (for tests and experiments).</summary>
     public List<double> Losses { get; } = [];
 
-    /// <summary>What the run does (model, trainable parameters, steps, estimate); set when <see cref="Train"/> starts.</summary>
+    /// <summary>
+    /// What the run does (model, trainable parameters, steps, estimate); set when <see cref="Train"/> starts.
+    /// </summary>
     public TrainPlan? Plan { get; private set; }
 
     public Trainer(LlamaForCausalLM model, TokenizedDataset data, TrainSettings settings, Device device, IStageLog log)
@@ -80,7 +85,9 @@ internal sealed class Trainer
     private readonly Dictionary<string, Parameter> _trained;
     private readonly Dictionary<string, Parameter> _modelParameters;
 
-    /// <summary>The trained weights by Hugging Face key: float32 masters under mixed precision, else the model's.</summary>
+    /// <summary>
+    /// The trained weights by Hugging Face key: float32 masters under mixed precision, else the model's.
+    /// </summary>
     public IReadOnlyDictionary<string, Tensor> Weights() => _mixedPrecision
         ? _trained.ToDictionary(kv => kv.Key, kv => (Tensor)kv.Value, StringComparer.Ordinal)
         : _model.state_dict();
@@ -110,7 +117,8 @@ internal sealed class Trainer
         Plan = TrainPlan.For(_model, _data, firstPlan, _settings, _device, peakFlops);
         foreach (var line in Plan.Lines()) _log.Info(line);
         var batchesPerEpoch = Plan.BatchesPerEpoch;
-        if (batchesPerEpoch == 0) throw new InvalidOperationException("the training set has no example of two tokens or more");
+        if (batchesPerEpoch == 0)
+            throw new InvalidOperationException("the training set has no example of two tokens or more");
         var totalMicroBatches = Plan.Schedule.TotalMicroBatches;
         var accumulation = Plan.Schedule.MicroBatchesPerStep;
         var totalSteps = Plan.Schedule.TotalSteps;
@@ -134,7 +142,8 @@ internal sealed class Trainer
         var plan = firstPlan;
         var packingEfficiency = _settings.Packing ? PackingEfficiency(firstPlan) : (double?)null;
         if (packingEfficiency is { } efficiency)
-            _log.Info($"packing: {firstPlan.Sum(b => b.Sum(r => r.Length)):N0} examples in {firstPlan.Sum(b => b.Length):N0} rows of "
+            _log.Info($"packing: {firstPlan.Sum(b => b.Sum(r => r.Length)):N0} examples in " +
+                $"{firstPlan.Sum(b => b.Length):N0} rows of "
                 + $"{RowLength} tokens, packing efficiency {efficiency:P1}");
         var planEpoch = 0L;
         _model.train();
@@ -147,7 +156,8 @@ internal sealed class Trainer
                 var learningRate = LearningRateAt(step, totalSteps);
                 foreach (var group in optimizer.ParamGroups) group.LearningRate = learningRate;
 
-                // Dropout draws from a generator seeded per step, so a resumed run draws what the uninterrupted one would.
+                // Dropout draws from a generator seeded per step, so a resumed run draws what the uninterrupted one
+                // would.
                 manual_seed(_settings.Seed * 1_000_003L + step);
                 using var scope = NewDisposeScope();
                 optimizer.zero_grad();
@@ -164,15 +174,18 @@ internal sealed class Trainer
                 var microBatchIndex = microBatch - microBatches.Count;
                 foreach (var rows in microBatches)
                 {
-                    // Dropout masks are a function of the run's seed and the micro-batch, so a resumed run draws them again.
+                    // Dropout masks are a function of the run's seed and the micro-batch, so a resumed run draws them
+                    // again.
                     SeededDropout.StartStream(_settings.Seed, microBatchIndex++);
                     var batch = _settings.Packing ? MakePackedBatch(rows) : MakeBatch(rows.Select(r => r[0]).ToArray());
                     if (batch.LabelCount == 0) continue;
-                    var hidden = _model.Hidden(batch.InputIds, positionIds: batch.PositionIds, documentIds: batch.DocumentIds);
+                    var hidden = _model.Hidden(batch.InputIds, positionIds: batch.PositionIds,
+                        documentIds: batch.DocumentIds);
                     // The head runs only where a label is: over a 50k vocabulary it would otherwise dominate the step.
                     var trained = hidden.reshape(-1, hidden.shape[^1]).index_select(0, batch.Positions);
                     var logits = _model.Logits(trained).to(ScalarType.Float32);
-                    var batchLoss = F.cross_entropy(logits, batch.Targets, reduction: nn.Reduction.Sum) / stepLabelTokens;
+                    var batchLoss = F.cross_entropy(logits, batch.Targets,
+                        reduction: nn.Reduction.Sum) / stepLabelTokens;
                     batchLoss.backward();
                     lossSum += batchLoss.item<float>();
                     tokens += batch.TokenCount;
@@ -210,7 +223,8 @@ internal sealed class Trainer
                     {
                         step = done, epoch = Math.Round(epochs, 4), loss = Math.Round(meanLoss, 5), lr = learningRate,
                         grad_norm = Math.Round(gradNorm, 5), tokens, tokens_per_s = Math.Round(tokensPerSecond, 1),
-                        elapsed_s = Math.Round(elapsed, 2), mfu = Math.Round(windowFlops / Math.Max(seconds, 1e-9) / peakFlops, 4),
+                        elapsed_s = Math.Round(elapsed, 2), mfu = Math.Round(windowFlops / Math.Max(seconds,
+                            1e-9) / peakFlops, 4),
                     }));
                     metrics?.Flush();
                     windowTokens = 0;
@@ -219,7 +233,8 @@ internal sealed class Trainer
                     windowSteps = 0;
                     windowClock.Restart();
                 }
-                state = new Position(done, microBatch, tokens, trainedTokens, firstLoss, elapsedBefore + clock.Elapsed.TotalSeconds);
+                state = new Position(done, microBatch, tokens, trainedTokens, firstLoss, elapsedBefore
+                    + clock.Elapsed.TotalSeconds);
                 if (_settings.CheckpointEvery > 0 && done % _settings.CheckpointEvery == 0 && done < totalSteps)
                     SaveCheckpoint(optimizer, state);
             }
@@ -237,7 +252,8 @@ internal sealed class Trainer
         var duration = clock.Elapsed.TotalSeconds;
         var totalDuration = elapsedBefore + duration;
         // Measured again at the end: a peak measured while the machine was busy would make MFU exceed 100 %.
-        peakFlops = Math.Max(peakFlops, FlopCounter.MeasureMatmulFlops(_device, ScalarTypeOf(_settings.Dtype, _device)));
+        peakFlops = Math.Max(peakFlops, FlopCounter.MeasureMatmulFlops(_device, ScalarTypeOf(_settings.Dtype,
+            _device)));
         return new TrainResult(
             Steps: state.Step,
             Epochs: Math.Round(microBatch / (double)batchesPerEpoch, 4),
@@ -280,19 +296,24 @@ internal sealed class Trainer
     public static string DtypeName(string dtype, Device device) =>
         ScalarTypeOf(dtype, device) == ScalarType.BFloat16 ? "bfloat16" : "float32";
 
-    /// <summary>Weight decay applies to matrices only; norms and the embedding (often tied to the head) keep theirs.</summary>
+    /// <summary>
+    /// Weight decay applies to matrices only; norms and the embedding (often tied to the head) keep theirs.
+    /// </summary>
     private AdamW NewOptimizer()
     {
         var decayed = new List<Parameter>();
         var kept = new List<Parameter>();
         foreach (var (name, parameter) in _trained)
-            (name.EndsWith("norm.weight", StringComparison.Ordinal) || name.Contains("embed_tokens") ? kept : decayed).Add(parameter);
+            (name.EndsWith("norm.weight", StringComparison.Ordinal) || name.Contains("embed_tokens") ? kept
+                : decayed).Add(parameter);
         var groups = new List<AdamW.ParamGroup>
         {
-            new(decayed, new AdamW.Options { LearningRate = _settings.LearningRate, weight_decay = _settings.WeightDecay }),
+            new(decayed, new AdamW.Options { LearningRate = _settings.LearningRate,
+                weight_decay = _settings.WeightDecay }),
             new(kept, new AdamW.Options { LearningRate = _settings.LearningRate, weight_decay = 0 }),
         };
-        return optim.AdamW(groups, _settings.LearningRate, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: _settings.WeightDecay);
+        return optim.AdamW(groups, _settings.LearningRate, beta1: 0.9, beta2: 0.95, eps: 1e-8,
+            weight_decay: _settings.WeightDecay);
     }
 
     private int CountLabels(int example)
@@ -303,18 +324,25 @@ internal sealed class Trainer
         return count;
     }
 
-    private sealed record Batch(Tensor InputIds, Tensor Positions, Tensor Targets, long TokenCount, int LabelCount, int PaddedLength,
+    private sealed record Batch(Tensor InputIds, Tensor Positions, Tensor Targets, long TokenCount, int LabelCount,
+        int PaddedLength,
         Tensor? PositionIds = null, Tensor? DocumentIds = null);
 
-    /// <summary>An epoch's micro-batches, each a list of rows, each row the examples it holds (one unless packing).</summary>
+    /// <summary>
+    /// An epoch's micro-batches, each a list of rows, each row the examples it holds (one unless packing).
+    /// </summary>
     private IReadOnlyList<int[][]> EpochPlan(int epoch) => _settings.Packing
         ? Batching.PackedEpochBatches(_data, RowLength, _settings.BatchSize, _settings.Seed, epoch)
-        : Batching.EpochBatches(_data, _settings.BatchSize, _settings.Seed, epoch).Select(b => b.Select(e => new[] { e }).ToArray()).ToList();
+        : Batching.EpochBatches(_data, _settings.BatchSize, _settings.Seed, epoch).Select(b
+            => b.Select(e => new[] { e }).ToArray()).ToList();
 
     private int? _rowLength;
-    private int RowLength => _rowLength ??= PackLength ?? Enumerable.Range(0, _data.Count).Select(e => _data.Length(e) - 1).DefaultIfEmpty(1).Max();
+    private int RowLength => _rowLength ??= PackLength
+        ?? Enumerable.Range(0, _data.Count).Select(e => _data.Length(e) - 1).DefaultIfEmpty(1).Max();
 
-    /// <summary>Real tokens / (rows x row length) of a packed epoch: the share of the rows' room that holds examples.</summary>
+    /// <summary>
+    /// Real tokens / (rows x row length) of a packed epoch: the share of the rows' room that holds examples.
+    /// </summary>
     private double PackingEfficiency(IReadOnlyList<int[][]> plan)
     {
         var rows = plan.Sum(b => b.Length);
@@ -401,24 +429,29 @@ internal sealed class Trainer
     private static double GradNorm(IEnumerable<Parameter> parameters)
     {
         using var scope = NewDisposeScope();
-        var squares = parameters.Where(p => p.grad is not null).Select(p => p.grad!.to(ScalarType.Float32).pow(2).sum()).ToList();
+        var squares = parameters.Where(p => p.grad is not null).Select(p
+            => p.grad!.to(ScalarType.Float32).pow(2).sum()).ToList();
         return squares.Count == 0 ? 0 : Math.Sqrt(stack(squares).sum().item<float>());
     }
 
     // ---- checkpoints: see TrainingCheckpoint ----
 
-    private sealed record Position(int Step, long MicroBatch, long Tokens, long TrainedTokens, double FirstLoss, double ElapsedSeconds);
+    private sealed record Position(int Step, long MicroBatch, long Tokens, long TrainedTokens, double FirstLoss,
+        double ElapsedSeconds);
 
     private void SaveCheckpoint(AdamW optimizer, Position position)
     {
         if (CheckpointDirectory is null) return;
-        TrainingCheckpoint.Save(CheckpointDirectory, Weights(), optimizer, new TrainingCheckpoint.State(CheckpointKey, _settings.Seed,
-            position.Step, position.MicroBatch, position.Tokens, position.TrainedTokens, position.FirstLoss, position.ElapsedSeconds));
+        TrainingCheckpoint.Save(CheckpointDirectory, Weights(), optimizer,
+            new TrainingCheckpoint.State(CheckpointKey, _settings.Seed,
+            position.Step, position.MicroBatch, position.Tokens, position.TrainedTokens, position.FirstLoss,
+                position.ElapsedSeconds));
     }
 
     private bool TryResume(AdamW optimizer, ref Position position)
     {
-        if (CheckpointDirectory is null || TrainingCheckpoint.TryReadState(CheckpointDirectory) is not { } saved) return false;
+        if (CheckpointDirectory is null || TrainingCheckpoint.TryReadState(CheckpointDirectory) is not { } saved)
+            return false;
         var folder = TrainingCheckpoint.FolderIn(CheckpointDirectory);
         if (saved.Key != CheckpointKey || saved.Seed != _settings.Seed)
         {
@@ -427,7 +460,8 @@ internal sealed class Trainer
         }
         TrainingCheckpoint.LoadInto(CheckpointDirectory, Weights(), optimizer);
         CopyMastersToModel();
-        position = new Position(saved.Step, saved.MicroBatch, saved.Tokens, saved.TrainedTokens, saved.FirstLoss, saved.ElapsedSeconds);
+        position = new Position(saved.Step, saved.MicroBatch, saved.Tokens, saved.TrainedTokens, saved.FirstLoss,
+            saved.ElapsedSeconds);
         _log.Info($"resuming from the checkpoint at step {saved.Step} ({folder})");
         return true;
     }

@@ -21,7 +21,8 @@ internal static class TrainingCheckpoint
     private const string StateFile = "state.json";
 
     /// <summary>Where the run stood; <paramref name="Key"/> names the run the checkpoint belongs to.</summary>
-    public sealed record State(string Key, int Seed, int Step, long MicroBatch, long Tokens, long TrainedTokens, double FirstLoss, double ElapsedSeconds);
+    public sealed record State(string Key, int Seed, int Step, long MicroBatch, long Tokens, long TrainedTokens,
+        double FirstLoss, double ElapsedSeconds);
 
     public static string FolderIn(string workDirectory) => Path.Combine(workDirectory, FolderName);
 
@@ -41,7 +42,8 @@ internal static class TrainingCheckpoint
             [ComputeEnvironment.LibTorchKey] = environment.LibTorchVersion,
         }));
 
-    public static void Save(string workDirectory, IReadOnlyDictionary<string, Tensor> weights, AdamW optimizer, State state)
+    public static void Save(string workDirectory, IReadOnlyDictionary<string, Tensor> weights, AdamW optimizer,
+        State state)
     {
         var folder = FolderIn(workDirectory);
         var temporary = folder + ".tmp";
@@ -54,7 +56,10 @@ internal static class TrainingCheckpoint
         Directory.Move(temporary, folder);
     }
 
-    /// <summary>The state of the checkpoint in <paramref name="workDirectory"/>, or null when there is none or it cannot be read.</summary>
+    /// <summary>
+    /// The state of the checkpoint in <paramref name="workDirectory"/>, or null when there is none or it cannot be
+    /// read.
+    /// </summary>
     public static State? TryReadState(string workDirectory)
     {
         var path = StatePathIn(workDirectory);
@@ -63,7 +68,9 @@ internal static class TrainingCheckpoint
         catch (Exception e) when (e is JsonException or IOException) { return null; }
     }
 
-    /// <summary>Copies the checkpoint's weights into <paramref name="weights"/> and its state into <paramref name="optimizer"/>.</summary>
+    /// <summary>
+    /// Copies the checkpoint's weights into <paramref name="weights"/> and its state into <paramref name="optimizer"/>.
+    /// </summary>
     public static void LoadInto(string workDirectory, IReadOnlyDictionary<string, Tensor> weights, AdamW optimizer)
     {
         var folder = FolderIn(workDirectory);
@@ -80,10 +87,13 @@ internal static class TrainingCheckpoint
         optimizer.load_state_dict(Path.Combine(folder, OptimizerFile));
     }
 
-    /// <summary>Makes a checkpoint moved in from another run's folder this run's own (run --resume-with-changes).</summary>
+    /// <summary>
+    /// Makes a checkpoint moved in from another run's folder this run's own (run --resume-with-changes).
+    /// </summary>
     public static void Adopt(string workDirectory, string key)
     {
-        var state = TryReadState(workDirectory) ?? throw new InvalidOperationException($"no readable checkpoint state in {StatePathIn(workDirectory)}");
+        var state = TryReadState(workDirectory)
+            ?? throw new InvalidOperationException($"no readable checkpoint state in {StatePathIn(workDirectory)}");
         File.WriteAllText(StatePathIn(workDirectory), JsonSerializer.Serialize(state with { Key = key }));
     }
 }
