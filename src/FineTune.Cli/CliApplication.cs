@@ -16,7 +16,8 @@ namespace FineTune.Cli;
 internal static class CliApplication
 {
     public static string ToolVersion { get; } =
-        typeof(CliApplication).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
+        typeof(CliApplication).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()
+            ?.InformationalVersion.Split('+')[0] ?? "0.0.0";
 
     private const string ExitCodeHelp = """
         dotnet finetune: reproducible LLM fine-tuning pipelines (fetch, format, tokenize, train, evaluate, export).
@@ -66,12 +67,14 @@ internal static class CliApplication
         {
             if (cancellation.IsCancellationRequested) return; // a second Ctrl+C ends the process at once
             e.Cancel = true;
-            stderr.WriteLine("\nCancelling: finishing the current step and saving a checkpoint (Ctrl+C again to abort at once)...");
+            stderr.WriteLine("\nCancelling: finishing the current step and saving a checkpoint (Ctrl+C again to " +
+                "abort at once)...");
             cancellation.Cancel();
         };
         Console.CancelKeyPress += onCancel;
         // SIGTERM (how build tools and service managers stop a process) cancels like a first Ctrl+C, and never aborts.
-        using var onTerminate = OperatingSystem.IsWindows() ? null : System.Runtime.InteropServices.PosixSignalRegistration.Create(
+        using var onTerminate = OperatingSystem.IsWindows() ? null
+            : System.Runtime.InteropServices.PosixSignalRegistration.Create(
             System.Runtime.InteropServices.PosixSignal.SIGTERM, context =>
             {
                 context.Cancel = true;
@@ -81,7 +84,8 @@ internal static class CliApplication
             });
         try
         {
-            var configuration = new InvocationConfiguration { ProcessTerminationTimeout = null, EnableDefaultExceptionHandler = false, Output = stdout, Error = stderr };
+            var configuration = new InvocationConfiguration { ProcessTerminationTimeout = null,
+                EnableDefaultExceptionHandler = false, Output = stdout, Error = stderr };
             return await parse.InvokeAsync(configuration, cancellation.Token);
         }
         catch (Exception e)
@@ -97,13 +101,15 @@ internal static class CliApplication
 
 internal static class GlobalOptions
 {
-    public static readonly Option<bool> Verbose = new("--verbose", "-v") { Description = "Show stack traces and extra detail.", Recursive = true };
+    public static readonly Option<bool> Verbose = new("--verbose", "-v") { Description = "Show stack traces and " +
+        "extra detail.", Recursive = true };
 }
 
 /// <summary>Where commands write: results on stdout, diagnostics and progress on stderr.</summary>
 internal sealed record CliConsole(TextWriter Out, TextWriter Error, bool Verbose)
 {
-    public bool Interactive => ReferenceEquals(Error, Console.Error) && !Console.IsErrorRedirected && Environment.GetEnvironmentVariable("NO_COLOR") is null;
+    public bool Interactive => ReferenceEquals(Error, Console.Error) && !Console.IsErrorRedirected
+        && Environment.GetEnvironmentVariable("NO_COLOR") is null;
 
     public void Print(IEnumerable<Diagnostic> diagnostics)
     {
@@ -120,15 +126,18 @@ internal sealed record CliConsole(TextWriter Out, TextWriter Error, bool Verbose
                 if (Verbose) Error.WriteLine(user.StackTrace);
                 return user.ExitCode;
             case OperationCanceledException:
-                Error.WriteLine("cancelled: nothing incomplete was committed; run again to continue (checkpoints are kept)");
+                Error.WriteLine("cancelled: nothing incomplete was committed; run again to continue (checkpoints are " +
+                    "kept)");
                 return ExitCodes.Cancelled;
             case StageFailedException failed:
                 Error.WriteLine($"error FT0900: {failed.Message}");
-                Error.WriteLine(Verbose ? failed.InnerException?.ToString() : "(run with --verbose for the stack trace; nothing of this stage was committed)");
+                Error.WriteLine(Verbose ? failed.InnerException?.ToString()
+                    : "(run with --verbose for the stack trace; nothing of this stage was committed)");
                 return ExitCodes.StageFailed;
             default:
                 Error.WriteLine($"internal error: {exception.GetType().Name}: {exception.Message}");
-                Error.WriteLine(Verbose ? exception.ToString() : "(run with --verbose for the stack trace, and please report it)");
+                Error.WriteLine(Verbose ? exception.ToString()
+                    : "(run with --verbose for the stack trace, and please report it)");
                 return ExitCodes.InternalError;
         }
     }

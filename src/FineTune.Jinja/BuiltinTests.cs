@@ -27,14 +27,19 @@ internal static class BuiltinTests
         ["divisibleby"] = (v, a) => Operations.AsLong(Integer(v)) % Operations.AsLong(Integer(Arg(a, 0))) == 0,
         ["lower"] = (v, _) => v is string s && s.ToLowerInvariant() == s,
         ["upper"] = (v, _) => v is string s && s.ToUpperInvariant() == s,
-        ["sameas"] = (v, a) => ReferenceEquals(v, Arg(a, 0)) || (v is null && Arg(a, 0) is null) || (v is bool b && Arg(a, 0) is bool c && b == c),
+        ["sameas"] = (v, a) => ReferenceEquals(v, Arg(a, 0)) || (v is null && Arg(a, 0) is null)
+            || (v is bool b && Arg(a, 0) is bool c && b == c),
         ["in"] = (v, a) => Operations.Contains(Arg(a, 0), v),
         ["eq"] = Equal, ["equalto"] = Equal, ["=="] = Equal,
         ["ne"] = (v, a) => !Operations.Equals(v, Arg(a, 0)), ["!="] = (v, a) => !Operations.Equals(v, Arg(a, 0)),
-        ["lt"] = (v, a) => Operations.Compare(v, Arg(a, 0), "<") < 0, ["lessthan"] = (v, a) => Operations.Compare(v, Arg(a, 0), "<") < 0, ["<"] = (v, a) => Operations.Compare(v, Arg(a, 0), "<") < 0,
-        ["le"] = (v, a) => Operations.Compare(v, Arg(a, 0), "<=") <= 0, ["<="] = (v, a) => Operations.Compare(v, Arg(a, 0), "<=") <= 0,
-        ["gt"] = (v, a) => Operations.Compare(v, Arg(a, 0), ">") > 0, ["greaterthan"] = (v, a) => Operations.Compare(v, Arg(a, 0), ">") > 0, [">"] = (v, a) => Operations.Compare(v, Arg(a, 0), ">") > 0,
-        ["ge"] = (v, a) => Operations.Compare(v, Arg(a, 0), ">=") >= 0, [">="] = (v, a) => Operations.Compare(v, Arg(a, 0), ">=") >= 0,
+        ["lt"] = (v, a) => Operations.Compare(v, Arg(a, 0), "<") < 0, ["lessthan"] = (v, a)
+            => Operations.Compare(v, Arg(a, 0), "<") < 0, ["<"] = (v, a) => Operations.Compare(v, Arg(a, 0), "<") < 0,
+        ["le"] = (v, a) => Operations.Compare(v, Arg(a, 0), "<=") <= 0,
+            ["<="] = (v, a) => Operations.Compare(v, Arg(a, 0), "<=") <= 0,
+        ["gt"] = (v, a) => Operations.Compare(v, Arg(a, 0), ">") > 0, ["greaterthan"] = (v, a)
+            => Operations.Compare(v, Arg(a, 0), ">") > 0, [">"] = (v, a) => Operations.Compare(v, Arg(a, 0), ">") > 0,
+        ["ge"] = (v, a) => Operations.Compare(v, Arg(a, 0), ">=") >= 0,
+            [">="] = (v, a) => Operations.Compare(v, Arg(a, 0), ">=") >= 0,
     };
 
     public static TestFunction? Find(string name) => All.GetValueOrDefault(name);
@@ -42,11 +47,13 @@ internal static class BuiltinTests
     private static bool Equal(object? value, List<object?> args) => Operations.Equals(value, Arg(args, 0));
 
     private static object? Arg(List<object?> args, int index) =>
-        index < args.Count ? args[index] : throw new TemplateRuntimeException($"the test needs {index + 1} argument(s)");
+        index < args.Count ? args[index]
+            : throw new TemplateRuntimeException($"the test needs {index + 1} argument(s)");
 
     private static object? Integer(object? value)
     {
         Operations.FailIfUndefined(value);
-        return Operations.IsInteger(value) ? value : throw new TemplateRuntimeException($"expected an integer, got '{TemplateValues.TypeName(value)}'");
+        return Operations.IsInteger(value) ? value
+            : throw new TemplateRuntimeException($"expected an integer, got '{TemplateValues.TypeName(value)}'");
     }
 }

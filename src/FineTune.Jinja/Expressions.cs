@@ -57,7 +57,8 @@ internal sealed class DictExpr(IReadOnlyList<(Expr Key, Expr Value)> entries, in
         foreach (var (key, value) in entries)
         {
             var k = key.Evaluate(context, scope);
-            if (k is null or Undefined or List<object?> or PyDict) throw new TemplateRuntimeException($"unhashable dict key of type '{TemplateValues.TypeName(k)}'");
+            if (k is null or Undefined or List<object?> or PyDict)
+                throw new TemplateRuntimeException($"unhashable dict key of type '{TemplateValues.TypeName(k)}'");
             dict[k] = value.Evaluate(context, scope);
         }
         return dict;
@@ -66,7 +67,8 @@ internal sealed class DictExpr(IReadOnlyList<(Expr Key, Expr Value)> entries, in
 
 internal sealed class AttributeExpr(Expr target, string name, int offset) : Expr(offset)
 {
-    protected override object? EvaluateCore(RenderContext context, Scope scope) => Operations.GetAttribute(target.Evaluate(context, scope), name);
+    protected override object? EvaluateCore(RenderContext context, Scope scope)
+        => Operations.GetAttribute(target.Evaluate(context, scope), name);
 }
 
 internal sealed class ItemExpr(Expr target, Expr key, int offset) : Expr(offset)
@@ -78,7 +80,8 @@ internal sealed class ItemExpr(Expr target, Expr key, int offset) : Expr(offset)
 internal sealed class SliceExpr(Expr target, Expr? start, Expr? stop, Expr? step, int offset) : Expr(offset)
 {
     protected override object? EvaluateCore(RenderContext context, Scope scope) =>
-        Operations.Slice(target.Evaluate(context, scope), start?.Evaluate(context, scope), stop?.Evaluate(context, scope), step?.Evaluate(context, scope));
+        Operations.Slice(target.Evaluate(context, scope), start?.Evaluate(context, scope),
+            stop?.Evaluate(context, scope), step?.Evaluate(context, scope));
 }
 
 /// <summary>Positional and keyword arguments of a call, filter or test.</summary>
@@ -88,13 +91,15 @@ internal sealed class Arguments(IReadOnlyList<Expr> positional, IReadOnlyList<(s
     public IReadOnlyList<Expr> Positional { get; } = positional;
     public IReadOnlyList<(string Name, Expr Value)> Keywords { get; } = keywords;
 
-    public (List<object?> Args, Dictionary<string, object?>? Kwargs) Evaluate(RenderContext context, Scope scope, object? first = null, bool hasFirst = false)
+    public (List<object?> Args, Dictionary<string, object?>? Kwargs) Evaluate(RenderContext context, Scope scope,
+        object? first = null, bool hasFirst = false)
     {
         var args = new List<object?>(Positional.Count + 1);
         if (hasFirst) args.Add(first);
         foreach (var arg in Positional) args.Add(arg.Evaluate(context, scope));
         Dictionary<string, object?>? kwargs = null;
-        foreach (var (name, value) in Keywords) (kwargs ??= new(StringComparer.Ordinal))[name] = value.Evaluate(context, scope);
+        foreach (var (name, value) in Keywords)
+            (kwargs ??= new(StringComparer.Ordinal))[name] = value.Evaluate(context, scope);
         return (args, kwargs);
     }
 }
@@ -114,7 +119,8 @@ internal sealed class CallExpr(Expr callee, Arguments arguments, int offset) : E
     }
 }
 
-internal sealed class FilterExpr(Expr value, string name, FilterFunction filter, Arguments arguments, int offset) : Expr(offset)
+internal sealed class FilterExpr(Expr value, string name, FilterFunction filter, Arguments arguments, int offset)
+    : Expr(offset)
 {
     public string Name { get; } = name;
 
@@ -125,7 +131,8 @@ internal sealed class FilterExpr(Expr value, string name, FilterFunction filter,
         return filter(input, args, kwargs, new CallSite(context, Offset));
     }
 
-    /// <summary>Applies the filter to an already computed value (the {% filter %} block and `set x | f` use this).</summary>
+    /// <summary>Applies the filter to an already computed value (the {% filter %} block and `set x | f` use
+    /// this).</summary>
     public object? Apply(object? input, RenderContext context, Scope scope)
     {
         try
@@ -140,7 +147,8 @@ internal sealed class FilterExpr(Expr value, string name, FilterFunction filter,
     }
 }
 
-internal sealed class TestExpr(Expr value, TestFunction test, Arguments arguments, bool negated, int offset) : Expr(offset)
+internal sealed class TestExpr(Expr value, TestFunction test, Arguments arguments, bool negated, int offset)
+    : Expr(offset)
 {
     protected override object? EvaluateCore(RenderContext context, Scope scope)
     {
@@ -152,7 +160,8 @@ internal sealed class TestExpr(Expr value, TestFunction test, Arguments argument
 
 internal sealed class NotExpr(Expr operand, int offset) : Expr(offset)
 {
-    protected override object? EvaluateCore(RenderContext context, Scope scope) => !TemplateValues.IsTruthy(operand.Evaluate(context, scope));
+    protected override object? EvaluateCore(RenderContext context, Scope scope)
+        => !TemplateValues.IsTruthy(operand.Evaluate(context, scope));
 }
 
 internal sealed class NegateExpr(Expr operand, bool minus, int offset) : Expr(offset)
@@ -233,11 +242,14 @@ internal sealed class CompareExpr(Expr first, IReadOnlyList<(string Op, Expr Ope
     }
 }
 
-/// <summary><c>a if condition else b</c>; without <c>else</c> the result is undefined when the condition fails.</summary>
+/// <summary><c>a if condition else b</c>; without <c>else</c> the result is undefined when the condition
+/// fails.</summary>
 internal sealed class ConditionalExpr(Expr condition, Expr then, Expr? otherwise, int offset) : Expr(offset)
 {
     protected override object? EvaluateCore(RenderContext context, Scope scope) =>
         TemplateValues.IsTruthy(condition.Evaluate(context, scope))
             ? then.Evaluate(context, scope)
-            : otherwise is null ? new Undefined("the inline if expression evaluated to false and no else section was defined") : otherwise.Evaluate(context, scope);
+            : otherwise is null
+                ? new Undefined("the inline if expression evaluated to false and no else section was defined")
+                : otherwise.Evaluate(context, scope);
 }

@@ -3,7 +3,8 @@ using System.Text;
 
 namespace FineTune.Jinja;
 
-internal delegate object? FilterFunction(object? value, List<object?> args, Dictionary<string, object?>? kwargs, CallSite site);
+internal delegate object? FilterFunction(object? value, List<object?> args, Dictionary<string, object?>? kwargs,
+    CallSite site);
 
 /// <summary>jinja2's built-in filters that chat templates use, plus transformers' own <c>tojson</c>.</summary>
 internal static class Filters
@@ -11,19 +12,24 @@ internal static class Filters
     private static readonly Dictionary<string, FilterFunction> All = new(StringComparer.Ordinal)
     {
         ["tojson"] = ToJson,
-        ["trim"] = (v, a, k, _) => Methods.Strip(Text(v), Optional(a, k, 0, "chars") is string chars ? chars : null, true, true),
+        ["trim"] = (v, a, k, _)
+            => Methods.Strip(Text(v), Optional(a, k, 0, "chars") is string chars ? chars : null, true, true),
         ["length"] = (v, _, _, _) => Operations.Length(v),
         ["count"] = (v, _, _, _) => Operations.Length(v),
-        ["first"] = (v, _, _, _) => Operations.Iterate(v) is { Count: > 0 } items ? items[0] : new Undefined("No first item, sequence was empty."),
-        ["last"] = (v, _, _, _) => Operations.Iterate(v) is { Count: > 0 } items ? items[^1] : new Undefined("No last item, sequence was empty."),
+        ["first"] = (v, _, _, _) => Operations.Iterate(v) is { Count: > 0 } items ? items[0]
+            : new Undefined("No first item, sequence was empty."),
+        ["last"] = (v, _, _, _) => Operations.Iterate(v) is { Count: > 0 } items ? items[^1]
+            : new Undefined("No last item, sequence was empty."),
         ["join"] = Join,
         ["default"] = Default,
         ["d"] = Default,
         ["upper"] = (v, _, _, _) => Text(v).ToUpperInvariant(),
         ["lower"] = (v, _, _, _) => Text(v).ToLowerInvariant(),
-        ["capitalize"] = (v, _, _, _) => Text(v) is { Length: > 0 } s ? char.ToUpperInvariant(s[0]) + s[1..].ToLowerInvariant() : "",
+        ["capitalize"] = (v, _, _, _) => Text(v) is { Length: > 0 } s
+            ? char.ToUpperInvariant(s[0]) + s[1..].ToLowerInvariant() : "",
         ["title"] = (v, _, _, _) => Title(Text(v)),
-        ["replace"] = (v, a, k, _) => Methods.Replace(Text(v), Text(Required(a, k, 0, "old")), Text(Required(a, k, 1, "new")),
+        ["replace"] = (v, a, k, _)
+            => Methods.Replace(Text(v), Text(Required(a, k, 0, "old")), Text(Required(a, k, 1, "new")),
             Optional(a, k, 2, "count") is { } count ? Operations.AsLong(count) : -1),
         ["string"] = (v, _, _, _) => PythonText.Str(v),
         ["safe"] = (v, _, _, _) => v,
@@ -37,7 +43,9 @@ internal static class Filters
             ? dict.Select(e => (object?)new PyTuple { e.Key, e.Value }).ToList()
             : throw new TemplateRuntimeException($"items filter needs a mapping, got '{TemplateValues.TypeName(v)}'"),
         ["dictsort"] = DictSort,
-        ["reverse"] = (v, _, _, _) => v is string s ? new string(s.EnumerateRunes().Reverse().SelectMany(r => r.ToString()).ToArray()) : Enumerable.Reverse(Operations.Iterate(v)).ToList(),
+        ["reverse"] = (v, _, _, _) => v is string s
+            ? new string(s.EnumerateRunes().Reverse().SelectMany(r => r.ToString()).ToArray())
+            : Enumerable.Reverse(Operations.Iterate(v)).ToList(),
         ["sort"] = Sort,
         ["unique"] = Unique,
         ["map"] = Map,
@@ -60,15 +68,18 @@ internal static class Filters
         index < args.Count ? args[index] : kwargs is not null && kwargs.TryGetValue(name, out var value) ? value : null;
 
     private static object? Required(List<object?> args, Dictionary<string, object?>? kwargs, int index, string name) =>
-        index < args.Count || (kwargs?.ContainsKey(name) ?? false) ? Optional(args, kwargs, index, name) : throw new TemplateRuntimeException($"missing argument '{name}'");
+        index < args.Count || (kwargs?.ContainsKey(name) ?? false) ? Optional(args, kwargs, index, name)
+            : throw new TemplateRuntimeException($"missing argument '{name}'");
 
     private static object? Number(object? value)
     {
         Operations.FailIfUndefined(value);
-        return Operations.IsNumber(value) ? value : throw new TemplateRuntimeException($"bad operand type: '{TemplateValues.TypeName(value)}'");
+        return Operations.IsNumber(value) ? value
+            : throw new TemplateRuntimeException($"bad operand type: '{TemplateValues.TypeName(value)}'");
     }
 
-    /// <summary>transformers' tojson: <c>json.dumps(x, ensure_ascii=False, indent=indent, separators=separators, sort_keys=sort_keys)</c>.</summary>
+    /// <summary>transformers' tojson: <c>json.dumps(x, ensure_ascii=False, indent=indent, separators=separators,
+    /// sort_keys=sort_keys)</c>.</summary>
     private static object? ToJson(object? value, List<object?> args, Dictionary<string, object?>? kwargs, CallSite site)
     {
         if (TemplateValues.IsTruthy(Optional(args, kwargs, 0, "ensure_ascii")))
@@ -100,14 +111,16 @@ internal static class Filters
         return text.ToString();
     }
 
-    private static object? Default(object? value, List<object?> args, Dictionary<string, object?>? kwargs, CallSite site)
+    private static object? Default(object? value, List<object?> args, Dictionary<string, object?>? kwargs,
+        CallSite site)
     {
         var fallback = Optional(args, kwargs, 0, "default_value") ?? "";
         var boolean = TemplateValues.IsTruthy(Optional(args, kwargs, 1, "boolean"));
         return value is Undefined || (boolean && !TemplateValues.IsTruthy(value)) ? fallback : value;
     }
 
-    /// <summary>jinja2's title filter: capitalise after spaces, dashes and opening brackets (so "it's" stays "It's").</summary>
+    /// <summary>jinja2's title filter: capitalise after spaces, dashes and opening brackets (so "it's" stays
+    /// "It's").</summary>
     private static string Title(string s)
     {
         var text = new StringBuilder(s.Length);
@@ -130,21 +143,25 @@ internal static class Filters
             case double d: return double.IsFinite(d) ? (long)Math.Truncate(d) : fallback;
             case string s:
                 var trimmed = s.Trim().Replace("_", "");
-                if (long.TryParse(trimmed, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var l)) return l;
-                if (double.TryParse(trimmed, NumberStyles.Float, CultureInfo.InvariantCulture, out var parsed) && double.IsFinite(parsed)) return (long)Math.Truncate(parsed);
+                if (long.TryParse(trimmed, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var l))
+                    return l;
+                if (double.TryParse(trimmed, NumberStyles.Float, CultureInfo.InvariantCulture, out var parsed)
+                    && double.IsFinite(parsed)) return (long)Math.Truncate(parsed);
                 return fallback;
             default: return fallback;
         }
     }
 
-    private static object? ToFloat(object? value, List<object?> args, Dictionary<string, object?>? kwargs, CallSite site)
+    private static object? ToFloat(object? value, List<object?> args, Dictionary<string, object?>? kwargs,
+        CallSite site)
     {
         var fallback = Optional(args, kwargs, 0, "default") ?? 0.0;
         return value switch
         {
             long or bool => Operations.AsDouble(value),
             double d => d,
-            string s when double.TryParse(s.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out var parsed) => parsed,
+            string s when double.TryParse(s.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out var parsed)
+                => parsed,
             _ => fallback,
         };
     }
@@ -175,7 +192,8 @@ internal static class Filters
 
     private static int CompareForSort(object? a, object? b, bool caseSensitive)
     {
-        if (!caseSensitive && a is string sa && b is string sb) return string.CompareOrdinal(sa.ToLowerInvariant(), sb.ToLowerInvariant());
+        if (!caseSensitive && a is string sa && b is string sb)
+            return string.CompareOrdinal(sa.ToLowerInvariant(), sb.ToLowerInvariant());
         return Operations.Compare(a, b, "<");
     }
 
@@ -185,14 +203,16 @@ internal static class Filters
         var caseSensitive = TemplateValues.IsTruthy(Optional(args, kwargs, 1, "case_sensitive"));
         var attribute = Optional(args, kwargs, 2, "attribute");
         var items = Operations.Iterate(value);
-        var keyed = items.Select(item => (Key: attribute is null ? item : GetPath(item, attribute), Item: item)).ToList();
+        var keyed = items.Select(item => (Key: attribute is null ? item : GetPath(item, attribute),
+            Item: item)).ToList();
         // OrderBy is stable, like Python's sorted; reverse=True keeps equal items in their original order too.
         var comparer = Comparer<object?>.Create((a, b) => CompareForSort(a, b, caseSensitive));
         var sorted = reverse ? keyed.OrderByDescending(k => k.Key, comparer) : keyed.OrderBy(k => k.Key, comparer);
         return sorted.Select(k => k.Item).ToList();
     }
 
-    private static object? DictSort(object? value, List<object?> args, Dictionary<string, object?>? kwargs, CallSite site)
+    private static object? DictSort(object? value, List<object?> args, Dictionary<string, object?>? kwargs,
+        CallSite site)
     {
         if (value is not PyDict dict) throw new TemplateRuntimeException("dictsort needs a mapping");
         var caseSensitive = TemplateValues.IsTruthy(Optional(args, kwargs, 0, "case_sensitive"));
@@ -228,9 +248,11 @@ internal static class Filters
         if (kwargs is not null && kwargs.TryGetValue("attribute", out var attribute))
         {
             var hasDefault = kwargs.TryGetValue("default", out var fallback);
-            return items.Select(item => GetPath(item, attribute) is Undefined && hasDefault ? fallback : GetPath(item, attribute)).ToList();
+            return items.Select(item => GetPath(item, attribute) is Undefined && hasDefault ? fallback
+                : GetPath(item, attribute)).ToList();
         }
-        if (args.Count == 0 || args[0] is not string name) throw new TemplateRuntimeException("map needs a filter name or attribute=");
+        if (args.Count == 0 || args[0] is not string name)
+            throw new TemplateRuntimeException("map needs a filter name or attribute=");
         var filter = Find(name) ?? throw new TemplateRuntimeException($"No filter named '{name}'.");
         var rest = args.Skip(1).ToList();
         return items.Select(item => filter(item, rest, null, site)).ToList();

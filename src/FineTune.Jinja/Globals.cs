@@ -4,18 +4,20 @@ using System.Text;
 namespace FineTune.Jinja;
 
 /// <summary>
-/// Functions every template can call: jinja2's <c>range</c>, <c>namespace</c>, <c>dict</c>, and the two transformers adds
-/// for chat templates, <c>raise_exception(message)</c> and <c>strftime_now(format)</c>.
+/// Functions every template can call: jinja2's <c>range</c>, <c>namespace</c>, <c>dict</c>, and the two transformers
+/// adds for chat templates, <c>raise_exception(message)</c> and <c>strftime_now(format)</c>.
 /// </summary>
 internal static class Globals
 {
-    public static readonly IReadOnlyDictionary<string, object?> All = new Dictionary<string, object?>(StringComparer.Ordinal)
+    public static readonly IReadOnlyDictionary<string, object?> All =
+        new Dictionary<string, object?>(StringComparer.Ordinal)
     {
         ["range"] = new BuiltinFunction("range", Range),
         ["namespace"] = new BuiltinFunction("namespace", NewNamespace),
         ["dict"] = new BuiltinFunction("dict", (_, kwargs, _) => ToDict(kwargs)),
         ["raise_exception"] = new BuiltinFunction("raise_exception", RaiseException),
-        ["strftime_now"] = new BuiltinFunction("strftime_now", (args, _, _) => StrFTime(DateTime.Now, args.Count > 0 ? PythonText.Str(args[0]) : "")),
+        ["strftime_now"] = new BuiltinFunction("strftime_now",
+            (args, _, _) => StrFTime(DateTime.Now, args.Count > 0 ? PythonText.Str(args[0]) : "")),
     };
 
     private static PyDict ToDict(Dictionary<string, object?>? kwargs)
@@ -33,7 +35,8 @@ internal static class Globals
         {
             case 1: stop = Operations.AsLong(args[0]); break;
             case 2: (start, stop) = (Operations.AsLong(args[0]), Operations.AsLong(args[1])); break;
-            case 3: (start, stop, step) = (Operations.AsLong(args[0]), Operations.AsLong(args[1]), Operations.AsLong(args[2])); break;
+            case 3: (start, stop, step) = (Operations.AsLong(args[0]), Operations.AsLong(args[1]),
+                Operations.AsLong(args[2])); break;
             default: throw new TemplateRuntimeException($"range expected 1 to 3 arguments, got {args.Count}");
         }
         if (step == 0) throw new TemplateRuntimeException("range() arg 3 must not be zero");
@@ -41,7 +44,8 @@ internal static class Globals
         for (var i = start; step > 0 ? i < stop : i > stop; i += step)
         {
             // The same cap as jinja2's sandbox (MAX_RANGE), so a bad template cannot eat the memory.
-            if (items.Count >= 100_000) throw new TemplateRuntimeException("range too big, maximum size for range is 100000");
+            if (items.Count >= 100_000)
+                throw new TemplateRuntimeException("range too big, maximum size for range is 100000");
             items.Add(i);
         }
         return items;
@@ -52,7 +56,8 @@ internal static class Globals
         var ns = new Namespace();
         foreach (var arg in args)
         {
-            if (arg is not PyDict initial) throw new TemplateRuntimeException("namespace() takes keyword arguments or a dict");
+            if (arg is not PyDict initial)
+                throw new TemplateRuntimeException("namespace() takes keyword arguments or a dict");
             foreach (var (key, value) in initial) ns.Attributes[PythonText.Str(key)] = value;
         }
         if (kwargs is not null)
@@ -68,9 +73,12 @@ internal static class Globals
     }
 
     private static readonly string[] ShortDays = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    private static readonly string[] LongDays = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
-    private static readonly string[] ShortMonths = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    private static readonly string[] LongMonths = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+    private static readonly string[] LongDays = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday",
+        "Saturday"];
+    private static readonly string[] ShortMonths = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
+        "Oct", "Nov", "Dec"];
+    private static readonly string[] LongMonths = ["January", "February", "March", "April", "May", "June", "July",
+        "August", "September", "October", "November", "December"];
 
     /// <summary>Python's strftime for the C locale, with the directives date strings in templates use.</summary>
     public static string StrFTime(DateTime time, string format)

@@ -4,7 +4,8 @@ namespace FineTune.Jinja;
 /// A template that cannot be parsed or rendered. <see cref="Exception.Message"/> is the bare message; the position
 /// is kept apart so that callers can report it in their own format.
 /// </summary>
-public sealed class JinjaException(JinjaErrorKind kind, string message, string origin, int line, int column) : Exception(message)
+public sealed class JinjaException(JinjaErrorKind kind, string message, string origin, int line, int column)
+    : Exception(message)
 {
     public JinjaErrorKind Kind { get; } = kind;
 

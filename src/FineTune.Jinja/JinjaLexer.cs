@@ -3,7 +3,8 @@ namespace FineTune.Jinja;
 /// <summary>
 /// Splits template text into tokens the way jinja2's lexer does with trim_blocks=True and lstrip_blocks=True:
 /// <list type="bullet">
-/// <item>'{%-', '{{-', '{#-' strip all whitespace before the tag; '-%}', '-}}', '-#}' strip all whitespace after it;</item>
+/// <item>'{%-', '{{-', '{#-' strip all whitespace before the tag; '-%}', '-}}', '-#}' strip all whitespace after
+/// it;</item>
 /// <item>trim_blocks: the first '\n' after a block or comment tag goes ('+%}' keeps it);</item>
 /// <item>lstrip_blocks: spaces and tabs between a line start and a block or comment tag go ('{%+' keeps them).</item>
 /// </list>
@@ -14,7 +15,8 @@ internal sealed class JinjaLexer
     private const bool LStripBlocks = true;
 
     private static readonly string[] Operators =
-        ["//", "**", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "=", ".", ",", ":", "|", "(", ")", "[", "]", "{", "}", "<", ">"];
+        ["//", "**", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "=", ".", ",", ":", "|", "(", ")", "[", "]",
+            "{", "}", "<", ">"];
 
     private readonly SourceText _source;
     private readonly string _text;
@@ -94,13 +96,15 @@ internal sealed class JinjaLexer
     private void LexComment(int tagStart)
     {
         var end = _text.IndexOf("#}", _pos, StringComparison.Ordinal);
-        if (end < 0) throw _source.Error(JinjaErrorKind.Syntax, "the comment opened here is never closed with '#}'", tagStart);
+        if (end < 0)
+            throw _source.Error(JinjaErrorKind.Syntax, "the comment opened here is never closed with '#}'", tagStart);
         var closeSign = end > _pos && _text[end - 1] is '-' or '+' ? _text[end - 1] : '\0';
         _pos = end + 2;
         AfterTagEnd(closeSign, trimNewline: TrimBlocks);
     }
 
-    /// <summary>Consumes what follows a closing delimiter: all whitespace after '-', one newline under trim_blocks.</summary>
+    /// <summary>Consumes what follows a closing delimiter: all whitespace after '-', one newline under
+    /// trim_blocks.</summary>
     private void AfterTagEnd(char closeSign, bool trimNewline)
     {
         var consumedFrom = _pos;
@@ -119,7 +123,8 @@ internal sealed class JinjaLexer
         {
             SkipWhitespace();
             if (_pos >= _text.Length)
-                throw _source.Error(JinjaErrorKind.Syntax, $"the tag opened here is never closed with '{closer}}}'", tagStart);
+                throw _source.Error(JinjaErrorKind.Syntax, $"the tag opened here is never closed with '{closer}}}'",
+                    tagStart);
 
             if (brackets.Count == 0 && TryCloseTag(closer, out var closeSign))
             {
@@ -174,7 +179,8 @@ internal sealed class JinjaLexer
         SkipDigits();
         var isFloat = false;
         // "1.5" is a float, but "x.0.1" and "1.attr" are not: a '.' needs a digit after it.
-        if (_pos + 1 < _text.Length && _text[_pos] == '.' && char.IsAsciiDigit(_text[_pos + 1]) && (start == 0 || _text[start - 1] != '.'))
+        if (_pos + 1 < _text.Length && _text[_pos] == '.' && char.IsAsciiDigit(_text[_pos + 1])
+            && (start == 0 || _text[start - 1] != '.'))
         {
             _pos++;
             SkipDigits();
@@ -197,7 +203,8 @@ internal sealed class JinjaLexer
 
     private void SkipDigits()
     {
-        while (_pos < _text.Length && (char.IsAsciiDigit(_text[_pos]) || (_text[_pos] == '_' && _pos + 1 < _text.Length && char.IsAsciiDigit(_text[_pos + 1]))))
+        while (_pos < _text.Length && (char.IsAsciiDigit(_text[_pos])
+            || (_text[_pos] == '_' && _pos + 1 < _text.Length && char.IsAsciiDigit(_text[_pos + 1]))))
             _pos++;
     }
 
@@ -208,17 +215,20 @@ internal sealed class JinjaLexer
         var value = new System.Text.StringBuilder();
         while (true)
         {
-            if (_pos >= _text.Length) throw _source.Error(JinjaErrorKind.Syntax, "the string starting here is never closed", start);
+            if (_pos >= _text.Length)
+                throw _source.Error(JinjaErrorKind.Syntax, "the string starting here is never closed", start);
             var c = _text[_pos++];
             if (c == quote) break;
             if (c != '\\') { value.Append(c); continue; }
-            if (_pos >= _text.Length) throw _source.Error(JinjaErrorKind.Syntax, "the string starting here is never closed", start);
+            if (_pos >= _text.Length)
+                throw _source.Error(JinjaErrorKind.Syntax, "the string starting here is never closed", start);
             AppendEscape(value, start);
         }
         _tokens.Add(new Token(TokenKind.String, value.ToString(), start));
     }
 
-    /// <summary>Python's "unicode-escape" decoding, which jinja2 applies to string literals; unknown escapes stay as written.</summary>
+    /// <summary>Python's "unicode-escape" decoding, which jinja2 applies to string literals; unknown escapes stay as
+    /// written.</summary>
     private void AppendEscape(System.Text.StringBuilder value, int stringStart)
     {
         var c = _text[_pos++];
@@ -240,7 +250,8 @@ internal sealed class JinjaLexer
             case 'U': value.Append(char.ConvertFromUtf32(ReadHex(8, stringStart))); break;
             case >= '0' and <= '7':
                 var code = c - '0';
-                for (var n = 0; n < 2 && _pos < _text.Length && _text[_pos] is >= '0' and <= '7'; n++) code = code * 8 + (_text[_pos++] - '0');
+                for (var n = 0; n < 2 && _pos < _text.Length && _text[_pos] is >= '0' and <= '7'; n++)
+                    code = code * 8 + (_text[_pos++] - '0');
                 value.Append((char)code);
                 break;
             default:
@@ -251,8 +262,10 @@ internal sealed class JinjaLexer
 
     private int ReadHex(int digits, int stringStart)
     {
-        if (_pos + digits > _text.Length || !int.TryParse(_text.AsSpan(_pos, digits), System.Globalization.NumberStyles.AllowHexSpecifier, null, out var code))
-            throw _source.Error(JinjaErrorKind.Syntax, $"bad \\x/\\u escape in the string starting here: expected {digits} hex digits", stringStart);
+        if (_pos + digits > _text.Length || !int.TryParse(_text.AsSpan(_pos, digits),
+            System.Globalization.NumberStyles.AllowHexSpecifier, null, out var code))
+            throw _source.Error(JinjaErrorKind.Syntax,
+                $"bad \\x/\\u escape in the string starting here: expected {digits} hex digits", stringStart);
         _pos += digits;
         return code;
     }
@@ -296,7 +309,8 @@ internal sealed class JinjaLexer
         for (var search = _pos; ; search++)
         {
             var end = _text.IndexOf("{%", search, StringComparison.Ordinal);
-            if (end < 0) throw _source.Error(JinjaErrorKind.Syntax, "the raw block opened here is never closed with '{% endraw %}'", tagStart);
+            if (end < 0) throw _source.Error(JinjaErrorKind.Syntax,
+                "the raw block opened here is never closed with '{% endraw %}'", tagStart);
             var p = end + 2;
             var sign = p < _text.Length && _text[p] is '-' or '+' ? _text[p++] : '\0';
             while (p < _text.Length && char.IsWhiteSpace(_text[p])) p++;

@@ -27,7 +27,8 @@ internal sealed class JinjaParser
         if (parser.Current.Kind != TokenKind.Eof)
         {
             var name = parser.Peek(1);
-            throw parser.SyntaxError($"unexpected '{{% {name.Text} %}}': there is no open block it could close", name.Offset);
+            throw parser.SyntaxError($"unexpected '{{% {name.Text} %}}': there is no open block it could close",
+                name.Offset);
         }
         return body;
     }
@@ -38,7 +39,8 @@ internal sealed class JinjaParser
     private Token Peek(int ahead) => _tokens[Math.Min(_index + ahead, _tokens.Count - 1)];
     private Token Next() => _tokens[_index++];
 
-    private JinjaException SyntaxError(string message, int offset) => _source.Error(JinjaErrorKind.Syntax, message, offset);
+    private JinjaException SyntaxError(string message, int offset)
+        => _source.Error(JinjaErrorKind.Syntax, message, offset);
 
     private Token Expect(TokenKind kind, string? text = null)
     {
@@ -74,7 +76,8 @@ internal sealed class JinjaParser
 
     // ---- statements ------------------------------------------------------------------------------------------------
 
-    /// <summary>Parses until end of input or a block tag named in <paramref name="endTags"/> (left at its name).</summary>
+    /// <summary>Parses until end of input or a block tag named in <paramref name="endTags"/> (left at its
+    /// name).</summary>
     private List<Stmt> ParseStatements(params string[] endTags)
     {
         var body = new List<Stmt>();
@@ -84,7 +87,9 @@ internal sealed class JinjaParser
             switch (token.Kind)
             {
                 case TokenKind.Eof:
-                    if (endTags.Length > 0) throw SyntaxError($"unexpected end of template: expected '{{% {endTags[^1]} %}}'", token.Offset);
+                    if (endTags.Length > 0)
+                        throw SyntaxError($"unexpected end of template: expected '{{% {endTags[^1]} %}}'",
+                            token.Offset);
                     return body;
                 case TokenKind.Data:
                     _index++;
@@ -128,11 +133,13 @@ internal sealed class JinjaParser
                 EndTag("endgeneration");
                 return new BlockStmt(body, begin.Offset);
             case "break" or "continue":
-                if (_loopDepth == 0) throw SyntaxError($"'{keyword.Text}' can only be used inside a for loop", keyword.Offset);
+                if (_loopDepth == 0)
+                    throw SyntaxError($"'{keyword.Text}' can only be used inside a for loop", keyword.Offset);
                 Expect(TokenKind.BlockEnd);
                 return new LoopControlStmt(keyword.Text == "break" ? Flow.Break : Flow.Continue, begin.Offset);
             case "elif" or "else" or "endif" or "endfor" or "endset" or "endmacro" or "endfilter" or "endgeneration":
-                throw SyntaxError($"unexpected '{{% {keyword.Text} %}}': there is no open block it belongs to", keyword.Offset);
+                throw SyntaxError($"unexpected '{{% {keyword.Text} %}}': there is no open block it belongs to",
+                    keyword.Offset);
             default:
                 throw SyntaxError($"unknown or unsupported tag '{keyword.Text}'", keyword.Offset);
         }
@@ -270,7 +277,8 @@ internal sealed class JinjaParser
             var parameter = Expect(TokenKind.Name);
             Expr? defaultValue = null;
             if (SkipOperator("=")) defaultValue = ParseExpression();
-            else if (seenDefault) throw SyntaxError("a parameter without a default cannot follow one with a default", parameter.Offset);
+            else if (seenDefault)
+                throw SyntaxError("a parameter without a default cannot follow one with a default", parameter.Offset);
             seenDefault |= defaultValue is not null;
             parameters.Add((parameter.Text, defaultValue));
         }
@@ -452,7 +460,8 @@ internal sealed class JinjaParser
                     throw SyntaxError($"integer {token.Text} is too large", token.Offset);
                 return new ConstantExpr(integer, token.Offset);
             case TokenKind.Float:
-                return new ConstantExpr(double.Parse(token.Text, NumberStyles.Float, CultureInfo.InvariantCulture), token.Offset);
+                return new ConstantExpr(double.Parse(token.Text, NumberStyles.Float, CultureInfo.InvariantCulture),
+                    token.Offset);
             case TokenKind.Operator when token.Text == "(":
                 return ParseParenthesized(token);
             case TokenKind.Operator when token.Text == "[":
@@ -509,7 +518,8 @@ internal sealed class JinjaParser
                 node = member.Kind switch
                 {
                     TokenKind.Name => new AttributeExpr(node, member.Text, member.Offset),
-                    TokenKind.Integer => new ItemExpr(node, new ConstantExpr(long.Parse(member.Text, CultureInfo.InvariantCulture), member.Offset), member.Offset),
+                    TokenKind.Integer => new ItemExpr(node, new ConstantExpr(long.Parse(member.Text,
+                        CultureInfo.InvariantCulture), member.Offset), member.Offset),
                     _ => throw SyntaxError($"expected an attribute name after '.', found {member}", member.Offset),
                 };
             }
@@ -562,7 +572,8 @@ internal sealed class JinjaParser
             }
             else
             {
-                if (keywords.Count > 0) throw SyntaxError("a positional argument cannot follow keyword arguments", Current.Offset);
+                if (keywords.Count > 0)
+                    throw SyntaxError("a positional argument cannot follow keyword arguments", Current.Offset);
                 positional.Add(ParseExpression());
             }
         }
@@ -588,22 +599,26 @@ internal sealed class JinjaParser
     private FilterExpr ParseFilter(Expr value)
     {
         var name = Expect(TokenKind.Name);
-        var filter = Filters.Find(name.Text) ?? throw _source.Error(JinjaErrorKind.Runtime, $"no filter named '{name.Text}'", name.Offset);
+        var filter = Filters.Find(name.Text)
+            ?? throw _source.Error(JinjaErrorKind.Runtime, $"no filter named '{name.Text}'", name.Offset);
         var arguments = Arguments.None;
         if (SkipOperator("(")) arguments = ParseCallArguments();
         return new FilterExpr(value, name.Text, filter, arguments, name.Offset);
     }
 
-    private static readonly HashSet<TokenKind> TestArgumentStarts = [TokenKind.Name, TokenKind.String, TokenKind.Integer, TokenKind.Float];
+    private static readonly HashSet<TokenKind> TestArgumentStarts = [TokenKind.Name, TokenKind.String,
+        TokenKind.Integer, TokenKind.Float];
 
     private Expr ParseTest(Expr value)
     {
         Next(); // "is"
         var negated = SkipName("not");
         var name = Next();
-        if (name.Kind != TokenKind.Name && !(name.Kind == TokenKind.Operator && ComparisonOperators.Contains(name.Text)))
+        if (name.Kind != TokenKind.Name
+            && !(name.Kind == TokenKind.Operator && ComparisonOperators.Contains(name.Text)))
             throw SyntaxError($"expected a test name after 'is', found {name}", name.Offset);
-        var test = BuiltinTests.Find(name.Text) ?? throw _source.Error(JinjaErrorKind.Runtime, $"no test named '{name.Text}'", name.Offset);
+        var test = BuiltinTests.Find(name.Text)
+            ?? throw _source.Error(JinjaErrorKind.Runtime, $"no test named '{name.Text}'", name.Offset);
 
         var arguments = Arguments.None;
         if (SkipOperator("("))

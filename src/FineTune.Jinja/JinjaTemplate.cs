@@ -19,14 +19,16 @@ public sealed class JinjaTemplate
         _body = body;
     }
 
-    /// <summary>Parses <paramref name="source"/>; errors throw <see cref="JinjaException"/> located in <paramref name="origin"/>.</summary>
+    /// <summary>Parses <paramref name="source"/>; errors throw <see cref="JinjaException"/> located in
+    /// <paramref name="origin"/>.</summary>
     public static JinjaTemplate Parse(string source, string origin)
     {
         var text = new SourceText(source, origin);
         return new JinjaTemplate(text, JinjaParser.Parse(text));
     }
 
-    /// <summary>Renders with <paramref name="variables"/> as top-level names (JSON null is None); failures throw <see cref="JinjaException"/>.</summary>
+    /// <summary>Renders with <paramref name="variables"/> as top-level names (JSON null is None); failures throw
+    /// <see cref="JinjaException"/>.</summary>
     public string Render(IReadOnlyDictionary<string, JsonNode?> variables)
     {
         var values = new Dictionary<string, object?>(variables.Count, StringComparer.Ordinal);
@@ -44,7 +46,8 @@ public sealed class JinjaTemplate
         return scope;
     }
 
-    /// <summary>Renders with variables already converted to template values (see <see cref="TemplateValues"/>).</summary>
+    /// <summary>Renders with variables already converted to template values (see
+    /// <see cref="TemplateValues"/>).</summary>
     internal string RenderValues(IReadOnlyDictionary<string, object?> variables)
     {
         var globals = new Scope(Builtins);

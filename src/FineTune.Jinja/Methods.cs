@@ -2,13 +2,15 @@ using System.Text;
 
 namespace FineTune.Jinja;
 
-/// <summary>The Python str and dict methods chat templates call: <c>content.strip()</c>, <c>tool.items()</c>, ...</summary>
+/// <summary>The Python str and dict methods chat templates call: <c>content.strip()</c>, <c>tool.items()</c>,
+/// ...</summary>
 internal static class Methods
 {
     private static readonly HashSet<string> StringMethods =
     [
-        "strip", "lstrip", "rstrip", "startswith", "endswith", "split", "rsplit", "splitlines", "replace", "upper", "lower",
-        "title", "capitalize", "join", "find", "rfind", "count", "format", "isdigit", "isalpha", "isspace", "isupper", "islower",
+        "strip", "lstrip", "rstrip", "startswith", "endswith", "split", "rsplit", "splitlines", "replace", "upper",
+        "lower", "title", "capitalize", "join", "find", "rfind", "count", "format", "isdigit", "isalpha", "isspace",
+        "isupper", "islower",
     ];
 
     private static readonly HashSet<string> DictMethods = ["items", "keys", "values", "get"];
@@ -16,7 +18,8 @@ internal static class Methods
     public static bool IsStringMethod(string name) => StringMethods.Contains(name);
     public static bool IsDictMethod(string name) => DictMethods.Contains(name);
 
-    public static object? Call(object target, string name, List<object?> args, Dictionary<string, object?>? kwargs) => target switch
+    public static object? Call(object target, string name, List<object?> args, Dictionary<string, object?>? kwargs)
+        => target switch
     {
         string s => CallString(s, name, args, kwargs),
         PyDict dict => CallDict(dict, name, args),
@@ -35,7 +38,8 @@ internal static class Methods
                 return dict.Values.ToList();
             case "get":
                 Expect(name, args, 1, 2);
-                return args[0] is not null && dict.TryGetValue(args[0]!, out var value) ? value : args.Count > 1 ? args[1] : null;
+                return args[0] is not null && dict.TryGetValue(args[0]!, out var value) ? value : args.Count > 1
+                    ? args[1] : null;
             default:
                 throw new TemplateRuntimeException($"'dict' object has no method '{name}'");
         }
@@ -48,14 +52,17 @@ internal static class Methods
             case "strip": Expect(name, args, 0, 1); return Strip(s, CharsArg(args), start: true, end: true);
             case "lstrip": Expect(name, args, 0, 1); return Strip(s, CharsArg(args), start: true, end: false);
             case "rstrip": Expect(name, args, 0, 1); return Strip(s, CharsArg(args), start: false, end: true);
-            case "startswith": Expect(name, args, 1, 1); return AnyAffix(args[0], p => s.StartsWith(p, StringComparison.Ordinal));
-            case "endswith": Expect(name, args, 1, 1); return AnyAffix(args[0], p => s.EndsWith(p, StringComparison.Ordinal));
+            case "startswith": Expect(name, args, 1, 1);
+                return AnyAffix(args[0], p => s.StartsWith(p, StringComparison.Ordinal));
+            case "endswith": Expect(name, args, 1, 1);
+                return AnyAffix(args[0], p => s.EndsWith(p, StringComparison.Ordinal));
             case "split": return Split(s, SeparatorArg(args, kwargs), MaxSplitArg(args, kwargs));
             case "rsplit": return RSplit(s, SeparatorArg(args, kwargs), MaxSplitArg(args, kwargs));
             case "splitlines": return SplitLines(s);
             case "replace":
                 Expect(name, args, 2, 3);
-                return Replace(s, StringArg(name, args[0]), StringArg(name, args[1]), args.Count > 2 ? Operations.AsLong(args[2]) : -1);
+                return Replace(s, StringArg(name, args[0]), StringArg(name, args[1]),
+                    args.Count > 2 ? Operations.AsLong(args[2]) : -1);
             case "upper": return s.ToUpperInvariant();
             case "lower": return s.ToLowerInvariant();
             case "title": return Title(s);
@@ -63,9 +70,12 @@ internal static class Methods
             case "join":
                 Expect(name, args, 1, 1);
                 return string.Join(s, Operations.Iterate(args[0]).Select(item => item as string
-                    ?? throw new TemplateRuntimeException($"sequence item: expected str instance, {TemplateValues.TypeName(item)} found")));
-            case "find": Expect(name, args, 1, 1); return (long)s.IndexOf(StringArg(name, args[0]), StringComparison.Ordinal);
-            case "rfind": Expect(name, args, 1, 1); return (long)s.LastIndexOf(StringArg(name, args[0]), StringComparison.Ordinal);
+                    ?? throw new TemplateRuntimeException($"sequence item: expected str instance, " +
+                        $"{TemplateValues.TypeName(item)} found")));
+            case "find": Expect(name, args, 1, 1);
+                return (long)s.IndexOf(StringArg(name, args[0]), StringComparison.Ordinal);
+            case "rfind": Expect(name, args, 1, 1);
+                return (long)s.LastIndexOf(StringArg(name, args[0]), StringComparison.Ordinal);
             case "count": Expect(name, args, 1, 1); return CountOccurrences(s, StringArg(name, args[0]));
             case "format": return Format(s, args, kwargs);
             case "isdigit": return s.Length > 0 && s.All(char.IsDigit);
@@ -86,15 +96,19 @@ internal static class Methods
     }
 
     private static string StringArg(string name, object? value) =>
-        value as string ?? throw new TemplateRuntimeException($"{name}() argument must be str, not {TemplateValues.TypeName(value)}");
+        value as string
+            ?? throw new TemplateRuntimeException(
+                $"{name}() argument must be str, not {TemplateValues.TypeName(value)}");
 
-    private static string? CharsArg(List<object?> args) => args.Count == 0 || args[0] is null ? null : StringArg("strip", args[0]);
+    private static string? CharsArg(List<object?> args) => args.Count == 0 || args[0] is null ? null
+        : StringArg("strip", args[0]);
 
     private static bool AnyAffix(object? affix, Func<string, bool> test) => affix switch
     {
         string s => test(s),
         List<object?> options => options.Any(o => test(StringArg("startswith", o))),
-        _ => throw new TemplateRuntimeException($"startswith first arg must be str or a tuple of str, not {TemplateValues.TypeName(affix)}"),
+        _ => throw new TemplateRuntimeException($"startswith first arg must be str or a tuple of str, not " +
+            $"{TemplateValues.TypeName(affix)}"),
     };
 
     /// <summary>str.strip: whitespace when no characters are given, else any of the given characters.</summary>
@@ -123,7 +137,8 @@ internal static class Methods
         return max is null ? -1 : Operations.AsLong(max);
     }
 
-    /// <summary>str.split: by a separator (empty pieces kept) or, without one, by runs of whitespace (ends ignored).</summary>
+    /// <summary>str.split: by a separator (empty pieces kept) or, without one, by runs of whitespace (ends
+    /// ignored).</summary>
     public static List<object?> Split(string s, string? separator, long maxSplit)
     {
         var parts = new List<object?>();
@@ -183,7 +198,8 @@ internal static class Methods
 
     public static string Replace(string s, string old, string replacement, long count)
     {
-        if (count < 0) return old.Length == 0 ? InsertBetweenAll(s, replacement) : s.Replace(old, replacement, StringComparison.Ordinal);
+        if (count < 0) return old.Length == 0 ? InsertBetweenAll(s, replacement)
+            : s.Replace(old, replacement, StringComparison.Ordinal);
         var text = new StringBuilder();
         var start = 0;
         for (var n = 0; n < count; n++)
@@ -203,7 +219,8 @@ internal static class Methods
     {
         if (sub.Length == 0) return Operations.Length(s) + 1;
         long count = 0;
-        for (var at = s.IndexOf(sub, StringComparison.Ordinal); at >= 0; at = s.IndexOf(sub, at + sub.Length, StringComparison.Ordinal)) count++;
+        for (var at = s.IndexOf(sub, StringComparison.Ordinal); at >= 0;
+            at = s.IndexOf(sub, at + sub.Length, StringComparison.Ordinal)) count++;
         return count;
     }
 
@@ -235,8 +252,10 @@ internal static class Methods
             if (close < 0) throw new TemplateRuntimeException("Single '{' encountered in format string");
             var field = s[(i + 1)..close];
             object? value;
-            if (field.Length == 0) value = autoIndex < args.Count ? args[autoIndex++] : throw new TemplateRuntimeException("Replacement index out of range");
-            else if (int.TryParse(field, out var index)) value = index < args.Count ? args[index] : throw new TemplateRuntimeException("Replacement index out of range");
+            if (field.Length == 0) value = autoIndex < args.Count ? args[autoIndex++]
+                : throw new TemplateRuntimeException("Replacement index out of range");
+            else if (int.TryParse(field, out var index)) value = index < args.Count ? args[index]
+                : throw new TemplateRuntimeException("Replacement index out of range");
             else if (kwargs is not null && kwargs.TryGetValue(field, out var named)) value = named;
             else throw new TemplateRuntimeException($"format field '{field}' is not supported or missing");
             PythonText.AppendStr(text, value);

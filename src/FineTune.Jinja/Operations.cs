@@ -2,7 +2,8 @@ using System.Text;
 
 namespace FineTune.Jinja;
 
-/// <summary>Python's semantics for the operators and protocols templates use: arithmetic, comparison, `in`, len, iteration, indexing.</summary>
+/// <summary>Python's semantics for the operators and protocols templates use: arithmetic, comparison, `in`, len,
+/// iteration, indexing.</summary>
 internal static class Operations
 {
     // ---- arithmetic ------------------------------------------------------------------------------------------------
@@ -21,7 +22,9 @@ internal static class Operations
             joined.AddRange(lb);
             return joined;
         }
-        if (a is string) throw new TemplateRuntimeException($"can only concatenate str (not \"{TemplateValues.TypeName(b)}\") to str");
+        if (a is string)
+            throw new TemplateRuntimeException(
+                $"can only concatenate str (not \"{TemplateValues.TypeName(b)}\") to str");
         throw Unsupported("+", a, b);
     }
 
@@ -107,7 +110,9 @@ internal static class Operations
             var r = x % y;
             return r != 0 && (r < 0) != (y < 0) ? r + y : r;
         }
-        if (a is string) throw new TemplateRuntimeException("printf-style '%' string formatting is not supported; use ~ or the format filter");
+        if (a is string)
+            throw new TemplateRuntimeException("printf-style '%' string formatting is not supported; use ~ or the " +
+                "format filter");
         throw Unsupported("%", a, b);
     }
 
@@ -152,8 +157,10 @@ internal static class Operations
     // Python's bool is an int: True + 1 == 2.
     public static bool IsInteger(object? value) => value is long or bool;
     public static bool IsNumber(object? value) => value is long or bool or double;
-    public static long AsLong(object? value) => value switch { long l => l, bool b => b ? 1 : 0, double d => (long)d, _ => 0 };
-    public static double AsDouble(object? value) => value switch { long l => l, bool b => b ? 1 : 0, double d => d, _ => 0 };
+    public static long AsLong(object? value)
+        => value switch { long l => l, bool b => b ? 1 : 0, double d => (long)d, _ => 0 };
+    public static double AsDouble(object? value)
+        => value switch { long l => l, bool b => b ? 1 : 0, double d => d, _ => 0 };
 
     // ---- comparison ------------------------------------------------------------------------------------------------
 
@@ -182,7 +189,8 @@ internal static class Operations
         }
     }
 
-    /// <summary>Python's ordering for &lt; &lt;= &gt; &gt;=: numbers, strings (by code point), lists element by element.</summary>
+    /// <summary>Python's ordering for &lt; &lt;= &gt; &gt;=: numbers, strings (by code point), lists element by
+    /// element.</summary>
     public static int Compare(object? a, object? b, string op)
     {
         if (IsNumber(a) && IsNumber(b))
@@ -196,7 +204,8 @@ internal static class Operations
         }
         FailIfUndefined(a);
         FailIfUndefined(b);
-        throw new TemplateRuntimeException($"'{op}' not supported between instances of '{TemplateValues.TypeName(a)}' and '{TemplateValues.TypeName(b)}'");
+        throw new TemplateRuntimeException($"'{op}' not supported between instances of " +
+            $"'{TemplateValues.TypeName(a)}' and '{TemplateValues.TypeName(b)}'");
     }
 
     public static bool Contains(object? container, object? item)
@@ -204,7 +213,9 @@ internal static class Operations
         switch (container)
         {
             case string s:
-                if (item is not string sub) throw new TemplateRuntimeException($"'in <string>' requires string as left operand, not {TemplateValues.TypeName(item)}");
+                if (item is not string sub)
+                    throw new TemplateRuntimeException($"'in <string>' requires string as left operand, not " +
+                        $"{TemplateValues.TypeName(item)}");
                 return s.Contains(sub, StringComparison.Ordinal);
             case List<object?> list:
                 foreach (var element in list)
@@ -215,7 +226,8 @@ internal static class Operations
             case Undefined:
                 return false;
             default:
-                throw new TemplateRuntimeException($"argument of type '{TemplateValues.TypeName(container)}' is not iterable");
+                throw new TemplateRuntimeException($"argument of type '{TemplateValues.TypeName(container)}' is not " +
+                    $"iterable");
         }
     }
 
@@ -261,7 +273,8 @@ internal static class Operations
 
     private static int CodePointCount(string s) => HasSurrogates(s) ? s.EnumerateRunes().Count() : s.Length;
 
-    /// <summary>jinja2's <c>obj.name</c>: the attribute if Python has one (dict.items, str.strip), else the item, else undefined.</summary>
+    /// <summary>jinja2's <c>obj.name</c>: the attribute if Python has one (dict.items, str.strip), else the item, else
+    /// undefined.</summary>
     public static object? GetAttribute(object? obj, string name)
     {
         switch (obj)
@@ -270,11 +283,14 @@ internal static class Operations
                 throw new TemplateRuntimeException(undefined.Message);
             case PyDict dict:
                 if (Methods.IsDictMethod(name)) return new BoundMethod(dict, name);
-                return dict.TryGetValue(name, out var value) ? value : new Undefined($"'dict object' has no attribute '{name}'");
+                return dict.TryGetValue(name, out var value) ? value
+                    : new Undefined($"'dict object' has no attribute '{name}'");
             case string s:
-                return Methods.IsStringMethod(name) ? new BoundMethod(s, name) : new Undefined($"'str object' has no attribute '{name}'");
+                return Methods.IsStringMethod(name) ? new BoundMethod(s, name)
+                    : new Undefined($"'str object' has no attribute '{name}'");
             case Namespace ns:
-                return ns.Attributes.TryGetValue(name, out var attribute) ? attribute : new Undefined($"'Namespace object' has no attribute '{name}'");
+                return ns.Attributes.TryGetValue(name, out var attribute) ? attribute
+                    : new Undefined($"'Namespace object' has no attribute '{name}'");
             case LoopContext loop:
                 return loop.Attribute(name);
             case null:
@@ -294,18 +310,21 @@ internal static class Operations
             case List<object?> list when IsInteger(key):
                 var index = AsLong(key);
                 if (index < 0) index += list.Count;
-                return index >= 0 && index < list.Count ? list[(int)index] : new Undefined($"'list object' has no element {AsLong(key)}");
+                return index >= 0 && index < list.Count ? list[(int)index]
+                    : new Undefined($"'list object' has no element {AsLong(key)}");
             case string s when IsInteger(key):
                 var chars = CodePoints(s).ToList();
                 var at = AsLong(key);
                 if (at < 0) at += chars.Count;
-                return at >= 0 && at < chars.Count ? chars[(int)at] : new Undefined($"'str object' has no element {AsLong(key)}");
+                return at >= 0 && at < chars.Count ? chars[(int)at]
+                    : new Undefined($"'str object' has no element {AsLong(key)}");
             case PyDict dict when key is not null:
                 if (dict.TryGetValue(key, out var value)) return value;
                 if (IsInteger(key) && dict.TryGetValue(AsLong(key), out value)) return value;
                 break;
         }
-        return key is string name ? GetAttribute(obj, name) : new Undefined($"'{TemplateValues.TypeName(obj)} object' has no element {PythonText.Repr(key)}");
+        return key is string name ? GetAttribute(obj, name)
+            : new Undefined($"'{TemplateValues.TypeName(obj)} object' has no element {PythonText.Repr(key)}");
     }
 
     public static object? Slice(object? obj, object? start, object? stop, object? step)
@@ -341,5 +360,6 @@ internal sealed class BoundMethod(object target, string name) : ICallable
     public object Target { get; } = target;
     public string Name { get; } = name;
 
-    public object? Call(List<object?> args, Dictionary<string, object?>? kwargs, CallSite site) => Methods.Call(Target, Name, args, kwargs);
+    public object? Call(List<object?> args, Dictionary<string, object?>? kwargs, CallSite site)
+        => Methods.Call(Target, Name, args, kwargs);
 }

@@ -71,7 +71,8 @@ internal static class PythonText
         }
     }
 
-    /// <summary>Python's float repr: shortest round-trip digits; positional from 1e-4 up to 1e16, scientific outside.</summary>
+    /// <summary>Python's float repr: shortest round-trip digits; positional from 1e-4 up to 1e16, scientific
+    /// outside.</summary>
     public static string Float(double d)
     {
         if (double.IsNaN(d)) return "nan";
@@ -87,7 +88,8 @@ internal static class PythonText
         var exponent = exponentAt < 0 ? 0 : int.Parse(shortest[(exponentAt + 1)..], CultureInfo.InvariantCulture);
         var point = mantissa.IndexOf('.');
         var digits = point < 0 ? mantissa : mantissa.Remove(point, 1);
-        var pointPosition = (point < 0 ? mantissa.Length : point) + exponent;   // digits[..pointPosition] is the integer part
+        // digits[..pointPosition] is the integer part
+        var pointPosition = (point < 0 ? mantissa.Length : point) + exponent;
         var leadingZeros = digits.Length - digits.TrimStart('0').Length;
         digits = digits.TrimStart('0');
         pointPosition -= leadingZeros;
@@ -102,7 +104,8 @@ internal static class PythonText
             return $"{sign}{body}e{(scientificExponent < 0 ? '-' : '+')}{Math.Abs(scientificExponent):00}";
         }
         if (pointPosition <= 0) return sign + "0." + new string('0', -pointPosition) + digits;
-        if (pointPosition >= digits.Length) return sign + digits + new string('0', pointPosition - digits.Length) + ".0";
+        if (pointPosition >= digits.Length)
+            return sign + digits + new string('0', pointPosition - digits.Length) + ".0";
         return sign + digits[..pointPosition] + "." + digits[pointPosition..];
     }
 
@@ -120,7 +123,8 @@ internal static class PythonText
                 case '\t': text.Append("\\t"); break;
                 default:
                     if (c == quote) text.Append('\\').Append(c);
-                    else if (c < 0x20 || c == 0x7f) text.Append("\\x").Append(((int)c).ToString("x2", CultureInfo.InvariantCulture));
+                    else if (c < 0x20 || c == 0x7f)
+                        text.Append("\\x").Append(((int)c).ToString("x2", CultureInfo.InvariantCulture));
                     else text.Append(c);
                     break;
             }
@@ -132,15 +136,18 @@ internal static class PythonText
     /// <c>json.dumps(value, ensure_ascii=False, indent=indent, separators=separators, sort_keys=sortKeys)</c>.
     /// Python's defaults: separators (", ", ": ") without indent, (",", ": ") with it.
     /// </summary>
-    public static string Json(object? value, int? indent = null, string? itemSeparator = null, string? keySeparator = null, bool sortKeys = false)
+    public static string Json(object? value, int? indent = null, string? itemSeparator = null,
+        string? keySeparator = null, bool sortKeys = false)
     {
         var text = new StringBuilder();
-        var writer = new JsonWriter(text, indent, itemSeparator ?? (indent is null ? ", " : ","), keySeparator ?? ": ", sortKeys);
+        var writer = new JsonWriter(text, indent, itemSeparator ?? (indent is null ? ", " : ","), keySeparator ?? ": ",
+            sortKeys);
         writer.Write(value, 0);
         return text.ToString();
     }
 
-    private sealed class JsonWriter(StringBuilder text, int? indent, string itemSeparator, string keySeparator, bool sortKeys)
+    private sealed class JsonWriter(StringBuilder text, int? indent, string itemSeparator, string keySeparator,
+        bool sortKeys)
     {
         public void Write(object? value, int depth)
         {
@@ -150,7 +157,8 @@ internal static class PythonText
                 case bool b: text.Append(b ? "true" : "false"); break;
                 case long l: text.Append(l.ToString(CultureInfo.InvariantCulture)); break;
                 case double d:
-                    text.Append(double.IsNaN(d) ? "NaN" : double.IsPositiveInfinity(d) ? "Infinity" : double.IsNegativeInfinity(d) ? "-Infinity" : Float(d));
+                    text.Append(double.IsNaN(d) ? "NaN" : double.IsPositiveInfinity(d) ? "Infinity"
+                        : double.IsNegativeInfinity(d) ? "-Infinity" : Float(d));
                     break;
                 case string s: WriteString(s); break;
                 case List<object?> list:
@@ -187,7 +195,8 @@ internal static class PythonText
                 case Namespace ns:
                     throw new TemplateRuntimeException("Object of type Namespace is not JSON serializable");
                 default:
-                    throw new TemplateRuntimeException($"Object of type {TemplateValues.TypeName(value)} is not JSON serializable");
+                    throw new TemplateRuntimeException($"Object of type {TemplateValues.TypeName(value)} is not JSON " +
+                        $"serializable");
             }
         }
 
@@ -200,7 +209,8 @@ internal static class PythonText
                 case bool b: WriteString(b ? "true" : "false"); break;
                 case long l: WriteString(l.ToString(CultureInfo.InvariantCulture)); break;
                 case double d: WriteString(Float(d)); break;
-                default: throw new TemplateRuntimeException($"keys must be str, int, float, bool or None, not {TemplateValues.TypeName(key)}");
+                default: throw new TemplateRuntimeException($"keys must be str, int, float, bool or None, not " +
+                    $"{TemplateValues.TypeName(key)}");
             }
         }
 

@@ -21,8 +21,10 @@ internal abstract class Stmt(int offset)
         return Flow.Normal;
     }
 
-    /// <summary>The rendered <paramref name="body"/> as a string, passed through <paramref name="filters"/> (block set, filter blocks).</summary>
-    protected static object? RenderFiltered(IReadOnlyList<Stmt> body, IReadOnlyList<FilterExpr> filters, RenderContext context, Scope scope)
+    /// <summary>The rendered <paramref name="body"/> as a string, passed through <paramref name="filters"/> (block set,
+    /// filter blocks).</summary>
+    protected static object? RenderFiltered(IReadOnlyList<Stmt> body, IReadOnlyList<FilterExpr> filters,
+        RenderContext context, Scope scope)
     {
         var captured = new StringBuilder();
         RenderAll(body, context, scope, captured);
@@ -53,10 +55,12 @@ internal sealed class OutputStmt(Expr value, int offset) : Stmt(offset)
 /// <summary>Renders its body in place: {% generation %} (transformers' assistant-mask marker) is just that.</summary>
 internal sealed class BlockStmt(IReadOnlyList<Stmt> body, int offset) : Stmt(offset)
 {
-    public override Flow Render(RenderContext context, Scope scope, StringBuilder output) => RenderAll(body, context, scope, output);
+    public override Flow Render(RenderContext context, Scope scope, StringBuilder output)
+        => RenderAll(body, context, scope, output);
 }
 
-internal sealed class IfStmt(IReadOnlyList<(Expr Condition, IReadOnlyList<Stmt> Body)> branches, IReadOnlyList<Stmt> otherwise, int offset) : Stmt(offset)
+internal sealed class IfStmt(IReadOnlyList<(Expr Condition, IReadOnlyList<Stmt> Body)> branches,
+    IReadOnlyList<Stmt> otherwise, int offset) : Stmt(offset)
 {
     public override Flow Render(RenderContext context, Scope scope, StringBuilder output)
     {
@@ -67,7 +71,8 @@ internal sealed class IfStmt(IReadOnlyList<(Expr Condition, IReadOnlyList<Stmt> 
     }
 }
 
-internal sealed class ForStmt(IReadOnlyList<string> targets, Expr iterable, Expr? filter, IReadOnlyList<Stmt> body, IReadOnlyList<Stmt> otherwise, int offset)
+internal sealed class ForStmt(IReadOnlyList<string> targets, Expr iterable, Expr? filter, IReadOnlyList<Stmt> body,
+    IReadOnlyList<Stmt> otherwise, int offset)
     : Stmt(offset)
 {
     public override Flow Render(RenderContext context, Scope scope, StringBuilder output)
@@ -118,7 +123,8 @@ internal sealed class ForStmt(IReadOnlyList<string> targets, Expr iterable, Expr
             return;
         }
         if (item is not List<object?> values || values.Count != targets.Count)
-            throw context.Error($"cannot unpack {TemplateValues.TypeName(item)} into {targets.Count} loop variables", Offset);
+            throw context.Error($"cannot unpack {TemplateValues.TypeName(item)} into {targets.Count} loop variables",
+                Offset);
         for (var i = 0; i < targets.Count; i++) scope.Set(targets[i], values[i]);
     }
 }
@@ -138,7 +144,8 @@ internal sealed class SetStmt(IReadOnlyList<string> targets, string? attribute, 
         {
             scope.TryGet(targets[0], out var target);
             if (target is not Namespace ns)
-                throw context.Error($"cannot assign attribute '{attribute}' on '{targets[0]}': only a namespace() accepts attribute assignment", Offset);
+                throw context.Error($"cannot assign attribute '{attribute}' on '{targets[0]}': only a namespace() " +
+                    $"accepts attribute assignment", Offset);
             ns.Attributes[attribute] = result;
         }
         else if (targets.Count == 1)
@@ -148,7 +155,8 @@ internal sealed class SetStmt(IReadOnlyList<string> targets, string? attribute, 
         else
         {
             if (result is not List<object?> values || values.Count != targets.Count)
-                throw context.Error($"cannot unpack {TemplateValues.TypeName(result)} into {targets.Count} variables", Offset);
+                throw context.Error($"cannot unpack {TemplateValues.TypeName(result)} into {targets.Count} variables",
+                    Offset);
             for (var i = 0; i < targets.Count; i++) scope.Set(targets[i], values[i]);
         }
         return Flow.Normal;
@@ -156,7 +164,8 @@ internal sealed class SetStmt(IReadOnlyList<string> targets, string? attribute, 
 }
 
 /// <summary>{% set x %}...{% endset %}: the rendered body, optionally through filters, becomes the value.</summary>
-internal sealed class BlockSetStmt(string target, IReadOnlyList<FilterExpr> filters, IReadOnlyList<Stmt> body, int offset) : Stmt(offset)
+internal sealed class BlockSetStmt(string target, IReadOnlyList<FilterExpr> filters, IReadOnlyList<Stmt> body,
+    int offset) : Stmt(offset)
 {
     public override Flow Render(RenderContext context, Scope scope, StringBuilder output)
     {
@@ -166,7 +175,8 @@ internal sealed class BlockSetStmt(string target, IReadOnlyList<FilterExpr> filt
 }
 
 /// <summary>{% filter upper %}...{% endfilter %}.</summary>
-internal sealed class FilterBlockStmt(IReadOnlyList<FilterExpr> filters, IReadOnlyList<Stmt> body, int offset) : Stmt(offset)
+internal sealed class FilterBlockStmt(IReadOnlyList<FilterExpr> filters, IReadOnlyList<Stmt> body, int offset)
+    : Stmt(offset)
 {
     public override Flow Render(RenderContext context, Scope scope, StringBuilder output)
     {
@@ -175,7 +185,8 @@ internal sealed class FilterBlockStmt(IReadOnlyList<FilterExpr> filters, IReadOn
     }
 }
 
-internal sealed class MacroStmt(string name, IReadOnlyList<(string Name, Expr? Default)> parameters, IReadOnlyList<Stmt> body, int offset) : Stmt(offset)
+internal sealed class MacroStmt(string name, IReadOnlyList<(string Name, Expr? Default)> parameters,
+    IReadOnlyList<Stmt> body, int offset) : Stmt(offset)
 {
     public override Flow Render(RenderContext context, Scope scope, StringBuilder output)
     {
@@ -185,7 +196,8 @@ internal sealed class MacroStmt(string name, IReadOnlyList<(string Name, Expr? D
 }
 
 /// <summary>A defined macro: calling it renders the body in a fresh scope over the one it was defined in.</summary>
-internal sealed class Macro(string name, IReadOnlyList<(string Name, Expr? Default)> parameters, IReadOnlyList<Stmt> body, Scope definitionScope)
+internal sealed class Macro(string name, IReadOnlyList<(string Name, Expr? Default)> parameters,
+    IReadOnlyList<Stmt> body, Scope definitionScope)
     : ICallable
 {
     private const int MaxDepth = 200;
@@ -202,13 +214,15 @@ internal sealed class Macro(string name, IReadOnlyList<(string Name, Expr? Defau
             object? value;
             if (i < args.Count) value = args[i];
             else if (kwargs is not null && kwargs.Remove(parameter, out var named)) value = named;
-            else value = defaultValue is null ? new Undefined($"parameter '{parameter}' was not provided") : defaultValue.Evaluate(context, scope);
+            else value = defaultValue is null ? new Undefined($"parameter '{parameter}' was not provided")
+                : defaultValue.Evaluate(context, scope);
             scope.Set(parameter, value);
         }
         if (kwargs is { Count: > 0 })
             throw new TemplateRuntimeException($"macro '{name}' has no parameter named '{kwargs.Keys.First()}'");
 
-        if (++context.MacroDepth > MaxDepth) throw new TemplateRuntimeException($"macro '{name}' recursed more than {MaxDepth} levels");
+        if (++context.MacroDepth > MaxDepth)
+            throw new TemplateRuntimeException($"macro '{name}' recursed more than {MaxDepth} levels");
         try
         {
             var output = new StringBuilder();

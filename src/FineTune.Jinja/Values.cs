@@ -7,10 +7,12 @@ namespace FineTune.Jinja;
 //   null = None, bool, long = int, double = float, string = str,
 //   List<object?> = list, PyTuple (a List) = tuple, PyDict = dict, Undefined, Namespace, LoopContext, ICallable.
 
-/// <summary>jinja2's default <c>Undefined</c>: prints as nothing and is falsy, but touching its attributes fails.</summary>
+/// <summary>jinja2's default <c>Undefined</c>: prints as nothing and is falsy, but touching its attributes
+/// fails.</summary>
 internal sealed class Undefined
 {
-    /// <summary>What jinja2 says when the value is used: "'x' is undefined", "'dict object' has no attribute 'y'".</summary>
+    /// <summary>What jinja2 says when the value is used: "'x' is undefined", "'dict object' has no attribute
+    /// 'y'".</summary>
     public string Message { get; }
     public Undefined(string message) => Message = message;
 
@@ -31,7 +33,8 @@ internal sealed class PyTuple : List<object?>
     public PyTuple(IEnumerable<object?> items) : base(items) { }
 }
 
-/// <summary>The object <c>namespace()</c> returns: the one thing a loop body can assign to that outlives the iteration.</summary>
+/// <summary>The object <c>namespace()</c> returns: the one thing a loop body can assign to that outlives the
+/// iteration.</summary>
 internal sealed class Namespace
 {
     public Dictionary<string, object?> Attributes { get; } = new(StringComparer.Ordinal);
@@ -91,7 +94,8 @@ internal sealed class BuiltinFunction : ICallable
         _body = body;
     }
 
-    public object? Call(List<object?> args, Dictionary<string, object?>? kwargs, CallSite site) => _body(args, kwargs, site);
+    public object? Call(List<object?> args, Dictionary<string, object?>? kwargs, CallSite site)
+        => _body(args, kwargs, site);
 }
 
 /// <summary>Conversions between JSON and template values.</summary>
@@ -138,7 +142,8 @@ internal static class TemplateValues
         JsonValueKind.False => false,
         JsonValueKind.Null or JsonValueKind.Undefined => null,
         // Python's json.loads keeps 1 and 1.0 apart (int vs float); so do we, by the literal's spelling.
-        JsonValueKind.Number => IsIntegerLiteral(element.GetRawText()) && element.TryGetInt64(out var l) ? (object)l : element.GetDouble(),
+        JsonValueKind.Number => IsIntegerLiteral(element.GetRawText()) && element.TryGetInt64(out var l) ? (object)l
+            : element.GetDouble(),
         JsonValueKind.Array => FromJson(JsonArray.Create(element)),
         JsonValueKind.Object => FromJson(JsonObject.Create(element)),
         _ => null,

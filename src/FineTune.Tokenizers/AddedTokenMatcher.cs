@@ -16,7 +16,8 @@ internal sealed class AddedTokenMatcher
         _firstChars = System.Buffers.SearchValues.Create([.. _byFirstChar.Keys]);
     }
 
-    /// <summary>Splits [start, end) of <paramref name="text"/> into plain pieces (Token null) and added tokens.</summary>
+    /// <summary>Splits [start, end) of <paramref name="text"/> into plain pieces (Token null) and added
+    /// tokens.</summary>
     public List<(int Start, int End, AddedToken? Token)> Split(string text, int start, int end)
     {
         var parts = new List<(int, int, AddedToken?)>();
@@ -27,12 +28,14 @@ internal sealed class AddedTokenMatcher
             var next = _byFirstChar.Count == 0 ? -1 : text.AsSpan(position, end - position).IndexOfAny(_firstChars);
             if (next < 0) break;
             position += next;
-            var match = _byFirstChar[text[position]].FirstOrDefault(t => t.Content.Length <= end - position && text.AsSpan(position).StartsWith(t.Content, StringComparison.Ordinal));
+            var match = _byFirstChar[text[position]].FirstOrDefault(t => t.Content.Length <= end - position
+                && text.AsSpan(position).StartsWith(t.Content, StringComparison.Ordinal));
             if (match is null) { position++; continue; }
             var matchStart = position;
             var matchEnd = position + match.Content.Length;
             position = matchEnd;
-            if (match.SingleWord && ((matchStart > start && IsWordCharacter(text[matchStart - 1])) || (matchEnd < end && IsWordCharacter(text[matchEnd]))))
+            if (match.SingleWord && ((matchStart > start && IsWordCharacter(text[matchStart - 1]))
+                || (matchEnd < end && IsWordCharacter(text[matchEnd]))))
                 continue;
             if (match.LStrip) while (matchStart > plainFrom && char.IsWhiteSpace(text[matchStart - 1])) matchStart--;
             if (match.RStrip) while (matchEnd < end && char.IsWhiteSpace(text[matchEnd])) matchEnd++;

@@ -21,11 +21,13 @@ internal sealed class AlignedText
     public int OriginalStart(int index) => _start is null ? _shift + index : _start[index];
     public int OriginalEnd(int index) => _end is null ? _shift + index + 1 : _end[index];
 
-    /// <summary>Original range of units [start, end) of this text; an empty range maps to an empty original range.</summary>
+    /// <summary>Original range of units [start, end) of this text; an empty range maps to an empty original
+    /// range.</summary>
     public (int Start, int End) Original(int start, int end) =>
         end > start ? (OriginalStart(start), OriginalEnd(end - 1))
         : Text.Length == 0 ? (_shift, _shift)
-        : start < Text.Length ? (OriginalStart(start), OriginalStart(start)) : (OriginalEnd(Text.Length - 1), OriginalEnd(Text.Length - 1));
+        : start < Text.Length ? (OriginalStart(start), OriginalStart(start))
+            : (OriginalEnd(Text.Length - 1), OriginalEnd(Text.Length - 1));
 
     public sealed class Builder(int capacity)
     {
@@ -50,7 +52,8 @@ internal sealed class AlignedText
     }
 }
 
-/// <summary>A piece of an <see cref="AlignedText"/> that the pre-tokenizer cut out; the model encodes each one on its own.</summary>
+/// <summary>A piece of an <see cref="AlignedText"/> that the pre-tokenizer cut out; the model encodes each one on its
+/// own.</summary>
 internal readonly record struct PreToken(AlignedText Source, int Start, int Length)
 {
     public ReadOnlySpan<char> Span => Source.Text.AsSpan(Start, Length);

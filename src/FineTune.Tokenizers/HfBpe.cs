@@ -27,17 +27,21 @@ internal sealed class HfBpe
     private readonly Dictionary<string, Word>.AlternateLookup<ReadOnlySpan<char>> _cacheBySpan;
     private readonly Lock _cacheLock = new();
 
-    /// <summary>One encoded word: for each token its id and the [start, end) model characters it covers, packed by threes.</summary>
+    /// <summary>One encoded word: for each token its id and the [start, end) model characters it covers, packed by
+    /// threes.</summary>
     private sealed record Word(int[] Packed);
 
     public HfBpe(JsonElement model)
     {
         var type = model.Str("type");
         if (type != "BPE") throw new HfComponentException($"model '{type}' is not supported (only BPE)");
-        if (model.Prop("dropout").ValueKind is not (JsonValueKind.Null or JsonValueKind.Undefined) && model.GetProperty("dropout").GetDouble() != 0)
+        if (model.Prop("dropout").ValueKind is not (JsonValueKind.Null or JsonValueKind.Undefined)
+            && model.GetProperty("dropout").GetDouble() != 0)
             throw new HfComponentException("model BPE with dropout is not supported");
-        if (!string.IsNullOrEmpty(model.Str("continuing_subword_prefix")) || !string.IsNullOrEmpty(model.Str("end_of_word_suffix")))
-            throw new HfComponentException("model BPE with continuing_subword_prefix or end_of_word_suffix is not supported");
+        if (!string.IsNullOrEmpty(model.Str("continuing_subword_prefix"))
+            || !string.IsNullOrEmpty(model.Str("end_of_word_suffix")))
+            throw new HfComponentException("model BPE with continuing_subword_prefix or end_of_word_suffix is not " +
+                "supported");
 
         _vocab = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var entry in model.GetProperty("vocab").EnumerateObject()) _vocab[entry.Name] = entry.Value.GetInt32();
@@ -56,19 +60,26 @@ internal sealed class HfBpe
             foreach (var merge in merges.EnumerateArray())
             {
                 string left, right;
-                if (merge.ValueKind == JsonValueKind.Array) (left, right) = (merge[0].GetString()!, merge[1].GetString()!);
+                if (merge.ValueKind == JsonValueKind.Array)
+                    (left, right) = (merge[0].GetString()!, merge[1].GetString()!);
                 else
                 {
                     var parts = merge.GetString()!.Split(' ');
-                    if (parts.Length != 2) throw new HfComponentException($"merge '{merge.GetString()}' is not two tokens separated by one space");
+                    if (parts.Length != 2)
+                        throw new HfComponentException($"merge '{merge.GetString()}' is not two tokens separated by " +
+                            $"one space");
                     (left, right) = (parts[0], parts[1]);
                 }
-                if (!_vocab.TryGetValue(left, out var leftId) || !_vocab.TryGetValue(right, out var rightId) || !_vocab.TryGetValue(left + right, out var mergedId))
-                    throw new HfComponentException($"merge '{left} {right}' uses a token that is not in the vocabulary");
-                _merges.TryAdd((long)leftId << 32 | (uint)rightId, rank++ << 32 | (uint)mergedId); // the first rank of a pair wins, as in Hugging Face
+                if (!_vocab.TryGetValue(left, out var leftId) || !_vocab.TryGetValue(right, out var rightId)
+                    || !_vocab.TryGetValue(left + right, out var mergedId))
+                    throw new HfComponentException(
+                        $"merge '{left} {right}' uses a token that is not in the vocabulary");
+                // the first rank of a pair wins, as in Hugging Face
+                _merges.TryAdd((long)leftId << 32 | (uint)rightId, rank++ << 32 | (uint)mergedId);
             }
 
-        if (model.Str("unk_token") is { } unknown && _vocab.TryGetValue(unknown, out var unknownId)) _unknownId = unknownId;
+        if (model.Str("unk_token") is { } unknown && _vocab.TryGetValue(unknown, out var unknownId))
+            _unknownId = unknownId;
         _fuseUnknown = model.Flag("fuse_unk");
         _ignoreMerges = model.Flag("ignore_merges");
         if (model.Flag("byte_fallback"))
@@ -133,9 +144,11 @@ internal sealed class HfBpe
         var capacity = mapsBytes ? span.Length * 3 : span.Length;
         char[]? rentedChars = null;
         int[]? rentedSource = null;
-        Span<char> chars = capacity <= 256 ? stackalloc char[capacity] : (rentedChars = ArrayPool<char>.Shared.Rent(capacity));
+        Span<char> chars = capacity <= 256 ? stackalloc char[capacity]
+            : (rentedChars = ArrayPool<char>.Shared.Rent(capacity));
         // For each model character, the unit of the pre-token its character starts at and the unit after it ends.
-        Span<int> sourceStart = capacity <= 256 ? stackalloc int[capacity] : (rentedSource = ArrayPool<int>.Shared.Rent(capacity * 2)).AsSpan(0, capacity);
+        Span<int> sourceStart = capacity <= 256 ? stackalloc int[capacity]
+            : (rentedSource = ArrayPool<int>.Shared.Rent(capacity * 2)).AsSpan(0, capacity);
         Span<int> sourceEnd = capacity <= 256 ? stackalloc int[capacity] : rentedSource!.AsSpan(capacity, capacity);
         var length = 0;
         if (mapsBytes)
@@ -178,7 +191,8 @@ internal sealed class HfBpe
             ids.Add(packed[k]);
             var first = packed[k + 1];
             var last = packed[k + 2] - 1;
-            offsets.Add((token.Source.OriginalStart(token.Start + sourceStart[first]), token.Source.OriginalEnd(token.Start + sourceEnd[last] - 1)));
+            offsets.Add((token.Source.OriginalStart(token.Start + sourceStart[first]),
+                token.Source.OriginalEnd(token.Start + sourceEnd[last] - 1)));
         }
         if (rentedChars is not null) ArrayPool<char>.Shared.Return(rentedChars);
         if (rentedSource is not null) ArrayPool<int>.Shared.Return(rentedSource);
@@ -191,7 +205,8 @@ internal sealed class HfBpe
         // At most 3 symbols per UTF-16 unit (a BMP character's UTF-8 bytes through byte fallback).
         var capacity = word.Length * 3;
         int[]? rented = null;
-        var buffer = capacity <= 128 ? stackalloc int[capacity * 3] : (rented = ArrayPool<int>.Shared.Rent(capacity * 3)).AsSpan(0, capacity * 3);
+        var buffer = capacity <= 128 ? stackalloc int[capacity * 3]
+            : (rented = ArrayPool<int>.Shared.Rent(capacity * 3)).AsSpan(0, capacity * 3);
         var ids = buffer[..capacity];
         var starts = buffer.Slice(capacity, capacity);
         var ends = buffer.Slice(capacity * 2, capacity);
@@ -200,10 +215,12 @@ internal sealed class HfBpe
         Span<byte> utf8 = stackalloc byte[4];
         for (var i = 0; i < word.Length;)
         {
-            var width = char.IsHighSurrogate(word[i]) && i + 1 < word.Length && char.IsLowSurrogate(word[i + 1]) ? 2 : 1;
+            var width = char.IsHighSurrogate(word[i]) && i + 1 < word.Length && char.IsLowSurrogate(word[i + 1]) ? 2
+                : 1;
             var character = word.Slice(i, width);
             var id = width == 1 ? _idOfChar[character[0]] : -1;
-            if (id >= 0 || (width == 2 && _vocabBySpan.TryGetValue(character, out id))) { FlushUnknown(ids, starts, ends); Add(ids, starts, ends, id, i, i + width); }
+            if (id >= 0 || (width == 2 && _vocabBySpan.TryGetValue(character, out id)))
+                { FlushUnknown(ids, starts, ends); Add(ids, starts, ends, id, i, i + width); }
             else if (_byteFallbackIds is not null && ByteTokens(character, utf8) is { } byteCount)
             {
                 FlushUnknown(ids, starts, ends);
@@ -219,7 +236,8 @@ internal sealed class HfBpe
         FlushUnknown(ids, starts, ends);
         count = Merge(ids, starts, ends, count);
         var packed = new int[count * 3];
-        for (var k = 0; k < count; k++) { packed[3 * k] = ids[k]; packed[3 * k + 1] = starts[k]; packed[3 * k + 2] = ends[k]; }
+        for (var k = 0; k < count; k++)
+            { packed[3 * k] = ids[k]; packed[3 * k + 1] = starts[k]; packed[3 * k + 2] = ends[k]; }
         if (rented is not null) ArrayPool<int>.Shared.Return(rented);
         return new Word(packed);
 
@@ -235,7 +253,8 @@ internal sealed class HfBpe
         }
     }
 
-    /// <summary>The number of UTF-8 bytes of the character when every one has a &lt;0xAB&gt; token, else null.</summary>
+    /// <summary>The number of UTF-8 bytes of the character when every one has a &lt;0xAB&gt; token, else
+    /// null.</summary>
     private int? ByteTokens(ReadOnlySpan<char> character, Span<byte> utf8)
     {
         var count = Encoding.UTF8.GetBytes(character, utf8);
@@ -255,8 +274,10 @@ internal sealed class HfBpe
         var size = count * 6;
         long[]? rentedKeys = null;
         int[]? rentedLinks = null;
-        var keys = size <= 384 ? stackalloc long[size] : (rentedKeys = ArrayPool<long>.Shared.Rent(size)).AsSpan(0, size);
-        var links = size <= 384 ? stackalloc int[size] : (rentedLinks = ArrayPool<int>.Shared.Rent(size)).AsSpan(0, size);
+        var keys = size <= 384 ? stackalloc long[size]
+            : (rentedKeys = ArrayPool<long>.Shared.Rent(size)).AsSpan(0, size);
+        var links = size <= 384 ? stackalloc int[size]
+            : (rentedLinks = ArrayPool<int>.Shared.Rent(size)).AsSpan(0, size);
         var heap = new PairHeap(keys[..(count * 3)], links[..(count * 3)]);
         var previous = links.Slice(count * 3, count);
         var next = links.Slice(count * 4, count);
@@ -268,7 +289,8 @@ internal sealed class HfBpe
         {
             if (previous[position] == Removed || next[position] < 0) continue;
             var right = next[position];
-            if (!_merges.TryGetValue((long)ids[position] << 32 | (uint)ids[right], out var merge) || (int)merge != mergedId) continue;
+            if (!_merges.TryGetValue((long)ids[position] << 32 | (uint)ids[right], out var merge)
+                || (int)merge != mergedId) continue;
             ids[position] = mergedId;
             ends[position] = ends[right];
             previous[right] = Removed;

@@ -3,7 +3,8 @@ using System.Text.Json;
 
 namespace FineTune.Tokenizers;
 
-/// <summary>Hugging Face decoders: each rewrites the list of token strings; the result is their concatenation.</summary>
+/// <summary>Hugging Face decoders: each rewrites the list of token strings; the result is their
+/// concatenation.</summary>
 internal abstract class HfDecoder
 {
     public abstract List<string> Decode(List<string> tokens);
@@ -17,11 +18,15 @@ internal abstract class HfDecoder
             "ByteLevel" => new ByteLevel(),
             "ByteFallback" => new ByteFallback(),
             "Fuse" => new Fuse(),
-            "Replace" => new Replace(HfPattern.Read(json.GetProperty("pattern")), json.GetProperty("content").GetString()!),
-            "Strip" => new Strip(json.GetProperty("content").GetString()![0], json.GetProperty("start").GetInt32(), json.GetProperty("stop").GetInt32()),
+            "Replace"
+                => new Replace(HfPattern.Read(json.GetProperty("pattern")), json.GetProperty("content").GetString()!),
+            "Strip" => new Strip(json.GetProperty("content").GetString()![0], json.GetProperty("start").GetInt32(),
+                json.GetProperty("stop").GetInt32()),
             "Metaspace" => new Metaspace(json.Str("replacement") ?? "▁",
-                (json.Str("prepend_scheme") ?? (json.Flag("add_prefix_space", fallback: true) ? "always" : "never")) != "never"),
-            "Sequence" => new Sequence([.. json.GetProperty("decoders").EnumerateArray().Select(Read).OfType<HfDecoder>()]),
+                (json.Str("prepend_scheme")
+                    ?? (json.Flag("add_prefix_space", fallback: true) ? "always" : "never")) != "never"),
+            "Sequence"
+                => new Sequence([.. json.GetProperty("decoders").EnumerateArray().Select(Read).OfType<HfDecoder>()]),
             _ => throw new HfComponentException($"decoder '{type}' is not supported"),
         };
     }
@@ -35,7 +40,8 @@ internal abstract class HfDecoder
         }
     }
 
-    /// <summary>GPT-2 characters back to bytes; a token with a character outside the map (an added token) keeps its UTF-8.</summary>
+    /// <summary>GPT-2 characters back to bytes; a token with a character outside the map (an added token) keeps its
+    /// UTF-8.</summary>
     private sealed class ByteLevel : HfDecoder
     {
         private static readonly int[] ByteOfChar = BuildReverse();
@@ -60,7 +66,8 @@ internal abstract class HfDecoder
         }
     }
 
-    /// <summary>Runs of &lt;0xAB&gt; tokens become their UTF-8 text, or one U+FFFD per byte when that is not valid UTF-8.</summary>
+    /// <summary>Runs of &lt;0xAB&gt; tokens become their UTF-8 text, or one U+FFFD per byte when that is not valid
+    /// UTF-8.</summary>
     private sealed class ByteFallback : HfDecoder
     {
         private static readonly UTF8Encoding Strict = new(false, throwOnInvalidBytes: true);
@@ -72,7 +79,8 @@ internal abstract class HfDecoder
             foreach (var token in tokens)
             {
                 if (token.Length == 6 && token.StartsWith("<0x", StringComparison.Ordinal) && token[5] == '>'
-                    && byte.TryParse(token.AsSpan(3, 2), System.Globalization.NumberStyles.HexNumber, null, out var value))
+                    && byte.TryParse(token.AsSpan(3, 2), System.Globalization.NumberStyles.HexNumber, null,
+                        out var value))
                 {
                     pending.Add(value);
                     continue;
@@ -100,10 +108,12 @@ internal abstract class HfDecoder
 
     private sealed class Replace(HfPattern pattern, string content) : HfDecoder
     {
-        public override List<string> Decode(List<string> tokens) => [.. tokens.Select(t => pattern.ReplaceAll(t, content))];
+        public override List<string> Decode(List<string> tokens)
+            => [.. tokens.Select(t => pattern.ReplaceAll(t, content))];
     }
 
-    /// <summary>Removes up to <c>start</c> leading and <c>stop</c> trailing <c>content</c> characters from each token.</summary>
+    /// <summary>Removes up to <c>start</c> leading and <c>stop</c> trailing <c>content</c> characters from each
+    /// token.</summary>
     private sealed class Strip(char content, int start, int stop) : HfDecoder
     {
         public override List<string> Decode(List<string> tokens) => [.. tokens.Select(StripOne)];

@@ -5,12 +5,14 @@ using System.Text.RegularExpressions;
 
 namespace FineTune.Tokenizers;
 
-/// <summary>The Hugging Face normalizers that the supported model families use, each keeping the alignment to the input.</summary>
+/// <summary>The Hugging Face normalizers that the supported model families use, each keeping the alignment to the
+/// input.</summary>
 internal abstract class HfNormalizer
 {
     public abstract AlignedText Apply(AlignedText text);
 
-    /// <summary>Null for a null normalizer; throws <see cref="HfComponentException"/> for one we do not implement.</summary>
+    /// <summary>Null for a null normalizer; throws <see cref="HfComponentException"/> for one we do not
+    /// implement.</summary>
     public static HfNormalizer? Read(JsonElement json)
     {
         if (json.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined) return null; // absent or null: none
@@ -22,9 +24,12 @@ internal abstract class HfNormalizer
             "NFKC" => new UnicodeForm(NormalizationForm.FormKC),
             "NFKD" => new UnicodeForm(NormalizationForm.FormKD),
             "Prepend" => new Prepend(json.GetProperty("prepend").GetString()!),
-            "Replace" => new Replace(HfPattern.Read(json.GetProperty("pattern")), json.GetProperty("content").GetString()!),
+            "Replace"
+                => new Replace(HfPattern.Read(json.GetProperty("pattern")), json.GetProperty("content").GetString()!),
             "Lowercase" => new Lowercase(),
-            "Sequence" => new Sequence([.. json.GetProperty("normalizers").EnumerateArray().Select(Read).OfType<HfNormalizer>()]),
+            "Sequence"
+                => new Sequence(
+                    [.. json.GetProperty("normalizers").EnumerateArray().Select(Read).OfType<HfNormalizer>()]),
             _ => throw new HfComponentException($"normalizer '{type}' is not supported"),
         };
     }
@@ -54,7 +59,8 @@ internal abstract class HfNormalizer
             for (var start = 0; start < s.Length;)
             {
                 var end = start + (char.IsHighSurrogate(s[start]) && start + 1 < s.Length ? 2 : 1);
-                while (end < s.Length && IsCombining(s, end)) end += char.IsHighSurrogate(s[end]) && end + 1 < s.Length ? 2 : 1;
+                while (end < s.Length && IsCombining(s, end))
+                    end += char.IsHighSurrogate(s[end]) && end + 1 < s.Length ? 2 : 1;
                 var group = s[start..end].Normalize(form);
                 builder.Append(group, text.OriginalStart(start), text.OriginalEnd(end - 1));
                 produced += group.Length;
@@ -67,7 +73,8 @@ internal abstract class HfNormalizer
         }
 
         private static bool IsCombining(string s, int index) =>
-            CharUnicodeInfo.GetUnicodeCategory(s, index) is UnicodeCategory.NonSpacingMark or UnicodeCategory.SpacingCombiningMark or UnicodeCategory.EnclosingMark;
+            CharUnicodeInfo.GetUnicodeCategory(s, index) is UnicodeCategory.NonSpacingMark
+                or UnicodeCategory.SpacingCombiningMark or UnicodeCategory.EnclosingMark;
 
         private static AlignedText Coarse(string whole, AlignedText text)
         {
@@ -84,7 +91,8 @@ internal abstract class HfNormalizer
             var lower = text.Text.ToLowerInvariant();
             if (lower == text.Text) return text;
             var builder = new AlignedText.Builder(lower.Length);
-            for (var i = 0; i < lower.Length; i++) builder.Append(lower.AsSpan(i, 1), text.OriginalStart(i), text.OriginalEnd(i));
+            for (var i = 0; i < lower.Length; i++)
+                builder.Append(lower.AsSpan(i, 1), text.OriginalStart(i), text.OriginalEnd(i));
             return builder.Build();
         }
     }
@@ -139,7 +147,8 @@ internal sealed class HfPattern
         throw new HfComponentException("a pattern that is neither String nor Regex is not supported");
     }
 
-    public static HfPattern FromRegex(string pattern) => new(null, new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant));
+    public static HfPattern FromRegex(string pattern)
+        => new(null, new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant));
 
     public List<(int Start, int Length)> Matches(ReadOnlySpan<char> text)
     {
@@ -166,7 +175,8 @@ internal sealed class HfPattern
             // BMP stand-in of the same Unicode category, then map the matches back.
             var (shadow, originalIndex) = AstralShadow(text);
             foreach (var match in _regex!.EnumerateMatches(shadow))
-                if (match.Length > 0) found.Add((originalIndex[match.Index], originalIndex[match.Index + match.Length] - originalIndex[match.Index]));
+                if (match.Length > 0) found.Add((originalIndex[match.Index],
+                    originalIndex[match.Index + match.Length] - originalIndex[match.Index]));
         }
         return found;
     }
@@ -177,7 +187,8 @@ internal sealed class HfPattern
     {
         var standIns = new char[32];
         for (var c = (int)char.MaxValue; c >= 0x80; c--)
-            if (!char.IsSurrogate((char)c) && !char.IsWhiteSpace((char)c)) standIns[(int)char.GetUnicodeCategory((char)c)] = (char)c;
+            if (!char.IsSurrogate((char)c) && !char.IsWhiteSpace((char)c))
+                standIns[(int)char.GetUnicodeCategory((char)c)] = (char)c;
         return standIns;
     }
 
@@ -188,7 +199,8 @@ internal sealed class HfPattern
         for (var i = 0; i < text.Length;)
         {
             originalIndex.Add(i);
-            if (System.Text.Rune.DecodeFromUtf16(text[i..], out var rune, out var consumed) == System.Buffers.OperationStatus.Done && consumed == 2)
+            if (System.Text.Rune.DecodeFromUtf16(text[i..], out var rune,
+                out var consumed) == System.Buffers.OperationStatus.Done && consumed == 2)
                 shadow.Append(StandInOfCategory[(int)System.Text.Rune.GetUnicodeCategory(rune)]);
             else { shadow.Append(text[i]); consumed = 1; }
             i += consumed;
@@ -198,19 +210,23 @@ internal sealed class HfPattern
     }
 
     public string ReplaceAll(string text, string content) =>
-        _literal is not null ? (_literal.Length == 0 ? text : text.Replace(_literal, content, StringComparison.Ordinal)) : _regex!.Replace(text, content);
+        _literal is not null ? (_literal.Length == 0 ? text : text.Replace(_literal, content, StringComparison.Ordinal))
+            : _regex!.Replace(text, content);
 }
 
-/// <summary>A tokenizer.json component we do not implement; the loader turns it into a TokenizerJsonException naming the file.</summary>
+/// <summary>A tokenizer.json component we do not implement; the loader turns it into a TokenizerJsonException naming
+/// the file.</summary>
 internal sealed class HfComponentException(string message) : Exception(message);
 
 internal static class HfJson
 {
     public static string? Str(this JsonElement element, string name) =>
-        element.ValueKind == JsonValueKind.Object && element.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+        element.ValueKind == JsonValueKind.Object && element.TryGetProperty(name, out var value)
+            && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
 
     public static bool Flag(this JsonElement element, string name, bool fallback = false) =>
-        element.ValueKind == JsonValueKind.Object && element.TryGetProperty(name, out var value) && value.ValueKind is JsonValueKind.True or JsonValueKind.False
+        element.ValueKind == JsonValueKind.Object && element.TryGetProperty(name, out var value)
+            && value.ValueKind is JsonValueKind.True or JsonValueKind.False
             ? value.ValueKind == JsonValueKind.True : fallback;
 
     public static JsonElement Prop(this JsonElement element, string name) =>

@@ -23,17 +23,22 @@ internal abstract class HfPreTokenizer
                 return new ByteLevel(json.Flag("add_prefix_space"), json.Flag("use_regex", fallback: true));
             case "Split":
                 var behavior = json.Str("behavior") ?? "Isolated";
-                if (behavior is not ("Isolated" or "Removed" or "MergedWithPrevious" or "MergedWithNext" or "Contiguous"))
+                if (behavior is not ("Isolated" or "Removed" or "MergedWithPrevious" or "MergedWithNext"
+                    or "Contiguous"))
                     throw new HfComponentException($"pre_tokenizer Split behavior '{behavior}' is not supported");
                 return new SplitByPattern(HfPattern.Read(json.GetProperty("pattern")), behavior, json.Flag("invert"));
             case "Metaspace":
                 var replacement = json.Str("replacement") ?? "▁";
-                var scheme = json.Str("prepend_scheme") ?? (json.Flag("add_prefix_space", fallback: true) ? "always" : "never");
+                var scheme = json.Str("prepend_scheme")
+                    ?? (json.Flag("add_prefix_space", fallback: true) ? "always" : "never");
                 return new Metaspace(replacement, scheme, json.Flag("split", fallback: true));
             case "Sequence":
-                var steps = json.GetProperty("pretokenizers").EnumerateArray().Select(Read).OfType<HfPreTokenizer>().ToArray();
+                var steps = json.GetProperty("pretokenizers").EnumerateArray().Select(Read).OfType<HfPreTokenizer>()
+                    .ToArray();
                 for (var i = 0; i < steps.Length - 1; i++)
-                    if (steps[i].MapsBytes) throw new HfComponentException("pre_tokenizer ByteLevel followed by other pre-tokenizers is not supported");
+                    if (steps[i].MapsBytes)
+                        throw new HfComponentException("pre_tokenizer ByteLevel followed by other pre-tokenizers is " +
+                            "not supported");
                 return steps.Length == 1 ? steps[0] : new Sequence(steps);
             default:
                 throw new HfComponentException($"pre_tokenizer '{type}' is not supported");
@@ -41,7 +46,8 @@ internal abstract class HfPreTokenizer
     }
 
     /// <summary>Splits where the pattern matches, keeping or merging the matches as the behaviour says.</summary>
-    internal static void SplitOn(PreToken piece, List<(int Start, int Length)> matches, string behavior, bool invert, List<PreToken> output)
+    internal static void SplitOn(PreToken piece, List<(int Start, int Length)> matches, string behavior, bool invert,
+        List<PreToken> output)
     {
         // Every unit is either in a match or between matches; invert swaps which of the two is the delimiter.
         var parts = new List<(int Start, int End, bool IsMatch)>();
@@ -64,7 +70,9 @@ internal abstract class HfPreTokenizer
                 case "Isolated": Emit(start, end); break;
                 case "Removed": if (!isMatch) Emit(start, end); break;
                 case "MergedWithPrevious":
-                    if (isMatch && lastEmitted >= 0) output[lastEmitted] = output[lastEmitted] with { Length = end - output[lastEmitted].Start + piece.Start };
+                    if (isMatch && lastEmitted >= 0)
+                        output[lastEmitted] = output[lastEmitted]
+                            with { Length = end - output[lastEmitted].Start + piece.Start };
                     else Emit(start, end);
                     break;
                 case "MergedWithNext":
@@ -72,7 +80,9 @@ internal abstract class HfPreTokenizer
                     else { Emit(pendingStart >= 0 ? pendingStart : start, end); pendingStart = -1; }
                     break;
                 case "Contiguous":
-                    if (isMatch && previousWasMatch && lastEmitted >= 0) output[lastEmitted] = output[lastEmitted] with { Length = end - output[lastEmitted].Start + piece.Start };
+                    if (isMatch && previousWasMatch && lastEmitted >= 0)
+                        output[lastEmitted] = output[lastEmitted]
+                            with { Length = end - output[lastEmitted].Start + piece.Start };
                     else Emit(start, end);
                     break;
             }
@@ -107,10 +117,12 @@ internal abstract class HfPreTokenizer
 
     private sealed class SplitByPattern(HfPattern pattern, string behavior, bool invert) : HfPreTokenizer
     {
-        public override void Split(PreToken piece, List<PreToken> output) => SplitOn(piece, pattern.Matches(piece.Span), behavior, invert, output);
+        public override void Split(PreToken piece, List<PreToken> output)
+            => SplitOn(piece, pattern.Matches(piece.Span), behavior, invert, output);
     }
 
-    /// <summary>GPT-2's ByteLevel: optional leading space, optional GPT-2 regex split; bytes are mapped by the model.</summary>
+    /// <summary>GPT-2's ByteLevel: optional leading space, optional GPT-2 regex split; bytes are mapped by the
+    /// model.</summary>
     private sealed class ByteLevel(bool addPrefixSpace, bool useRegex) : HfPreTokenizer
     {
         public const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
@@ -126,19 +138,23 @@ internal abstract class HfPreTokenizer
         }
     }
 
-    /// <summary>SentencePiece's view of spaces: ' ' becomes '▁', a '▁' may be prepended, and pieces may start at each '▁'.</summary>
+    /// <summary>SentencePiece's view of spaces: ' ' becomes '▁', a '▁' may be prepended, and pieces may start at each
+    /// '▁'.</summary>
     private sealed class Metaspace(string replacement, string prependScheme, bool split) : HfPreTokenizer
     {
         public override void Split(PreToken piece, List<PreToken> output)
         {
             var builder = new AlignedText.Builder(piece.Length + 1);
             // Spaces become the replacement first, so a leading ' ' counts as already prepended.
-            var prepend = (prependScheme == "always" || (prependScheme == "first" && piece.Source.OriginalStart(piece.Start) == 0))
+            var prepend = (prependScheme == "always"
+                || (prependScheme == "first" && piece.Source.OriginalStart(piece.Start) == 0))
                 && !piece.Span.StartsWith(replacement) && !piece.Span.StartsWith(' ');
-            if (prepend && piece.Length > 0) builder.Append(replacement, piece.Source.OriginalStart(piece.Start), piece.Source.OriginalEnd(piece.Start));
+            if (prepend && piece.Length > 0) builder.Append(replacement, piece.Source.OriginalStart(piece.Start),
+                piece.Source.OriginalEnd(piece.Start));
             for (var i = piece.Start; i < piece.Start + piece.Length; i++)
             {
-                if (piece.Source.Text[i] == ' ') builder.Append(replacement, piece.Source.OriginalStart(i), piece.Source.OriginalEnd(i));
+                if (piece.Source.Text[i] == ' ')
+                    builder.Append(replacement, piece.Source.OriginalStart(i), piece.Source.OriginalEnd(i));
                 else builder.Copy(piece.Source, i, i + 1);
             }
             var text = builder.Build();

@@ -37,8 +37,10 @@ public sealed class HfTokenizer
             foreach (var token in list.EnumerateArray())
             {
                 var special = token.Flag("special");
-                added.Add(new AddedToken(token.GetProperty("id").GetInt32(), token.GetProperty("content").GetString()!, special,
-                    token.Flag("single_word"), token.Flag("lstrip"), token.Flag("rstrip"), token.Flag("normalized", fallback: !special)));
+                added.Add(new AddedToken(token.GetProperty("id").GetInt32(), token.GetProperty("content").GetString()!,
+                    special,
+                    token.Flag("single_word"), token.Flag("lstrip"), token.Flag("rstrip"),
+                        token.Flag("normalized", fallback: !special)));
             }
         AddedTokens = added;
         _addedByContent = new Dictionary<string, AddedToken>(StringComparer.Ordinal);
@@ -48,7 +50,8 @@ public sealed class HfTokenizer
         _rawAdded = new AddedTokenMatcher(added.Where(t => !t.Normalized || _normalizer is null));
         _normalizedAdded = new AddedTokenMatcher(added.Where(t => t.Normalized && _normalizer is not null));
 
-        VocabSize = Math.Max(_model.Vocab.Values.DefaultIfEmpty(-1).Max(), added.Select(t => t.Id).DefaultIfEmpty(-1).Max()) + 1;
+        VocabSize = Math.Max(_model.Vocab.Values.DefaultIfEmpty(-1).Max(),
+            added.Select(t => t.Id).DefaultIfEmpty(-1).Max()) + 1;
         _tokenOfId = new string?[VocabSize];
         foreach (var (token, id) in _model.Vocab) _tokenOfId[id] = token;
         foreach (var token in added) _tokenOfId[token.Id] = token.Content;
@@ -60,7 +63,8 @@ public sealed class HfTokenizer
         _suffixIds = [.. suffix];
     }
 
-    /// <summary>Reads a tokenizer.json file; a file that cannot be read or used throws <see cref="TokenizerJsonException"/>.</summary>
+    /// <summary>Reads a tokenizer.json file; a file that cannot be read or used throws
+    /// <see cref="TokenizerJsonException"/>.</summary>
     public static HfTokenizer Load(string tokenizerJsonPath)
     {
         string json;
@@ -87,7 +91,8 @@ public sealed class HfTokenizer
         catch (HfComponentException e)
         {
             throw new TokenizerJsonException(
-                $"unsupported tokenizer.json: {e.Message}. Supported: BPE models (byte-level like GPT-2/Llama 3/Qwen, or SentencePiece-style with byte_fallback like Llama 2/Mistral).", origin);
+                $"unsupported tokenizer.json: {e.Message}. Supported: BPE models (byte-level like GPT-2/Llama " +
+                    $"3/Qwen, or SentencePiece-style with byte_fallback like Llama 2/Mistral).", origin);
         }
         catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or FormatException)
         {
@@ -99,11 +104,13 @@ public sealed class HfTokenizer
     public int VocabSize { get; }
     public IReadOnlyList<AddedToken> AddedTokens { get; }
 
-    /// <summary>Ids the post-processor puts before the text when addSpecialTokens is true (Llama's BOS), in order.</summary>
+    /// <summary>Ids the post-processor puts before the text when addSpecialTokens is true (Llama's BOS), in
+    /// order.</summary>
     public IReadOnlyList<int> BosIds => _prefixIds;
 
     public int? TokenToId(string token) =>
-        _addedByContent.TryGetValue(token, out var added) ? added.Id : _model.Vocab.TryGetValue(token, out var id) ? id : null;
+        _addedByContent.TryGetValue(token, out var added) ? added.Id : _model.Vocab.TryGetValue(token, out var id) ? id
+            : null;
 
     public string? IdToToken(int id) => id >= 0 && id < _tokenOfId.Length ? _tokenOfId[id] : null;
 
@@ -120,7 +127,8 @@ public sealed class HfTokenizer
             var (from, to) = _normalizer is null ? (start, end) : (0, normalized.Text.Length);
             foreach (var (pieceStart, pieceEnd, normalizedToken) in _normalizedAdded.Split(normalized.Text, from, to))
             {
-                if (normalizedToken is not null) { ids.Add(normalizedToken.Id); offsets.Add(normalized.Original(pieceStart, pieceEnd)); continue; }
+                if (normalizedToken is not null)
+                    { ids.Add(normalizedToken.Id); offsets.Add(normalized.Original(pieceStart, pieceEnd)); continue; }
                 pieces.Clear();
                 var piece = new PreToken(normalized, pieceStart, pieceEnd - pieceStart);
                 if (_preTokenizer is null) pieces.Add(piece);
@@ -164,7 +172,8 @@ public sealed class HfTokenizer
             var leading = 0;
             while (leading < token.Length && (token[leading] == space || char.IsWhiteSpace(token[leading]))) leading++;
             var trailing = 0;
-            while (trailing < token.Length - leading && (token[^(trailing + 1)] == space || char.IsWhiteSpace(token[^(trailing + 1)]))) trailing++;
+            while (trailing < token.Length - leading
+                && (token[^(trailing + 1)] == space || char.IsWhiteSpace(token[^(trailing + 1)]))) trailing++;
             var (start, end) = offsets[i];
             if (leading > 0)
             {
@@ -176,14 +185,16 @@ public sealed class HfTokenizer
         }
     }
 
-    private static void ReadPostProcessor(JsonElement json, List<int> prefix, List<int> suffix, ref bool trimOffsets, ref bool keepsPrefixSpace)
+    private static void ReadPostProcessor(JsonElement json, List<int> prefix, List<int> suffix, ref bool trimOffsets,
+        ref bool keepsPrefixSpace)
     {
         if (json.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined) return;
         var type = json.Str("type");
         switch (type)
         {
             case "ByteLevel":
-                if (json.Flag("trim_offsets", fallback: true)) { trimOffsets = true; keepsPrefixSpace = json.Flag("add_prefix_space", fallback: true); }
+                if (json.Flag("trim_offsets", fallback: true))
+                    { trimOffsets = true; keepsPrefixSpace = json.Flag("add_prefix_space", fallback: true); }
                 return;
             case "Sequence":
                 foreach (var step in json.GetProperty("processors").EnumerateArray())
@@ -197,8 +208,10 @@ public sealed class HfTokenizer
                     if (item.TryGetProperty("Sequence", out _)) { seenSequence = true; continue; }
                     var name = item.GetProperty("SpecialToken").GetProperty("id").GetString()!;
                     if (!specials.TryGetProperty(name, out var special))
-                        throw new HfComponentException($"post_processor TemplateProcessing names special token '{name}' that special_tokens does not define");
-                    foreach (var id in special.GetProperty("ids").EnumerateArray()) (seenSequence ? suffix : prefix).Add(id.GetInt32());
+                        throw new HfComponentException($"post_processor TemplateProcessing names special token " +
+                            $"'{name}' that special_tokens does not define");
+                    foreach (var id in special.GetProperty("ids").EnumerateArray())
+                        (seenSequence ? suffix : prefix).Add(id.GetInt32());
                 }
                 return;
             default:

@@ -19,7 +19,8 @@ public sealed class StreamingDecoder
         _skipSpecialTokens = skipSpecialTokens;
     }
 
-    /// <summary>The text that became complete with <paramref name="id"/>; empty while a character is still partial.</summary>
+    /// <summary>The text that became complete with <paramref name="id"/>; empty while a character is still
+    /// partial.</summary>
     public string Push(int id)
     {
         if (_prefix.Length == 0 && _ids.Count > 0)
@@ -31,7 +32,8 @@ public sealed class StreamingDecoder
         var text = _tokenizer.Decode(_ids, _skipSpecialTokens);
         if (text.Length <= _prefix.Length || text.EndsWith('\uFFFD')) return "";
         if (!text.StartsWith(_prefix, StringComparison.Ordinal))
-            throw new InvalidOperationException("streaming decode: the decoded text no longer starts with the text already returned");
+            throw new InvalidOperationException("streaming decode: the decoded text no longer starts with the text " +
+                "already returned");
         var fresh = text[_prefix.Length..];
         var newPrefixIndex = _ids.Count - _prefixIndex;
         _ids.RemoveRange(0, _prefixIndex);

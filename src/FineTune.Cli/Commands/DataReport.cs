@@ -20,11 +20,13 @@ namespace FineTune.Cli.Commands;
 /// </summary>
 internal static class DataReport
 {
-    public static async Task<int> PrintAsync(IServiceProvider services, CliConsole console, PipelineDefinition pipeline, CancellationToken cancellationToken)
+    public static async Task<int> PrintAsync(IServiceProvider services, CliConsole console, PipelineDefinition pipeline,
+        CancellationToken cancellationToken)
     {
         var runner = services.GetRequiredService<PipelineRunner>();
         var observer = new ConsoleObserver(console.Error, console.Error, console.Interactive);
-        var outcomes = await runner.RunAsync(pipeline, new RunOptions { Until = "tokenize" }, observer, cancellationToken);
+        var outcomes = await runner.RunAsync(pipeline, new RunOptions { Until = "tokenize" }, observer,
+            cancellationToken);
         string Output(string stage) => outcomes.Single(o => o.Stage == stage).OutputDirectory!;
         var text = console.Out;
 
@@ -34,7 +36,8 @@ internal static class DataReport
             text.WriteLine($"data: {checks["records"]} records from {checks["source"]}");
             foreach (var severity in new[] { "errors", "warnings" })
                 foreach (var finding in checks[severity]?.AsArray() ?? [])
-                    text.WriteLine($"  {finding!["severity"]} {finding["category"]}: {finding["count"]} records {finding["description"]} ({finding["example"]})");
+                    text.WriteLine($"  {finding!["severity"]} {finding["category"]}: {finding["count"]} records " +
+                        $"{finding["description"]} ({finding["example"]})");
         }
 
         var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(Output("tokenize"), "summary.json")))!;
@@ -44,21 +47,26 @@ internal static class DataReport
         var tokens = train["tokens"]!.GetValue<long>();
         var trained = train["trained_tokens"]!.GetValue<long>();
         text.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"tokens: {examples:N0} training examples, {tokens:N0} tokens, {trained:N0} trained; length p50 {train["length_p50"]}, p90 {train["length_p90"]}, max {train["length_max"]}"));
+            $"tokens: {examples:N0} training examples, {tokens:N0} tokens, {trained:N0} trained; length p50 " +
+                $"{train["length_p50"]}, p90 {train["length_p90"]}, max {train["length_max"]}"));
         text.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"over max_length {maxLength}: {train["truncated"]} truncated (losing {train["trained_tokens_lost_share"]!.GetValue<double>():P1} of trained tokens), {train["dropped"]} dropped (nothing trained left)"));
+            $"over max_length {maxLength}: {train["truncated"]} truncated (losing " +
+                $"{train["trained_tokens_lost_share"]!.GetValue<double>():P1} of trained tokens), {train["dropped"]} " +
+                $"dropped (nothing trained left)"));
         var histogram = train["length_histogram"]!.AsArray();
         var largest = Math.Max(1, histogram.Max(b => b!["examples"]!.GetValue<int>()));
         foreach (var bucket in histogram)
         {
             var count = bucket!["examples"]!.GetValue<int>();
-            text.WriteLine($"  {bucket["from"],5}-{bucket["to"],-5} {new string('#', (int)Math.Ceiling(30.0 * count / largest)),-30} {count:N0}");
+            text.WriteLine($"  {bucket["from"],5}-{bucket["to"],-5} " +
+                $"{new string('#', (int)Math.Ceiling(30.0 * count / largest)),-30} {count:N0}");
         }
 
         var trainStage = runner.Stages.OfType<TrainStage>().Single();
         var planned = trainStage.DescribeFromData(pipeline, Output("tokenize")).ToList();
         foreach (var line in planned) text.WriteLine(line);
-        if (planned.Count < 2) text.WriteLine("time: estimated when the model's config.json is available (it is not cached yet)");
+        if (planned.Count < 2)
+            text.WriteLine("time: estimated when the model's config.json is available (it is not cached yet)");
         return 0;
     }
 }

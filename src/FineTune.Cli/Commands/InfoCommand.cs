@@ -12,7 +12,8 @@ internal static class InfoCommand
 {
     public static Command Create(CliConsole console)
     {
-        var command = new Command("info", "Show the tool version, the compute device libtorch sees, and the cache folders.");
+        var command = new Command("info",
+            "Show the tool version, the compute device libtorch sees, and the cache folders.");
         var json = new Option<bool>("--json") { Description = "Write one JSON document." };
         command.Options.Add(json);
         command.SetAction(parse =>
@@ -29,7 +30,8 @@ internal static class InfoCommand
             };
             console.Out.WriteLine(parse.GetValue(json)
                 ? JsonSerializer.Serialize(info, JsonText.Indented)
-                : $"dotnet-finetune {info.tool}\ndevice: {info.device} ({info.threads} threads)\nlibtorch: {info.libtorch}\ndownload cache: {info.download_cache}");
+                : $"dotnet-finetune {info.tool}\ndevice: {info.device} ({info.threads} threads)\nlibtorch: " +
+                    $"{info.libtorch}\ndownload cache: {info.download_cache}");
             return ExitCodes.Ok;
         });
         return command;

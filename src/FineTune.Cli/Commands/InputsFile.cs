@@ -16,13 +16,15 @@ internal static class InputsFile
 {
     public static Option<FileInfo?> Option() => new("--inputs-file")
     {
-        Description = "After a successful run, write the absolute paths of the local files the pipeline read to this file, one per line.",
+        Description = "After a successful run, write the absolute paths of the local files the pipeline read to this " +
+            "file, one per line.",
     };
 
     public static void Write(string path, PipelineDefinition pipeline, IReadOnlyList<StageOutcome> outcomes)
     {
         var files = pipeline.SourceFiles
-            .Concat(outcomes.SelectMany(o => o.Inputs).Where(i => i.Kind == StageInputKind.LocalFile).Select(i => i.Path!))
+            .Concat(outcomes.SelectMany(o => o.Inputs)
+                .Where(i => i.Kind == StageInputKind.LocalFile).Select(i => i.Path!))
             .Distinct(StringComparer.Ordinal);
 
         var directory = Path.GetDirectoryName(Path.GetFullPath(path));

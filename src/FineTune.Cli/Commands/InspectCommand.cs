@@ -22,12 +22,15 @@ internal static class InspectCommand
 
     public static Command Create(IServiceProvider services, CliConsole console)
     {
-        var command = new Command("inspect", "Show tokenized training examples token by token, with the trained tokens highlighted.");
+        var command = new Command("inspect",
+            "Show tokenized training examples token by token, with the trained tokens highlighted.");
         var file = PipelineOptions.File();
         var set = PipelineOptions.Set();
         var json = PipelineOptions.Json();
-        var examples = new Option<int>("--examples", "-n") { Description = "How many examples to show (default 3).", DefaultValueFactory = _ => 3 };
-        var split = new Option<string>("--split") { Description = "train or validation.", DefaultValueFactory = _ => "train" };
+        var examples = new Option<int>("--examples", "-n") { Description = "How many examples to show (default 3).",
+            DefaultValueFactory = _ => 3 };
+        var split = new Option<string>("--split") { Description = "train or validation.",
+            DefaultValueFactory = _ => "train" };
         split.AcceptOnlyFromAmong("train", "validation");
         command.Arguments.Add(file);
         foreach (var option in new Option[] { set, examples, split, json }) command.Options.Add(option);
@@ -37,17 +40,21 @@ internal static class InspectCommand
             if (pipeline is null) return ExitCodes.InvalidInput;
             var runner = services.GetRequiredService<PipelineRunner>();
             var observer = new ConsoleObserver(console.Error, console.Error, console.Interactive);
-            var outcomes = await runner.RunAsync(pipeline, new RunOptions { Until = "tokenize" }, observer, cancellationToken);
+            var outcomes = await runner.RunAsync(pipeline, new RunOptions { Until = "tokenize" }, observer,
+                cancellationToken);
             var tokenized = outcomes.Single(o => o.Stage == "tokenize").OutputDirectory!;
 
             var tokenizer = ChatTokenizer.LoadFolder(Path.Combine(tokenized, "tokenizer"));
             var dataset = TokenizedDataset.Read(Path.Combine(tokenized, parse.GetValue(split) + ".tokens"));
             var count = Math.Min(parse.GetValue(examples), dataset.Count);
-            var colour = !Console.IsOutputRedirected && ReferenceEquals(console.Out, Console.Out) && Environment.GetEnvironmentVariable("NO_COLOR") is null;
+            var colour = !Console.IsOutputRedirected && ReferenceEquals(console.Out, Console.Out)
+                && Environment.GetEnvironmentVariable("NO_COLOR") is null;
 
             var asJson = parse.GetValue(json);
             var all = new JsonArray();
-            if (!asJson && !colour) console.Out.WriteLine($"Trained tokens are between {TrainedOpen} and {TrainedClose}; each token is followed by its id.");
+            if (!asJson && !colour)
+                console.Out.WriteLine($"Trained tokens are between {TrainedOpen} and {TrainedClose}; each token is " +
+                    $"followed by its id.");
             for (var example = 0; example < count; example++)
             {
                 var tokens = Pieces(tokenizer, dataset.Ids(example).ToArray());
@@ -58,14 +65,17 @@ internal static class InspectCommand
                 {
                     var items = new JsonArray();
                     for (var t = 0; t < tokens.Count; t++)
-                        items.Add(new JsonObject { ["id"] = tokens[t].Id, ["piece"] = tokens[t].Piece, ["label"] = labels[t], ["trained"] = labels[t] != TokenizedDataset.IgnoreLabel });
-                    all.Add(new JsonObject { ["example"] = example, ["length"] = tokens.Count, ["trained"] = trained, ["tokens"] = items });
+                        items.Add(new JsonObject { ["id"] = tokens[t].Id, ["piece"] = tokens[t].Piece,
+                            ["label"] = labels[t], ["trained"] = labels[t] != TokenizedDataset.IgnoreLabel });
+                    all.Add(new JsonObject { ["example"] = example, ["length"] = tokens.Count, ["trained"] = trained,
+                        ["tokens"] = items });
                     continue;
                 }
                 console.Out.WriteLine($"--- example {example}: {tokens.Count} tokens, {trained} trained");
                 console.Out.WriteLine(Highlight(tokens, labels, colour));
             }
-            if (asJson) console.Out.WriteLine(new JsonObject { ["split"] = parse.GetValue(split), ["examples"] = all }.ToJsonString(JsonText.Indented));
+            if (asJson) console.Out.WriteLine(new JsonObject { ["split"] = parse.GetValue(split),
+                ["examples"] = all }.ToJsonString(JsonText.Indented));
             return ExitCodes.Ok;
         });
         return command;
@@ -103,5 +113,6 @@ internal static class InspectCommand
     }
 
     /// <summary>Control characters as escapes, so a token that is a newline or a tab can be seen.</summary>
-    private static string Visible(string piece) => piece.Length == 0 ? "…" : JsonSerializer.Serialize(piece, JsonText.Indented)[1..^1];
+    private static string Visible(string piece) => piece.Length == 0 ? "…"
+        : JsonSerializer.Serialize(piece, JsonText.Indented)[1..^1];
 }

@@ -6,28 +6,38 @@ using FineTune.Torch.Models;
 
 namespace FineTune.Cli.Commands;
 
-/// <summary>What <c>score</c> and <c>generate</c> share: a model folder, its tokenizer, and token ids from the command line.</summary>
+/// <summary>What <c>score</c> and <c>generate</c> share: a model folder, its tokenizer, and token ids from the command
+/// line.</summary>
 internal static class ModelInputs
 {
     public const string ArgumentCode = DiagnosticCodes.InvalidModelCommandArguments;
 
-    /// <summary>A folder as given, or a Hub model id downloaded into (or, offline, found in) the Hugging Face cache.</summary>
+    /// <summary>A folder as given, or a Hub model id downloaded into (or, offline, found in) the Hugging Face
+    /// cache.</summary>
     public static string Folder(string argument) =>
-        ModelSource.ResolveAsync(argument, HubOptions.FromEnvironment(), progress: null, CancellationToken.None).GetAwaiter().GetResult();
+        ModelSource.ResolveAsync(argument, HubOptions.FromEnvironment(), progress: null,
+            CancellationToken.None).GetAwaiter().GetResult();
 
-    /// <summary>The model in float32 on the CPU. Whatever is wrong with the folder the user named is invalid input (exit 2).</summary>
+    /// <summary>The model in float32 on the CPU. Whatever is wrong with the folder the user named is invalid input
+    /// (exit 2).</summary>
     public static LlamaForCausalLM LoadModel(string folder)
     {
         try { return ModelFolder.Load(folder); }
-        catch (FineTuneException e) when (e.ExitCode != ExitCodes.InvalidInput) { throw new FineTuneException(e.Diagnostics, ExitCodes.InvalidInput); }
+        catch (FineTuneException e) when (e.ExitCode != ExitCodes.InvalidInput)
+        {
+            throw new FineTuneException(e.Diagnostics, ExitCodes.InvalidInput);
+        }
     }
 
-    /// <summary>The folder's tokenizer; required when text must be encoded, otherwise null when the folder has none.</summary>
+    /// <summary>The folder's tokenizer; required when text must be encoded, otherwise null when the folder has
+    /// none.</summary>
     public static IChatTokenizer? LoadTokenizer(string folder, bool required, string why)
     {
         if (!File.Exists(Path.Combine(folder, ChatTokenizer.TokenizerJsonFile)))
             return required
-                ? throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.TokenizerRequired, $"the model folder has no {ChatTokenizer.TokenizerJsonFile}, needed {why}; give token ids with --ids instead", folder))
+                ? throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.TokenizerRequired,
+                    $"the model folder has no {ChatTokenizer.TokenizerJsonFile}, needed {why}; give token ids with " +
+                    $"--ids instead", folder))
                 : null;
         return TokenizerFolder.Load(folder);
     }
@@ -39,15 +49,18 @@ internal static class ModelInputs
         foreach (var part in text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
         {
             if (!int.TryParse(part, out var id))
-                throw new FineTuneException(ArgumentCode, $"--ids: '{part}' is not a token id; give comma-separated integers such as --ids 1,2,3");
+                throw new FineTuneException(ArgumentCode,
+                    $"--ids: '{part}' is not a token id; give comma-separated integers such as --ids 1,2,3");
             if (id < 0 || id >= vocabSize)
-                throw new FineTuneException(ArgumentCode, $"--ids: token id {id} is outside the model's vocabulary (0..{vocabSize - 1})");
+                throw new FineTuneException(ArgumentCode,
+                    $"--ids: token id {id} is outside the model's vocabulary (0..{vocabSize - 1})");
             ids.Add(id);
         }
         return ids;
     }
 
-    /// <summary>The special tokens a tokenizer's post-processor puts before text when asked to (Llama's BOS; none for Qwen).</summary>
+    /// <summary>The special tokens a tokenizer's post-processor puts before text when asked to (Llama's BOS; none for
+    /// Qwen).</summary>
     public static IReadOnlyList<int> SpecialPrefix(IChatTokenizer tokenizer) =>
         tokenizer is ChatTokenizer chat ? chat.Tokenizer.BosIds : [];
 
@@ -55,6 +68,7 @@ internal static class ModelInputs
     {
         if (ids.FirstOrDefault(id => id >= vocabSize, -1) is var outside and >= 0)
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.TokenizerModelMismatch,
-                $"the tokenizer produced id {outside} but the model has only {vocabSize} tokens; the tokenizer and weights come from different models", folder));
+                $"the tokenizer produced id {outside} but the model has only {vocabSize} tokens; the tokenizer and " +
+                    $"weights come from different models", folder));
     }
 }

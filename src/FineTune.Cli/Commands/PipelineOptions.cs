@@ -6,7 +6,8 @@ namespace FineTune.Cli.Commands;
 /// <summary>The arguments every pipeline command shares.</summary>
 internal static class PipelineOptions
 {
-    public static Argument<FileInfo> File() => new("pipeline") { Description = "The pipeline YAML file (for example pipelines/huanhuan.yaml)." };
+    public static Argument<FileInfo> File()
+        => new("pipeline") { Description = "The pipeline YAML file (for example pipelines/huanhuan.yaml)." };
 
     public static Option<string[]> Set() => new("--set")
     {
@@ -14,7 +15,8 @@ internal static class PipelineOptions
         AllowMultipleArgumentsPerToken = false,
     };
 
-    public static Option<bool> Json() => new("--json") { Description = "Write one JSON document to stdout instead of text." };
+    public static Option<bool> Json()
+        => new("--json") { Description = "Write one JSON document to stdout instead of text." };
 
     /// <summary>Loads the pipeline, printing every diagnostic; null when there are errors.</summary>
     public static PipelineDefinition? Load(CliConsole console, FileInfo file, string[]? sets)

@@ -22,16 +22,19 @@ internal static class RunCommand
         var set = PipelineOptions.Set();
         var json = PipelineOptions.Json();
         var until = new Option<string?>("--until") { Description = "Stop after this stage." };
-        var only = new Option<string?>("--only") { Description = "Run only this stage (the stages before it must be up to date)." };
+        var only = new Option<string?>("--only") { Description = "Run only this stage (the stages before it must be " +
+            "up to date)." };
         var force = new Option<string?>("--force")
         {
             Description = "Re-run a stage even if its output is cached; without a stage name, every selected stage.",
             Arity = ArgumentArity.ZeroOrOne,
         };
-        var noWait = new Option<bool>("--no-wait") { Description = "Fail at once if another run is using the store, instead of waiting." };
+        var noWait = new Option<bool>("--no-wait") { Description = "Fail at once if another run is using the store, " +
+            "instead of waiting." };
         var restart = new Option<bool>("--restart")
         {
-            Description = "Discard checkpoints that interrupted runs with other settings left, and train from the start.",
+            Description = "Discard checkpoints that interrupted runs with other settings left, and train from the " +
+                "start.",
         };
         var resumeWithChanges = new Option<bool>("--resume-with-changes")
         {
@@ -42,13 +45,16 @@ internal static class RunCommand
         command.Arguments.Add(file);
         var offline = OfflineOption.Create();
         foreach (var option in new Option[] { set, until, only, json, offline }) command.Options.Add(option);
-        if (!dryRun) { command.Options.Add(force); command.Options.Add(noWait); command.Options.Add(inputsFile); command.Options.Add(restart); command.Options.Add(resumeWithChanges); }
+        if (!dryRun) { command.Options.Add(force); command.Options.Add(noWait); command.Options.Add(inputsFile);
+            command.Options.Add(restart); command.Options.Add(resumeWithChanges); }
 
         command.SetAction(async (parse, cancellationToken) =>
         {
             using var offlineMode = OfflineOption.Apply(parse, offline);
             if (parse.GetValue(restart) && parse.GetValue(resumeWithChanges))
-                throw new FineTuneException(DiagnosticCodes.ConflictingCheckpointOptions, "--restart and --resume-with-changes exclude each other: discard the checkpoint, or continue from it");
+                throw new FineTuneException(DiagnosticCodes.ConflictingCheckpointOptions,
+                    "--restart and --resume-with-changes exclude each other: discard the checkpoint, or continue " +
+                    "from it");
             var clock = Stopwatch.StartNew();
             var pipeline = PipelineOptions.Load(console, parse.GetValue(file)!, parse.GetValue(set));
             if (pipeline is null) return ExitCodes.InvalidInput;
@@ -66,12 +72,15 @@ internal static class RunCommand
                     : CheckpointPolicy.Resume,
             };
             var asJson = parse.GetValue(json);
-            var observer = new ConsoleObserver(asJson ? console.Error : console.Out, console.Error, console.Interactive);
+            var observer = new ConsoleObserver(asJson ? console.Error : console.Out, console.Error,
+                console.Interactive);
             var runner = services.GetRequiredService<PipelineRunner>();
             var outcomes = await runner.RunAsync(pipeline, options, observer, cancellationToken);
 
-            if (!dryRun && parse.GetValue(inputsFile) is { } inputsPath) InputsFile.Write(inputsPath.FullName, pipeline, outcomes);
-            var export = outcomes.LastOrDefault(o => o.Stage == "export" && o.OutputDirectory is not null)?.OutputDirectory;
+            if (!dryRun && parse.GetValue(inputsFile) is { } inputsPath)
+                InputsFile.Write(inputsPath.FullName, pipeline, outcomes);
+            var export = outcomes.LastOrDefault(o => o.Stage == "export"
+                && o.OutputDirectory is not null)?.OutputDirectory;
             if (asJson)
             {
                 console.Out.WriteLine(JsonSerializer.Serialize(new
@@ -84,7 +93,8 @@ internal static class RunCommand
                     stages = outcomes.Select(o => new
                     {
                         stage = o.Stage,
-                        status = o.Status switch { StageStatus.UpToDate => "up-to-date", StageStatus.Restored => "restored", StageStatus.Ran => "ran", _ => "will-run" },
+                        status = o.Status switch { StageStatus.UpToDate => "up-to-date",
+                            StageStatus.Restored => "restored", StageStatus.Ran => "ran", _ => "will-run" },
                         reasons = o.Reasons,
                         key = o.Entry?.Key,
                         output = o.OutputDirectory,
@@ -104,8 +114,10 @@ internal static class RunCommand
             {
                 console.Out.WriteLine(ran == 0
                     ? $"Everything is up to date; nothing to do ({Durations.Format(clock.Elapsed.TotalSeconds)})."
-                    : $"Done: {ran} stage(s) ran, {outcomes.Count - ran} up to date, in {Durations.Format(clock.Elapsed.TotalSeconds)}.");
-                if (export is not null) console.Out.WriteLine($"Model: {Path.GetRelativePath(Directory.GetCurrentDirectory(), export)}");
+                    : $"Done: {ran} stage(s) ran, {outcomes.Count - ran} up to date, in " +
+                        $"{Durations.Format(clock.Elapsed.TotalSeconds)}.");
+                if (export is not null)
+                    console.Out.WriteLine($"Model: {Path.GetRelativePath(Directory.GetCurrentDirectory(), export)}");
             }
             return ExitCodes.Ok;
         });

@@ -19,10 +19,16 @@ internal static class TokenizeCommand
 
     public static Command Create(CliConsole console)
     {
-        var command = new Command("tokenize", "Render and tokenize JSON lines with a tokenizer and its chat template, as Hugging Face transformers does.");
-        var tokenizerArgument = new Argument<string>("tokenizer") { Description = "A folder with tokenizer.json (and tokenizer_config.json), or a Hub model id." };
-        var file = new Option<FileInfo>("--file") { Description = "JSON lines: {\"text\": ..., \"add_special_tokens\": bool} or {\"messages\": [...], \"add_generation_prompt\": bool, \"tools\": [...], \"kwargs\": {...}}.", Required = true };
-        var template = new Option<string?>("--chat-template") { Description = "A built-in template name or a .jinja file instead of the tokenizer's own." };
+        var command = new Command("tokenize",
+            "Render and tokenize JSON lines with a tokenizer and its chat template, as Hugging Face transformers " +
+            "does.");
+        var tokenizerArgument = new Argument<string>("tokenizer") { Description = "A folder with tokenizer.json (and " +
+            "tokenizer_config.json), or a Hub model id." };
+        var file = new Option<FileInfo>("--file") { Description = "JSON lines: {\"text\": ..., " +
+            "\"add_special_tokens\": bool} or {\"messages\": [...], \"add_generation_prompt\": bool, \"tools\": " +
+            "[...], \"kwargs\": {...}}.", Required = true };
+        var template = new Option<string?>("--chat-template") { Description = "A built-in template name or a .jinja " +
+            "file instead of the tokenizer's own." };
         var json = new Option<bool>("--json") { Description = "One JSON object per input line: {\"text\", \"ids\"}." };
         command.Arguments.Add(tokenizerArgument);
         foreach (var option in new Option[] { file, template, json }) command.Options.Add(option);
@@ -31,7 +37,8 @@ internal static class TokenizeCommand
             var folder = ModelInputs.Folder(parse.GetValue(tokenizerArgument)!);
             var tokenizer = ChatTokenizer.LoadFolder(folder, parse.GetValue(template), Directory.GetCurrentDirectory());
             var input = parse.GetValue(file)!;
-            if (!input.Exists) throw new FineTuneException(Diagnostic.Error(InputCode, "the input file does not exist", input.FullName));
+            if (!input.Exists) throw new FineTuneException(Diagnostic.Error(InputCode, "the input file does not exist",
+                input.FullName));
             var asJson = parse.GetValue(json);
             var lineNumber = 0;
             foreach (var line in File.ReadLines(input.FullName))
@@ -52,7 +59,8 @@ internal static class TokenizeCommand
                 console.Out.WriteLine($"line {lineNumber}: {ids.Count} tokens");
                 console.Out.WriteLine(text);
                 console.Out.WriteLine(string.Join(" ", ids));
-                console.Out.WriteLine(string.Join("|", ids.Select(id => tokenizer.Decode([id], skipSpecialTokens: false))));
+                console.Out.WriteLine(string.Join("|",
+                    ids.Select(id => tokenizer.Decode([id], skipSpecialTokens: false))));
                 console.Out.WriteLine();
             }
             return ExitCodes.Ok;
@@ -60,15 +68,18 @@ internal static class TokenizeCommand
         return command;
     }
 
-    private static (string Text, IReadOnlyList<int> Ids) TokenizeLine(ChatTokenizer tokenizer, string line, string path, int lineNumber)
+    private static (string Text, IReadOnlyList<int> Ids) TokenizeLine(ChatTokenizer tokenizer, string line, string path,
+        int lineNumber)
     {
         JsonObject request;
         try { request = JsonNode.Parse(line) as JsonObject ?? throw new JsonException("not a JSON object"); }
-        catch (JsonException e) { throw new FineTuneException(Diagnostic.Error(InputCode, $"not a JSON object: {e.Message}", path, lineNumber)); }
+        catch (JsonException e) { throw new FineTuneException(Diagnostic.Error(InputCode,
+            $"not a JSON object: {e.Message}", path, lineNumber)); }
 
         if (request["text"] is JsonValue textValue && textValue.TryGetValue<string>(out var text))
         {
-            var addSpecial = request["add_special_tokens"]?.GetValue<bool>() ?? true; // transformers' default for tokenizer(text)
+            // transformers' default for tokenizer(text)
+            var addSpecial = request["add_special_tokens"]?.GetValue<bool>() ?? true;
             return (text, tokenizer.Encode(text, addSpecial).Ids);
         }
         if (request["messages"] is JsonArray messages)
@@ -78,6 +89,7 @@ internal static class TokenizeCommand
                 request["tools"] as JsonArray, request["kwargs"] as JsonObject, tokenizer.BosToken, tokenizer.EosToken);
             return (rendered, tokenizer.Encode(rendered, addSpecialTokens: false).Ids);
         }
-        throw new FineTuneException(Diagnostic.Error(InputCode, "each line needs \"text\" (a string) or \"messages\" (a list of {role, content})", path, lineNumber));
+        throw new FineTuneException(Diagnostic.Error(InputCode,
+            "each line needs \"text\" (a string) or \"messages\" (a list of {role, content})", path, lineNumber));
     }
 }

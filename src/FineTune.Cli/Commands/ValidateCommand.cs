@@ -11,13 +11,16 @@ internal static class ValidateCommand
 {
     public static Command Create(IServiceProvider services, CliConsole console)
     {
-        var command = new Command("validate", "Check a pipeline file without running it: syntax, keys, types, values and contradictions; with --data, the data too.");
+        var command = new Command("validate",
+            "Check a pipeline file without running it: syntax, keys, types, values and contradictions; with --data, " +
+            "the data too.");
         var file = PipelineOptions.File();
         var set = PipelineOptions.Set();
         var json = PipelineOptions.Json();
         var data = new Option<bool>("--data")
         {
-            Description = "Also run (or reuse) fetch, format and tokenize, and print the data checks, lengths, and the train stage's steps and estimated time.",
+            Description = "Also run (or reuse) fetch, format and tokenize, and print the data checks, lengths, and " +
+                "the train stage's steps and estimated time.",
         };
         command.Arguments.Add(file);
         command.Options.Add(set);
@@ -49,7 +52,8 @@ internal static class ValidateCommand
                 if (!result.HasErrors) console.Out.WriteLine($"{parse.GetValue(file)!.Name}: valid");
             }
             if (result.HasErrors) return ExitCodes.InvalidInput;
-            return parse.GetValue(data) ? await DataReport.PrintAsync(services, console, result.Pipeline!, cancellationToken) : ExitCodes.Ok;
+            return parse.GetValue(data)
+                ? await DataReport.PrintAsync(services, console, result.Pipeline!, cancellationToken) : ExitCodes.Ok;
         });
         return command;
     }
@@ -60,7 +64,8 @@ internal static class SchemaCommand
 {
     public static Command Create(CliConsole console)
     {
-        var command = new Command("schema", "Print the JSON Schema of pipeline files (generated from the settings the loader uses).");
+        var command = new Command("schema",
+            "Print the JSON Schema of pipeline files (generated from the settings the loader uses).");
         var output = new Option<FileInfo?>("--output", "-o") { Description = "Write to this file instead of stdout." };
         command.Options.Add(output);
         command.SetAction(parse =>

@@ -7,7 +7,8 @@ namespace FineTune.Cli.Output;
 
 /// <summary>
 /// Prints a run for people: one line per stage (up to date, or why it runs, then what it produced) and, on a
-/// terminal, a live progress bar with ETA on stderr; when stderr is redirected, a plain progress line every few seconds.
+/// terminal, a live progress bar with ETA on stderr; when stderr is redirected, a plain progress line every few
+/// seconds.
 /// </summary>
 internal sealed class ConsoleObserver(TextWriter results, TextWriter log, bool interactive) : IRunObserver
 {
@@ -40,7 +41,8 @@ internal sealed class ConsoleObserver(TextWriter results, TextWriter log, bool i
         lock (_gate)
         {
             ClearBar();
-            results.WriteLine($"{outcome.Stage,-9} done in {Durations.Format(entry.DurationSeconds)}{(figures.Length > 0 ? ": " + figures : "")}");
+            results.WriteLine($"{outcome.Stage,-9} done in " +
+                $"{Durations.Format(entry.DurationSeconds)}{(figures.Length > 0 ? ": " + figures : "")}");
         }
     }
 
@@ -100,18 +102,21 @@ internal sealed class ConsoleObserver(TextWriter results, TextWriter log, bool i
                 const int width = 24;
                 var filled = (int)Math.Round(share * width);
                 parts.Add("[" + new string('#', filled) + new string('.', width - filled) + "]");
-                parts.Add($"{Count(progress.Done, progress.Unit)}/{Count(progress.Total, progress.Unit)} {progress.Unit}s");
+                parts.Add($"{Count(progress.Done, progress.Unit)}/{Count(progress.Total, progress.Unit)} " +
+                    $"{progress.Unit}s");
                 var rateWindow = (now - _firstSeen).TotalSeconds;
                 var doneSinceFirst = progress.Done - _firstDone;
                 if (doneSinceFirst > 0 && rateWindow > 0.5 && progress.Done < progress.Total)
-                    parts.Add("ETA " + Durations.Format((progress.Total - progress.Done) * rateWindow / doneSinceFirst));
+                    parts.Add("ETA "
+                        + Durations.Format((progress.Total - progress.Done) * rateWindow / doneSinceFirst));
             }
             else parts.Add($"{Count(progress.Done, progress.Unit)} {progress.Unit}s");
             if (progress.Detail is { Length: > 0 } detail) parts.Add(detail);
             return string.Join("  ", parts);
         }
 
-        private static string Count(long value, string unit) => unit == "byte" ? Bytes.Format(value) : value.ToString("N0", CultureInfo.InvariantCulture);
+        private static string Count(long value, string unit) => unit == "byte" ? Bytes.Format(value)
+            : value.ToString("N0", CultureInfo.InvariantCulture);
     }
 }
 
@@ -142,7 +147,8 @@ internal static class SummaryFormatter
     public static string Headline(string stage, IReadOnlyDictionary<string, object?> summary)
     {
         if (!Headlines.TryGetValue(stage, out var keys)) return "";
-        return string.Join(", ", keys.Where(summary.ContainsKey).Select(k => $"{k.Replace('_', ' ')} {Value(k, summary[k])}"));
+        return string.Join(", ",
+            keys.Where(summary.ContainsKey).Select(k => $"{k.Replace('_', ' ')} {Value(k, summary[k])}"));
     }
 
     private static string Value(string key, object? value) => value switch
