@@ -119,7 +119,7 @@ internal sealed class CheckpointingBenchmark : IBenchmark
             Seed = 1, LogEvery = 1, GradientCheckpointing = checkpointing,
         };
         var log = new TimingLog();
-        var trainer = new Trainer(model, data.Build(), settings, CPU, log) { MaxSteps = options.Steps };
+        var trainer = new Trainer(model, data.Build(), settings, CPU, log) { StopAfterSteps = options.Steps };
         random.manual_seed(1); // the same dropout masks in both children: equal first losses show checkpointing changed nothing
         GC.Collect();
         var buildPeak = BenchModels.StatusMegabytes("VmHWM");

@@ -293,18 +293,49 @@ internal sealed class TrainSettings : IValidatableSettings
     [Doc("Micro-batches per optimizer step."), Range(Minimum = 1)]
     public int GradientAccumulation { get; set; } = 4;
 
+    [Doc("Optimizer steps to run; a positive number overrides epochs (the data is cycled as needed), -1 lets " +
+        "epochs decide (transformers' max_steps)."), Range(Minimum = -1), SurvivesResume]
+    public int MaxSteps { get; set; } = -1;
+
     [Doc("Peak learning rate of AdamW."), Range(Minimum = 0, ExclusiveMinimum = true, Maximum = 1), SurvivesResume]
     public double LearningRate { get; set; } = 1e-4;
 
-    [Doc("Share of the steps spent warming the learning rate up linearly from 0."), Range(Minimum = 0, Maximum = 1),
+    [Doc("The learning-rate schedule, with transformers' formulas (get_scheduler) at each optimizer step. linear: " +
+        "warmup from 0, then down to 0 at the last step. cosine: warmup, then half a cosine down to 0. " +
+        "cosine_with_min_lr: warmup, then half a cosine down to min_lr_ratio of the peak. constant: the peak " +
+        "throughout, no warmup. constant_with_warmup: warmup, then the peak. cosine_to_min_lr: this tool's " +
+        "schedule before transformers' names: warmup reaching the peak on its last step, then a cosine reaching " +
+        "min_lr_ratio on the run's last step."),
+        OneOf("linear", "cosine", "cosine_with_min_lr", "constant", "constant_with_warmup", "cosine_to_min_lr"),
         SurvivesResume]
-    public double WarmupRatio { get; set; } = 0.05;
+    public string LrSchedulerType { get; set; } = "linear";
 
-    [Doc("Learning rate at the end of the cosine decay, as a share of the peak."), Range(Minimum = 0, Maximum = 1),
+    [Doc("Share of the steps spent warming the learning rate up linearly from 0 (rounded up to whole steps)."),
+        Range(Minimum = 0, Maximum = 1), SurvivesResume]
+    public double WarmupRatio { get; set; } = 0;
+
+    [Doc("Warmup steps; when positive it wins over warmup_ratio, as in transformers."), Range(Minimum = 0),
         SurvivesResume]
-    public double MinLrRatio { get; set; } = 0.1;
+    public int WarmupSteps { get; set; } = 0;
 
-    [Doc("AdamW weight decay."), Range(Minimum = 0)]
+    [Doc("cosine_with_min_lr and cosine_to_min_lr: the learning rate the cosine decays to, as a share of the peak " +
+        "(transformers' min_lr_rate). Required by those schedules, refused by the others."),
+        Range(Minimum = 0, Maximum = 1), SurvivesResume]
+    public double? MinLrRatio { get; set; }
+
+    [Doc("AdamW's beta1, the decay of the gradient's running mean."),
+        Range(Minimum = 0, Maximum = 1, ExclusiveMaximum = true)]
+    public double AdamBeta1 { get; set; } = 0.9;
+
+    [Doc("AdamW's beta2, the decay of the squared gradient's running mean."),
+        Range(Minimum = 0, Maximum = 1, ExclusiveMaximum = true)]
+    public double AdamBeta2 { get; set; } = 0.999;
+
+    [Doc("AdamW's epsilon, added to the root of the second moment."), Range(Minimum = 0, ExclusiveMinimum = true)]
+    public double AdamEpsilon { get; set; } = 1e-8;
+
+    [Doc("AdamW's decoupled weight decay, applied as transformers does: to every trained weight but biases and " +
+        "norm weights (embeddings and the output head are decayed)."), Range(Minimum = 0)]
     public double WeightDecay { get; set; } = 0.0;
 
     [Doc("Clip the global gradient norm to this value; 0 disables clipping."), Range(Minimum = 0), SurvivesResume]
@@ -341,6 +372,19 @@ internal sealed class TrainSettings : IValidatableSettings
     {
         foreach (var p in Builtin.Validate()) yield return p with { Key = "builtin." + p.Key };
         if (Method == "lora") foreach (var p in Lora.Validate()) yield return p with { Key = "lora." + p.Key };
+        if (MaxSteps == 0)
+            yield return new("max_steps", "max_steps 0 trains nothing; give a positive number of steps, or -1 to " +
+                "let epochs decide");
+        var decaysToMinimum = LrSchedulerType is "cosine_with_min_lr" or "cosine_to_min_lr";
+        if (decaysToMinimum && MinLrRatio is null)
+            yield return new("lr_scheduler_type", $"lr_scheduler_type {LrSchedulerType} needs min_lr_ratio, the " +
+                "share of the peak learning rate it decays to");
+        if (!decaysToMinimum && MinLrRatio is not null)
+            yield return new("min_lr_ratio", $"min_lr_ratio applies to cosine_with_min_lr and cosine_to_min_lr " +
+                $"only; lr_scheduler_type {LrSchedulerType} does not use it");
+        if (LrSchedulerType == "constant" && (WarmupRatio > 0 || WarmupSteps > 0))
+            yield return new(WarmupSteps > 0 ? "warmup_steps" : "warmup_ratio", "lr_scheduler_type constant has " +
+                "no warmup (transformers ignores it); use constant_with_warmup");
     }
 }
 

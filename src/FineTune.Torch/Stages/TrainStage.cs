@@ -24,7 +24,7 @@ namespace FineTune.Torch.Stages;
 internal sealed class TrainStage : Stage<TrainSettings>
 {
     public override string Name => "train";
-    public override int ImplementationVersion => 3;
+    public override int ImplementationVersion => 4;
     public override IReadOnlyList<string> DependsOn => ["tokenize"];
 
     protected override ComputeEnvironment ResolveEnvironment(StageContext context, TrainSettings settings) =>
@@ -134,10 +134,11 @@ internal sealed class TrainStage : Stage<TrainSettings>
         var train = summary["train"]!;
         var examples = train["examples"]!.GetValue<int>();
         var schedule = StepSchedule.For((examples + settings.BatchSize - 1) / settings.BatchSize,
-            settings.GradientAccumulation, settings.Epochs);
+            settings.GradientAccumulation, settings.Epochs, settings.MaxSteps);
         yield return $"train: {schedule.TotalSteps:N0} optimizer steps of {settings.BatchSize} x " +
             $"{settings.GradientAccumulation} examples over "
-            + $"{settings.Epochs.ToString(CultureInfo.InvariantCulture)} epoch(s)"
+            + (settings.MaxSteps > 0 ? "as many epochs as max_steps takes"
+                : $"{settings.Epochs.ToString(CultureInfo.InvariantCulture)} epoch(s)")
                 + (settings.Packing ? " (before packing)" : "");
 
         LlamaConfig config;

@@ -16,11 +16,13 @@ internal sealed record StepSchedule(int TotalSteps, int MicroBatchesPerStep, lon
     /// transformers' Trainer: steps per epoch = max(batches // accumulation, 1), steps = ceil(epochs · that). The
     /// tutorial's 3,729 records at batch 4 (933 batches) with accumulation 4 for 3 epochs give 233 · 3 = 699 steps;
     /// the micro-batches left over at the end (3 here) are not trained, as there. An epoch shorter than one
-    /// accumulation makes each step one epoch.
+    /// accumulation makes each step one epoch. A positive <paramref name="maxSteps"/> is the step count instead
+    /// (transformers' max_steps), the micro-batches running on through as many epochs as it takes.
     /// </summary>
-    public static StepSchedule For(int batchesPerEpoch, int accumulation, double epochs)
+    public static StepSchedule For(int batchesPerEpoch, int accumulation, double epochs, int maxSteps = -1)
     {
         var perStep = Math.Min(accumulation, batchesPerEpoch);
+        if (maxSteps > 0) return new StepSchedule(maxSteps, perStep, (long)maxSteps * perStep);
         var stepsPerEpoch = Math.Max(batchesPerEpoch / accumulation, 1);
         var steps = (int)Math.Ceiling(epochs * stepsPerEpoch - 1e-9);
         var microBatches = Math.Min((long)Math.Ceiling(epochs * batchesPerEpoch - 1e-9), (long)steps * perStep);
@@ -87,7 +89,8 @@ internal sealed record TrainPlan(
     public static TrainPlan For(LlamaForCausalLM model, TokenizedDataset data, IReadOnlyList<int[][]> batches,
         TrainSettings settings, Device device, double peakFlops)
     {
-        var schedule = StepSchedule.For(batches.Count, settings.GradientAccumulation, settings.Epochs);
+        var schedule = StepSchedule.For(batches.Count, settings.GradientAccumulation, settings.Epochs,
+            settings.MaxSteps);
         var counter = new FlopCounter(model.Config, model.NonEmbeddingParameterCount());
         double epochFlops = 0;
         long epochTokens = 0;
@@ -120,8 +123,11 @@ internal sealed record TrainPlan(
             Model: settings.Model, Architecture: architecture, ModelParameters: all - adapters, Method: settings.Method,
             TrainableParameters: named.Where(p => p.parameter.requires_grad).Sum(p => p.parameter.numel()),
                 AllParameters: all,
-            Examples: examples, Epochs: settings.Epochs, BatchSize: settings.BatchSize,
-            Accumulation: settings.GradientAccumulation, Schedule: schedule, BatchesPerEpoch: batches.Count,
+            Examples: examples,
+            Epochs: settings.MaxSteps > 0 && batches.Count > 0
+                ? Math.Round(schedule.TotalMicroBatches / (double)batches.Count, 4) : settings.Epochs,
+            BatchSize: settings.BatchSize, Accumulation: settings.GradientAccumulation, Schedule: schedule,
+            BatchesPerEpoch: batches.Count,
             TokensPerEpoch: epochTokens,
             TrainingFlops: batches.Count == 0 ? 0 : epochFlops * schedule.TotalMicroBatches / batches.Count,
             PeakFlops: peakFlops, Device: device.type == TorchSharp.DeviceType.CUDA ? "cuda" : "cpu",

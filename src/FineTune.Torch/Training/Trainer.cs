@@ -24,9 +24,10 @@ internal sealed record TrainResult(
         double? PackingEfficiency = null);
 
 /// <summary>
-/// Full fine-tuning of a causal LM: AdamW, linear warmup then cosine decay to min_lr_ratio, gradient accumulation,
-/// gradient clipping, length-grouped right-padded batches, loss = mean cross-entropy over every label token of an
-/// optimizer step. Reads top to bottom: plan, resume, loop (step, log, checkpoint), finish.
+/// Fine-tuning of a causal LM as transformers' Trainer runs it: AdamW (decay groups, betas, epsilon), its
+/// learning-rate schedules, gradient accumulation, gradient clipping; length-grouped right-padded batches; loss =
+/// mean cross-entropy over every label token of an optimizer step. Reads top to bottom: plan, resume, loop (step,
+/// log, checkpoint), finish.
 /// </summary>
 internal sealed class Trainer
 {
@@ -45,8 +46,11 @@ internal sealed class Trainer
     /// <summary>metrics.jsonl path, one JSON line per logged step; null disables it.</summary>
     public string? MetricsPath { get; init; }
 
-    /// <summary>Stops after this many optimizer steps (tests and experiments); null runs the whole plan.</summary>
-    public int? MaxSteps { get; init; }
+    /// <summary>
+    /// Stops after this many optimizer steps without changing the schedule (tests and experiments); null runs the
+    /// whole plan. The max_steps setting, by contrast, is the schedule's length.
+    /// </summary>
+    public int? StopAfterSteps { get; init; }
 
     /// <summary>
     /// Tokens per packed row (tokenize.max_length) under train.packing; null: the longest example's inputs.
@@ -122,7 +126,7 @@ internal sealed class Trainer
         var totalMicroBatches = Plan.Schedule.TotalMicroBatches;
         var accumulation = Plan.Schedule.MicroBatchesPerStep;
         var totalSteps = Plan.Schedule.TotalSteps;
-        if (MaxSteps is { } max) totalSteps = Math.Min(totalSteps, max);
+        if (StopAfterSteps is { } max) totalSteps = Math.Min(totalSteps, max);
 
         var optimizer = NewOptimizer();
         var parameters = _trained.Values.ToList();
@@ -269,17 +273,8 @@ internal sealed class Trainer
             PackingEfficiency: packingEfficiency);
     }
 
-    /// <summary>Linear warmup from 0 to the peak, then cosine decay to peak * min_lr_ratio at the last step.</summary>
-    public double LearningRateAt(int step, int totalSteps)
-    {
-        var peak = _settings.LearningRate;
-        var warmup = (int)Math.Ceiling(_settings.WarmupRatio * totalSteps);
-        if (step < warmup) return peak * (step + 1) / warmup;
-        var decaySteps = Math.Max(1, totalSteps - warmup - 1);
-        var progress = Math.Min(1.0, (step - warmup) / (double)decaySteps);
-        var floor = peak * _settings.MinLrRatio;
-        return floor + (peak - floor) * 0.5 * (1 + Math.Cos(Math.PI * progress));
-    }
+    /// <summary>The learning rate of 0-based optimizer step <paramref name="step"/> (LearningRateSchedule).</summary>
+    public double LearningRateAt(int step, int totalSteps) => LearningRateSchedule.At(_settings, step, totalSteps);
 
     /// <summary>
     /// The training dtype: auto is bfloat16 on a GPU (the weights held in bfloat16, float32 masters or adapters, see
@@ -297,23 +292,25 @@ internal sealed class Trainer
         ScalarTypeOf(dtype, device) == ScalarType.BFloat16 ? "bfloat16" : "float32";
 
     /// <summary>
-    /// Weight decay applies to matrices only; norms and the embedding (often tied to the head) keep theirs.
+    /// AdamW as transformers' Trainer builds it: two groups, decayed (see WeightDecay.Applies) and not, each with the
+    /// betas, epsilon and learning rate of the settings.
     /// </summary>
     private AdamW NewOptimizer()
     {
-        var decayed = new List<Parameter>();
-        var kept = new List<Parameter>();
-        foreach (var (name, parameter) in _trained)
-            (name.EndsWith("norm.weight", StringComparison.Ordinal) || name.Contains("embed_tokens") ? kept
-                : decayed).Add(parameter);
+        var decayed = _trained.Where(p => WeightDecay.Applies(p.Key)).Select(p => p.Value).ToList();
+        var kept = _trained.Where(p => !WeightDecay.Applies(p.Key)).Select(p => p.Value).ToList();
+        AdamW.Options Options(double weightDecay) => new()
+        {
+            LearningRate = _settings.LearningRate, beta1 = _settings.AdamBeta1, beta2 = _settings.AdamBeta2,
+            eps = _settings.AdamEpsilon, weight_decay = weightDecay,
+        };
         var groups = new List<AdamW.ParamGroup>
         {
-            new(decayed, new AdamW.Options { LearningRate = _settings.LearningRate,
-                weight_decay = _settings.WeightDecay }),
-            new(kept, new AdamW.Options { LearningRate = _settings.LearningRate, weight_decay = 0 }),
+            new(decayed, Options(_settings.WeightDecay)),
+            new(kept, Options(0)),
         };
-        return optim.AdamW(groups, _settings.LearningRate, beta1: 0.9, beta2: 0.95, eps: 1e-8,
-            weight_decay: _settings.WeightDecay);
+        return optim.AdamW(groups, _settings.LearningRate, beta1: _settings.AdamBeta1, beta2: _settings.AdamBeta2,
+            eps: _settings.AdamEpsilon, weight_decay: _settings.WeightDecay);
     }
 
     private int CountLabels(int example)

@@ -87,7 +87,7 @@ public sealed class ResumeAndPlanTests : IDisposable
     private static TrainSettings Settings(string method = "full") => new()
     {
         Builtin = Tiny, Method = method, Epochs = 3, BatchSize = 4, GradientAccumulation = 2, LearningRate = 1e-2,
-        WarmupRatio = 0.1, MinLrRatio = 0.1, WeightDecay = 0.01, Seed = 5, LogEvery = 1,
+        LrSchedulerType = "cosine_to_min_lr", WarmupRatio = 0.1, MinLrRatio = 0.1, AdamBeta2 = 0.95, WeightDecay = 0.01, Seed = 5, LogEvery = 1,
         Lora = new LoraSettings { R = 2, Alpha = 4, Dropout = 0.1 },
     };
 

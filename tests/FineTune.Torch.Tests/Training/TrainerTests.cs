@@ -44,7 +44,7 @@ public sealed class TrainerTests : IDisposable
     private static TrainSettings Settings(int checkpointEvery = 0) => new()
     {
         Builtin = new BuiltinModelSettings { HiddenSize = 16, Layers = 2, Heads = 4, KvHeads = 2, IntermediateSize = 32 },
-        Epochs = 3, BatchSize = 4, GradientAccumulation = 2, LearningRate = 1e-2, WarmupRatio = 0.1, MinLrRatio = 0.1,
+        Epochs = 3, BatchSize = 4, GradientAccumulation = 2, LearningRate = 1e-2, LrSchedulerType = "cosine_to_min_lr", WarmupRatio = 0.1, MinLrRatio = 0.1, AdamBeta2 = 0.95,
         WeightDecay = 0.01, MaxGradNorm = 1.0, Seed = 5, LogEvery = 1, CheckpointEvery = checkpointEvery,
     };
 
@@ -134,9 +134,9 @@ public sealed class TrainerTests : IDisposable
     }
 
     [Fact]
-    public void Learning_rate_warms_up_linearly_then_decays_to_the_floor()
+    public void The_original_schedule_warms_up_linearly_then_decays_to_the_floor_on_the_last_step()
     {
-        var settings = new TrainSettings { LearningRate = 1e-3, WarmupRatio = 0.1, MinLrRatio = 0.1 };
+        var settings = new TrainSettings { LearningRate = 1e-3, LrSchedulerType = "cosine_to_min_lr", WarmupRatio = 0.1, MinLrRatio = 0.1 };
         using var model = NewModel(Settings());
         var trainer = new Trainer(model, Dataset(), settings, CPU, new RecordingLog());
         Assert.Equal(1e-4, trainer.LearningRateAt(0, 100), 12);
