@@ -343,6 +343,11 @@ internal static partial class PipelineLoader
                 .Error(DiagnosticCodes.InvalidStageSettings,
                 $"tokenize: vocabulary 'used' renumbers the tokens, which only a model trained from scratch can " +
                 $"follow; model '{pipeline.Stages.Train.Model}' is pretrained, so use vocabulary: full"));
+        if (pipeline.Stages.Train.EvalSteps > 0 && pipeline.Stages.Format.Validation == 0)
+            diagnostics.Add(LocateIn(locations, "stages.train.eval_steps", pipeline.FilePath)
+                .Error(DiagnosticCodes.InvalidStageSettings,
+                "train: eval_steps measures the validation loss, but format.validation is 0 (no validation split); " +
+                "hold some records out or set eval_steps: 0"));
         if (pipeline.Stages.Evaluate.Prompts.Any(string.IsNullOrWhiteSpace))
             diagnostics.Add(LocateIn(locations, "stages.evaluate.prompts", pipeline.FilePath)
                 .Error(DiagnosticCodes.InvalidStageSettings, "evaluate: prompts must not be empty"));

@@ -368,6 +368,12 @@ internal sealed class TrainSettings : IValidatableSettings
     [Doc("Log a metrics line every N optimizer steps."), Range(Minimum = 1), SurvivesResume]
     public int LogEvery { get; set; } = 10;
 
+    [Doc("Measure the validation loss every N optimizer steps (0: never), as transformers' eval_steps with " +
+        "eval_strategy steps: the evaluate stage's loss (mean over the validation set's labelled tokens), written to " +
+        "metrics.jsonl as {\"step\", \"epoch\", \"eval_loss\"}. Needs a validation split (format.validation)."),
+        Range(Minimum = 0), SurvivesResume]
+    public int EvalSteps { get; set; } = 0;
+
     public IEnumerable<SettingProblem> Validate()
     {
         foreach (var p in Builtin.Validate()) yield return p with { Key = "builtin." + p.Key };

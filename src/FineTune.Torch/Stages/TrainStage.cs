@@ -62,12 +62,17 @@ internal sealed class TrainStage : Stage<TrainSettings>
         model.train();
         var config = model.Config;
 
+        var validationPath = Path.Combine(tokenizeDirectory, "validation.tokens");
+        var validation = settings.EvalSteps > 0 && File.Exists(validationPath)
+            ? TokenizedDataset.Read(validationPath) : null;
         var trainer = new Trainer(model, data, settings, device, context.Log)
         {
             CheckpointDirectory = context.WorkDirectory,
             CheckpointKey = checkpointKey,
             MetricsPath = Path.Combine(context.OutputDirectory, "metrics.jsonl"),
             PackLength = settings.Packing ? TokenizeStage.MaxLengthOf(tokenizeDirectory) : null,
+            MeasureValidationLoss = validation is null ? null
+                : () => EvaluateStage.ValidationLoss(model, validation, 0, tokenizer.PadTokenId).Loss,
         };
         var result = trainer.Train(cancellationToken);
 

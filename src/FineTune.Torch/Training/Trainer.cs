@@ -57,6 +57,15 @@ internal sealed class Trainer
     /// </summary>
     public int? PackLength { get; init; }
 
+    /// <summary>
+    /// The validation loss of the model as it is now (the evaluate stage's definition); called every eval_steps
+    /// optimizer steps. Null disables evaluation during training.
+    /// </summary>
+    public Func<double?>? MeasureValidationLoss { get; init; }
+
+    /// <summary>(optimizer step, validation loss) of every evaluation during training, in order.</summary>
+    public List<(int Step, double Loss)> EvalLosses { get; } = [];
+
     /// <summary>Loss of every optimizer step, in order (for tests and experiments).</summary>
     public List<double> Losses { get; } = [];
 
@@ -141,6 +150,7 @@ internal sealed class Trainer
         long windowTokens = 0;
         double windowFlops = 0, totalFlops = 0, windowLoss = 0;
         var windowSteps = 0;
+        var windowEvalSeconds = 0.0;
         var windowClock = Stopwatch.StartNew();
         double firstLoss = state.FirstLoss, loss = double.NaN;
         var plan = firstPlan;
@@ -217,7 +227,7 @@ internal sealed class Trainer
                 var epochs = microBatch / (double)batchesPerEpoch;
                 if (done % _settings.LogEvery == 0 || done == totalSteps || done == 1)
                 {
-                    var seconds = windowClock.Elapsed.TotalSeconds;
+                    var seconds = windowClock.Elapsed.TotalSeconds - windowEvalSeconds;
                     var tokensPerSecond = windowTokens / Math.Max(seconds, 1e-9);
                     var elapsed = elapsedBefore + clock.Elapsed.TotalSeconds;
                     var meanLoss = windowLoss / windowSteps;
@@ -235,7 +245,25 @@ internal sealed class Trainer
                     windowFlops = 0;
                     windowLoss = 0;
                     windowSteps = 0;
+                    windowEvalSeconds = 0;
                     windowClock.Restart();
+                }
+                if (_settings.EvalSteps > 0 && done % _settings.EvalSteps == 0 && MeasureValidationLoss is { } measure)
+                {
+                    var evalClock = Stopwatch.StartNew();
+                    var evalLoss = measure();
+                    _model.train();
+                    windowEvalSeconds += evalClock.Elapsed.TotalSeconds;
+                    if (evalLoss is { } value)
+                    {
+                        EvalLosses.Add((done, value));
+                        _log.Info($"step {done}: eval_loss {value:F4}");
+                        metrics?.WriteLine(JsonSerializer.Serialize(new
+                        {
+                            step = done, epoch = Math.Round(epochs, 4), eval_loss = Math.Round(value, 5),
+                        }));
+                        metrics?.Flush();
+                    }
                 }
                 state = new Position(done, microBatch, tokens, trainedTokens, firstLoss, elapsedBefore
                     + clock.Elapsed.TotalSeconds);

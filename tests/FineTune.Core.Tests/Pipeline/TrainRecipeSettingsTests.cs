@@ -70,4 +70,14 @@ public sealed class TrainRecipeSettingsTests
         Assert.Equal(("FT0108", 4), (error.Code, error.Line));
         Assert.Contains("did you mean 'cosine'", error.Message);
     }
+
+    [Fact]
+    public void Eval_steps_without_a_validation_split_is_an_error_at_eval_steps()
+    {
+        using var folder = new TempFolder();
+        var path = folder.Write("x.yaml", "name: demo\nstages:\n  fetch: { path: d.json }\n  format: { validation: 0 }\n  train:\n    eval_steps: 50\n");
+        var error = Assert.Single(PipelineLoader.Load(path).Diagnostics);
+        Assert.Equal(("FT0110", 6), (error.Code, error.Line));
+        Assert.Contains("format.validation is 0", error.Message);
+    }
 }

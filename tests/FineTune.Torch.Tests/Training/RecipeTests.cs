@@ -61,6 +61,14 @@ public sealed class RecipeTests
         Assert.Equal(33.0 / 34, Rate("linear", 33, 663, warmupRatio: 0.05), 15);
     }
 
+    [Fact]
+    public void Max_steps_overrides_epochs_and_cycles_the_data()
+    {
+        // 933 micro-batches per epoch, 4 per step: 1,000 steps take 4,000 micro-batches, about 4.3 epochs.
+        Assert.Equal(new StepSchedule(1000, 4, 4000), StepSchedule.For(933, 4, epochs: 3, maxSteps: 1000));
+        Assert.Equal(new StepSchedule(699, 4, 2796), StepSchedule.For(933, 4, epochs: 3, maxSteps: -1));
+    }
+
     [Theory]
     [InlineData("llama", new[] { "input_layernorm.weight", "post_attention_layernorm.weight" })]
     [InlineData("qwen2", new[] { "input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.q_proj.bias",

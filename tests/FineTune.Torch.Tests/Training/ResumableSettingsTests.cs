@@ -11,7 +11,7 @@ public sealed class ResumableSettingsTests
     [Fact]
     public void The_schedule_and_bookkeeping_survive_a_resume_and_the_model_and_data_order_do_not()
     {
-        Assert.Equal(["checkpoint_every", "device", "epochs", "learning_rate", "log_every", "lr_scheduler_type", "max_grad_norm", "max_steps",
+        Assert.Equal(["checkpoint_every", "device", "epochs", "eval_steps", "learning_rate", "log_every", "lr_scheduler_type", "max_grad_norm", "max_steps",
             "min_lr_ratio", "warmup_ratio", "warmup_steps"],
             TrainSettings.ResumableKeys);
         Assert.Equal(TrainSettings.ResumableKeys.ToHashSet(), CheckpointGuard.ResumableSettings);
