@@ -39,8 +39,14 @@ internal static class CacheCommand
             Arity = ArgumentArity.ZeroOrOne,
         };
         var dryRun = new Option<bool>("--dry-run") { Description = "List what would be removed without removing it." };
+        var checkpoints = new Option<bool>("--checkpoints")
+        {
+            Description = "Also remove the checkpoints of interrupted stages (work/), which a later run would " +
+                "resume from.",
+        };
         gc.Arguments.Add(target);
         gc.Options.Add(dryRun);
+        gc.Options.Add(checkpoints);
         gc.SetAction((parse, cancellationToken) =>
         {
             var (storeRoot, folder) = ResolveStore(parse.GetValue(target));
@@ -52,11 +58,15 @@ internal static class CacheCommand
             }
             using var runLock = store.AcquireRunLock(wait: true, console.Error.WriteLine, cancellationToken);
             var lockFiles = Directory.EnumerateFiles(folder, "*.lock.yaml").ToList();
-            var result = StoreGarbageCollector.Collect(store, lockFiles, parse.GetValue(dryRun));
+            var result = StoreGarbageCollector.Collect(store, lockFiles, parse.GetValue(dryRun),
+                parse.GetValue(checkpoints));
             foreach (var removed in result.Removed) console.Out.WriteLine((parse.GetValue(dryRun) ? "would remove "
                 : "removed ") + Path.GetRelativePath(Directory.GetCurrentDirectory(), removed));
             console.Out.WriteLine($"{result.Removed.Count} removed ({Bytes.Format(result.BytesFreed)}), " +
                 $"{result.Kept} kept, lock files read: {lockFiles.Count}");
+            var work = Path.Combine(store.Root, "work");
+            if (!parse.GetValue(checkpoints) && Directory.Exists(work) && Directory.EnumerateDirectories(work).Any())
+                console.Out.WriteLine($"checkpoints of interrupted stages kept in {work} (--checkpoints removes them)");
             return Task.FromResult(ExitCodes.Ok);
         });
 

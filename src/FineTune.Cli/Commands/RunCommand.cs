@@ -100,6 +100,7 @@ internal static class RunCommand
                         output = o.OutputDirectory,
                         duration_s = o.Entry?.DurationSeconds,
                         summary = o.Entry?.Summary,
+                        timings = o.Entry?.Timings,
                     }),
                     export_directory = export,
                 }, JsonText.Indented));

@@ -24,7 +24,7 @@ namespace FineTune.Torch.Stages;
 internal sealed class TrainStage : Stage<TrainSettings>
 {
     public override string Name => "train";
-    public override int ImplementationVersion => 3;
+    public override int ImplementationVersion => 4;
     public override IReadOnlyList<string> DependsOn => ["tokenize"];
 
     protected override ComputeEnvironment ResolveEnvironment(StageContext context, TrainSettings settings) =>
@@ -67,6 +67,7 @@ internal sealed class TrainStage : Stage<TrainSettings>
             CheckpointDirectory = context.WorkDirectory,
             CheckpointKey = checkpointKey,
             MetricsPath = Path.Combine(context.OutputDirectory, "metrics.jsonl"),
+            TimingsPath = context.TimingsLogPath,
             PackLength = settings.Packing ? TokenizeStage.MaxLengthOf(tokenizeDirectory) : null,
         };
         var result = trainer.Train(cancellationToken);
@@ -94,16 +95,16 @@ internal sealed class TrainStage : Stage<TrainSettings>
             Safetensors.Save(Path.Combine(modelDirectory, "model.safetensors"), cpuWeights);
         }
 
-        trainer.Plan!.AddTo(context.Summary);
+        trainer.Plan!.AddTo(context.Summary, context.Timings);
         context.Summary["steps"] = result.Steps;
         context.Summary["epochs"] = result.Epochs;
         context.Summary["tokens"] = result.Tokens;
         context.Summary["trained_tokens"] = result.TrainedTokens;
         context.Summary["first_loss"] = Math.Round(result.FirstLoss, 4);
         context.Summary["final_loss"] = Math.Round(result.FinalLoss, 4);
-        context.Summary["tokens_per_s"] = result.TokensPerSecond;
-        context.Summary["mfu"] = result.Mfu;
-        context.Summary["duration_s"] = result.DurationSeconds;
+        context.Timings["tokens_per_s"] = result.TokensPerSecond;
+        context.Timings["mfu"] = result.Mfu;
+        context.Timings["duration_s"] = result.DurationSeconds;
         context.Summary["params"] = result.Parameters;
         if (result.PackingEfficiency is { } packingEfficiency)
             context.Summary["packing_efficiency"] = packingEfficiency;
