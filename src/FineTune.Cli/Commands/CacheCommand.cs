@@ -70,8 +70,43 @@ internal static class CacheCommand
             return Task.FromResult(ExitCodes.Ok);
         });
 
+        var verify = new Command("verify",
+            "Hash every file of every store entry again; a damaged entry is moved aside (the next run computes it " +
+            "again). Exit code 3 when one was damaged.");
+        var verifyTarget = new Argument<FileSystemInfo?>("pipeline-or-folder")
+        {
+            Description = gc.Arguments[0].Description,
+            Arity = ArgumentArity.ZeroOrOne,
+        };
+        verify.Arguments.Add(verifyTarget);
+        verify.SetAction((parse, cancellationToken) =>
+        {
+            var store = new StageStore(ResolveStore(parse.GetValue(verifyTarget)).Store);
+            if (!Directory.Exists(store.Root))
+            {
+                console.Out.WriteLine($"no store at {store.Root}; nothing to verify");
+                return Task.FromResult(ExitCodes.Ok);
+            }
+            using var runLock = store.AcquireRunLock(wait: true, console.Error.WriteLine, cancellationToken);
+            int checkedCount = 0, damaged = 0;
+            foreach (var (stage, key, _) in store.Entries().ToList())
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                checkedCount++;
+                if (store.FindDamage(stage, key, store.TryGet(stage, key), rehash: true) is not { } damage) continue;
+                damaged++;
+                var aside = store.MoveAside(stage, key);
+                console.Error.WriteLine(Diagnostic.Error(DiagnosticCodes.DamagedStoreEntry,
+                    $"{stage} entry {key[..16]}: {damage}; moved aside to {aside}").Format());
+            }
+            console.Out.WriteLine($"{checkedCount} entries checked, {damaged} damaged" +
+                (damaged > 0 ? " (the next run computes them again)" : ""));
+            return Task.FromResult(damaged > 0 ? ExitCodes.StageFailed : ExitCodes.Ok);
+        });
+
         command.Subcommands.Add(add);
         command.Subcommands.Add(gc);
+        command.Subcommands.Add(verify);
         return command;
     }
 

@@ -133,6 +133,7 @@ internal sealed class LockFile
         }
         var temporary = Path + $".{Environment.ProcessId}.tmp";
         File.WriteAllText(temporary, text.ToString(), new UTF8Encoding(false));
+        Durable.FlushFile(temporary);
         File.Move(temporary, Path, overwrite: true);
     }
 

@@ -12,6 +12,7 @@ namespace FineTune.Core.Caching;
 ///   tmp/&lt;random&gt;/                   entries being written; committed by one atomic directory rename
 ///   work/&lt;stage&gt;-&lt;key&gt;/             scratch that survives a crash (checkpoints), removed after commit
 ///   runs/&lt;time&gt;-&lt;pid&gt;.json          what each run did and how long it took (timings)
+///   damaged/&lt;stage&gt;-&lt;key&gt;-&lt;id&gt;/      entries found damaged on reuse or by verify, moved aside
 ///   run.lock                          held by the run that writes this store
 ///   .finetune-store                   the marker: written when the store is created
 /// </code>
@@ -80,6 +81,49 @@ internal sealed class StageStore
         catch (JsonException) { return null; }
     }
 
+    /// <summary>
+    /// What is wrong with the committed entry for this key, or null when nothing is (or there is no entry): a missing,
+    /// extra or wrongly sized output file, or an unreadable <c>entry.json</c>; with <paramref name="rehash"/> also a
+    /// file whose bytes no longer match its sha256. Sizes are cheap to check, so every reuse checks them.
+    /// </summary>
+    public string? FindDamage(string stage, string key, StoreEntry? entry, bool rehash)
+    {
+        var directory = EntryDirectory(stage, key);
+        if (entry is null)
+            return Directory.Exists(directory) && Directory.EnumerateFileSystemEntries(directory).Any()
+                ? "its entry.json is missing or unreadable" : null;
+        if (entry.Stage != stage || entry.Key != key || entry.OutputHash != OutputHashOf(entry.Outputs))
+            return "its entry.json does not match its place or its own outputs";
+        var output = OutputDirectory(stage, key);
+        foreach (var (name, record) in entry.Outputs)
+        {
+            var file = new FileInfo(Path.Combine(output, name));
+            if (!file.Exists) return $"{name} is missing";
+            if (file.Length != record.Size)
+                return $"{name} holds {file.Length:N0} bytes where {record.Size:N0} were written";
+        }
+        if (!Directory.Exists(output)) return "its output folder is missing";
+        var extra = Directory.EnumerateFiles(output, "*", SearchOption.AllDirectories)
+            .Select(f => Path.GetRelativePath(output, f).Replace('\\', '/'))
+            .FirstOrDefault(name => !entry.Outputs.ContainsKey(name));
+        if (extra is not null) return $"{extra} was not among its outputs";
+        if (rehash)
+            foreach (var (name, record) in entry.Outputs)
+                if (ContentHash.OfFile(Path.Combine(output, name)) != record.Sha256)
+                    return $"{name} no longer matches its sha256";
+        return null;
+    }
+
+    /// <summary>Moves a damaged entry to <c>damaged/</c> (for a look, removed by cache gc) and returns where.</summary>
+    public string MoveAside(string stage, string key)
+    {
+        RequireMarker();
+        var aside = Path.Combine(Root, "damaged", $"{stage}-{key[..16]}-{Guid.NewGuid():N}"[..48]);
+        Directory.CreateDirectory(Path.Combine(Root, "damaged"));
+        Directory.Move(EntryDirectory(stage, key), aside);
+        return aside;
+    }
+
     /// <summary>A fresh temporary entry folder with an empty <c>output/</c> inside.</summary>
     public string NewTemporaryEntry()
     {
@@ -95,12 +139,15 @@ internal sealed class StageStore
         var outputs = HashTree(Path.Combine(temporaryEntry, "output"));
         var entry = describe(outputs, OutputHashOf(outputs));
         File.WriteAllText(Path.Combine(temporaryEntry, "entry.json"), JsonSerializer.Serialize(entry, StoreEntry.Json));
+        // On the disk before the rename makes it look committed.
+        Durable.FlushTree(temporaryEntry);
         var destination = EntryDirectory(entry.Stage, entry.Key);
         RequireMarker();
         Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
         // a stale entry without entry.json
         if (Directory.Exists(destination)) Directory.Delete(destination, recursive: true);
         Directory.Move(temporaryEntry, destination);
+        Durable.FlushDirectory(Path.GetDirectoryName(destination)!);
         var work = WorkDirectory(entry.Stage, entry.Key);
         if (Directory.Exists(work)) Directory.Delete(work, recursive: true);
         return entry;

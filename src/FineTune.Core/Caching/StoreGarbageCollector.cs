@@ -28,8 +28,9 @@ internal static class StoreGarbageCollector
             removed.Add(directory);
             if (!dryRun) store.Delete(directory);
         }
-        // tmp/ holds only what crashed runs left (the caller holds the run lock); work/ holds resumable checkpoints.
-        var scratches = checkpoints ? new[] { "tmp", "work" } : ["tmp"];
+        // tmp/ holds only what crashed runs left (the caller holds the run lock), damaged/ what verification moved
+        // aside; work/ holds resumable checkpoints.
+        var scratches = checkpoints ? new[] { "tmp", "damaged", "work" } : ["tmp", "damaged"];
         foreach (var scratch in scratches.Select(s => Path.Combine(store.Root, s)))
         {
             if (!Directory.Exists(scratch)) continue;

@@ -63,6 +63,15 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
             var existing = store.TryGet(stage.Name, key);
             var forced = options.ForceAll || options.ForceStage == stage.Name;
             previous.Stages.TryGetValue(stage.Name, out var locked);
+            // Never serve a damaged output: report it, move it aside (a dry run only reports) and compute it again.
+            var damage = store.FindDamage(stage.Name, key, existing, options.Verify && !forced);
+            if (damage is not null)
+            {
+                existing = null;
+                var aside = options.DryRun ? null : store.MoveAside(stage.Name, key);
+                observer.Notice($"{stage.Name}: the stored output is damaged ({damage})" +
+                    (aside is null ? "" : $"; moved aside to {aside} and computed again"));
+            }
 
             if (existing is not null && !forced)
             {
@@ -83,7 +92,8 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
             var reasons = forced ? ["forced"] : Explain(locked, settingsTree, inputRecords, keyEnvironment,
                 stage.ImplementationVersion);
             if (locked is not null && locked.Key == key && existing is null && !forced)
-                reasons = ["its output is missing from the store"];
+                reasons = [damage is null ? "its output is missing from the store" : $"its stored output is damaged " +
+                    $"({damage})"];
 
             if (options.Only is not null && options.Only != stage.Name)
                 throw new FineTuneException(DiagnosticCodes.OnlyStageNotUpToDate,

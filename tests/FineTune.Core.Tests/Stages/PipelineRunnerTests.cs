@@ -274,6 +274,50 @@ public class PipelineRunnerTests
         Assert.False(File.Exists(checkpoint));
     }
 
+    // Each kind of store file, damaged each way: whether a size check on reuse finds it (else only --verify does).
+    [Theory]
+    [InlineData("output/out.txt", "flip", false)]
+    [InlineData("output/out.txt", "truncate", true)]
+    [InlineData("output/out.txt", "delete", true)]
+    [InlineData("output/out.txt", "append", true)]
+    [InlineData("output/extra.txt", "create", true)]
+    [InlineData("entry.json", "flip", true)]
+    [InlineData("entry.json", "truncate", true)]
+    [InlineData("entry.json", "delete", true)]
+    [InlineData("entry.json", "outputs", true)]
+    public async Task A_damaged_store_entry_is_reported_moved_aside_and_computed_again(string file, string how,
+        bool foundBySize)
+    {
+        using var f = new Fixture();
+        var (first, _) = await f.Run();
+        var entry = Path.GetDirectoryName(first[1].OutputDirectory)!; // evaluate's
+        var expected = File.ReadAllText(Path.Combine(entry, "output", "out.txt"));
+        var path = Path.Combine(entry, file);
+        var bytes = File.Exists(path) ? File.ReadAllBytes(path) : [];
+        switch (how)
+        {
+            case "flip": bytes[bytes.Length / 2] ^= 0x01; File.WriteAllBytes(path, bytes); break;
+            case "truncate": File.WriteAllBytes(path, bytes[..(bytes.Length / 2)]); break;
+            case "delete": File.Delete(path); break;
+            case "append": File.AppendAllText(path, "x"); break;
+            case "create": File.WriteAllText(path, "x"); break;
+            case "outputs": File.WriteAllText(path, File.ReadAllText(path).Replace("\"size\": ", "\"size\": 1")); break;
+        }
+
+        var (plain, observer) = await f.Run();
+        if (!foundBySize)
+        {
+            Assert.All(plain, o => Assert.Equal(StageStatus.UpToDate, o.Status));
+            (plain, observer) = await f.Run(new RunOptions { Verify = true });
+        }
+        Assert.Equal(StageStatus.Ran, plain[1].Status);
+        Assert.Contains(observer.Lines, l => l.StartsWith("notice evaluate: the stored output is damaged", StringComparison.Ordinal));
+        Assert.Equal(expected, File.ReadAllText(Path.Combine(entry, "output", "out.txt")));
+        Assert.Single(Directory.GetDirectories(Path.Combine(f.Folder.Path, ".finetune", "damaged")));
+        var (after, _) = await f.Run(new RunOptions { Verify = true });
+        Assert.All(after, o => Assert.Equal(StageStatus.UpToDate, o.Status));
+    }
+
     [Fact]
     public async Task Garbage_collection_keeps_what_lock_files_refer_to()
     {
