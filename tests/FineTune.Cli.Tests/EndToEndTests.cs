@@ -81,6 +81,33 @@ public class EndToEndTests
     }
 
     [Fact]
+    public async Task The_same_pipeline_run_in_two_folders_writes_byte_identical_lock_files()
+    {
+        var locks = new List<string>();
+        foreach (var _ in new[] { 1, 2 })
+        {
+            using var cli = new CliHarness();
+            cli.Write("pipelines/data.json", Dataset());
+            cli.Write("pipelines/tiny.yaml", Pipeline);
+            var result = await cli.Run("run", "pipelines/tiny.yaml");
+            Assert.True(result.ExitCode == 0, result.Error + result.Out);
+            locks.Add(File.ReadAllText(Path.Combine(cli.Folder, "pipelines", "tiny.lock.yaml")));
+
+            // The figures that differ between identical runs went to the run record beside the store instead.
+            var runs = Path.Combine(cli.Folder, "pipelines", ".finetune", "runs");
+            var record = JsonDocument.Parse(File.ReadAllText(Directory.GetFiles(runs, "*.json").Single()));
+            var train = record.RootElement.GetProperty("stages").EnumerateArray()
+                .Single(s => s.GetProperty("stage").GetString() == "train");
+            Assert.True(train.GetProperty("timings").GetProperty("tokens_per_s").GetDouble() > 0);
+            Assert.True(train.GetProperty("duration_s").GetDouble() > 0);
+            Assert.Contains("elapsed_s", File.ReadAllText(Directory.GetFiles(runs, "*.train.jsonl").Single()));
+        }
+        Assert.Equal(locks[0], locks[1]);
+        foreach (var word in new[] { "duration_s", "tokens_per_s", "mfu", "threads", "elapsed", "estimated" })
+            Assert.DoesNotContain(word, locks[0]);
+    }
+
+    [Fact]
     public async Task A_missing_data_file_is_reported_at_the_setting_and_changes_nothing()
     {
         using var cli = new CliHarness();

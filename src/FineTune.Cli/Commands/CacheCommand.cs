@@ -39,8 +39,14 @@ internal static class CacheCommand
             Arity = ArgumentArity.ZeroOrOne,
         };
         var dryRun = new Option<bool>("--dry-run") { Description = "List what would be removed without removing it." };
+        var checkpoints = new Option<bool>("--checkpoints")
+        {
+            Description = "Also remove the checkpoints of interrupted stages (work/), which a later run would " +
+                "resume from.",
+        };
         gc.Arguments.Add(target);
         gc.Options.Add(dryRun);
+        gc.Options.Add(checkpoints);
         gc.SetAction((parse, cancellationToken) =>
         {
             var (storeRoot, folder) = ResolveStore(parse.GetValue(target));
@@ -52,16 +58,55 @@ internal static class CacheCommand
             }
             using var runLock = store.AcquireRunLock(wait: true, console.Error.WriteLine, cancellationToken);
             var lockFiles = Directory.EnumerateFiles(folder, "*.lock.yaml").ToList();
-            var result = StoreGarbageCollector.Collect(store, lockFiles, parse.GetValue(dryRun));
+            var result = StoreGarbageCollector.Collect(store, lockFiles, parse.GetValue(dryRun),
+                parse.GetValue(checkpoints));
             foreach (var removed in result.Removed) console.Out.WriteLine((parse.GetValue(dryRun) ? "would remove "
                 : "removed ") + Path.GetRelativePath(Directory.GetCurrentDirectory(), removed));
             console.Out.WriteLine($"{result.Removed.Count} removed ({Bytes.Format(result.BytesFreed)}), " +
                 $"{result.Kept} kept, lock files read: {lockFiles.Count}");
+            var work = Path.Combine(store.Root, "work");
+            if (!parse.GetValue(checkpoints) && Directory.Exists(work) && Directory.EnumerateDirectories(work).Any())
+                console.Out.WriteLine($"checkpoints of interrupted stages kept in {work} (--checkpoints removes them)");
             return Task.FromResult(ExitCodes.Ok);
+        });
+
+        var verify = new Command("verify",
+            "Hash every file of every store entry again; a damaged entry is moved aside (the next run computes it " +
+            "again). Exit code 3 when one was damaged.");
+        var verifyTarget = new Argument<FileSystemInfo?>("pipeline-or-folder")
+        {
+            Description = gc.Arguments[0].Description,
+            Arity = ArgumentArity.ZeroOrOne,
+        };
+        verify.Arguments.Add(verifyTarget);
+        verify.SetAction((parse, cancellationToken) =>
+        {
+            var store = new StageStore(ResolveStore(parse.GetValue(verifyTarget)).Store);
+            if (!Directory.Exists(store.Root))
+            {
+                console.Out.WriteLine($"no store at {store.Root}; nothing to verify");
+                return Task.FromResult(ExitCodes.Ok);
+            }
+            using var runLock = store.AcquireRunLock(wait: true, console.Error.WriteLine, cancellationToken);
+            int checkedCount = 0, damaged = 0;
+            foreach (var (stage, key, _) in store.Entries().ToList())
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                checkedCount++;
+                if (store.FindDamage(stage, key, store.TryGet(stage, key), rehash: true) is not { } damage) continue;
+                damaged++;
+                var aside = store.MoveAside(stage, key);
+                console.Error.WriteLine(Diagnostic.Error(DiagnosticCodes.DamagedStoreEntry,
+                    $"{stage} entry {key[..16]}: {damage}; moved aside to {aside}").Format());
+            }
+            console.Out.WriteLine($"{checkedCount} entries checked, {damaged} damaged" +
+                (damaged > 0 ? " (the next run computes them again)" : ""));
+            return Task.FromResult(damaged > 0 ? ExitCodes.StageFailed : ExitCodes.Ok);
         });
 
         command.Subcommands.Add(add);
         command.Subcommands.Add(gc);
+        command.Subcommands.Add(verify);
         return command;
     }
 

@@ -41,10 +41,15 @@ internal static class RunCommand
             Description = "Continue an interrupted training from its checkpoint although settings changed (only "
                 + string.Join(", ", TrainSettings.ResumableKeys) + " may differ).",
         };
+        var verify = new Option<bool>("--verify")
+        {
+            Description = "Hash every reused output file again (sizes are always checked); a damaged one is moved " +
+                "aside and computed again.",
+        };
         var inputsFile = InputsFile.Option();
         command.Arguments.Add(file);
         var offline = OfflineOption.Create();
-        foreach (var option in new Option[] { set, until, only, json, offline }) command.Options.Add(option);
+        foreach (var option in new Option[] { set, until, only, json, offline, verify }) command.Options.Add(option);
         if (!dryRun) { command.Options.Add(force); command.Options.Add(noWait); command.Options.Add(inputsFile);
             command.Options.Add(restart); command.Options.Add(resumeWithChanges); }
 
@@ -67,6 +72,7 @@ internal static class RunCommand
                 ForceAll = forceGiven && parse.GetValue(force) is null,
                 ForceStage = parse.GetValue(force),
                 WaitForLock = !parse.GetValue(noWait),
+                Verify = parse.GetValue(verify),
                 Checkpoints = parse.GetValue(restart) ? CheckpointPolicy.Restart
                     : parse.GetValue(resumeWithChanges) ? CheckpointPolicy.ResumeWithChanges
                     : CheckpointPolicy.Resume,
@@ -100,6 +106,7 @@ internal static class RunCommand
                         output = o.OutputDirectory,
                         duration_s = o.Entry?.DurationSeconds,
                         summary = o.Entry?.Summary,
+                        timings = o.Entry?.Timings,
                     }),
                     export_directory = export,
                 }, JsonText.Indented));

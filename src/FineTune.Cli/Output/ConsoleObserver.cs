@@ -37,7 +37,8 @@ internal sealed class ConsoleObserver(TextWriter results, TextWriter log, bool i
     public void StageFinished(StageOutcome outcome)
     {
         var entry = outcome.Entry!;
-        var figures = SummaryFormatter.Headline(outcome.Stage, entry.Summary);
+        var figures = SummaryFormatter.Headline(outcome.Stage,
+            entry.Summary.Concat(entry.Timings).ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal));
         lock (_gate)
         {
             ClearBar();

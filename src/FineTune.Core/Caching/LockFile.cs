@@ -38,17 +38,39 @@ internal sealed class LockFile
             ".lock.yaml");
     }
 
-    public static LockFile Read(string path)
+    public static LockFile Read(string path) => Read(path, strict: false);
+
+    /// <summary>
+    /// Reads a lock file that must be readable (<c>cache gc</c> decides from it what to delete): one that does not
+    /// parse, or lacks its <c>stages</c> map, is an error naming the file.
+    /// </summary>
+    public static LockFile ReadStrict(string path) => Read(path, strict: true);
+
+    private static LockFile Read(string path, bool strict)
     {
         var lockFile = new LockFile(path);
         if (!File.Exists(path)) return lockFile;
         object? root;
         try { root = new DeserializerBuilder().Build().Deserialize<object>(File.ReadAllText(path)); }
-        catch (YamlDotNet.Core.YamlException) { return lockFile; } // a damaged lock file only means "no history"
-        if (root is not IDictionary top || top["stages"] is not IDictionary stages) return lockFile;
+        catch (YamlDotNet.Core.YamlException e)
+        {
+            // For a run a damaged lock file only means "no history"; for gc it would mean "delete everything".
+            if (strict) throw Unreadable(path, $"line {e.Start.Line}: {e.Message}");
+            return lockFile;
+        }
+        if (root is not IDictionary top || top["stages"] is not IDictionary stages)
+        {
+            if (strict && !(root is IDictionary t && t.Contains("stages") && t["stages"] is null))
+                throw Unreadable(path, "it has no 'stages' map");
+            return lockFile;
+        }
         foreach (DictionaryEntry stage in stages)
         {
-            if (stage.Value is not IDictionary entry || entry["key"] is not string key) continue;
+            if (stage.Value is not IDictionary entry || entry["key"] is not string key)
+            {
+                if (strict) throw Unreadable(path, $"stage '{stage.Key}' has no key");
+                continue;
+            }
             var settings = entry["settings"] is IDictionary s ? Flatten(s, "") : [];
             var inputs = entry["inputs"] is IDictionary i
                 ? i.Keys.Cast<object>().ToDictionary(k => k.ToString()!,
@@ -63,6 +85,10 @@ internal sealed class LockFile
         }
         return lockFile;
     }
+
+    private static Diagnostics.FineTuneException Unreadable(string path, string why) =>
+        new(Diagnostics.DiagnosticCodes.UnreadableLockFile, $"cannot read the lock file {path} ({why}); nothing was " +
+            $"removed: fix it (for example resolve its git conflict, or check it out again) and run cache gc again");
 
     private static Dictionary<string, string> Flatten(IDictionary map, string prefix)
     {
@@ -107,6 +133,7 @@ internal sealed class LockFile
         }
         var temporary = Path + $".{Environment.ProcessId}.tmp";
         File.WriteAllText(temporary, text.ToString(), new UTF8Encoding(false));
+        Durable.FlushFile(temporary);
         File.Move(temporary, Path, overwrite: true);
     }
 
@@ -152,10 +179,13 @@ internal sealed class LockFile
             text.Append($"      {QuoteKey(name)}: {{sha256: {record.Sha256}, size: {record.Size}}}\n");
         text.Append($"    output_hash: {entry.OutputHash}\n");
         text.Append("    environment:\n");
-        foreach (var (name, value) in entry.Environment.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        // Only what identifies the results: the thread count (like durations) lives in the run record, so the
+        // same job on another machine leaves this file unchanged.
+        foreach (var (name, value) in entry.Environment
+            .Where(kv => kv.Key != FineTune.Core.Stages.ComputeEnvironment.ThreadsKey)
+            .OrderBy(kv => kv.Key, StringComparer.Ordinal))
             text.Append($"      {name}: {Quote(value)}\n");
         if (entry.Settings.TryGetValue("seed", out var seed)) text.Append($"    seed: {Scalar(seed)}\n");
-        text.Append($"    duration_s: {entry.DurationSeconds.ToString("0.###", CultureInfo.InvariantCulture)}\n");
         if (entry.Summary.Count > 0) AppendMap(text, "summary", entry.Summary, 4);
     }
 

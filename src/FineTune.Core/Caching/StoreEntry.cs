@@ -25,6 +25,10 @@ internal sealed class StoreEntry
     [JsonPropertyName("started_utc")] public required DateTime StartedUtc { get; init; }
     [JsonPropertyName("duration_s")] public required double DurationSeconds { get; init; }
 
+    /// <summary>Figures that vary between identical runs (see StageContext.Timings); never in the lock file.</summary>
+    [JsonPropertyName("timings")]
+    public SortedDictionary<string, object?> Timings { get; init; } = new(StringComparer.Ordinal);
+
     public static readonly JsonSerializerOptions Json = new()
     {
         WriteIndented = true,

@@ -284,6 +284,15 @@ internal static class DiagnosticCodes
     [Meaning("--restart and --resume-with-changes given together")]
     public const string ConflictingCheckpointOptions = "FT0905";
 
+    [Meaning("the store folder already holds files but no .finetune-store marker, so the tool will not delete there")]
+    public const string NotAStore = "FT0910";
+
+    [Meaning("'cache gc' found a lock file it cannot read, so it cannot tell which entries are still used")]
+    public const string UnreadableLockFile = "FT0911";
+
+    [Meaning("a store entry whose files no longer match what was committed (cache verify); it is moved aside")]
+    public const string DamagedStoreEntry = "FT0912";
+
     /// <summary>Every code, sorted by code.</summary>
     public static IReadOnlyList<DiagnosticCode> All { get; } =
         typeof(DiagnosticCodes).GetFields(BindingFlags.Public | BindingFlags.Static)

@@ -61,6 +61,18 @@ internal sealed class DownloadCache
         return File.Exists(path) ? path : null;
     }
 
+    /// <summary>
+    /// The cached file with this content after hashing it again, or null. A file whose bytes no longer match its name
+    /// (a disk fault, an edit) is removed, so the caller fetches it again instead of failing on it every run.
+    /// </summary>
+    public string? TryGetVerified(string sha256)
+    {
+        var path = TryGet(sha256);
+        if (path is null || ContentHash.OfFile(path) == Normalize(sha256)) return path;
+        File.Delete(path);
+        return null;
+    }
+
     /// <summary>Copies a file into the cache (<c>dotnet finetune cache add FILE</c>) and returns its sha256.</summary>
     public string Add(string filePath)
     {
@@ -69,7 +81,7 @@ internal sealed class DownloadCache
                 $"cannot add '{filePath}' to the download cache: the file does not exist"));
 
         var hash = ContentHash.OfFile(filePath);
-        if (TryGet(hash) is not null) return hash;
+        if (TryGetVerified(hash) is not null) return hash;
 
         var finalPath = PathOf(hash);
         var directory = Path.GetDirectoryName(finalPath)!;
@@ -100,7 +112,7 @@ internal sealed class DownloadCache
         CancellationToken ct)
     {
         var hash = Normalize(sha256);
-        if (TryGet(hash) is { } cached) return cached;
+        if (TryGetVerified(hash) is { } cached) return cached;
 
         if (Offline)
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.NotInDownloadCache,
@@ -113,7 +125,7 @@ internal sealed class DownloadCache
         using var downloadLock = await AcquireLockAsync(hash, ct);
 
         // Another process may have finished the same download while we waited for its lock.
-        if (TryGet(hash) is { } finishedMeanwhile) return finishedMeanwhile;
+        if (TryGetVerified(hash) is { } finishedMeanwhile) return finishedMeanwhile;
 
         var partial = PartialPathOf(hash);
         await Downloader.DownloadAsync(url, partial, hash, progress, ct);

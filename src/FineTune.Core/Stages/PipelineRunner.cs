@@ -21,9 +21,12 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
         var selected = SelectStages(options);
         var store = new StageStore(pipeline.StorePath);
         var lockPath = LockFile.PathFor(pipeline.FilePath);
+        if (!options.DryRun && store.OwnershipProblem() is { } problem)
+            throw new FineTuneException(pipeline.Locate("store").Error(DiagnosticCodes.NotAStore, problem));
         using var runLock = options.DryRun ? null : store.AcquireRunLock(options.WaitForLock, observer.Notice,
             cancellationToken);
         if (!options.DryRun) store.RemoveTemporaryLeftovers();
+        var record = options.DryRun ? null : new RunRecord(store, pipeline.Name);
 
         var previous = LockFile.Read(lockPath);
         var previousBlocks = LockFile.ReadStageBlocks(lockPath);
@@ -60,6 +63,15 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
             var existing = store.TryGet(stage.Name, key);
             var forced = options.ForceAll || options.ForceStage == stage.Name;
             previous.Stages.TryGetValue(stage.Name, out var locked);
+            // Never serve a damaged output: report it, move it aside (a dry run only reports) and compute it again.
+            var damage = store.FindDamage(stage.Name, key, existing, options.Verify && !forced);
+            if (damage is not null)
+            {
+                existing = null;
+                var aside = options.DryRun ? null : store.MoveAside(stage.Name, key);
+                observer.Notice($"{stage.Name}: the stored output is damaged ({damage})" +
+                    (aside is null ? "" : $"; moved aside to {aside} and computed again"));
+            }
 
             if (existing is not null && !forced)
             {
@@ -72,6 +84,7 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
                 settled[stage.Name] = existing;
                 lockFile.Record(existing, inputs);
                 outcomes.Add(outcome);
+                record?.Add(outcome);
                 observer.StageUpToDate(outcome);
                 continue;
             }
@@ -79,7 +92,8 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
             var reasons = forced ? ["forced"] : Explain(locked, settingsTree, inputRecords, keyEnvironment,
                 stage.ImplementationVersion);
             if (locked is not null && locked.Key == key && existing is null && !forced)
-                reasons = ["its output is missing from the store"];
+                reasons = [damage is null ? "its output is missing from the store" : $"its stored output is damaged " +
+                    $"({damage})"];
 
             if (options.Only is not null && options.Only != stage.Name)
                 throw new FineTuneException(DiagnosticCodes.OnlyStageNotUpToDate,
@@ -96,13 +110,15 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
             observer.StageStarting(stage.Name, reasons);
             var entry = await RunStageAsync(stage, pipeline, settings, store, key, settingsTree, inputRecords,
                 environment, settled,
-                observer.LogFor(stage.Name), options.Checkpoints, cancellationToken);
+                observer.LogFor(stage.Name), options.Checkpoints, record?.TimingsLogPath(stage.Name),
+                cancellationToken);
             settled[stage.Name] = entry;
             lockFile.Record(entry, inputs);
             WriteLock(lockFile, previousBlocks);
             var ran = new StageOutcome(stage.Name, StageStatus.Ran, reasons, entry,
                 store.OutputDirectory(stage.Name, key), inputs);
             outcomes.Add(ran);
+            record?.Add(ran);
             observer.StageFinished(ran);
         }
 
@@ -133,7 +149,7 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
     private static StageContext NewContext(PipelineDefinition pipeline, Stage stage, object settings, StageStore store,
         string output, string work,
         Dictionary<string, StoreEntry> settled, ComputeEnvironment environment, IStageLog log,
-            CheckpointPolicy checkpoints = CheckpointPolicy.Resume)
+            CheckpointPolicy checkpoints = CheckpointPolicy.Resume, string? timingsLog = null)
     {
         var upstream = stage.DependsOn.Where(settled.ContainsKey).ToList();
         return new()
@@ -149,6 +165,7 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
             Log = log,
             Environment = environment,
             Name = stage.Name,
+            TimingsLogPath = timingsLog,
         };
     }
 
@@ -215,14 +232,14 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
         StageStore store, string key,
         SortedDictionary<string, object?> settingsTree, SortedDictionary<string, FileRecord> inputs,
             ComputeEnvironment environment,
-        Dictionary<string, StoreEntry> settled, IStageLog log, CheckpointPolicy checkpoints,
+        Dictionary<string, StoreEntry> settled, IStageLog log, CheckpointPolicy checkpoints, string? timingsLog,
             CancellationToken cancellationToken)
     {
         var temporary = store.NewTemporaryEntry();
         var work = store.WorkDirectory(stage.Name, key);
         Directory.CreateDirectory(work);
         var context = NewContext(pipeline, stage, settings, store, Path.Combine(temporary, "output"), work, settled,
-            environment, log, checkpoints);
+            environment, log, checkpoints, timingsLog);
         var started = DateTime.UtcNow;
         var clock = Stopwatch.StartNew();
         try
@@ -259,6 +276,8 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
             Summary = summary,
             StartedUtc = started,
             DurationSeconds = Math.Round(clock.Elapsed.TotalSeconds, 3),
+            Timings = new SortedDictionary<string, object?>(context.Timings.ToDictionary(kv => kv.Key,
+                kv => SettingsReflection.ToPlainValue(kv.Value)), StringComparer.Ordinal),
         });
     }
 

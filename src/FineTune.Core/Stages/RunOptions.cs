@@ -18,6 +18,9 @@ internal sealed class RunOptions
     /// <summary>Say what would run without running anything (the status command).</summary>
     public bool DryRun { get; init; }
 
+    /// <summary>Hash every output file of a reused stage again (run --verify), not only compare sizes.</summary>
+    public bool Verify { get; init; }
+
     /// <summary>Wait for another run that holds the store, rather than failing at once.</summary>
     public bool WaitForLock { get; init; } = true;
 

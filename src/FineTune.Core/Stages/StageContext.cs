@@ -45,6 +45,16 @@ internal sealed class StageContext
     /// loss...).</summary>
     public IDictionary<string, object> Summary { get; } = new SortedDictionary<string, object>(StringComparer.Ordinal);
 
+    /// <summary>
+    /// Figures that vary between identical runs (durations, throughput, MFU, time estimates): shown and kept in the
+    /// run record beside the store, never in the lock file or a hashed output.
+    /// </summary>
+    public IDictionary<string, object> Timings { get; } =
+        new SortedDictionary<string, object>(StringComparer.Ordinal);
+
+    /// <summary>A file for the stage's own timing log (JSON lines) beside the run record; null when none.</summary>
+    public string? TimingsLogPath { get; init; }
+
     /// <summary>Set by the runner to the stage being run.</summary>
     public required string Name { get; init; }
 

@@ -70,6 +70,7 @@ internal sealed class TrainStage : Stage<TrainSettings>
             CheckpointDirectory = context.WorkDirectory,
             CheckpointKey = checkpointKey,
             MetricsPath = Path.Combine(context.OutputDirectory, "metrics.jsonl"),
+            TimingsPath = context.TimingsLogPath,
             PackLength = settings.Packing ? TokenizeStage.MaxLengthOf(tokenizeDirectory) : null,
             MeasureValidationLoss = validation is null ? null
                 : () => EvaluateStage.ValidationLoss(model, validation, 0, tokenizer.PadTokenId).Loss,
@@ -99,16 +100,16 @@ internal sealed class TrainStage : Stage<TrainSettings>
             Safetensors.Save(Path.Combine(modelDirectory, "model.safetensors"), cpuWeights);
         }
 
-        trainer.Plan!.AddTo(context.Summary);
+        trainer.Plan!.AddTo(context.Summary, context.Timings);
         context.Summary["steps"] = result.Steps;
         context.Summary["epochs"] = result.Epochs;
         context.Summary["tokens"] = result.Tokens;
         context.Summary["trained_tokens"] = result.TrainedTokens;
         context.Summary["first_loss"] = Math.Round(result.FirstLoss, 4);
         context.Summary["final_loss"] = Math.Round(result.FinalLoss, 4);
-        context.Summary["tokens_per_s"] = result.TokensPerSecond;
-        context.Summary["mfu"] = result.Mfu;
-        context.Summary["duration_s"] = result.DurationSeconds;
+        context.Timings["tokens_per_s"] = result.TokensPerSecond;
+        context.Timings["mfu"] = result.Mfu;
+        context.Timings["duration_s"] = result.DurationSeconds;
         context.Summary["params"] = result.Parameters;
         if (result.PackingEfficiency is { } packingEfficiency)
             context.Summary["packing_efficiency"] = packingEfficiency;

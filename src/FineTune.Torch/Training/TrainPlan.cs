@@ -63,9 +63,10 @@ internal sealed record TrainPlan(
     }
 
     /// <summary>
-    /// The plan's figures under plan_* keys of the stage summary (the lock file, the run summary, --json).
+    /// The plan's figures under plan_* keys of the stage summary (the lock file, the run summary, --json); the time
+    /// estimate under the timings.
     /// </summary>
-    public void AddTo(IDictionary<string, object> summary)
+    public void AddTo(IDictionary<string, object> summary, IDictionary<string, object> timings)
     {
         summary["plan_model"] = $"{Model} ({Architecture})";
         summary["plan_model_params"] = ModelParameters;
@@ -77,7 +78,8 @@ internal sealed record TrainPlan(
         summary["plan_steps"] = Schedule.TotalSteps;
         summary["plan_tokens_per_epoch"] = TokensPerEpoch;
         summary["plan_flops"] = Math.Round(TrainingFlops);
-        summary["plan_estimated_s"] = Math.Round(EstimatedSeconds, 1);
+        // From a peak measured on this machine now: it differs between identical runs.
+        timings["plan_estimated_s"] = Math.Round(EstimatedSeconds, 1);
     }
 
     /// <summary>

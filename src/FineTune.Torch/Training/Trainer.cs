@@ -47,6 +47,12 @@ internal sealed class Trainer
     public string? MetricsPath { get; init; }
 
     /// <summary>
+    /// Where the per-step timings (tokens/s, elapsed seconds, MFU) go, one JSON line per logged step; null drops them.
+    /// They vary from run to run, so they are kept out of <see cref="MetricsPath"/>, which is a hashed stage output.
+    /// </summary>
+    public string? TimingsPath { get; init; }
+
+    /// <summary>
     /// Stops after this many optimizer steps without changing the schedule (tests and experiments); null runs the
     /// whole plan. The max_steps setting, by contrast, is the schedule's length.
     /// </summary>
@@ -144,6 +150,7 @@ internal sealed class Trainer
         var flopsPerToken = new FlopCounter(_model.Config, _model.NonEmbeddingParameterCount());
 
         using var metrics = MetricsPath is null ? null : new StreamWriter(MetricsPath, append: resumed);
+        using var timings = TimingsPath is null ? null : new StreamWriter(TimingsPath, append: true);
         var clock = Stopwatch.StartNew();
         var elapsedBefore = state.ElapsedSeconds;
         long tokens = state.Tokens, trainedTokens = state.TrainedTokens, microBatch = state.MicroBatch;
@@ -236,11 +243,15 @@ internal sealed class Trainer
                     metrics?.WriteLine(JsonSerializer.Serialize(new
                     {
                         step = done, epoch = Math.Round(epochs, 4), loss = Math.Round(meanLoss, 5), lr = learningRate,
-                        grad_norm = Math.Round(gradNorm, 5), tokens, tokens_per_s = Math.Round(tokensPerSecond, 1),
-                        elapsed_s = Math.Round(elapsed, 2), mfu = Math.Round(windowFlops / Math.Max(seconds,
-                            1e-9) / peakFlops, 4),
+                        grad_norm = Math.Round(gradNorm, 5), tokens,
                     }));
                     metrics?.Flush();
+                    timings?.WriteLine(JsonSerializer.Serialize(new
+                    {
+                        step = done, tokens_per_s = Math.Round(tokensPerSecond, 1), elapsed_s = Math.Round(elapsed, 2),
+                        mfu = Math.Round(windowFlops / Math.Max(seconds, 1e-9) / peakFlops, 4),
+                    }));
+                    timings?.Flush();
                     windowTokens = 0;
                     windowFlops = 0;
                     windowLoss = 0;

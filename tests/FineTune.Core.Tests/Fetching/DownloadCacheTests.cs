@@ -38,6 +38,28 @@ public sealed class DownloadCacheTests : IDisposable
         Assert.Single(server.Requests);
     }
 
+    [Theory]
+    [InlineData("flip")]
+    [InlineData("truncate")]
+    public async Task A_damaged_cached_file_is_hashed_again_on_use_and_downloaded_again(string damage)
+    {
+        using var server = new TestHttpServer(request => ServerReply.Content(Content, request));
+        var cache = NewCache();
+        var path = await cache.GetOrDownloadAsync(server.Url("/data.json"), ContentHash, null, CancellationToken.None);
+        if (damage == "flip")
+        {
+            var bytes = File.ReadAllBytes(path);
+            bytes[1234] ^= 0x40;
+            File.WriteAllBytes(path, bytes);
+        }
+        else File.WriteAllBytes(path, Content[..1000]);
+
+        var again = await cache.GetOrDownloadAsync(server.Url("/data.json"), ContentHash, null, CancellationToken.None);
+        Assert.Equal(path, again);
+        Assert.Equal(Content, File.ReadAllBytes(again));
+        Assert.Equal(2, server.Requests.Count);
+    }
+
     [Fact]
     public async Task A_connection_dropped_mid_body_resumes_with_a_range_request()
     {

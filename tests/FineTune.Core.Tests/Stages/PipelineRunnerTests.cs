@@ -194,6 +194,131 @@ public class PipelineRunnerTests
     }
 
     [Fact]
+    public async Task A_store_folder_that_already_holds_other_files_is_refused_and_left_untouched()
+    {
+        using var f = new Fixture();
+        var precious = f.Folder.Write("mine/tmp/x/keep.txt", "mine");
+        File.AppendAllText(f.PipelinePath, "store: mine\n");
+        var error = await Assert.ThrowsAsync<FineTuneException>(() => f.Run());
+        Assert.Equal(DiagnosticCodes.NotAStore, error.Diagnostics[0].Code);
+        Assert.Equal(5, error.Diagnostics[0].Line); // at the store: setting
+        Assert.True(File.Exists(precious));
+        Assert.Equal(0, f.A.Runs);
+        Assert.False(File.Exists(Path.Combine(f.Folder.Path, "mine", StageStore.MarkerFile)));
+
+        // Deleting directly in such a folder is refused too (gc, leftovers).
+        var store = new StageStore(Path.Combine(f.Folder.Path, "mine"));
+        Assert.Throws<FineTuneException>(() => store.RemoveTemporaryLeftovers());
+        Assert.Throws<FineTuneException>(() => StoreGarbageCollector.Collect(store, [], dryRun: false, checkpoints: true));
+        Assert.True(File.Exists(precious));
+    }
+
+    [Fact]
+    public async Task A_new_store_gets_its_marker_and_an_older_store_is_adopted()
+    {
+        using var f = new Fixture();
+        await f.Run();
+        var root = Path.Combine(f.Folder.Path, ".finetune");
+        Assert.True(File.Exists(Path.Combine(root, StageStore.MarkerFile)));
+
+        File.Delete(Path.Combine(root, StageStore.MarkerFile)); // as a store from before the marker looks
+        var (outcomes, _) = await f.Run();
+        Assert.All(outcomes, o => Assert.Equal(StageStatus.UpToDate, o.Status));
+        Assert.True(File.Exists(Path.Combine(root, StageStore.MarkerFile)));
+    }
+
+    [Theory]
+    [InlineData("schema: 1\nstages:\n<<<<<<< HEAD\n  format:\n    key: a\n=======\n  format:\n    key: b\n>>>>>>> x\n")]
+    [InlineData("schema: 1\nstages: [1, 2]\n")]
+    [InlineData("schema: 1\nstages:\n  format:\n    implementation: 1\n")]
+    public async Task Garbage_collection_refuses_when_a_lock_file_cannot_be_read_and_removes_nothing(string damaged)
+    {
+        using var f = new Fixture();
+        await f.Run();
+        await f.Run(null, "format.seed=2");
+        var other = f.Folder.Write("other.lock.yaml", damaged);
+        var store = new StageStore(Path.Combine(f.Folder.Path, ".finetune"));
+        var before = Directory.GetFiles(store.Root, "*", SearchOption.AllDirectories).Length;
+
+        var error = Assert.Throws<FineTuneException>(() => StoreGarbageCollector.Collect(store,
+            [Path.Combine(f.Folder.Path, "p.lock.yaml"), other], dryRun: false));
+        Assert.Equal(DiagnosticCodes.UnreadableLockFile, error.Diagnostics[0].Code);
+        Assert.Contains(other, error.Message);
+        Assert.Equal(before, Directory.GetFiles(store.Root, "*", SearchOption.AllDirectories).Length);
+    }
+
+    [Fact]
+    public async Task Garbage_collection_keeps_checkpoints_unless_asked_and_a_dry_run_lists_exactly_what_goes()
+    {
+        using var f = new Fixture();
+        await f.Run();
+        await f.Run(null, "format.seed=2");
+        var store = new StageStore(Path.Combine(f.Folder.Path, ".finetune"));
+        var checkpoint = f.Folder.Write(".finetune/work/train-0123456789abcdef/checkpoint/state.json", "{}");
+        var leftover = f.Folder.Write(".finetune/tmp/1-abc/output/x", "x");
+        string[] locks = [Path.Combine(f.Folder.Path, "p.lock.yaml")];
+        string[] Present() => [.. Directory.GetFileSystemEntries(store.Root, "*", SearchOption.AllDirectories).Order()];
+
+        var before = Present();
+        var dry = StoreGarbageCollector.Collect(store, locks, dryRun: true);
+        Assert.Equal(before, Present());
+        Assert.Equal(3, dry.Removed.Count); // the two superseded entries and tmp/; not work/
+        var real = StoreGarbageCollector.Collect(store, locks, dryRun: false);
+        Assert.Equal(dry.Removed, real.Removed);
+        Assert.Equal(before.Where(p => !dry.Removed.Any(r => p == r || p.StartsWith(r + Path.DirectorySeparatorChar))), Present());
+        Assert.True(File.Exists(checkpoint));
+        Assert.False(File.Exists(leftover));
+
+        var withCheckpoints = StoreGarbageCollector.Collect(store, locks, dryRun: false, checkpoints: true);
+        Assert.Equal([Path.GetDirectoryName(Path.GetDirectoryName(checkpoint))!], withCheckpoints.Removed);
+        Assert.False(File.Exists(checkpoint));
+    }
+
+    // Each kind of store file, damaged each way: whether a size check on reuse finds it (else only --verify does).
+    [Theory]
+    [InlineData("output/out.txt", "flip", false)]
+    [InlineData("output/out.txt", "truncate", true)]
+    [InlineData("output/out.txt", "delete", true)]
+    [InlineData("output/out.txt", "append", true)]
+    [InlineData("output/extra.txt", "create", true)]
+    [InlineData("entry.json", "flip", true)]
+    [InlineData("entry.json", "truncate", true)]
+    [InlineData("entry.json", "delete", true)]
+    [InlineData("entry.json", "outputs", true)]
+    public async Task A_damaged_store_entry_is_reported_moved_aside_and_computed_again(string file, string how,
+        bool foundBySize)
+    {
+        using var f = new Fixture();
+        var (first, _) = await f.Run();
+        var entry = Path.GetDirectoryName(first[1].OutputDirectory)!; // evaluate's
+        var expected = File.ReadAllText(Path.Combine(entry, "output", "out.txt"));
+        var path = Path.Combine(entry, file);
+        var bytes = File.Exists(path) ? File.ReadAllBytes(path) : [];
+        switch (how)
+        {
+            case "flip": bytes[bytes.Length / 2] ^= 0x01; File.WriteAllBytes(path, bytes); break;
+            case "truncate": File.WriteAllBytes(path, bytes[..(bytes.Length / 2)]); break;
+            case "delete": File.Delete(path); break;
+            case "append": File.AppendAllText(path, "x"); break;
+            case "create": File.WriteAllText(path, "x"); break;
+            case "outputs": File.WriteAllText(path, File.ReadAllText(path).Replace("\"size\": ", "\"size\": 1")); break;
+        }
+
+        var (plain, observer) = await f.Run();
+        if (!foundBySize)
+        {
+            Assert.All(plain, o => Assert.Equal(StageStatus.UpToDate, o.Status));
+            (plain, observer) = await f.Run(new RunOptions { Verify = true });
+        }
+        Assert.Equal(StageStatus.Ran, plain[1].Status);
+        Assert.Contains(observer.Lines, l => l.StartsWith("notice evaluate: the stored output is damaged", StringComparison.Ordinal));
+        Assert.Equal(expected, File.ReadAllText(Path.Combine(entry, "output", "out.txt")));
+        Assert.Single(Directory.GetDirectories(Path.Combine(f.Folder.Path, ".finetune", "damaged")));
+        var (after, _) = await f.Run(new RunOptions { Verify = true });
+        Assert.All(after, o => Assert.Equal(StageStatus.UpToDate, o.Status));
+    }
+
+    [Fact]
     public async Task Garbage_collection_keeps_what_lock_files_refer_to()
     {
         using var f = new Fixture();
