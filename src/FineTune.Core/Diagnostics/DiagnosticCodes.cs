@@ -266,6 +266,9 @@ internal static class DiagnosticCodes
     [Meaning("the train output has no adapter folder for the adapter export (re-run train with method: lora)")]
     public const string ExportAdapterMissing = "FT0724";
 
+    [Meaning("the tokenizer cannot be written into a GGUF file (only byte-level BPE tokenizers are supported)")]
+    public const string GgufUnsupportedTokenizer = "FT0725";
+
     // ---- 08xx build integration ---------------------------------------------------------------------------------
     // FineTune.MSBuild reports these with its own literals: MSBuild loads the task without FineTune.Core.
 

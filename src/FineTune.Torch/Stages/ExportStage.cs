@@ -7,6 +7,7 @@ using FineTune.Core.Stages;
 using FineTune.Core.Tokenization;
 using FineTune.Torch.Chat;
 using FineTune.Torch.Formats;
+using FineTune.Torch.Formats.Gguf;
 using FineTune.Torch.Models;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -68,6 +69,20 @@ internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = 
         {
             var (baseModel, revision) = BaseModelOf(context);
             PeftAdapterExport.Write(adapter, Path.Combine(output, AdapterFolder), baseModel, revision);
+        }
+
+        if (settings.Writes("gguf"))
+        {
+            var folder = Directory.CreateDirectory(Path.Combine(output, GgufFolder)).FullName;
+            var result = GgufModelExport.Write(modelDirectory, tokenizerDirectory,
+                Path.Combine(folder, GgufModelExport.FileName(settings.GgufType)),
+                GgufModelExport.ParseType(settings.GgufType), context.Pipeline.Name, tokenizer.StopTokenIds);
+            if (result.Fallbacks.Count > 0)
+                context.Log.Warning($"{result.Fallbacks.Count} tensor(s) kept as F16 instead of Q8_0, their rows " +
+                    $"not being a multiple of {Q8_0.BlockSize} values (as llama.cpp does): " +
+                    string.Join(", ", result.Fallbacks));
+            context.Summary["gguf_type"] = settings.GgufType;
+            context.Summary["gguf_tensors"] = result.TensorCount;
         }
 
         var files = Directory.GetFiles(output, "*", SearchOption.AllDirectories);
