@@ -249,6 +249,26 @@ internal static class DiagnosticCodes
     [Meaning("the tokenize command's input file is missing, or a line of it is not a text or messages object")]
     public const string InvalidTokenizeInput = "FT0624";
 
+    // ---- 0720-0739 export formats: hf shards, PEFT adapter, GGUF, Ollama ------------------------------------------
+
+    [Meaning("export.formats names a format other than hf, adapter, gguf and ollama")]
+    public const string UnknownExportFormat = "FT0720";
+
+    [Meaning("export.max_shard_size is not a size such as 5GB, 500MB or a number of bytes")]
+    public const string InvalidShardSize = "FT0721";
+
+    [Meaning("the adapter format was asked for, but train.method is not lora: a full fine-tune has no adapter")]
+    public const string AdapterExportNeedsLora = "FT0722";
+
+    [Meaning("the gguf or ollama format was asked for a model architecture the GGUF writer does not support")]
+    public const string GgufUnsupportedArchitecture = "FT0723";
+
+    [Meaning("the train output has no adapter folder for the adapter export (re-run train with method: lora)")]
+    public const string ExportAdapterMissing = "FT0724";
+
+    [Meaning("the tokenizer cannot be written into a GGUF file (only byte-level BPE tokenizers are supported)")]
+    public const string GgufUnsupportedTokenizer = "FT0725";
+
     // ---- 08xx build integration ---------------------------------------------------------------------------------
     // FineTune.MSBuild reports these with its own literals: MSBuild loads the task without FineTune.Core.
 

@@ -335,7 +335,7 @@ internal static partial class PipelineLoader
             {
                 var keyPath = $"stages.{stage}.{problem.Key}";
                 diagnostics.Add(LocateIn(locations, keyPath, pipeline.FilePath)
-                    .Error(DiagnosticCodes.InvalidStageSettings, $"{stage}: {problem.Message}"));
+                    .Error(problem.Code ?? DiagnosticCodes.InvalidStageSettings, $"{stage}: {problem.Message}"));
             }
         }
         if (!pipeline.Stages.Train.IsBuiltin && pipeline.Stages.Tokenize.Vocabulary == "used")
@@ -351,6 +351,8 @@ internal static partial class PipelineLoader
         if (pipeline.Stages.Evaluate.Prompts.Any(string.IsNullOrWhiteSpace))
             diagnostics.Add(LocateIn(locations, "stages.evaluate.prompts", pipeline.FilePath)
                 .Error(DiagnosticCodes.InvalidStageSettings, "evaluate: prompts must not be empty"));
+        foreach (var (code, message) in ExportChecks.Problems(pipeline))
+            diagnostics.Add(LocateIn(locations, "stages.export.formats", pipeline.FilePath).Error(code, message));
     }
 
     private static SourceLocation LocateIn(Dictionary<string, SourceLocation> locations, string keyPath, string file)

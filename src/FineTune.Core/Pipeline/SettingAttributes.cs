@@ -44,5 +44,6 @@ internal interface IValidatableSettings
     IEnumerable<SettingProblem> Validate();
 }
 
-/// <summary>A problem with one setting, named by its YAML key (relative to the settings object).</summary>
-internal sealed record SettingProblem(string Key, string Message);
+/// <summary>A problem with one setting, named by its YAML key (relative to the settings object); reported under
+/// <paramref name="Code"/>, or the generic code for invalid stage settings.</summary>
+internal sealed record SettingProblem(string Key, string Message, string? Code = null);

@@ -424,12 +424,36 @@ internal sealed class EvaluateSettings : IValidatableSettings
     public IEnumerable<SettingProblem> Validate() => [];
 }
 
-[Doc("Writes the trained model as a Hugging Face folder: config.json, model.safetensors, tokenizer files, " +
-    "generation_config.json.")]
+[Doc("Writes the trained model in the formats listed under formats: a Hugging Face folder (config.json, " +
+    "safetensors, tokenizer files, generation_config.json), a PEFT adapter, a GGUF file, an Ollama Modelfile.")]
 internal sealed class ExportSettings : IValidatableSettings
 {
-    [Doc("Dtype of the exported weights."), OneOf("float32", "bfloat16")]
+    /// <summary>Every value <see cref="Formats"/> accepts, in the order they are written.</summary>
+    public static readonly IReadOnlyList<string> FormatNames = ["hf", "adapter", "gguf", "ollama"];
+
+    /// <summary>Every value <see cref="GgufType"/> accepts.</summary>
+    public static readonly IReadOnlyList<string> GgufTypes = ["F32", "F16", "BF16", "Q8_0"];
+
+    [Doc("What to write. hf: the merged model as a Hugging Face folder (the export's top level). adapter: the PEFT " +
+        "adapter folder adapter/ (LoRA runs only). gguf: gguf/model-<gguf_type>.gguf for llama.cpp, LM Studio and " +
+        "Ollama (llama, qwen2 and qwen3 models). ollama: gguf/Modelfile beside the GGUF (implies gguf).")]
+    public List<string> Formats { get; set; } = ["hf"];
+
+    [Doc("Dtype of the exported Hugging Face weights; LoRA updates are merged in float32 and then cast."),
+        OneOf("float32", "bfloat16", "float16")]
     public string Dtype { get; set; } = "float32";
+
+    [Doc("Largest safetensors file of the hf export, as transformers' max_shard_size: a number of bytes or a size " +
+        "such as 5GB (10^9 bytes) or 500MiB (2^20 bytes). A larger model is split into model-0000i-of-0000n" +
+        ".safetensors shards listed in model.safetensors.index.json.")]
+    public string MaxShardSize { get; set; } = "5GB";
+
+    [Doc("Tensor type of the GGUF file. F16 (the default, as llama.cpp's converter does for 16-bit models): half " +
+        "the size of F32 and no measurable loss; Q8_0: half of that again, 8-bit blocks of 32 with a float16 scale, " +
+        "what Ollama and LM Studio users usually run; F32 reproduces the tool's own answers exactly; BF16. " +
+        "Norms and biases stay F32, and a matrix whose rows are not a multiple of 32 falls back from Q8_0 to F16."),
+        OneOf("F32", "F16", "BF16", "Q8_0")]
+    public string GgufType { get; set; } = "F16";
 
     [Doc("Also copy the export to this folder (relative to the pipeline file) after each run.")]
     public string? CopyTo { get; set; }
@@ -438,7 +462,23 @@ internal sealed class ExportSettings : IValidatableSettings
         "the export)."), Range(Minimum = 1)]
     public int MaxNewTokens { get; set; } = 256;
 
-    public IEnumerable<SettingProblem> Validate() => [];
+    public bool Writes(string format) => Formats.Contains(format) || (format == "gguf" && Formats.Contains("ollama"));
+
+    public IEnumerable<SettingProblem> Validate()
+    {
+        if (Formats.Count == 0)
+            yield return new("formats", $"name at least one format ({string.Join(", ", FormatNames)})");
+        foreach (var format in Formats.Where(f => !FormatNames.Contains(f)))
+        {
+            var suggestion = DidYouMean.Suggest(format, FormatNames);
+            yield return new("formats", $"unknown format '{format}'; use {string.Join(", ", FormatNames)}" +
+                (suggestion is null ? "" : $"; did you mean '{suggestion}'?"),
+                Diagnostics.DiagnosticCodes.UnknownExportFormat);
+        }
+        if (!ByteSize.TryParse(MaxShardSize, out var bytes) || bytes <= 0)
+            yield return new("max_shard_size", $"'{MaxShardSize}' is not a size such as 5GB, 500MB, 2GiB or a " +
+                "number of bytes", Diagnostics.DiagnosticCodes.InvalidShardSize);
+    }
 }
 
 /// <summary>The <c>stages:</c> section. Every stage is optional in the file; absent ones take their defaults.</summary>

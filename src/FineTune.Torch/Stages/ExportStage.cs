@@ -7,6 +7,7 @@ using FineTune.Core.Stages;
 using FineTune.Core.Tokenization;
 using FineTune.Torch.Chat;
 using FineTune.Torch.Formats;
+using FineTune.Torch.Formats.Gguf;
 using FineTune.Torch.Models;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -14,17 +15,22 @@ using static TorchSharp.torch;
 namespace FineTune.Torch.Stages;
 
 /// <summary>
-/// Writes the trained model as one self-contained Hugging Face folder: transformers' <c>from_pretrained</c>, the
-/// llama.cpp converter and <c>dotnet finetune chat</c> all read it as it is.
+/// Writes the trained model in the formats of <c>export.formats</c>: <c>hf</c>, a self-contained Hugging Face folder at
+/// the top level (transformers' <c>from_pretrained</c>, the llama.cpp converter and <c>dotnet finetune chat</c> read
+/// it as it is); <c>adapter</c>, PEFT's adapter folder <c>adapter/</c>; <c>gguf</c>, <c>gguf/model-TYPE.gguf</c>;
+/// <c>ollama</c>, <c>gguf/Modelfile</c> beside it. The runner commits the output folder only when every format is
+/// written, so an export is complete in the store or absent.
 /// </summary>
 internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = null) : Stage<ExportSettings>
 {
     public const string GenerationConfigFile = "generation_config.json";
+    public const string AdapterFolder = "adapter";
+    public const string GgufFolder = "gguf";
 
     private readonly Func<string, IChatTokenizer> _loadTokenizer = loadTokenizer ?? TokenizerFolder.Load;
 
     public override string Name => "export";
-    public override int ImplementationVersion => 1;
+    public override int ImplementationVersion => 2;
     public override IReadOnlyList<string> DependsOn { get; } = ["train", "tokenize"];
 
     protected override Task RunAsync(StageContext context, ExportSettings settings, CancellationToken cancellationToken)
@@ -32,70 +38,93 @@ internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = 
         var modelDirectory = Path.Combine(context.Input("train"), "model");
         var tokenizerDirectory = Path.Combine(context.Input("tokenize"), "tokenizer");
         var output = context.OutputDirectory;
+        var adapter = Path.Combine(context.Input("train"), "adapter");
+        var sourceConfig = ModelFolder.ReadConfig(modelDirectory);
+        CheckBeforeWriting(context, settings, sourceConfig, adapter);
 
         foreach (var file in TokenizerFolder.Files)
         {
-            var source = Path.Combine(tokenizerDirectory, file);
-            if (!File.Exists(source))
+            if (!File.Exists(Path.Combine(tokenizerDirectory, file)))
                 throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ExportTokenizerFileMissing,
                     $"the tokenizer folder has no {file}; re-run the tokenize stage", tokenizerDirectory),
                     ExitCodes.StageFailed);
-            File.Copy(source, Path.Combine(output, file));
         }
         var tokenizer = _loadTokenizer(tokenizerDirectory);
+        var config = WithTokenIds(sourceConfig, tokenizer);
 
-        var config = WithTokenIds(ModelFolder.ReadConfig(modelDirectory), tokenizer);
-        File.WriteAllText(Path.Combine(output, ModelFolder.ConfigFile), config.ToJson(settings.Dtype) + "\n");
-        var parameters = ConvertWeights(Path.Combine(modelDirectory, ModelFolder.WeightsFile),
-            Path.Combine(output, ModelFolder.WeightsFile),
-            ModelFolder.ParseDtype(settings.Dtype));
-        File.WriteAllText(Path.Combine(output, GenerationConfigFile),
-            GenerationConfig(tokenizer, config, settings.MaxNewTokens) + "\n");
-
-        // A LoRA run also ships its PEFT adapter (adapter_config.json + adapter_model.safetensors) for the base model.
-        var adapter = Path.Combine(context.Input("train"), "adapter");
-        if (Directory.Exists(adapter))
+        long parameters = 0;
+        if (settings.Writes("hf"))
         {
-            var adapterOutput = Directory.CreateDirectory(Path.Combine(output, "adapter")).FullName;
-            foreach (var file in Directory.GetFiles(adapter))
-                File.Copy(file, Path.Combine(adapterOutput, Path.GetFileName(file)));
+            foreach (var file in TokenizerFolder.Files)
+                File.Copy(Path.Combine(tokenizerDirectory, file), Path.Combine(output, file));
+            File.WriteAllText(Path.Combine(output, ModelFolder.ConfigFile), config.ToJson(settings.Dtype) + "\n");
+            ByteSize.TryParse(settings.MaxShardSize, out var maxShardBytes);
+            parameters = SafetensorsShards.Write(ModelFolder.WeightFiles(modelDirectory), output,
+                ModelFolder.ParseDtype(settings.Dtype), maxShardBytes);
+            File.WriteAllText(Path.Combine(output, GenerationConfigFile),
+                GenerationConfig(tokenizer, config, settings.MaxNewTokens) + "\n");
+            context.Summary["dtype"] = settings.Dtype;
+        }
+        if (settings.Writes("adapter"))
+        {
+            var (baseModel, revision) = BaseModelOf(context);
+            PeftAdapterExport.Write(adapter, Path.Combine(output, AdapterFolder), baseModel, revision);
         }
 
-        var files = Directory.GetFiles(output);
+        if (settings.Writes("gguf"))
+        {
+            var folder = Directory.CreateDirectory(Path.Combine(output, GgufFolder)).FullName;
+            var result = GgufModelExport.Write(modelDirectory, tokenizerDirectory,
+                Path.Combine(folder, GgufModelExport.FileName(settings.GgufType)),
+                GgufModelExport.ParseType(settings.GgufType), context.Pipeline.Name, tokenizer.StopTokenIds);
+            if (result.Fallbacks.Count > 0)
+                context.Log.Warning($"{result.Fallbacks.Count} tensor(s) kept as F16 instead of Q8_0, their rows " +
+                    $"not being a multiple of {Q8_0.BlockSize} values (as llama.cpp does): " +
+                    string.Join(", ", result.Fallbacks));
+            context.Summary["gguf_type"] = settings.GgufType;
+            context.Summary["gguf_tensors"] = result.TensorCount;
+        }
+
+        var files = Directory.GetFiles(output, "*", SearchOption.AllDirectories);
+        context.Summary["formats"] = string.Join(",", ExportSettings.FormatNames.Where(settings.Writes));
         context.Summary["files"] = files.Length;
         context.Summary["bytes"] = files.Sum(f => new FileInfo(f).Length);
-        context.Summary["parameters"] = parameters;
-        context.Summary["dtype"] = settings.Dtype;
-        context.Log.Info($"exported {parameters:N0} parameters as {settings.Dtype} ({files.Length} files)");
+        if (parameters > 0) context.Summary["parameters"] = parameters;
+        context.Log.Info($"exported {string.Join(", ", ExportSettings.FormatNames.Where(settings.Writes))}" +
+            (parameters > 0 ? $": {parameters:N0} parameters as {settings.Dtype}" : "") + $" ({files.Length} files)");
         return Task.CompletedTask;
     }
 
     /// <summary>
-    /// Copies a safetensors file, converting floating-point tensors to <paramref name="dtype"/>; each source tensor
-    /// is freed once converted, so the peak is the converted model plus one tensor. Returns the element count,
-    /// which is the parameter count.
+    /// What only the trained model shows (its architecture, whether it has an adapter), checked before any file is
+    /// written; the pipeline-level checks already ran at validate time.
     /// </summary>
-    public static long ConvertWeights(string source, string destination, ScalarType dtype)
+    private static void CheckBeforeWriting(StageContext context, ExportSettings settings, LlamaConfig config,
+        string adapter)
     {
-        var header = Safetensors.ReadHeader(source);
-        var converted = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-        try
-        {
-            foreach (var entry in header.Tensors)
-            {
-                var tensor = Safetensors.Load(source, name => name == entry.Name)[entry.Name];
-                converted[entry.Name] = tensor.is_floating_point() && tensor.dtype != dtype
-                    ? Swap(tensor, tensor.to(dtype)) : tensor;
-            }
-            Safetensors.Save(destination, converted);
-            return converted.Values.Sum(t => t.numel());
-        }
-        finally
-        {
-            foreach (var t in converted.Values) t.Dispose();
-        }
+        if (settings.Writes("gguf") && !ExportChecks.GgufArchitectures.Contains(config.ModelType))
+            throw new FineTuneException(context.Pipeline.Locate("stages.export.formats").Error(
+                DiagnosticCodes.GgufUnsupportedArchitecture,
+                $"export: the GGUF writer supports {string.Join(", ", ExportChecks.GgufArchitectures)} models, but " +
+                $"the trained model is a {config.ModelType} model; drop gguf and ollama from formats"),
+                ExitCodes.InvalidInput);
+        if (settings.Writes("adapter") && !Directory.Exists(adapter))
+            throw new FineTuneException(context.Pipeline.Locate("stages.export.formats").Error(
+                DiagnosticCodes.ExportAdapterMissing,
+                "export: the train output has no adapter folder; the adapter format needs train.method: lora"),
+                ExitCodes.InvalidInput);
+    }
 
-        static Tensor Swap(Tensor old, Tensor replacement) { old.Dispose(); return replacement; }
+    /// <summary>The base model as PEFT names it: the Hub id and the commit trained on, or the folder given.</summary>
+    private static (string? Name, string? Revision) BaseModelOf(StageContext context)
+    {
+        var train = context.Pipeline.Stages.Train;
+        if (train.IsBuiltin) return (null, null);
+        var location = ModelSetting.Resolve(context, train.Model, "stages.train.model", DiagnosticCodes.ModelNotFound,
+            "use a Hugging Face layout folder or a model id");
+        if (location.HubCommit is null) return (train.Model, null);
+        var at = train.Model.LastIndexOf('@');
+        return (at > 0 ? train.Model[..at] : train.Model, location.HubCommit);
     }
 
     // Hugging Face tools read the special ids from config.json as well as from the tokenizer.
