@@ -293,15 +293,6 @@ internal static class DiagnosticCodes
     [Meaning("an adapter folder given as the model names no base model (base_model_name_or_path)")]
     public const string AdapterBaseModelUnknown = "FT1001";
 
-    [Meaning("serve options out of range (--port, --queue, --host)")]
-    public const string InvalidServeOptions = "FT1002";
-
-    [Meaning("serve could not listen on the address (the port is taken, or the host is not this machine's)")]
-    public const string ServeAddressUnavailable = "FT1003";
-
-    [Meaning("diff: a lock file that does not exist, or that git cannot show at the revision")]
-    public const string DiffLockFileNotFound = "FT1010";
-
     /// <summary>Every code, sorted by code.</summary>
     public static IReadOnlyList<DiagnosticCode> All { get; } =
         typeof(DiagnosticCodes).GetFields(BindingFlags.Public | BindingFlags.Static)
