@@ -293,6 +293,12 @@ internal static class DiagnosticCodes
     [Meaning("an adapter folder given as the model names no base model (base_model_name_or_path)")]
     public const string AdapterBaseModelUnknown = "FT1001";
 
+    [Meaning("serve options out of range (--port, --queue, --host)")]
+    public const string InvalidServeOptions = "FT1002";
+
+    [Meaning("serve could not listen on the address (the port is taken, or the address is not this machine's)")]
+    public const string ServeAddressUnavailable = "FT1003";
+
     /// <summary>Every code, sorted by code.</summary>
     public static IReadOnlyList<DiagnosticCode> All { get; } =
         typeof(DiagnosticCodes).GetFields(BindingFlags.Public | BindingFlags.Static)
