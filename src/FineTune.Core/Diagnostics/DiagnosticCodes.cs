@@ -299,6 +299,9 @@ internal static class DiagnosticCodes
     [Meaning("serve could not listen on the address (the port is taken, or the address is not this machine's)")]
     public const string ServeAddressUnavailable = "FT1003";
 
+    [Meaning("diff: a lock file that does not exist, is not a lock file, or that git cannot show at the revision")]
+    public const string DiffLockFileNotFound = "FT1010";
+
     /// <summary>Every code, sorted by code.</summary>
     public static IReadOnlyList<DiagnosticCode> All { get; } =
         typeof(DiagnosticCodes).GetFields(BindingFlags.Public | BindingFlags.Static)
