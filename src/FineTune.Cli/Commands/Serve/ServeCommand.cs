@@ -16,8 +16,7 @@ internal static class ServeCommand
             "/v1/completions, /v1/models, /health) until Ctrl+C.");
         var model = new Argument<string>("model") { Description = "A model folder or Hub id, a PEFT adapter folder, " +
             "or a pipeline YAML file whose export stage has run." };
-        var adapter = new Option<string?>("--adapter") { Description = "A PEFT adapter folder to apply, unmerged, on " +
-            "the model." };
+        var adapter = ModelInputs.AdapterOption();
         var port = new Option<int>("--port") { Description = "The TCP port (0 picks a free one).",
             DefaultValueFactory = _ => 8000 };
         var host = new Option<string>("--host") { Description = "The address to listen on; other machines reach " +
