@@ -47,6 +47,8 @@ internal static class CliApplication
         root.Subcommands.Add(SchemaCommand.Create(console));
         root.Subcommands.Add(CacheCommand.Create(console));
         root.Subcommands.Add(ChatCommand.Create(host.Services, console));
+        root.Subcommands.Add(Commands.Serve.ServeCommand.Create(console));
+        root.Subcommands.Add(Commands.Diff.DiffCommand.Create(console));
         root.Subcommands.Add(ScoreCommand.Create(console));
         root.Subcommands.Add(GenerateCommand.Create(console));
         root.Subcommands.Add(TokenizeCommand.Create(console));

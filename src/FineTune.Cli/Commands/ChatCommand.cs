@@ -1,9 +1,8 @@
 using System.CommandLine;
-using FineTune.Core.Caching;
 using FineTune.Core.Diagnostics;
-using FineTune.Core.Pipeline;
 using FineTune.Torch.Chat;
 using FineTune.Torch.Generation;
+using FineTune.Torch.Lora;
 
 namespace FineTune.Cli.Commands;
 
@@ -15,8 +14,8 @@ internal static class ChatCommand
     {
         var command = new Command("chat",
             "Chat with a model folder (Hugging Face layout), or with the export of a pipeline file.");
-        var model = new Argument<string>("model") { Description = "A model folder, or a pipeline YAML file whose " +
-            "export stage has run." };
+        var model = new Argument<string>("model") { Description = "A model folder or Hub id, a PEFT adapter " +
+            "folder, or a pipeline YAML file whose export stage has run." };
         var prompt = new Option<string?>("--prompt", "-p") { Description = "Answer this one prompt and exit (the " +
             "answer goes to stdout)." };
         var maxNewTokens = new Option<int?>("--max-new-tokens") { Description = "Most tokens per answer (default: " +
@@ -26,13 +25,18 @@ internal static class ChatCommand
         var system = new Option<string?>("--system") { Description = "A system prompt before the conversation." };
         command.Arguments.Add(model);
         var offline = OfflineOption.Create();
-        foreach (var option in new Option[] { prompt, maxNewTokens, temperature, system, offline })
+        var adapter = ModelInputs.AdapterOption();
+        foreach (var option in new Option[] { prompt, maxNewTokens, temperature, system, adapter, offline })
             command.Options.Add(option);
         command.SetAction((parse, cancellationToken) =>
         {
             using var offlineMode = OfflineOption.Apply(parse, offline);
-            var directory = ResolveModelDirectory(parse.GetValue(model)!);
+            var location = ModelInputs.Locate(parse, model, adapter);
+            var directory = location.ModelDirectory;
             using var session = ChatSession.Open(directory);
+            // Applied unmerged, as PEFT's PeftModel.from_pretrained does: the base weights stay as they are.
+            if (location.AdapterDirectory is { } adapterDirectory) LoraAdapter.LoadAdapter(session.Model,
+                adapterDirectory);
             var options = new GenerationOptions(
                 MaxNewTokens: parse.GetValue(maxNewTokens) ?? session.DefaultMaxNewTokens,
                 Temperature: parse.GetValue(temperature),
@@ -43,12 +47,14 @@ internal static class ChatCommand
             if (parse.GetValue(prompt) is { } single)
             {
                 history.Add(new("user", single));
-                var answer = session.Reply(history, options, cancellationToken: cancellationToken);
-                console.Out.WriteLine(answer.Text);
+                // streamed as it comes, like the interactive mode: the pieces concatenate to the answer's text
+                session.Reply(history, options, text => console.Out.Write(text), cancellationToken);
+                console.Out.WriteLine();
                 return Task.FromResult(ExitCodes.Ok);
             }
 
-            console.Error.WriteLine($"Chatting with {directory} (empty line or Ctrl+D to quit).");
+            var adapterNote = location.AdapterDirectory is { } a ? $" + adapter {a}" : "";
+            console.Error.WriteLine($"Chatting with {directory}{adapterNote} (empty line or Ctrl+D to quit).");
             while (!cancellationToken.IsCancellationRequested)
             {
                 console.Error.Write("> ");
@@ -62,27 +68,5 @@ internal static class ChatCommand
             return Task.FromResult(ExitCodes.Ok);
         });
         return command;
-    }
-
-    /// <summary>A folder or Hub model id (as score and generate take them), or the committed export of a pipeline
-    /// file.</summary>
-    private static string ResolveModelDirectory(string argument)
-    {
-        var isPipeline = argument.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase)
-            || argument.EndsWith(".yml", StringComparison.OrdinalIgnoreCase);
-        if (!isPipeline) return ModelInputs.Folder(argument);
-        if (!File.Exists(argument)) throw new FineTuneException(DiagnosticCodes.ChatTargetNotFound,
-            $"pipeline file '{argument}' does not exist");
-        var pipeline = PipelineLoader.LoadOrThrow(argument);
-        var locked = LockFile.Read(LockFile.PathFor(pipeline.FilePath));
-        if (!locked.Stages.TryGetValue("export", out var export))
-            throw new FineTuneException(DiagnosticCodes.ExportNotAvailable,
-                $"{argument}: the export stage has not run yet; run 'dotnet finetune run {argument}' first");
-        var directory = new StageStore(pipeline.StorePath).OutputDirectory("export", export.Key);
-        return Directory.Exists(directory)
-            ? directory
-            : throw new FineTuneException(DiagnosticCodes.ExportNotAvailable,
-                $"{argument}: the export recorded in the lock file is not in the store (was it garbage-collected?); " +
-                $"run the pipeline again");
     }
 }

@@ -32,7 +32,9 @@ internal static class GenerateCommand
             "reason as JSON." };
         command.Arguments.Add(model);
         var offline = OfflineOption.Create();
-        foreach (var option in new Option[] { prompt, ids, maxNewTokens, temperature, seed, addSpecial, json, offline })
+        var adapter = ModelInputs.AdapterOption();
+        foreach (var option in new Option[]
+            { prompt, ids, maxNewTokens, temperature, seed, addSpecial, json, adapter, offline })
             command.Options.Add(option);
         command.SetAction((parse, cancellationToken) =>
         {
@@ -45,10 +47,11 @@ internal static class GenerateCommand
             if (parse.GetValue(temperature) is var t && (t < 0 || double.IsNaN(t)))
                 throw new FineTuneException(ModelInputs.ArgumentCode, "--temperature must be 0 (greedy) or above");
 
-            var folder = ModelInputs.Folder(parse.GetValue(model)!);
+            var location = ModelInputs.Locate(parse, model, adapter);
+            var folder = location.ModelDirectory;
             var tokenizer = ModelInputs.LoadTokenizer(folder, required: parse.GetValue(prompt) is not null,
                 "to tokenize the prompt");
-            using var loaded = ModelInputs.LoadModel(folder);
+            using var loaded = ModelInputs.LoadModel(location);
 
             List<int> promptIds;
             if (parse.GetValue(ids) is { } idText) promptIds = ModelInputs.ParseIds(idText, loaded.Config.VocabSize);

@@ -1,7 +1,10 @@
 using FineTune.Core.Diagnostics;
 using FineTune.Core.Hub;
+using System.CommandLine;
 using FineTune.Core.Tokenization;
+using FineTune.Inference;
 using FineTune.Torch.Chat;
+using FineTune.Torch.Lora;
 using FineTune.Torch.Models;
 
 namespace FineTune.Cli.Commands;
@@ -17,6 +20,31 @@ internal static class ModelInputs
     public static string Folder(string argument) =>
         ModelSource.ResolveAsync(argument, HubOptions.FromEnvironment(), progress: null,
             CancellationToken.None).GetAwaiter().GetResult();
+
+    /// <summary>--adapter DIR, which chat, generate, score and serve share.</summary>
+    public static Option<string?> AdapterOption() => new("--adapter")
+    {
+        Description = "A PEFT adapter folder (adapter_config.json, adapter_model.safetensors) to apply, unmerged, " +
+            "on the model. An adapter folder can also be given as the model: its base_model_name_or_path is loaded.",
+    };
+
+    /// <summary>The model folder and adapter folder of a command's model argument and --adapter.</summary>
+    public static ModelLocation Locate(ParseResult parse, Argument<string> model, Option<string?> adapter) =>
+        ModelLocator.Locate(parse.GetValue(model)!, parse.GetValue(adapter));
+
+    /// <summary>The model with its adapter applied (unmerged), when the location has one.</summary>
+    public static LlamaForCausalLM LoadModel(ModelLocation location)
+    {
+        var model = LoadModel(location.ModelDirectory);
+        if (location.AdapterDirectory is not { } adapter) return model;
+        try { LoraAdapter.LoadAdapter(model, adapter); }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        return model;
+    }
 
     /// <summary>The model in float32 on the CPU. Whatever is wrong with the folder the user named is invalid input
     /// (exit 2).</summary>

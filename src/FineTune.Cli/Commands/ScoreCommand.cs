@@ -28,7 +28,9 @@ internal static class ScoreCommand
         var json = new Option<bool>("--json") { Description = "Print the result as JSON." };
         command.Arguments.Add(model);
         var offline = OfflineOption.Create();
-        foreach (var option in new Option[] { text, file, ids, addSpecial, json, offline }) command.Options.Add(option);
+        var adapter = ModelInputs.AdapterOption();
+        foreach (var option in new Option[] { text, file, ids, addSpecial, json, adapter, offline })
+            command.Options.Add(option);
         command.SetAction(parse =>
         {
             using var offlineMode = OfflineOption.Apply(parse, offline);
@@ -39,10 +41,11 @@ internal static class ScoreCommand
                     ? "give what to score: --text TEXT, --file FILE or --ids 1,2,3"
                     : $"give only one of --text, --file and --ids (got {string.Join(" and ", given)})");
 
-            var folder = ModelInputs.Folder(parse.GetValue(model)!);
+            var location = ModelInputs.Locate(parse, model, adapter);
+            var folder = location.ModelDirectory;
             var needsTokenizer = parse.GetValue(ids) is null;
             var tokenizer = ModelInputs.LoadTokenizer(folder, needsTokenizer, "to tokenize the text");
-            using var loaded = ModelInputs.LoadModel(folder);
+            using var loaded = ModelInputs.LoadModel(location);
 
             List<int> sequence;
             if (parse.GetValue(ids) is { } idText) sequence = ModelInputs.ParseIds(idText, loaded.Config.VocabSize);

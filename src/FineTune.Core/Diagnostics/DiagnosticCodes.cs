@@ -5,7 +5,8 @@ namespace FineTune.Core.Diagnostics;
 /// <summary>
 /// Every diagnostic code the tool and its build integration report, grouped by the hundreds: 00xx command line,
 /// 01xx pipeline file, 02xx data, 03xx fetch and download, 04xx tokenizer and chat templates, 05xx model, training
-/// and the Hugging Face Hub, 06xx chat, score, generate, tokenize and export, 08xx build integration, 09xx runner.
+/// and the Hugging Face Hub, 06xx chat, score, generate, tokenize and export, 08xx build integration, 09xx runner,
+/// 10xx the chat client, serve and diff.
 /// Codes are never renumbered: scripts, CI logs and issues refer to them.
 /// </summary>
 internal static class DiagnosticCodes
@@ -312,6 +313,23 @@ internal static class DiagnosticCodes
 
     [Meaning("a store entry whose files no longer match what was committed (cache verify); it is moved aside")]
     public const string DamagedStoreEntry = "FT0912";
+
+    // ---- 10xx inference: the chat client, serve, diff -------------------------------------------------------------
+
+    [Meaning("--adapter names a folder that does not exist")]
+    public const string AdapterFolderNotFound = "FT1000";
+
+    [Meaning("an adapter folder given as the model names no base model (base_model_name_or_path)")]
+    public const string AdapterBaseModelUnknown = "FT1001";
+
+    [Meaning("serve options out of range (--port, --queue, --host)")]
+    public const string InvalidServeOptions = "FT1002";
+
+    [Meaning("serve could not listen on the address (the port is taken, or the address is not this machine's)")]
+    public const string ServeAddressUnavailable = "FT1003";
+
+    [Meaning("diff: a lock file that does not exist, is not a lock file, or that git cannot show at the revision")]
+    public const string DiffLockFileNotFound = "FT1010";
 
     /// <summary>Every code, sorted by code.</summary>
     public static IReadOnlyList<DiagnosticCode> All { get; } =
