@@ -55,6 +55,15 @@ public sealed class DiffTests
             Assert.Contains("validation_loss", stages["evaluate"]!["figures"]!.AsObject().Select(kv => kv.Key));
         }
 
+        // The pipeline's export, through the IChatClient, answers as the chat command does.
+        var chat = await cli.Run("chat", "pipelines/tiny.yaml", "--prompt", "你是谁？");
+        using (var client = FineTune.Inference.FineTunedChatClient.Open(Path.Combine(cli.Folder, "pipelines/tiny.yaml")))
+        {
+            var response = await client.GetResponseAsync([new(Microsoft.Extensions.AI.ChatRole.User, "你是谁？")]);
+            Assert.Equal(chat.Out.TrimEnd('\n'), response.Text);
+            Assert.Equal("tiny", client.Metadata.DefaultModelId);
+        }
+
         var text = await cli.Run("diff", "pipelines/tiny.lock.yaml");
         Assert.True(text.ExitCode == 0, text.Error);
         Assert.Contains("fetch: unchanged", text.Out);

@@ -6,6 +6,7 @@ using FineTune.Cli.Output;
 using FineTune.Core.Diagnostics;
 using FineTune.Core.Pipeline;
 using FineTune.Core.Stages;
+using FineTune.Torch.Distributed;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace FineTune.Cli.Commands;
@@ -64,6 +65,8 @@ internal static class RunCommand
             var pipeline = PipelineOptions.Load(console, parse.GetValue(file)!, parse.GetValue(set));
             if (pipeline is null) return ExitCodes.InvalidInput;
             var forceGiven = parse.GetResult(force) is not null;
+            // Under mpirun, srun or torchrun every process runs this command; rank 0 alone writes and prints.
+            var follower = !dryRun && LauncherEnvironment.FromProcess() is { IsMultiProcess: true, Rank: > 0 };
             var options = new RunOptions
             {
                 DryRun = dryRun,
@@ -76,12 +79,14 @@ internal static class RunCommand
                 Checkpoints = parse.GetValue(restart) ? CheckpointPolicy.Restart
                     : parse.GetValue(resumeWithChanges) ? CheckpointPolicy.ResumeWithChanges
                     : CheckpointPolicy.Resume,
+                Follower = follower,
             };
             var asJson = parse.GetValue(json);
-            var observer = new ConsoleObserver(asJson ? console.Error : console.Out, console.Error,
-                console.Interactive);
+            var observer = follower ? new ConsoleObserver(TextWriter.Null, TextWriter.Null, false)
+                : new ConsoleObserver(asJson ? console.Error : console.Out, console.Error, console.Interactive);
             var runner = services.GetRequiredService<PipelineRunner>();
             var outcomes = await runner.RunAsync(pipeline, options, observer, cancellationToken);
+            if (follower) return ExitCodes.Ok;
 
             if (!dryRun && parse.GetValue(inputsFile) is { } inputsPath)
                 InputsFile.Write(inputsPath.FullName, pipeline, outcomes);

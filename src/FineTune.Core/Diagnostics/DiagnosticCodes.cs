@@ -6,7 +6,7 @@ namespace FineTune.Core.Diagnostics;
 /// Every diagnostic code the tool and its build integration report, grouped by the hundreds: 00xx command line,
 /// 01xx pipeline file, 02xx data, 03xx fetch and download, 04xx tokenizer and chat templates, 05xx model, training
 /// and the Hugging Face Hub, 06xx chat, score, generate, tokenize and export, 08xx build integration, 09xx runner,
-/// 10xx the chat client, serve and diff.
+/// 10xx the chat client, serve and diff, 11xx distributed training and external libtorch.
 /// Codes are never renumbered: scripts, CI logs and issues refer to them.
 /// </summary>
 internal static class DiagnosticCodes
@@ -330,6 +330,24 @@ internal static class DiagnosticCodes
 
     [Meaning("diff: a lock file that does not exist, is not a lock file, or that git cannot show at the revision")]
     public const string DiffLockFileNotFound = "FT1010";
+
+    // ---- 11xx distributed training ------------------------------------------------------------------------------
+
+    [Meaning("the library of a distributed backend (Open MPI's libmpi, NCCL's libnccl) cannot be loaded")]
+    public const string DistributedLibraryMissing = "FT1100";
+
+    [Meaning("a launcher's variables (mpirun, srun, torchrun) that are malformed or disagree with the backend's world")]
+    public const string LauncherMismatch = "FT1101";
+
+    [Meaning("a collective operation (all-reduce, broadcast, barrier) got no answer from every rank within the " +
+        "timeout: a rank died, was stopped or hangs")]
+    public const string CollectiveTimedOut = "FT1102";
+
+    [Meaning("a distributed backend call failed")]
+    public const string CollectiveFailed = "FT1103";
+
+    [Meaning("the ranks of a data-parallel run do not start from identical weights and position")]
+    public const string RanksDiverged = "FT1104";
 
     /// <summary>Every code, sorted by code.</summary>
     public static IReadOnlyList<DiagnosticCode> All { get; } =

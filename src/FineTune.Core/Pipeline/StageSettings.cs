@@ -374,6 +374,11 @@ internal sealed class TrainSettings : IValidatableSettings
         Range(Minimum = 0), SurvivesResume]
     public int EvalSteps { get; set; } = 0;
 
+    [Doc("auto: data-parallel over the processes a launcher started (mpirun, srun, torchrun), each training its " +
+        "share of every global batch of world size x batch_size; a single process trains alone. off: never " +
+        "(every process but rank 0 then stops before training). See docs/distributed.md."), OneOf("auto", "off")]
+    public string Distributed { get; set; } = "auto";
+
     public IEnumerable<SettingProblem> Validate()
     {
         foreach (var p in Builtin.Validate()) yield return p with { Key = "builtin." + p.Key };

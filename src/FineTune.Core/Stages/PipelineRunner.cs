@@ -18,6 +18,8 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
     public async Task<IReadOnlyList<StageOutcome>> RunAsync(PipelineDefinition pipeline, RunOptions options,
         IRunObserver observer, CancellationToken cancellationToken)
     {
+        if (options.Follower && !options.DryRun)
+            return await FollowAsync(pipeline, options, observer, cancellationToken);
         var selected = SelectStages(options);
         var store = new StageStore(pipeline.StorePath);
         var lockPath = LockFile.PathFor(pipeline.FilePath);
@@ -123,6 +125,64 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
         }
 
         if (!options.DryRun && lockFile.Stages.Count > 0) WriteLock(lockFile, previousBlocks);
+        return outcomes;
+    }
+
+    /// <summary>
+    /// A follower rank (<see cref="RunOptions.Follower"/>): for each selected stage up to the last one that runs on
+    /// every rank, waits for rank 0 to commit it, or runs it into a private scratch folder that is then deleted.
+    /// Rank 0 is the one that commits that stage's output.
+    /// </summary>
+    private async Task<IReadOnlyList<StageOutcome>> FollowAsync(PipelineDefinition pipeline, RunOptions options,
+        IRunObserver observer, CancellationToken cancellationToken)
+    {
+        var selected = SelectStages(options);
+        var stages = Stages.Where(s => selected.Contains(s.Name)).ToList();
+        var last = stages.FindLastIndex(s => s.RunsOnEveryRank(s.SettingsIn(pipeline)));
+        var store = new StageStore(pipeline.StorePath);
+        var outcomes = new List<StageOutcome>();
+        var settled = new Dictionary<string, StoreEntry>(StringComparer.Ordinal);
+        for (var i = 0; i <= last; i++)
+        {
+            var stage = stages[i];
+            var settings = stage.SettingsIn(pipeline);
+            var probe = NewContext(pipeline, stage, settings, store, "", "", settled, ComputeEnvironment.None,
+                NullLog.Instance);
+            var environment = stage.ResolveEnvironment(probe);
+            probe = NewContext(pipeline, stage, settings, store, "", "", settled, environment, NullLog.Instance);
+            IReadOnlyList<StageInput> inputs = [.. stage.DependsOn.Select(d => StageInput.Upstream(d, settled[d])),
+                .. stage.ReadInputs(probe)];
+            var key = ComputeKey(stage, settings, inputs, environment, out _, out _, out _);
+            var existing = store.TryGet(stage.Name, key);
+            var forced = options.ForceAll || options.ForceStage == stage.Name;
+            if (stage.RunsOnEveryRank(settings) && (existing is null || forced))
+            {
+                var scratch = Directory.CreateTempSubdirectory("finetune-rank-").FullName;
+                try
+                {
+                    var context = NewContext(pipeline, stage, settings, store, scratch,
+                        store.WorkDirectory(stage.Name, key), settled, environment, observer.LogFor(stage.Name),
+                        options.Checkpoints);
+                    await stage.RunAsync(context, cancellationToken);
+                }
+                finally { StageStore.TryDelete(scratch); }
+                outcomes.Add(new StageOutcome(stage.Name, StageStatus.Ran, ["runs on every rank"], null, null,
+                    inputs));
+                if (i == last) break;
+            }
+            StoreEntry? entry;
+            var told = false;
+            // Rank 0 commits it; a rank 0 that fails ends the launch, and the launcher ends this process.
+            while ((entry = store.TryGet(stage.Name, key)) is null)
+            {
+                if (!told) { observer.Notice($"waiting for rank 0 to settle stage '{stage.Name}'"); told = true; }
+                await Task.Delay(200, cancellationToken);
+            }
+            settled[stage.Name] = entry;
+            if (outcomes.Count == 0 || outcomes[^1].Stage != stage.Name)
+                outcomes.Add(new StageOutcome(stage.Name, StageStatus.UpToDate, [], entry,
+                    store.OutputDirectory(stage.Name, key), inputs));
+        }
         return outcomes;
     }
 

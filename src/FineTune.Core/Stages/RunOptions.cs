@@ -26,4 +26,11 @@ internal sealed class RunOptions
 
     /// <summary>What stages do with checkpoints of interrupted runs whose settings differ.</summary>
     public CheckpointPolicy Checkpoints { get; init; } = CheckpointPolicy.Resume;
+
+    /// <summary>
+    /// This process is a rank other than 0 of a multi-process launch (mpirun, srun, torchrun): rank 0 runs the
+    /// pipeline and alone writes the store and the lock file; this process waits for rank 0's outputs and runs only
+    /// the stages that run on every rank (<see cref="Stage.RunsOnEveryRank"/>), writing nothing.
+    /// </summary>
+    public bool Follower { get; init; }
 }

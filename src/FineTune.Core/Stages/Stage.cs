@@ -51,6 +51,12 @@ internal abstract class Stage
     public abstract IReadOnlyList<StageInput> ReadInputs(StageContext context);
 
     public abstract Task RunAsync(StageContext context, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Whether every process of a multi-process launch runs this stage with <paramref name="settings"/> (data-parallel
+    /// training), not rank 0 alone; see <see cref="RunOptions.Follower"/>.
+    /// </summary>
+    public virtual bool RunsOnEveryRank(object settings) => false;
 }
 
 /// <summary>A stage whose settings are a <typeparamref name="TSettings"/> section of the pipeline file.</summary>

@@ -8,6 +8,7 @@ using FineTune.Core.Pipeline;
 using FineTune.Core.Hub;
 using FineTune.Core.Stages;
 using FineTune.Core.Tokenization;
+using FineTune.Torch.Distributed;
 using FineTune.Torch.Formats;
 using FineTune.Torch.Lora;
 using FineTune.Torch.Models;
@@ -27,8 +28,24 @@ internal sealed class TrainStage : Stage<TrainSettings>
     public override int ImplementationVersion => 4;
     public override IReadOnlyList<string> DependsOn => ["tokenize"];
 
-    protected override ComputeEnvironment ResolveEnvironment(StageContext context, TrainSettings settings) =>
-        ComputeEnvironmentProvider.Resolve(settings.Device);
+    /// <summary>The launch this process belongs to (its launcher's variables); tests set their own.</summary>
+    public LauncherEnvironment Launcher { get; init; } = LauncherEnvironment.FromProcess();
+
+    public override bool RunsOnEveryRank(object settings) =>
+        DataParallel.IsOn(((TrainSettings)settings).Distributed, Launcher);
+
+    /// <summary>
+    /// The device, and under data-parallel training the number of ranks too ("cpu (2 ranks)"): N ranks of batch B
+    /// train another run than one process of batch B, so the key differs, and a checkpoint of one cannot be resumed
+    /// by the other (the checkpoint guard names the change).
+    /// </summary>
+    protected override ComputeEnvironment ResolveEnvironment(StageContext context, TrainSettings settings)
+    {
+        var environment = ComputeEnvironmentProvider.Resolve(settings.Device);
+        return DataParallel.IsOn(settings.Distributed, Launcher)
+            ? environment with { Device = $"{environment.Device} ({Launcher.WorldSize} ranks)" }
+            : environment;
+    }
 
     protected override Task RunAsync(StageContext context, TrainSettings settings, CancellationToken cancellationToken)
     {
@@ -46,6 +63,14 @@ internal sealed class TrainStage : Stage<TrainSettings>
         // Before loading the model: a refused resume should not cost minutes.
         var dataHash = ContentHash.OfFile(trainPath);
         var checkpointKey = TrainingCheckpoint.KeyFor(settings, dataHash, environment);
+        using var parallel = DataParallel.Start(settings.Distributed, Launcher, device);
+        if (parallel is { IsLeader: false })
+        {
+            // Rank 0 alone settles checkpoints of other runs; the others read the outcome after this barrier.
+            parallel.Barrier("the checkpoint check");
+            Train(context, settings, data, device, dtype, checkpointKey, parallel, cancellationToken);
+            return Task.CompletedTask;
+        }
         var flatSettings = SettingsReflection.Flatten(SettingsReflection.ToPlainTree(settings))
             .ToDictionary(kv => kv.Key, kv => SettingsReflection.Display(kv.Value), StringComparer.Ordinal);
         var carried = CheckpointGuard.Prepare(context.WorkDirectory, Name,
@@ -53,6 +78,15 @@ internal sealed class TrainStage : Stage<TrainSettings>
                 ImplementationVersion),
             context.Checkpoints, context.Log);
         if (carried.Count > 0) context.Summary["resumed_with_changes"] = string.Join("; ", carried);
+        parallel?.Barrier("the checkpoint check");
+        Train(context, settings, data, device, dtype, checkpointKey, parallel, cancellationToken);
+        return Task.CompletedTask;
+    }
+
+    private static void Train(StageContext context, TrainSettings settings, TokenizedDataset data, Device device,
+        ScalarType dtype, string checkpointKey, DataParallel? parallel, CancellationToken cancellationToken)
+    {
+        var tokenizeDirectory = context.Input("tokenize");
         var tokenizer = ChatTokenizer.LoadFolder(Path.Combine(tokenizeDirectory, "tokenizer"));
         using var model = settings.IsBuiltin
             ? NewBuiltinModel(settings, tokenizer)
@@ -74,8 +108,17 @@ internal sealed class TrainStage : Stage<TrainSettings>
             PackLength = settings.Packing ? TokenizeStage.MaxLengthOf(tokenizeDirectory) : null,
             MeasureValidationLoss = validation is null ? null
                 : () => EvaluateStage.ValidationLoss(model, validation, 0, tokenizer.PadTokenId).Loss,
+            Parallel = parallel,
         };
         var result = trainer.Train(cancellationToken);
+        if (parallel is not null)
+        {
+            parallel.Finish();
+            // The other ranks hold the same weights; rank 0 writes them.
+            if (!parallel.IsLeader) return;
+            context.Summary["ranks"] = parallel.WorldSize;
+            context.Summary["all_reduce_s"] = Math.Round(parallel.AllReduceSeconds, 3);
+        }
 
         if (lora is not null)
         {
@@ -115,7 +158,6 @@ internal sealed class TrainStage : Stage<TrainSettings>
             context.Summary["packing_efficiency"] = packingEfficiency;
         File.WriteAllText(Path.Combine(context.OutputDirectory, "summary.json"),
             JsonSerializer.Serialize(context.Summary, JsonText.Indented));
-        return Task.CompletedTask;
     }
 
     protected override IReadOnlyList<StageInput> ReadInputs(StageContext context, TrainSettings settings)

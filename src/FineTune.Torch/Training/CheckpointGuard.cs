@@ -96,11 +96,18 @@ internal static class CheckpointGuard
                 current.Settings.GetValueOrDefault(k) ?? "(unset)"))
             .ToList();
         if (saved.Data != current.Data) changes.Add(new("training data", Short(saved.Data), Short(current.Data)));
-        if (saved.Device != current.Device) changes.Add(new("device", saved.Device, current.Device));
+        // A device may change under a checkpoint, the number of data-parallel ranks may not ("cpu (2 ranks)"): it
+        // decides which examples make up each optimizer step.
+        if (saved.Device != current.Device)
+            changes.Add(new(Ranks(saved.Device) == Ranks(current.Device) ? "device" : "data-parallel ranks",
+                saved.Device, current.Device));
         if (saved.Implementation != current.Implementation)
             changes.Add(new("train stage version", saved.Implementation.ToString(), current.Implementation.ToString()));
         return changes;
     }
+
+    private static string Ranks(string device) =>
+        device.IndexOf(" (", StringComparison.Ordinal) is var at and >= 0 ? device[at..] : " (1 rank)";
 
     private static string Short(string hash) => hash.Length > 12 ? hash[..12] : hash;
 

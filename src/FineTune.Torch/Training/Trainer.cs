@@ -6,6 +6,7 @@ using FineTune.Core.Diagnostics;
 using FineTune.Core.Pipeline;
 using FineTune.Core.Stages;
 using FineTune.Core.Tokenization;
+using FineTune.Torch.Distributed;
 using FineTune.Torch.Models;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -72,6 +73,13 @@ internal sealed class Trainer
     /// <summary>(optimizer step, validation loss) of every evaluation during training, in order.</summary>
     public List<(int Step, double Loss)> EvalLosses { get; } = [];
 
+    /// Data-parallel training over several processes (null: this process trains alone). Batches are then global,
+    /// of world size x batch_size rows, this rank training its share; only rank 0 writes checkpoints and metrics.
+    /// </summary>
+    public DataParallel? Parallel { get; init; }
+
+    private bool Writes => Parallel is null || Parallel.IsLeader;
+
     /// <summary>Loss of every optimizer step, in order (for tests and experiments).</summary>
     public List<double> Losses { get; } = [];
 
@@ -135,6 +143,9 @@ internal sealed class Trainer
         var peakFlops = FlopCounter.MeasureMatmulFlops(_device, ScalarTypeOf(_settings.Dtype, _device));
         Plan = TrainPlan.For(_model, _data, firstPlan, _settings, _device, peakFlops);
         foreach (var line in Plan.Lines()) _log.Info(line);
+        if (Parallel is not null)
+            _log.Info($"data-parallel over {Parallel.WorldSize} ranks ({Parallel.Backend}): each optimizer step's " +
+                $"batches are global ones of {Parallel.WorldSize} x {_settings.BatchSize} rows, one share per rank");
         var batchesPerEpoch = Plan.BatchesPerEpoch;
         if (batchesPerEpoch == 0)
             throw new InvalidOperationException("the training set has no example of two tokens or more");
@@ -147,10 +158,11 @@ internal sealed class Trainer
         var parameters = _trained.Values.ToList();
         var state = new Position(0, 0, 0, 0, 0, 0);
         var resumed = TryResume(optimizer, ref state);
+        Parallel?.VerifySameStart(_trained.Select(kv => (kv.Key, (Tensor)kv.Value)), $"step {state.Step}");
         var flopsPerToken = new FlopCounter(_model.Config, _model.NonEmbeddingParameterCount());
 
-        using var metrics = MetricsPath is null ? null : new StreamWriter(MetricsPath, append: resumed);
-        using var timings = TimingsPath is null ? null : new StreamWriter(TimingsPath, append: true);
+        using var metrics = MetricsPath is null || !Writes ? null : new StreamWriter(MetricsPath, append: resumed);
+        using var timings = TimingsPath is null || !Writes ? null : new StreamWriter(TimingsPath, append: true);
         var clock = Stopwatch.StartNew();
         var elapsedBefore = state.ElapsedSeconds;
         long tokens = state.Tokens, trainedTokens = state.TrainedTokens, microBatch = state.MicroBatch;
@@ -193,8 +205,12 @@ internal sealed class Trainer
                 var stepLabelTokens = microBatches.Sum(b => b.Sum(r => r.Sum(CountLabels)));
                 var lossSum = 0.0;
                 var microBatchIndex = microBatch - microBatches.Count;
-                foreach (var rows in microBatches)
+                long stepTokens = 0, stepLabels = 0;
+                double stepFlops = 0;
+                foreach (var globalRows in microBatches)
                 {
+                    var rows = Parallel?.ShareOf(globalRows, _settings.BatchSize) ?? globalRows;
+                    if (rows.Length == 0) { microBatchIndex++; continue; }
                     // Dropout masks are a function of the run's seed and the micro-batch, so a resumed run draws them
                     // again.
                     SeededDropout.StartStream(_settings.Seed, microBatchIndex++);
@@ -209,14 +225,23 @@ internal sealed class Trainer
                         reduction: nn.Reduction.Sum) / stepLabelTokens;
                     batchLoss.backward();
                     lossSum += batchLoss.item<float>();
-                    tokens += batch.TokenCount;
-                    windowTokens += batch.TokenCount;
-                    trainedTokens += batch.LabelCount;
-                    var flops = flopsPerToken.TrainingFlops(batch.TokenCount, batch.PaddedLength, batch.LabelCount);
-                    windowFlops += flops;
-                    totalFlops += flops;
+                    stepTokens += batch.TokenCount;
+                    stepLabels += batch.LabelCount;
+                    stepFlops += flopsPerToken.TrainingFlops(batch.TokenCount, batch.PaddedLength, batch.LabelCount);
                 }
                 CopyGradientsToMasters();
+                if (Parallel is not null)
+                {
+                    double[] figures = [lossSum, stepTokens, stepLabels, stepFlops / Parallel.WorldSize];
+                    Parallel.SumGradients(parameters, figures);
+                    (lossSum, stepTokens, stepLabels, stepFlops) = (figures[0], (long)Math.Round(figures[1]),
+                        (long)Math.Round(figures[2]), figures[3]);
+                }
+                tokens += stepTokens;
+                windowTokens += stepTokens;
+                trainedTokens += stepLabels;
+                windowFlops += stepFlops;
+                totalFlops += stepFlops;
                 var gradNorm = _settings.MaxGradNorm > 0
                     ? nn.utils.clip_grad_norm_(parameters, _settings.MaxGradNorm)
                     : GradNorm(parameters);
@@ -368,9 +393,11 @@ internal sealed class Trainer
     /// An epoch's micro-batches, each a list of rows, each row the examples it holds (one unless packing).
     /// </summary>
     private IReadOnlyList<int[][]> EpochPlan(int epoch) => _settings.Packing
-        ? Batching.PackedEpochBatches(_data, RowLength, _settings.BatchSize, _settings.Seed, epoch)
-        : Batching.EpochBatches(_data, _settings.BatchSize, _settings.Seed, epoch).Select(b
+        ? Batching.PackedEpochBatches(_data, RowLength, GlobalBatchSize, _settings.Seed, epoch)
+        : Batching.EpochBatches(_data, GlobalBatchSize, _settings.Seed, epoch).Select(b
             => b.Select(e => new[] { e }).ToArray()).ToList();
+
+    private int GlobalBatchSize => _settings.BatchSize * (Parallel?.WorldSize ?? 1);
 
     private int? _rowLength;
     private int RowLength => _rowLength ??= PackLength
@@ -477,7 +504,7 @@ internal sealed class Trainer
 
     private void SaveCheckpoint(AdamW optimizer, Position position)
     {
-        if (CheckpointDirectory is null) return;
+        if (CheckpointDirectory is null || !Writes) return;
         TrainingCheckpoint.Save(CheckpointDirectory, Weights(), optimizer,
             new TrainingCheckpoint.State(CheckpointKey, _settings.Seed,
             position.Step, position.MicroBatch, position.Tokens, position.TrainedTokens, position.FirstLoss,
