@@ -293,6 +293,12 @@ internal static class DiagnosticCodes
     [Meaning("a store entry whose files no longer match what was committed (cache verify); it is moved aside")]
     public const string DamagedStoreEntry = "FT0912";
 
+    [Meaning("training produced a loss or gradient norm that is NaN or infinite; nothing was committed")]
+    public const string TrainingDiverged = "FT0913";
+
+    [Meaning("the checkpoint of an interrupted training cannot be read; --restart discards it")]
+    public const string CorruptCheckpoint = "FT0914";
+
     /// <summary>Every code, sorted by code.</summary>
     public static IReadOnlyList<DiagnosticCode> All { get; } =
         typeof(DiagnosticCodes).GetFields(BindingFlags.Public | BindingFlags.Static)

@@ -70,7 +70,13 @@ internal sealed class TrainStage : Stage<TrainSettings>
             TimingsPath = context.TimingsLogPath,
             PackLength = settings.Packing ? TokenizeStage.MaxLengthOf(tokenizeDirectory) : null,
         };
-        var result = trainer.Train(cancellationToken);
+        TrainResult result;
+        try { result = trainer.Train(cancellationToken); }
+        catch (TrainingDivergedException diverged)
+        {
+            throw new FineTuneException(context.Pipeline.Locate("stages.train.learning_rate").Error(
+                DiagnosticCodes.TrainingDiverged, diverged.Advice(settings.Dtype)), ExitCodes.StageFailed);
+        }
 
         if (lora is not null)
         {
