@@ -299,6 +299,9 @@ internal static class DiagnosticCodes
     [Meaning("the checkpoint of an interrupted training cannot be read; --restart discards it")]
     public const string CorruptCheckpoint = "FT0914";
 
+    [Meaning("a lock file with YAML anchors or aliases, or nested deeper than the tool ever writes")]
+    public const string LockFileStructureRefused = "FT0915";
+
     /// <summary>Every code, sorted by code.</summary>
     public static IReadOnlyList<DiagnosticCode> All { get; } =
         typeof(DiagnosticCodes).GetFields(BindingFlags.Public | BindingFlags.Static)
