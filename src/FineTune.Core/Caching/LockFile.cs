@@ -51,7 +51,12 @@ internal sealed class LockFile
         var lockFile = new LockFile(path);
         if (!File.Exists(path)) return lockFile;
         object? root;
-        try { root = new DeserializerBuilder().Build().Deserialize<object>(File.ReadAllText(path)); }
+        var text = File.ReadAllText(path);
+        try
+        {
+            RefuseAliasesAndDepth(path, text);
+            root = new DeserializerBuilder().Build().Deserialize<object>(text);
+        }
         catch (YamlDotNet.Core.YamlException e)
         {
             // For a run a damaged lock file only means "no history"; for gc it would mean "delete everything".
@@ -84,6 +89,37 @@ internal sealed class LockFile
                 settings, inputs, environment, implementation, null);
         }
         return lockFile;
+    }
+
+    /// <summary>The deepest nesting the tool writes (stages, stage, settings, nested settings) with room to spare.</summary>
+    public const int MaxDepth = 16;
+
+    /// <summary>
+    /// The tool never writes anchors, aliases or deep nesting, and resolving them unchecked lets a few lines expand
+    /// without limit ("billion laughs"), so they are refused at their place before anything is built.
+    /// </summary>
+    private static void RefuseAliasesAndDepth(string path, string text)
+    {
+        var parser = new YamlDotNet.Core.Parser(new StringReader(text));
+        var depth = 0;
+        while (parser.MoveNext())
+        {
+            var current = parser.Current!;
+            string? problem = current switch
+            {
+                YamlDotNet.Core.Events.AnchorAlias => "a YAML alias",
+                YamlDotNet.Core.Events.NodeEvent { Anchor.IsEmpty: false } => "a YAML anchor",
+                _ => null,
+            };
+            if (current is YamlDotNet.Core.Events.MappingStart or YamlDotNet.Core.Events.SequenceStart
+                && ++depth > MaxDepth) problem = $"nesting deeper than {MaxDepth} levels";
+            if (current is YamlDotNet.Core.Events.MappingEnd or YamlDotNet.Core.Events.SequenceEnd) depth--;
+            if (problem is not null)
+                throw new Diagnostics.FineTuneException(Diagnostics.Diagnostic.Error(
+                    Diagnostics.DiagnosticCodes.LockFileStructureRefused,
+                    $"the lock file holds {problem}, which the tool never writes; check it out again or delete it " +
+                    $"(the next run writes it anew)", path, (int)current.Start.Line, (int)current.Start.Column));
+        }
     }
 
     private static Diagnostics.FineTuneException Unreadable(string path, string why) =>

@@ -164,9 +164,11 @@ internal sealed class StageStore
         return records;
     }
 
-    /// <summary>The identity of a stage's output: a hash over its files' names, hashes and sizes.</summary>
+    /// <summary>The identity of a stage's output: a hash over its files' names, hashes and sizes (in ordinal order
+    /// whatever comparer the map was read back with, so a re-read entry gives the same hash).</summary>
     public static string OutputHashOf(SortedDictionary<string, FileRecord> outputs) =>
-        ContentHash.OfText(string.Join("\n", outputs.Select(kv => $"{kv.Value.Sha256} {kv.Value.Size} {kv.Key}")));
+        ContentHash.OfText(string.Join("\n", outputs.OrderBy(kv => kv.Key, StringComparer.Ordinal)
+            .Select(kv => $"{kv.Value.Sha256} {kv.Value.Size} {kv.Key}")));
 
     /// <summary>Removes temporary entries left by runs that crashed (only call while holding the run lock).</summary>
     public void RemoveTemporaryLeftovers()

@@ -349,6 +349,15 @@ internal static class DiagnosticCodes
     [Meaning("the ranks of a data-parallel run do not start from identical weights and position")]
     public const string RanksDiverged = "FT1104";
 
+    [Meaning("training produced a loss or gradient norm that is NaN or infinite; nothing was committed")]
+    public const string TrainingDiverged = "FT0913";
+
+    [Meaning("the checkpoint of an interrupted training cannot be read; --restart discards it")]
+    public const string CorruptCheckpoint = "FT0914";
+
+    [Meaning("a lock file with YAML anchors or aliases, or nested deeper than the tool ever writes")]
+    public const string LockFileStructureRefused = "FT0915";
+
     /// <summary>Every code, sorted by code.</summary>
     public static IReadOnlyList<DiagnosticCode> All { get; } =
         typeof(DiagnosticCodes).GetFields(BindingFlags.Public | BindingFlags.Static)

@@ -290,10 +290,11 @@ internal sealed class HubClient
                     var location = response.Headers.Location;
                     var status = (int)response.StatusCode;
                     var isRedirect = status is >= 300 and < 400 && location is not null;
-                    // A renamed repository redirects within the Hub (relative Location): follow it, keeping the token.
-                    if (isRedirect && (!location!.IsAbsoluteUri || location.Host == current.Host)
+                    // A renamed repository redirects within the Hub: follow it (the token goes along only to the
+                    // same scheme, host and port).
+                    if (isRedirect && SameServer(current, new Uri(current, location!))
                         && Header(response, "X-Linked-Etag") is null)
-                        return Task.FromResult<(RemoteFile?, Uri?)>((null, new Uri(current, location)));
+                        return Task.FromResult<(RemoteFile?, Uri?)>((null, new Uri(current, location!)));
                     if (!response.IsSuccessStatusCode && !isRedirect) throw Refused(response, id, commit, file);
 
                     var etag = NormalizeEtag(Header(response, "X-Linked-Etag") ?? Header(response, "ETag"));
@@ -319,7 +320,7 @@ internal sealed class HubClient
 
     private HttpDownloadOptions DownloadOptions(HubRepoId id, string commit, string file) => new()
     {
-        Authorization = Authorization(),
+        Authorization = Authorization(ResolveUrl(id, commit, file)),
         RefusedError = response => Refused(response, id, commit, file),
         UnreachableAdvice = UnreachableAdvice,
         MismatchError = (actual, expected) => new FineTuneException(Diagnostic.Error(
@@ -334,12 +335,24 @@ internal sealed class HubClient
     private HttpRequestMessage Request(HttpMethod method, Uri url)
     {
         var request = new HttpRequestMessage(method, url);
-        request.Headers.Authorization = Authorization();
+        request.Headers.Authorization = Authorization(url);
         return request;
     }
 
-    private AuthenticationHeaderValue? Authorization() =>
-        Options.Token is { } token ? new AuthenticationHeaderValue("Bearer", token) : null;
+    private AuthenticationHeaderValue? Authorization(Uri url) =>
+        Options.Token is { } token && MaySendToken(Options.Endpoint, url, Options.AllowTokenOverHttp)
+            ? new AuthenticationHeaderValue("Bearer", token) : null;
+
+    /// <summary>
+    /// The token goes only to the endpoint's own scheme, host and port, and only over https unless the user opted in
+    /// for an http mirror: anything else would hand it to whoever listens on the way or answers a redirect.
+    /// </summary>
+    internal static bool MaySendToken(Uri endpoint, Uri url, bool allowHttp) => SameServer(endpoint, url)
+        && (url.Scheme == Uri.UriSchemeHttps || (allowHttp && url.Scheme == Uri.UriSchemeHttp));
+
+    private static bool SameServer(Uri a, Uri b) => Uri.Compare(a, b,
+        UriComponents.SchemeAndServer | UriComponents.Port, UriFormat.Unescaped,
+        StringComparison.OrdinalIgnoreCase) == 0;
 
     private Uri ResolveUrl(HubRepoId id, string commit, string file) =>
         EndpointUrl($"{id.Id}/resolve/{commit}/{string.Join('/', file.Split('/').Select(Uri.EscapeDataString))}");

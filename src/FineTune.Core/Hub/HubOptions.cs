@@ -23,6 +23,12 @@ internal sealed class HubOptions
     /// error.</summary>
     public string? Token { get; init; }
 
+    /// <summary>Send <see cref="Token"/> to an http:// endpoint too (FINETUNE_HF_TOKEN_OVER_HTTP=1, for a mirror on a
+    /// trusted network); otherwise it goes over https only.</summary>
+    public bool AllowTokenOverHttp { get; init; }
+
+    public const string TokenOverHttpVariable = "FINETUNE_HF_TOKEN_OVER_HTTP";
+
     /// <summary>The hub cache folder holding <c>models--org--name</c> folders.</summary>
     public required string CacheDirectory { get; init; }
 
@@ -53,6 +59,7 @@ internal sealed class HubOptions
             Token = string.IsNullOrWhiteSpace(token) ? null : token.Trim(),
             CacheDirectory = DefaultCacheDirectory(getVariable),
             Offline = offline || IsTrue(getVariable(OfflineVariable)),
+            AllowTokenOverHttp = getVariable(TokenOverHttpVariable) == "1",
         };
     }
 

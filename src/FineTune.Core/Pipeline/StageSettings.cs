@@ -361,8 +361,8 @@ internal sealed class TrainSettings : IValidatableSettings
         "counts rows.")]
     public bool Packing { get; set; } = false;
 
-    [Doc("Write a checkpoint every N optimizer steps (0: only at the end and on Ctrl+C)."), Range(Minimum = 0),
-        SurvivesResume]
+    [Doc("Write a checkpoint every N optimizer steps (0: whenever 10 minutes have passed since the last one, so a " +
+        "crash loses at most about 10 minutes; also on Ctrl+C)."), Range(Minimum = 0), SurvivesResume]
     public int CheckpointEvery { get; set; } = 0;
 
     [Doc("Log a metrics line every N optimizer steps."), Range(Minimum = 1), SurvivesResume]

@@ -110,7 +110,13 @@ internal sealed class TrainStage : Stage<TrainSettings>
                 : () => EvaluateStage.ValidationLoss(model, validation, 0, tokenizer.PadTokenId).Loss,
             Parallel = parallel,
         };
-        var result = trainer.Train(cancellationToken);
+        TrainResult result;
+        try { result = trainer.Train(cancellationToken); }
+        catch (TrainingDivergedException diverged)
+        {
+            throw new FineTuneException(context.Pipeline.Locate("stages.train.learning_rate").Error(
+                DiagnosticCodes.TrainingDiverged, diverged.Advice(settings.Dtype)), ExitCodes.StageFailed);
+        }
         if (parallel is not null)
         {
             parallel.Finish();

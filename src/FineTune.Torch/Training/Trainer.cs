@@ -156,7 +156,7 @@ internal sealed class Trainer
 
         var optimizer = NewOptimizer();
         var parameters = _trained.Values.ToList();
-        var state = new Position(0, 0, 0, 0, 0, 0);
+        var state = new Position(0, 0, 0, 0, 0, 0, 0, 0);
         var resumed = TryResume(optimizer, ref state);
         Parallel?.VerifySameStart(_trained.Select(kv => (kv.Key, (Tensor)kv.Value)), $"step {state.Step}");
         var flopsPerToken = new FlopCounter(_model.Config, _model.NonEmbeddingParameterCount());
@@ -167,10 +167,11 @@ internal sealed class Trainer
         var elapsedBefore = state.ElapsedSeconds;
         long tokens = state.Tokens, trainedTokens = state.TrainedTokens, microBatch = state.MicroBatch;
         long windowTokens = 0;
-        double windowFlops = 0, totalFlops = 0, windowLoss = 0;
-        var windowSteps = 0;
+        double windowFlops = 0, totalFlops = 0, windowLoss = state.WindowLoss;
+        var windowSteps = state.WindowSteps;
         var windowEvalSeconds = 0.0;
         var windowClock = Stopwatch.StartNew();
+        var sinceCheckpoint = Stopwatch.StartNew();
         double firstLoss = state.FirstLoss, loss = double.NaN;
         var plan = firstPlan;
         var packingEfficiency = _settings.Packing ? PackingEfficiency(firstPlan) : (double?)null;
@@ -245,6 +246,10 @@ internal sealed class Trainer
                 var gradNorm = _settings.MaxGradNorm > 0
                     ? nn.utils.clip_grad_norm_(parameters, _settings.MaxGradNorm)
                     : GradNorm(parameters);
+                // Before the step: a NaN would otherwise reach the weights, and every later step with them.
+                if (!double.IsFinite(lossSum) || !double.IsFinite(gradNorm))
+                    throw new TrainingDivergedException(step + 1, totalSteps, learningRate,
+                        !double.IsFinite(lossSum) ? $"the loss is {lossSum}" : $"the gradient norm is {gradNorm}");
                 optimizer.step();
                 CopyMastersToModel();
 
@@ -302,9 +307,14 @@ internal sealed class Trainer
                     }
                 }
                 state = new Position(done, microBatch, tokens, trainedTokens, firstLoss, elapsedBefore
-                    + clock.Elapsed.TotalSeconds);
-                if (_settings.CheckpointEvery > 0 && done % _settings.CheckpointEvery == 0 && done < totalSteps)
+                    + clock.Elapsed.TotalSeconds, windowLoss, windowSteps);
+                var due = _settings.CheckpointEvery > 0 ? done % _settings.CheckpointEvery == 0
+                    : sinceCheckpoint.Elapsed >= AutomaticCheckpointInterval;
+                if (due && done < totalSteps)
+                {
                     SaveCheckpoint(optimizer, state);
+                    sinceCheckpoint.Restart();
+                }
             }
         }
         catch (OperationCanceledException)
@@ -500,7 +510,13 @@ internal sealed class Trainer
     // ---- checkpoints: see TrainingCheckpoint ----
 
     private sealed record Position(int Step, long MicroBatch, long Tokens, long TrainedTokens, double FirstLoss,
-        double ElapsedSeconds);
+        double ElapsedSeconds, double WindowLoss, int WindowSteps);
+
+    /// <summary>
+    /// With checkpoint_every 0, a checkpoint is written once this much time has passed since the last one, so a crash
+    /// loses at most about this much training (plus one step).
+    /// </summary>
+    public static readonly TimeSpan AutomaticCheckpointInterval = TimeSpan.FromMinutes(10);
 
     private void SaveCheckpoint(AdamW optimizer, Position position)
     {
@@ -508,23 +524,33 @@ internal sealed class Trainer
         TrainingCheckpoint.Save(CheckpointDirectory, Weights(), optimizer,
             new TrainingCheckpoint.State(CheckpointKey, _settings.Seed,
             position.Step, position.MicroBatch, position.Tokens, position.TrainedTokens, position.FirstLoss,
-                position.ElapsedSeconds));
+                position.ElapsedSeconds, position.WindowLoss, position.WindowSteps), MetricsPath);
     }
+
+    private static FineTuneException CorruptCheckpoint(string folder, string why) =>
+        new(DiagnosticCodes.CorruptCheckpoint, $"the checkpoint of the interrupted training in {folder} cannot be " +
+            $"read ({why}); run again with --restart to discard it and train from the start", ExitCodes.StageFailed);
 
     private bool TryResume(AdamW optimizer, ref Position position)
     {
-        if (CheckpointDirectory is null || TrainingCheckpoint.TryReadState(CheckpointDirectory) is not { } saved)
-            return false;
+        if (CheckpointDirectory is null || !TrainingCheckpoint.Exists(CheckpointDirectory)) return false;
         var folder = TrainingCheckpoint.FolderIn(CheckpointDirectory);
+        var saved = TrainingCheckpoint.TryReadState(CheckpointDirectory)
+            ?? throw CorruptCheckpoint(folder, "its state.json cannot be read");
         if (saved.Key != CheckpointKey || saved.Seed != _settings.Seed)
         {
             _log.Warning($"ignoring the checkpoint in {folder}: it belongs to another run");
             return false;
         }
-        TrainingCheckpoint.LoadInto(CheckpointDirectory, Weights(), optimizer);
+        try { TrainingCheckpoint.LoadInto(CheckpointDirectory, Weights(), optimizer); }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            throw CorruptCheckpoint(folder, e.Message);
+        }
         CopyMastersToModel();
+        if (MetricsPath is not null) TrainingCheckpoint.RestoreMetrics(CheckpointDirectory, MetricsPath);
         position = new Position(saved.Step, saved.MicroBatch, saved.Tokens, saved.TrainedTokens, saved.FirstLoss,
-            saved.ElapsedSeconds);
+            saved.ElapsedSeconds, saved.WindowLoss, saved.WindowSteps);
         _log.Info($"resuming from the checkpoint at step {saved.Step} ({folder})");
         return true;
     }

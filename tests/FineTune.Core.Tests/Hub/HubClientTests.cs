@@ -23,7 +23,8 @@ public sealed class HubClientTests : IDisposable
 
     private string RepoFolder => Path.Combine(HubCache, "models--acme--tiny-llama");
 
-    private HubClient Client(bool offline = false, string? token = null, Uri? endpoint = null) => new(
+    // The fake Hub listens on http://localhost, so the tests opt in to the token over http unless they test that.
+    private HubClient Client(bool offline = false, string? token = null, Uri? endpoint = null, bool tokenOverHttp = true) => new(
         HubOptions.FromEnvironment(offline, name => name switch
         {
             "HF_HOME" => _home.Path,
@@ -34,7 +35,7 @@ public sealed class HubClientTests : IDisposable
             ? new HubOptions
             {
                 Endpoint = options.Endpoint, Token = options.Token, CacheDirectory = options.CacheDirectory,
-                Offline = options.Offline, Downloader = FastDownloader,
+                Offline = options.Offline, Downloader = FastDownloader, AllowTokenOverHttp = tokenOverHttp,
             }
             : throw new InvalidOperationException());
 
@@ -166,6 +167,31 @@ public sealed class HubClientTests : IDisposable
         Assert.Contains("HF_TOKEN", error.Message);
         Assert.Contains(FakeHub.Repo, error.Message);
         Assert.False(Directory.Exists(Path.Combine(RepoFolder, "snapshots")));
+    }
+
+    [Theory]
+    [InlineData("https://huggingface.co", "https://huggingface.co/a/resolve/main/x", false, true)]
+    [InlineData("https://huggingface.co", "http://huggingface.co/a/resolve/main/x", true, false)] // scheme
+    [InlineData("https://huggingface.co", "https://huggingface.co:8443/a", false, false)]        // port
+    [InlineData("https://huggingface.co", "https://cdn.example/a", false, false)]                // host
+    [InlineData("http://mirror.local:8080", "http://mirror.local:8080/a", false, false)]       // http, no opt-in
+    [InlineData("http://mirror.local:8080", "http://mirror.local:8080/a", true, true)]         // http, opted in
+    [InlineData("http://mirror.local:8080", "http://mirror.local:8081/a", true, false)]
+    public void The_token_goes_only_to_the_endpoints_own_scheme_host_and_port_and_over_http_only_when_asked(
+        string endpoint, string url, bool allowHttp, bool sent) =>
+        Assert.Equal(sent, HubClient.MaySendToken(new Uri(endpoint), new Uri(url), allowHttp));
+
+    [Fact]
+    public async Task Over_http_without_the_opt_in_no_token_is_sent()
+    {
+        await Assert.ThrowsAnyAsync<Exception>(() =>
+        {
+            _hub.RequiredToken = Token;
+            return Client(token: Token, tokenOverHttp: false).DownloadSnapshotAsync(FakeHub.Repo, null, ModelFiles, null,
+                CancellationToken.None);
+        });
+        Assert.NotEmpty(_hub.Requests);
+        Assert.All(_hub.Requests, r => Assert.False(r.Headers.ContainsKey("authorization")));
     }
 
     [Fact]

@@ -318,6 +318,33 @@ public class PipelineRunnerTests
         Assert.All(after, o => Assert.Equal(StageStatus.UpToDate, o.Status));
     }
 
+    public static TheoryData<string, int, string> HostileLockFiles()
+    {
+        var laughs = "schema: 1\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + string.Concat(Enumerable.Range(1, 9)
+            .Select(i => $"a{i}: &a{i} [{string.Join(", ", Enumerable.Repeat($"*a{i - 1}", 10))}]\n"));
+        var deep = "schema: 1\nstages:\n" + string.Concat(Enumerable.Range(1, 40).Select(i => new string(' ', 2 * i) + $"k{i}:\n"));
+        return new()
+        {
+            { laughs, 2, "a YAML anchor" },
+            { "schema: 1\nstages: *nowhere\n", 2, "a YAML alias" },
+            { deep, 18, "nesting deeper than 16 levels" },
+        };
+    }
+
+    [Theory]
+    [MemberData(nameof(HostileLockFiles))]
+    public async Task A_lock_file_with_aliases_or_deep_nesting_is_refused_at_its_place(string text, int line, string what)
+    {
+        using var f = new Fixture();
+        var lockPath = f.Folder.Write("p.lock.yaml", text);
+        var error = await Assert.ThrowsAsync<FineTuneException>(() => f.Run());
+        Assert.Equal(DiagnosticCodes.LockFileStructureRefused, error.Diagnostics[0].Code);
+        Assert.Equal((lockPath, line), (error.Diagnostics[0].File, error.Diagnostics[0].Line));
+        Assert.Contains(what, error.Message);
+        Assert.Equal(0, f.A.Runs);
+        Assert.Equal(text, File.ReadAllText(lockPath));
+    }
+
     [Fact]
     public async Task Garbage_collection_keeps_what_lock_files_refer_to()
     {

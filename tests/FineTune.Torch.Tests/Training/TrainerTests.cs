@@ -134,6 +134,108 @@ public sealed class TrainerTests : IDisposable
     }
 
     [Fact]
+    public void Metrics_survive_a_resume_whole_and_equal_to_an_uninterrupted_run()
+    {
+        var data = Dataset();
+        var settings = Settings(checkpointEvery: 2);
+        settings.LogEvery = 3; // checkpoints inside a log window: the window's mean must come out the same
+        string Train(string name, Func<StageProgress, bool>? cancelWhen = null)
+        {
+            var work = Directory.CreateDirectory(Path.Combine(_root, name)).FullName;
+            var metrics = Path.Combine(work, "metrics.jsonl");
+            using var model = NewModel(settings);
+            using var cancellation = new CancellationTokenSource();
+            var log = new RecordingLog { OnProgress = p => { if (cancelWhen?.Invoke(p) == true) cancellation.Cancel(); } };
+            new Trainer(model, data, settings, CPU, log) { CheckpointDirectory = work, CheckpointKey = "k", MetricsPath = metrics }
+                .Train(cancellation.Token);
+            return File.ReadAllText(metrics);
+        }
+        var uninterrupted = Train("a");
+        Assert.ThrowsAny<OperationCanceledException>(() => Train("b", p => p.Done == 3));
+        File.Delete(Path.Combine(_root, "b", "metrics.jsonl")); // a new run writes into a new output folder
+        Assert.Equal(uninterrupted, Train("b"));
+    }
+
+    [Theory]
+    [InlineData("old-only")]   // crashed after moving the old one aside, before moving the new one in
+    [InlineData("both")]       // crashed after moving the new one in, before removing the old one
+    public void A_checkpoint_swap_interrupted_by_a_crash_resumes_from_a_complete_checkpoint(string left)
+    {
+        var data = Dataset();
+        var uninterrupted = Run(Settings(), data);
+        var work = Directory.CreateDirectory(Path.Combine(_root, "work")).FullName;
+        Assert.ThrowsAny<OperationCanceledException>(() => Run(Settings(checkpointEvery: 2), data, work, p => p.Done == 4));
+        var checkpoint = Path.Combine(work, "checkpoint");
+        if (left == "old-only")
+        {
+            Directory.Move(checkpoint, checkpoint + ".old");
+            Directory.CreateDirectory(Path.Combine(checkpoint + ".tmp"));
+        }
+        else CopyDirectory(checkpoint, checkpoint + ".old");
+
+        var log = new RecordingLog();
+        var resumed = Run(Settings(), data, work, log: log);
+        Assert.Contains(log.Lines, m => m.Contains("resuming from the checkpoint at step 4"));
+        Assert.Equal(uninterrupted.Skip(4), resumed);
+        Assert.False(Directory.Exists(checkpoint + ".old"));
+    }
+
+    private static void CopyDirectory(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var file in Directory.GetFiles(from)) File.Copy(file, Path.Combine(to, Path.GetFileName(file)));
+    }
+
+    [Theory]
+    [InlineData("state.json")]
+    [InlineData("model.safetensors")]
+    [InlineData("optimizer.bin")]
+    public void A_corrupt_checkpoint_is_a_clear_error_that_suggests_restart(string file)
+    {
+        var data = Dataset();
+        var work = Directory.CreateDirectory(Path.Combine(_root, "work")).FullName;
+        Assert.ThrowsAny<OperationCanceledException>(() => Run(Settings(), data, work, p => p.Done == 4));
+        var path = Path.Combine(work, "checkpoint", file);
+        File.WriteAllBytes(path, File.ReadAllBytes(path)[..(int)(new FileInfo(path).Length / 2)]);
+
+        var error = Assert.Throws<FineTuneException>(() => Run(Settings(), data, work));
+        Assert.Equal(DiagnosticCodes.CorruptCheckpoint, error.Diagnostics[0].Code);
+        Assert.Equal(ExitCodes.StageFailed, error.ExitCode);
+        Assert.Contains("--restart", error.Message);
+    }
+
+    [Fact]
+    public async Task A_non_finite_loss_stops_the_stage_with_a_located_error_naming_step_and_learning_rate()
+    {
+        var tokenize = WriteTokenizeOutput();
+        var yaml = Path.Combine(_root, "p.yaml");
+        File.WriteAllText(yaml, "name: p\nstages:\n  fetch: { path: d.json }\n  train:\n    learning_rate: 1\n    max_grad_norm: 0\n");
+        var pipeline = PipelineLoader.LoadOrThrow(yaml);
+        var settings = pipeline.Stages.Train;
+        settings.Builtin = Settings().Builtin;
+        settings.BatchSize = 4;
+        settings.WarmupRatio = 0;
+        settings.LearningRate = 1e30; // past what validation allows: a sure way to overflow the weights
+        var output = Directory.CreateDirectory(Path.Combine(_root, "out")).FullName;
+        var context = new StageContext
+        {
+            Pipeline = pipeline, Settings = settings, PipelineDirectory = _root, OutputDirectory = output, Name = "train",
+            InputDirectories = new Dictionary<string, string> { ["tokenize"] = tokenize },
+            WorkDirectory = Directory.CreateDirectory(Path.Combine(_root, "work")).FullName,
+            Log = new RecordingLog(), Environment = ComputeEnvironmentProvider.Resolve("cpu"),
+        };
+        var error = await Assert.ThrowsAsync<FineTuneException>(() => new TrainStage().RunAsync(context, CancellationToken.None));
+        var diagnostic = error.Diagnostics[0];
+        Assert.Equal(DiagnosticCodes.TrainingDiverged, diagnostic.Code);
+        Assert.Equal(ExitCodes.StageFailed, error.ExitCode);
+        Assert.Equal((5, 20), (diagnostic.Line, diagnostic.Column)); // at the learning_rate value
+        Assert.Matches(@"training diverged at step \d+ of \d+: the (loss|gradient norm) is (NaN|∞|-∞|Infinity)", diagnostic.Message);
+        Assert.Matches(@"\(learning rate \d\.\d+e\+\d\d\); nothing was committed", diagnostic.Message); // scheduled, not peak
+        Assert.Contains("Try a lower learning_rate", diagnostic.Message);
+        Assert.False(File.Exists(Path.Combine(output, "model", "model.safetensors")));
+    }
+
+    [Fact]
     public void The_original_schedule_warms_up_linearly_then_decays_to_the_floor_on_the_last_step()
     {
         var settings = new TrainSettings { LearningRate = 1e-3, LrSchedulerType = "cosine_to_min_lr", WarmupRatio = 0.1, MinLrRatio = 0.1 };
