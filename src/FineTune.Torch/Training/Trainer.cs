@@ -197,9 +197,7 @@ internal sealed class Trainer
                         documentIds: batch.DocumentIds);
                     // The head runs only where a label is: over a 50k vocabulary it would otherwise dominate the step.
                     var trained = hidden.reshape(-1, hidden.shape[^1]).index_select(0, batch.Positions);
-                    var logits = _model.Logits(trained).to(ScalarType.Float32);
-                    var batchLoss = F.cross_entropy(logits, batch.Targets,
-                        reduction: nn.Reduction.Sum) / stepLabelTokens;
+                    var batchLoss = ChunkedCrossEntropy.Sum(_model, trained, batch.Targets) / stepLabelTokens;
                     batchLoss.backward();
                     lossSum += batchLoss.item<float>();
                     tokens += batch.TokenCount;
