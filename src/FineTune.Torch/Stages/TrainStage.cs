@@ -170,7 +170,15 @@ internal sealed class TrainStage : Stage<TrainSettings>
         var peak = FlopCounter.MeasureMatmulFlops(device, Trainer.ScalarTypeOf(settings.Dtype, device));
         var tokens = train["tokens"]!.GetValue<long>();
         var trained = train["trained_tokens"]!.GetValue<long>();
-        var flops = new FlopCounter(config, all - embeddings).TrainingFlops((long)(tokens * settings.Epochs),
+        // Before LoRA is applied its adapters are not counted: a fraction of a percent of the base.
+        var lora = settings.Method == "lora";
+        var counter = new FlopCounter(config, all - embeddings)
+        {
+            TrainedParameters = lora ? 0 : all - embeddings,
+            HeadTrained = !lora || settings.Lora.ModulesToSave.Contains("lm_head"),
+            Recomputed = settings.GradientCheckpointing,
+        };
+        var flops = counter.TrainingFlops((long)(tokens * settings.Epochs),
             train["length_p90"]!.GetValue<int>(), (int)Math.Min(int.MaxValue, trained * settings.Epochs));
         yield return $"time: about {TrainTimeEstimate.Describe(flops, peak)} on this " +
             $"{device.type.ToString().ToLowerInvariant()}";

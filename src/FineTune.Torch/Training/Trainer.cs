@@ -141,7 +141,7 @@ internal sealed class Trainer
         var parameters = _trained.Values.ToList();
         var state = new Position(0, 0, 0, 0, 0, 0);
         var resumed = TryResume(optimizer, ref state);
-        var flopsPerToken = new FlopCounter(_model.Config, _model.NonEmbeddingParameterCount());
+        var flopsPerToken = FlopCounter.Of(_model);
 
         using var metrics = MetricsPath is null ? null : new StreamWriter(MetricsPath, append: resumed);
         var clock = Stopwatch.StartNew();
