@@ -43,6 +43,10 @@ internal sealed class TrainStage : Stage<TrainSettings>
         var environment = context.Environment;
         var device = ComputeEnvironmentProvider.TorchDevice(environment);
         var dtype = Trainer.ScalarTypeOf(settings.Dtype, device);
+        if (dtype == ScalarType.BFloat16 && device.type == DeviceType.CPU
+            && CpuFeatures.ThisCpuHasBfloat16Compute() == false)
+            context.Log.Warning("dtype bfloat16 on a CPU without avx512_bf16 or AMX: every product is converted to " +
+                "float32, so training is slower than in float32; use dtype: float32 here");
         // Before loading the model: a refused resume should not cost minutes.
         var dataHash = ContentHash.OfFile(trainPath);
         var checkpointKey = TrainingCheckpoint.KeyFor(settings, dataHash, environment);
