@@ -58,7 +58,7 @@ internal sealed class TrainLoopBenchmark : IBenchmark
         Console.WriteLine($"model: {model.parameters().Sum(p => p.numel()):N0} parameters ({dtype}), LoRA trainable {lora.TrainableCount:N0}; torch threads {get_num_threads()}");
 
         var peak = FlopCounter.MeasureMatmulFlops(CPU, scalarType, seconds: 1.0);
-        var counter = new FlopCounter(config, model.NonEmbeddingParameterCount());
+        var counter = FlopCounter.Of(model);
         var batches = Batching.EpochBatches(data, Batch, settings.Seed, 0);
         var labels = batches.Select(b => b.Sum(e => data.Labels(e).ToArray().Skip(1).Count(l => l != TokenizedDataset.IgnoreLabel))).ToList();
         double StepFlops(int i) => counter.TrainingFlops(Batch * (long)Sequence, Sequence, labels[i]);
@@ -80,7 +80,7 @@ internal sealed class TrainLoopBenchmark : IBenchmark
         var tokensPerSecond = Batch * Sequence / trainerStep;
         var overhead = (trainerStep - bareStep) / bareStep;
         var peakRssMb = (long)BenchModels.StatusMegabytes("VmHWM");
-        Console.WriteLine($"matmul peak {peak / 1e9:N0} GFLOP/s ({dtype}); model FLOPs per step {flops / 1e12:N2} TFLOP (FlopCounter: 6N per token, counts frozen weights' gradients too)");
+        Console.WriteLine($"matmul peak {peak / 1e9:N0} GFLOP/s ({dtype}); model FLOPs per step {flops / 1e12:N2} TFLOP (FlopCounter: 4N + 6N_lora per token, frozen weights get no weight gradient)");
         Console.WriteLine($"bare loop : {bareStep:N2} s/step  (median of {bare.Count}: {string.Join(", ", bare.Select(s => s.ToString("N2", CultureInfo.InvariantCulture)))})");
         Console.WriteLine($"Trainer   : {trainerStep:N2} s/step  (median of {trained.Count}: {string.Join(", ", trained.Select(s => s.ToString("N2", CultureInfo.InvariantCulture)))})");
         Console.WriteLine($"Trainer   : {tokensPerSecond:N0} tokens/s, FLOP utilisation {flops / trainerStep / peak:P1}, overhead vs bare {overhead:P1} (goal <= 5 %)");

@@ -60,6 +60,10 @@ internal sealed class TrainStage : Stage<TrainSettings>
         var environment = context.Environment;
         var device = ComputeEnvironmentProvider.TorchDevice(environment);
         var dtype = Trainer.ScalarTypeOf(settings.Dtype, device);
+        if (dtype == ScalarType.BFloat16 && device.type == DeviceType.CPU
+            && CpuFeatures.ThisCpuHasBfloat16Compute() == false)
+            context.Log.Warning("dtype bfloat16 on a CPU without avx512_bf16 or AMX: every product is converted to " +
+                "float32, so training is slower than in float32; use dtype: float32 here");
         // Before loading the model: a refused resume should not cost minutes.
         var dataHash = ContentHash.OfFile(trainPath);
         var checkpointKey = TrainingCheckpoint.KeyFor(settings, dataHash, environment);
@@ -219,7 +223,15 @@ internal sealed class TrainStage : Stage<TrainSettings>
         var peak = FlopCounter.MeasureMatmulFlops(device, Trainer.ScalarTypeOf(settings.Dtype, device));
         var tokens = train["tokens"]!.GetValue<long>();
         var trained = train["trained_tokens"]!.GetValue<long>();
-        var flops = new FlopCounter(config, all - embeddings).TrainingFlops((long)(tokens * settings.Epochs),
+        // Before LoRA is applied its adapters are not counted: a fraction of a percent of the base.
+        var lora = settings.Method == "lora";
+        var counter = new FlopCounter(config, all - embeddings)
+        {
+            TrainedParameters = lora ? 0 : all - embeddings,
+            HeadTrained = !lora || settings.Lora.ModulesToSave.Contains("lm_head"),
+            Recomputed = settings.GradientCheckpointing,
+        };
+        var flops = counter.TrainingFlops((long)(tokens * settings.Epochs),
             train["length_p90"]!.GetValue<int>(), (int)Math.Min(int.MaxValue, trained * settings.Epochs));
         yield return $"time: about {TrainTimeEstimate.Describe(flops, peak)} on this " +
             $"{device.type.ToString().ToLowerInvariant()}";

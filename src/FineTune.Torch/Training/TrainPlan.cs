@@ -93,7 +93,7 @@ internal sealed record TrainPlan(
     {
         var schedule = StepSchedule.For(batches.Count, settings.GradientAccumulation, settings.Epochs,
             settings.MaxSteps);
-        var counter = new FlopCounter(model.Config, model.NonEmbeddingParameterCount());
+        var counter = FlopCounter.Of(model);
         double epochFlops = 0;
         long epochTokens = 0;
         var examples = 0;

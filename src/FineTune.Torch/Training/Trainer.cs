@@ -159,7 +159,7 @@ internal sealed class Trainer
         var state = new Position(0, 0, 0, 0, 0, 0, 0, 0);
         var resumed = TryResume(optimizer, ref state);
         Parallel?.VerifySameStart(_trained.Select(kv => (kv.Key, (Tensor)kv.Value)), $"step {state.Step}");
-        var flopsPerToken = new FlopCounter(_model.Config, _model.NonEmbeddingParameterCount());
+        var flopsPerToken = FlopCounter.Of(_model);
 
         using var metrics = MetricsPath is null || !Writes ? null : new StreamWriter(MetricsPath, append: resumed);
         using var timings = TimingsPath is null || !Writes ? null : new StreamWriter(TimingsPath, append: true);
@@ -221,9 +221,7 @@ internal sealed class Trainer
                         documentIds: batch.DocumentIds);
                     // The head runs only where a label is: over a 50k vocabulary it would otherwise dominate the step.
                     var trained = hidden.reshape(-1, hidden.shape[^1]).index_select(0, batch.Positions);
-                    var logits = _model.Logits(trained).to(ScalarType.Float32);
-                    var batchLoss = F.cross_entropy(logits, batch.Targets,
-                        reduction: nn.Reduction.Sum) / stepLabelTokens;
+                    var batchLoss = ChunkedCrossEntropy.Sum(_model, trained, batch.Targets) / stepLabelTokens;
                     batchLoss.backward();
                     lossSum += batchLoss.item<float>();
                     stepTokens += batch.TokenCount;
