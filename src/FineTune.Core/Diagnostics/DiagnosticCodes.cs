@@ -270,6 +270,9 @@ internal static class DiagnosticCodes
     [Meaning("the tokenizer cannot be written into a GGUF file (only byte-level BPE tokenizers are supported)")]
     public const string GgufUnsupportedTokenizer = "FT0725";
 
+    [Meaning("warning: the chat template has no Ollama equivalent; the Modelfile carries an editable ChatML fallback")]
+    public const string OllamaTemplateFallback = "FT0726";
+
     // ---- 08xx build integration ---------------------------------------------------------------------------------
     // FineTune.MSBuild reports these with its own literals: MSBuild loads the task without FineTune.Core.
 

@@ -8,6 +8,7 @@ using FineTune.Core.Tokenization;
 using FineTune.Torch.Chat;
 using FineTune.Torch.Formats;
 using FineTune.Torch.Formats.Gguf;
+using FineTune.Torch.Formats.Ollama;
 using FineTune.Torch.Models;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -83,6 +84,9 @@ internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = 
                     string.Join(", ", result.Fallbacks));
             context.Summary["gguf_type"] = settings.GgufType;
             context.Summary["gguf_tensors"] = result.TensorCount;
+            if (settings.Writes("ollama"))
+                WriteModelfile(context, tokenizerDirectory, Path.Combine(folder, OllamaModelfile.FileName),
+                    Path.GetFileName(result.Path));
         }
 
         var files = Directory.GetFiles(output, "*", SearchOption.AllDirectories);
@@ -113,6 +117,21 @@ internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = 
                 DiagnosticCodes.ExportAdapterMissing,
                 "export: the train output has no adapter folder; the adapter format needs train.method: lora"),
                 ExitCodes.InvalidInput);
+    }
+
+    private static void WriteModelfile(StageContext context, string tokenizerDirectory, string path, string ggufFile)
+    {
+        var chat = ChatTokenizer.LoadFolder(tokenizerDirectory);
+        var match = OllamaModelfile.Find(messages => chat.Render(messages, addGenerationPrompt: true), chat.BosToken);
+        if (match is null)
+            context.Log.Warning($"{DiagnosticCodes.OllamaTemplateFallback}: the chat template ({chat.Template.Origin}) " +
+                $"renders differently from every Ollama template this tool knows " +
+                $"({string.Join(", ", OllamaModelfile.Known.Select(k => k.Name))}); the Modelfile has a ChatML " +
+                "TEMPLATE to edit, with the training template beside it as comments");
+        else context.Log.Info($"Ollama TEMPLATE: {match.Template.Name}" +
+            (match.DefaultSystem is null ? "" : ", with the template's default system message as SYSTEM"));
+        File.WriteAllText(path, OllamaModelfile.Write(ggufFile, match, chat.Template.Source,
+            OllamaModelfile.StopTexts(chat), context.Pipeline.Stages.Evaluate));
     }
 
     /// <summary>The base model as PEFT names it: the Hub id and the commit trained on, or the folder given.</summary>

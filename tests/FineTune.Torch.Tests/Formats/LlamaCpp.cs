@@ -51,6 +51,10 @@ internal sealed class LlamaCpp : IDisposable
 
     public int VocabSize => _weights.Vocab.Count;
 
+    /// <summary>llama.cpp's own tokenization of <paramref name="text"/>, special tokens parsed, no BOS added.</summary>
+    public int[] Tokenize(string text) =>
+        [.. _weights.Tokenize(text, add_bos: false, special: true, System.Text.Encoding.UTF8).Select(t => (int)t)];
+
     /// <summary>The logits after each position of <paramref name="ids"/> (a fresh context).</summary>
     public float[][] Logits(IReadOnlyList<int> ids)
     {

@@ -172,4 +172,36 @@ public sealed class ExportFormatsTests : IDisposable
         Assert.Empty(Directory.GetFiles(output));
         Assert.True(File.Exists(Path.Combine(output, "adapter", "adapter_model.safetensors")));
     }
+
+    [Fact]
+    public async Task Gguf_and_ollama_write_the_file_and_its_Modelfile_beside_it()
+    {
+        var tokenizer = FineTune.Core.Tokenization.ChatTokenizer.LoadGpt2("qwen2.5");
+        var tokenizerDir = Path.Combine(_tokenizeDir, "tokenizer");
+        Directory.Delete(tokenizerDir, recursive: true);
+        tokenizer.WriteFiles(tokenizerDir, 256);
+        using (var model = new LlamaForCausalLM(TinyModels.Config(tied: true) with { VocabSize = tokenizer.VocabSize }))
+            ModelFolder.Save(model, Path.Combine(_trainDir, "model"));
+        var pipeline = new PipelineDefinition { Name = "test" };
+        pipeline.Stages.Export.Formats = ["ollama"];
+        pipeline.Stages.Export.GgufType = "Q8_0";
+        pipeline.Stages.Evaluate.Temperature = 0.3;
+        var log = new RecordingLog();
+        var context = Contexts.For("export", pipeline, _root, Inputs, log);
+
+        await new ExportStage().RunAsync(context, CancellationToken.None);
+
+        var output = context.OutputDirectory;
+        Assert.Empty(Directory.GetFiles(output)); // no hf asked for
+        Assert.Equal(["Modelfile", "model-Q8_0.gguf"],
+            Directory.GetFiles(Path.Combine(output, "gguf")).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        var modelfile = File.ReadAllLines(Path.Combine(output, "gguf", "Modelfile"));
+        Assert.Contains("FROM ./model-Q8_0.gguf", modelfile);
+        Assert.Contains(modelfile, l => l.StartsWith("SYSTEM \"\"\"You are Qwen", StringComparison.Ordinal));
+        Assert.Contains("PARAMETER stop \"<|im_end|>\"", modelfile);
+        Assert.Contains("PARAMETER temperature 0.3", modelfile);
+        // hidden 32 and intermediate 48: ffn_down's 48-value rows stay F16, and the log says so.
+        Assert.Contains(log.Lines, l => l.StartsWith("warning:") && l.Contains("blk.0.ffn_down.weight"));
+        Assert.Equal("gguf,ollama", context.Summary["formats"]);
+    }
 }

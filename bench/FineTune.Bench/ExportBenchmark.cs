@@ -1,0 +1,108 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Reflection;
+using System.Text.Json;
+using FineTune.Core.Tokenization;
+using FineTune.Torch.Formats;
+using FineTune.Torch.Formats.Gguf;
+using FineTune.Torch.Models;
+using static TorchSharp.torch;
+
+namespace FineTune.Bench;
+
+/// <summary>
+/// Seconds and peak RSS of the export stage's two heavy writers on a Qwen2.5-0.5B-shaped model with random weights
+/// (494M parameters, float32 source as the train stage writes it): sharded safetensors (bfloat16, 500MB shards)
+/// and GGUF Q8_0. Each export runs in a child process of this executable, so VmHWM (peak RSS) is its own; the child
+/// also reports its RSS before the export (runtime + libtorch), the baseline the export adds to.
+/// </summary>
+internal sealed class ExportBenchmark : IBenchmark
+{
+    public string Name => "export";
+    public string Description => "seconds and peak RSS of hf (sharded) and GGUF Q8_0 export of a Qwen2.5-0.5B shape";
+
+    private sealed record Measurement(string Format, double Seconds, double BaselineMb, double PeakMb, long Bytes);
+
+    public int Run(string[] args)
+    {
+        var child = Array.IndexOf(args, "--child");
+        if (child >= 0) return RunChild(args[child + 1], args[child + 2]);
+        var layers = Array.IndexOf(args, "--layers") is var i and >= 0
+            ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : 24;
+
+        var root = Directory.CreateTempSubdirectory("ft-bench-export-").FullName;
+        try
+        {
+            var config = BenchModels.Qwen25HalfB(151936, layers);
+            long parameters;
+            using (var model = new LlamaForCausalLM(config))
+            {
+                model.InitializeWeights(1);
+                parameters = model.parameters().Sum(p => p.numel());
+                ModelFolder.Save(model, Path.Combine(root, "model"));
+            }
+            ChatTokenizer.LoadGpt2("chatml").WriteFiles(Path.Combine(root, "tokenizer"), 512);
+            var sourceMb = new FileInfo(Path.Combine(root, "model", "model.safetensors")).Length / 1e6;
+            Console.WriteLine($"export: Qwen2.5-0.5B shape, {layers} layers, {parameters:N0} parameters, float32 source " +
+                $"{sourceMb:N0} MB; load average {File.ReadAllText("/proc/loadavg").Trim()}");
+            var results = new[] { "hf", "gguf" }.Select(format => RunInChild(format, root)).ToList();
+            if (results.Any(r => r is null)) return 1;
+            foreach (var m in results)
+                Console.WriteLine($"  {m!.Format,-4}: {m.Seconds,6:F1} s, peak RSS {m.PeakMb,7:N0} MB (before the export " +
+                    $"{m.BaselineMb:N0} MB), wrote {m.Bytes / 1e6:N0} MB ({m.Bytes / 1e6 / m.Seconds:N0} MB/s)");
+            Console.WriteLine(JsonSerializer.Serialize(new
+            {
+                benchmark = Name, layers, parameters, source_mb = Math.Round(sourceMb),
+                results = results.Select(r => new
+                {
+                    format = r!.Format, seconds = Math.Round(r.Seconds, 2), baseline_mb = Math.Round(r.BaselineMb),
+                    peak_mb = Math.Round(r.PeakMb), bytes = r.Bytes,
+                }),
+            }));
+            return 0;
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    private static Measurement? RunInChild(string format, string root)
+    {
+        // Under `dotnet run` the process is the apphost; under `dotnet FineTune.Bench.dll` it is dotnet itself.
+        var process = Environment.ProcessPath!;
+        var start = new ProcessStartInfo(process) { RedirectStandardOutput = true };
+        if (Path.GetFileNameWithoutExtension(process) == "dotnet") start.ArgumentList.Add(Assembly.GetEntryAssembly()!.Location);
+        foreach (var a in (string[])["export", "--child", format, root]) start.ArgumentList.Add(a);
+        using var child = Process.Start(start)!;
+        Measurement? result = null;
+        while (child.StandardOutput.ReadLine() is { } line)
+        {
+            if (line.StartsWith("{", StringComparison.Ordinal)) result = JsonSerializer.Deserialize<Measurement>(line);
+            else Console.WriteLine("    " + line);
+        }
+        child.WaitForExit();
+        if (child.ExitCode != 0 || result is null) Console.Error.WriteLine($"child ({format}) failed with exit code {child.ExitCode}");
+        return result;
+    }
+
+    private static int RunChild(string format, string root)
+    {
+        using (var warm = ones(4)) _ = warm.sum().item<float>(); // libtorch loaded before the baseline is read
+        var baseline = BenchModels.StatusMegabytes("VmRSS");
+        var model = Path.Combine(root, "model");
+        var output = Directory.CreateDirectory(Path.Combine(root, "out-" + format)).FullName;
+        var stopwatch = Stopwatch.StartNew();
+        if (format == "hf")
+            SafetensorsShards.Write(ModelFolder.WeightFiles(model), output, ScalarType.BFloat16, 500_000_000);
+        else
+            GgufModelExport.Write(model, Path.Combine(root, "tokenizer"), Path.Combine(output, "model-Q8_0.gguf"),
+                GgmlType.Q8_0, "bench", [50258]);
+        var seconds = stopwatch.Elapsed.TotalSeconds;
+        var bytes = Directory.GetFiles(output).Sum(f => new FileInfo(f).Length);
+        Console.WriteLine(JsonSerializer.Serialize(new Measurement(format, seconds, baseline,
+            BenchModels.StatusMegabytes("VmHWM"), bytes)));
+        Directory.Delete(output, recursive: true);
+        return 0;
+    }
+}
