@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using FineTune.Inference;
+using Microsoft.Extensions.AI;
 
 namespace FineTune.Cli.Tests;
 
@@ -53,6 +55,15 @@ public sealed class DiffTests
             Assert.NotEqual((double)finalLoss["old"]!, (double)finalLoss["new"]!);
             Assert.Equal((double)finalLoss["new"]! - (double)finalLoss["old"]!, (double)finalLoss["change"]!, 6);
             Assert.Contains("validation_loss", stages["evaluate"]!["figures"]!.AsObject().Select(kv => kv.Key));
+        }
+
+        // The pipeline's export, through the IChatClient, answers as the chat command does.
+        var chat = await cli.Run("chat", "pipelines/tiny.yaml", "--prompt", "你是谁？");
+        using (var client = FineTunedChatClient.Open(Path.Combine(cli.Folder, "pipelines/tiny.yaml")))
+        {
+            var response = await client.GetResponseAsync([new(ChatRole.User, "你是谁？")]);
+            Assert.Equal(chat.Out.TrimEnd('\n'), response.Text);
+            Assert.Equal("tiny", client.Metadata.DefaultModelId);
         }
 
         var text = await cli.Run("diff", "pipelines/tiny.lock.yaml");
