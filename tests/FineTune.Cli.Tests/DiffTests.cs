@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using FineTune.Inference;
+using Microsoft.Extensions.AI;
 
 namespace FineTune.Cli.Tests;
 
@@ -57,9 +59,9 @@ public sealed class DiffTests
 
         // The pipeline's export, through the IChatClient, answers as the chat command does.
         var chat = await cli.Run("chat", "pipelines/tiny.yaml", "--prompt", "你是谁？");
-        using (var client = FineTune.Inference.FineTunedChatClient.Open(Path.Combine(cli.Folder, "pipelines/tiny.yaml")))
+        using (var client = FineTunedChatClient.Open(Path.Combine(cli.Folder, "pipelines/tiny.yaml")))
         {
-            var response = await client.GetResponseAsync([new(Microsoft.Extensions.AI.ChatRole.User, "你是谁？")]);
+            var response = await client.GetResponseAsync([new(ChatRole.User, "你是谁？")]);
             Assert.Equal(chat.Out.TrimEnd('\n'), response.Text);
             Assert.Equal("tiny", client.Metadata.DefaultModelId);
         }
