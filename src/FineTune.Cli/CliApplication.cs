@@ -43,6 +43,7 @@ internal static class CliApplication
         root.Options.Add(GlobalOptions.Verbose);
         root.Subcommands.Add(RunCommand.Create(host.Services, console, dryRun: false));
         root.Subcommands.Add(RunCommand.Create(host.Services, console, dryRun: true));
+        root.Subcommands.Add(LaunchCommand.Create(console));
         root.Subcommands.Add(ValidateCommand.Create(host.Services, console));
         root.Subcommands.Add(SchemaCommand.Create(console));
         root.Subcommands.Add(CacheCommand.Create(console));

@@ -303,6 +303,9 @@ internal static class DiagnosticCodes
     [Meaning("the ranks of a data-parallel run do not start from identical weights and position")]
     public const string RanksDiverged = "FT1104";
 
+    [Meaning("a job file that 'launch' cannot write (its options are contradictory or the pipeline is not distributed)")]
+    public const string LaunchOptionsInvalid = "FT1106";
+
     /// <summary>Every code, sorted by code.</summary>
     public static IReadOnlyList<DiagnosticCode> All { get; } =
         typeof(DiagnosticCodes).GetFields(BindingFlags.Public | BindingFlags.Static)
