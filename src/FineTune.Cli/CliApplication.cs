@@ -85,6 +85,8 @@ internal static class CliApplication
             });
         try
         {
+            // Before anything touches TorchSharp: its shim must bind to this libtorch, not the bundled one.
+            FineTune.Torch.Native.ExternalLibTorch.LoadFromEnvironment();
             var configuration = new InvocationConfiguration { ProcessTerminationTimeout = null,
                 EnableDefaultExceptionHandler = false, Output = stdout, Error = stderr };
             return await parse.InvokeAsync(configuration, cancellation.Token);

@@ -303,7 +303,12 @@ internal static class DiagnosticCodes
     [Meaning("the ranks of a data-parallel run do not start from identical weights and position")]
     public const string RanksDiverged = "FT1104";
 
-    [Meaning("a job file that 'launch' cannot write (its options are contradictory or the pipeline is not distributed)")]
+    [Meaning("an external libtorch (FINETUNE_LIBTORCH) that is not a libtorch folder, or lacks symbols that " +
+        "TorchSharp's shim imports")]
+    public const string ExternalLibTorchMismatch = "FT1105";
+
+    [Meaning("a job file that 'launch' cannot write (contradictory options, or a pipeline that is not " +
+        "distributed)")]
     public const string LaunchOptionsInvalid = "FT1106";
 
     /// <summary>Every code, sorted by code.</summary>
