@@ -43,6 +43,7 @@ internal static class CliApplication
         root.Options.Add(GlobalOptions.Verbose);
         root.Subcommands.Add(RunCommand.Create(host.Services, console, dryRun: false));
         root.Subcommands.Add(RunCommand.Create(host.Services, console, dryRun: true));
+        root.Subcommands.Add(LaunchCommand.Create(console));
         root.Subcommands.Add(ValidateCommand.Create(host.Services, console));
         root.Subcommands.Add(SchemaCommand.Create(console));
         root.Subcommands.Add(CacheCommand.Create(console));
@@ -86,6 +87,8 @@ internal static class CliApplication
             });
         try
         {
+            // Before anything touches TorchSharp: its shim must bind to this libtorch, not the bundled one.
+            FineTune.Torch.Native.ExternalLibTorch.LoadFromEnvironment();
             var configuration = new InvocationConfiguration { ProcessTerminationTimeout = null,
                 EnableDefaultExceptionHandler = false, Output = stdout, Error = stderr };
             return await parse.InvokeAsync(configuration, cancellation.Token);

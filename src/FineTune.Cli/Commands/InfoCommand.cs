@@ -25,13 +25,15 @@ internal static class InfoCommand
                 tool = CliApplication.ToolVersion,
                 device = environment.Device,
                 libtorch = environment.LibTorchVersion,
+                libtorch_folder = FineTune.Torch.Native.ExternalLibTorch.LoadedFolder(),
                 threads = environment.Threads,
                 download_cache = DownloadCache.DefaultRoot(),
             };
             console.Out.WriteLine(parse.GetValue(json)
                 ? JsonSerializer.Serialize(info, JsonText.Indented)
                 : $"dotnet-finetune {info.tool}\ndevice: {info.device} ({info.threads} threads)\nlibtorch: " +
-                    $"{info.libtorch}\ndownload cache: {info.download_cache}");
+                    $"{info.libtorch} ({info.libtorch_folder ?? "folder unknown"})\n" +
+                    $"download cache: {info.download_cache}");
             return ExitCodes.Ok;
         });
         return command;

@@ -361,6 +361,14 @@ internal static class DiagnosticCodes
     [Meaning("a lock file with YAML anchors or aliases, or nested deeper than the tool ever writes")]
     public const string LockFileStructureRefused = "FT0915";
 
+    [Meaning("an external libtorch (FINETUNE_LIBTORCH) that is not a libtorch folder, or lacks symbols that " +
+        "TorchSharp's shim imports")]
+    public const string ExternalLibTorchMismatch = "FT1105";
+
+    [Meaning("a job file that 'launch' cannot write (contradictory options, or a pipeline that is not " +
+        "distributed)")]
+    public const string LaunchOptionsInvalid = "FT1106";
+
     /// <summary>Every code, sorted by code.</summary>
     public static IReadOnlyList<DiagnosticCode> All { get; } =
         typeof(DiagnosticCodes).GetFields(BindingFlags.Public | BindingFlags.Static)

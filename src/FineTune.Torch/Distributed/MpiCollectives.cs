@@ -18,6 +18,7 @@ internal sealed class MpiCollectives : ICollectives
     private static readonly nint InPlace = 1;
     // One call moves at most this many elements (MPI counts are ints).
     private const int MaxCount = 1 << 30;
+    private static readonly TimeSpan HotPolling = TimeSpan.FromSeconds(5);
 
     private static readonly Lock Gate = new();
     private static bool _initialized;
@@ -107,7 +108,7 @@ internal sealed class MpiCollectives : ICollectives
     private void Wait(nint request, string what)
     {
         var clock = Stopwatch.StartNew();
-        for (var polls = 0; ; polls++)
+        while (true)
         {
             Check(MPI_Test(ref request, out var done, 0), "MPI_Test");
             if (done != 0) return;
@@ -117,8 +118,9 @@ internal sealed class MpiCollectives : ICollectives
                     $"{_timeout.TotalSeconds:0.#} s; a rank died, was stopped or hangs (see the launcher's output). " +
                     "FINETUNE_COLLECTIVE_TIMEOUT (seconds) sets the limit",
                     ExitCodes.StageFailed);
-            // Open MPI makes progress inside MPI_Test: poll hot for a moment, then yield the core to the others.
-            if (polls < 1000) Thread.Yield();
+            // Open MPI's non-blocking collectives only progress inside MPI_Test, one round per call: poll hot
+            // (yielding the core) while an answer is plausible, then gently, so a long wait costs no CPU.
+            if (clock.Elapsed < HotPolling) Thread.Yield();
             else Thread.Sleep(1);
         }
     }
