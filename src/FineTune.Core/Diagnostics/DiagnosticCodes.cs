@@ -249,6 +249,11 @@ internal static class DiagnosticCodes
     [Meaning("the tokenize command's input file is missing, or a line of it is not a text or messages object")]
     public const string InvalidTokenizeInput = "FT0624";
 
+    // ---- 0700-0719 evaluate and report ----------------------------------------------------------------------------
+
+    [Meaning("the report command's pipeline has no evaluate output yet, or it is no longer in the store")]
+    public const string ReportNotAvailable = "FT0700";
+
     // ---- 08xx build integration ---------------------------------------------------------------------------------
     // FineTune.MSBuild reports these with its own literals: MSBuild loads the task without FineTune.Core.
 
