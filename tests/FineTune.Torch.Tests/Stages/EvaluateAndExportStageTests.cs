@@ -181,6 +181,43 @@ public sealed class EvaluateAndExportStageTests : IDisposable
     }
 
     [Fact]
+    public async Task A_pretrained_base_answers_once_then_comes_from_the_store()
+    {
+        WriteValidation();
+        using (var pretrained = TinyModels.Create(tied: true, seed: 5))
+            ModelFolder.Save(pretrained, Path.Combine(_root, "base"));
+        var pipeline = new PipelineDefinition { Name = "test", FilePath = Path.Combine(_root, "test.yaml") };
+        pipeline.Stages.Train.Model = "base";
+        pipeline.Stages.Evaluate.Prompts = ["Name a colour"];
+        pipeline.Stages.Evaluate.MaxNewTokens = 5;
+        pipeline.Stages.Evaluate.Sample = 1;
+
+        var first = Contexts.For("evaluate", pipeline, _root, Inputs, new RecordingLog());
+        await new EvaluateStage(_ => _tokenizer).RunAsync(first, CancellationToken.None);
+
+        var report = JsonNode.Parse(File.ReadAllText(Path.Combine(first.OutputDirectory, "report.json")))!;
+        using var baseModel = ModelFolder.Load(Path.Combine(_root, "base"));
+        var expected = _tokenizer.Decode(TextGenerator.GenerateIds(baseModel,
+            _tokenizer.EncodeConversation([new("user", "Name a colour")], true),
+            new GenerationOptions(MaxNewTokens: 5, StopTokenIds: _tokenizer.StopTokenIds)));
+        Assert.Equal("base", report["base"]!.GetValue<string>());
+        Assert.Equal(expected, report["answers"]![0]!["base_answer"]!.GetValue<string>());
+        var cached = Assert.Single(Directory.GetFiles(Path.Combine(_root, ".finetune", "base-answers")));
+
+        // The second evaluation reads the stored answers instead of running the base model: an edited file shows.
+        var stored = JsonNode.Parse(File.ReadAllText(cached))!;
+        Assert.Equal(expected, stored["prompts"]![0]!.GetValue<string>());
+        stored["prompts"]![0] = "stored";
+        File.WriteAllText(cached, stored.ToJsonString());
+        var log = new RecordingLog();
+        var second = Contexts.For("evaluate", pipeline, _root, Inputs, log);
+        await new EvaluateStage(_ => _tokenizer).RunAsync(second, CancellationToken.None);
+        report = JsonNode.Parse(File.ReadAllText(Path.Combine(second.OutputDirectory, "report.json")))!;
+        Assert.Equal("stored", report["answers"]![0]!["base_answer"]!.GetValue<string>());
+        Assert.Contains(log.Lines, l => l.Contains("base answers of base from"));
+    }
+
+    [Fact]
     public async Task Evaluate_without_validation_examples_reports_no_loss()
     {
         new TokenizedDataset.Builder().Write(Path.Combine(_tokenizeDir, "validation.tokens"));
