@@ -54,6 +54,7 @@ internal static class CliApplication
         root.Subcommands.Add(GenerateCommand.Create(console));
         root.Subcommands.Add(TokenizeCommand.Create(console));
         root.Subcommands.Add(InspectCommand.Create(host.Services, console));
+        root.Subcommands.Add(ReportCommand.Create(console));
         root.Subcommands.Add(InfoCommand.Create(console));
         root.Subcommands.Add(CodesCommand.Create(console));
 

@@ -41,6 +41,10 @@ public class EndToEndTests
         cli.Write("pipelines/data.json", Dataset());
         cli.Write("pipelines/tiny.yaml", Pipeline);
 
+        var noReport = await cli.Run("report", "pipelines/tiny.yaml");
+        Assert.Equal(2, noReport.ExitCode);
+        Assert.Contains("error FT0700:", noReport.Error);
+
         var first = await cli.Run("run", "pipelines/tiny.yaml");
         Assert.True(first.ExitCode == 0, first.Error + first.Out);
         foreach (var stage in new[] { "fetch", "format", "tokenize", "train", "evaluate", "export" })
@@ -50,6 +54,20 @@ public class EndToEndTests
         var lockText = File.ReadAllText(lockFile);
         Assert.Contains("libtorch:", lockText);
         Assert.Contains("final_loss:", lockText);
+
+        var report = await cli.Run("report", "pipelines/tiny.yaml", "--json");
+        Assert.True(report.ExitCode == 0, report.Error);
+        var where = JsonDocument.Parse(report.Out).RootElement;
+        Assert.True(File.Exists(where.GetProperty("markdown").GetString()));
+        var plots = where.GetProperty("plots").EnumerateArray().Select(p => p.GetString()!).ToList();
+        Assert.Equal(["loss.png", "learning_rate.png", "token_lengths.png"], plots.Select(Path.GetFileName));
+        Assert.All(plots, plot => Assert.True(File.Exists(plot), plot));
+        var figures = where.GetProperty("report");
+        Assert.Equal(3, figures.GetProperty("sample").GetProperty("examples").GetInt32());
+        Assert.Equal(3, figures.GetProperty("sample_answers").GetArrayLength());
+        Assert.StartsWith("builtin:tiny", figures.GetProperty("base").GetString());
+        var text = await cli.Run("report", "pipelines/tiny.yaml");
+        Assert.Equal(where.GetProperty("markdown").GetString(), text.Out.Split('\n')[0].Trim());
 
         var second = await cli.Run("run", "pipelines/tiny.yaml");
         Assert.Equal(0, second.ExitCode);

@@ -250,6 +250,11 @@ internal static class DiagnosticCodes
     [Meaning("the tokenize command's input file is missing, or a line of it is not a text or messages object")]
     public const string InvalidTokenizeInput = "FT0624";
 
+    // ---- 0700-0719 evaluate and report ----------------------------------------------------------------------------
+
+    [Meaning("the report command's pipeline has no evaluate output yet, or it is no longer in the store")]
+    public const string ReportNotAvailable = "FT0700";
+
     // ---- 0720-0739 export formats: hf shards, PEFT adapter, GGUF, Ollama ------------------------------------------
 
     [Meaning("export.formats names a format other than hf, adapter, gguf and ollama")]

@@ -426,6 +426,14 @@ internal sealed class EvaluateSettings : IValidatableSettings
     [Doc("Most validation examples scored (0: all)."), Range(Minimum = 0)]
     public int MaxExamples { get; set; } = 0;
 
+    [Doc("Validation examples (a sample drawn with seed) whose prompts are answered greedily and scored against " +
+        "their reference answers with BLEU-4 and ROUGE-1/2/L (0: none)."), Range(Minimum = 0)]
+    public int Sample { get; set; } = 20;
+
+    [Doc("Also answer the prompts and the sample with the model before training (a pretrained model's base; the " +
+        "built-in model's initial weights), side by side with the tuned answers.")]
+    public bool CompareBase { get; set; } = true;
+
     public IEnumerable<SettingProblem> Validate() => [];
 }
 

@@ -351,6 +351,9 @@ internal sealed class LlamaForCausalLM : nn.Module
                     : throw new ArgumentException($"attention mask covers {attentionMask.shape[1]} positions, " +
                         $"expected {length} or {total}");
             mask = mask.logical_and(keys.to(ScalarType.Bool).unsqueeze(1).unsqueeze(1));
+            // A padded query would see no key at all, and its NaN output would poison the cache (NaN * 0 is NaN);
+            // letting it see itself keeps it finite and changes nothing for real tokens, which see themselves anyway.
+            mask = mask.logical_or(keyPositions.eq(queryPositions).unsqueeze(0).unsqueeze(0));
         }
         return mask;
     }

@@ -1,15 +1,15 @@
 using FineTune.Core;
 using FineTune.Torch.Training;
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
-using System.Text.Json.Serialization;
+using FineTune.Core.Caching;
 using FineTune.Core.Data;
 using FineTune.Core.Diagnostics;
 using FineTune.Core.Pipeline;
 using FineTune.Core.Stages;
 using FineTune.Core.Tokenization;
 using FineTune.Torch.Chat;
+using FineTune.Torch.Evaluation;
 using FineTune.Torch.Generation;
 using FineTune.Torch.Models;
 using TorchSharp;
@@ -17,25 +17,12 @@ using static TorchSharp.torch;
 
 namespace FineTune.Torch.Stages;
 
-/// <summary>One prompt of the report and the model's greedy answer.</summary>
-internal sealed record EvaluationAnswer(
-    [property: JsonPropertyName("prompt")] string Prompt,
-    [property: JsonPropertyName("answer")] string Answer,
-    [property: JsonPropertyName("tokens")] int Tokens,
-    [property: JsonPropertyName("finish_reason")] string FinishReason);
-
-/// <summary>report.json. Loss and perplexity are null when there is no validation set.</summary>
-internal sealed record EvaluationReport(
-    [property: JsonPropertyName("loss")] double? Loss,
-    [property: JsonPropertyName("perplexity")] double? Perplexity,
-    [property: JsonPropertyName("examples")] int Examples,
-    [property: JsonPropertyName("tokens")] long Tokens,
-    [property: JsonPropertyName("answers")] IReadOnlyList<EvaluationAnswer> Answers);
-
 /// <summary>
 /// Scores the trained model on the held-out conversations (mean next-token loss over the tokens that carry a
-/// label, and its exponential, the perplexity) and writes greedy answers to the pipeline's prompts, so a run
-/// shows both a number to compare and text a person can judge.
+/// label, its exponential the perplexity, and the share of those tokens predicted exactly), answers a seeded sample
+/// of validation prompts and scores the answers against the references (BLEU-4, ROUGE), answers the pipeline's
+/// prompts, and, with compare_base, does the same with the model before training. Writes report.json, report.md and
+/// the plots of the training curves and token lengths.
 /// </summary>
 internal sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer = null) : Stage<EvaluateSettings>
 {
@@ -44,11 +31,12 @@ internal sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer 
 
     // Loss is a sum over tokens, so the batch size changes only speed and memory, not the figure.
     private const int BatchSize = 8;
+    private const int GenerationBatchSize = 16;
 
     private readonly Func<string, IChatTokenizer> _loadTokenizer = loadTokenizer ?? TokenizerFolder.Load;
 
     public override string Name => "evaluate";
-    public override int ImplementationVersion => 1;
+    public override int ImplementationVersion => 2;
     public override IReadOnlyList<string> DependsOn { get; } = ["train", "tokenize"];
 
     /// <summary>The device the model was trained on, as the train stage's output records it.</summary>
@@ -59,46 +47,73 @@ internal sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer 
     protected override Task RunAsync(StageContext context, EvaluateSettings settings,
         CancellationToken cancellationToken)
     {
-        var modelDirectory = Path.Combine(context.Input("train"), "model");
+        var trainDirectory = context.Input("train");
+        var modelDirectory = Path.Combine(trainDirectory, "model");
         var tokenizeDirectory = context.Input("tokenize");
         var device = ComputeEnvironmentProvider.TorchDevice(context.Environment);
-
-        using var model = ModelFolder.Load(modelDirectory, device: device);
         var tokenizer = _loadTokenizer(Path.Combine(tokenizeDirectory, "tokenizer"));
 
         var validationPath = Path.Combine(tokenizeDirectory, "validation.tokens");
-        var (loss, examples, tokens) = File.Exists(validationPath)
-            ? ValidationLoss(model, TokenizedDataset.Read(validationPath), settings.MaxExamples, tokenizer.PadTokenId,
-                context.Log, cancellationToken)
-            : (null, 0, 0);
-        if (loss is null)
+        var validation = File.Exists(validationPath) ? TokenizedDataset.Read(validationPath) : null;
+        var sample = validation is null ? [] : SampleExamples(validation, settings.Sample, settings.Seed, tokenizer);
+
+        ValidationScore score;
+        List<EvaluationAnswer> answers;
+        string[] sampleAnswers;
+        using (var model = ModelFolder.Load(modelDirectory, device: device))
+        {
+            score = validation is null ? ValidationScore.None
+                : ValidationLoss(model, validation, settings.MaxExamples, tokenizer.PadTokenId, context.Log,
+                    cancellationToken);
+            (answers, sampleAnswers) = Answer(model, tokenizer, settings, sample, context.Log, cancellationToken);
+        }
+        if (score.Loss is null)
             context.Log.Warning("no validation examples with labels: loss and perplexity are not measured");
-        double? perplexity = loss is { } l ? Math.Exp(l) : null;
 
-        var answers = AnswerPrompts(model, tokenizer, settings, context.Log, cancellationToken);
+        BaseAnswers? baseAnswers = null;
+        if (settings.CompareBase)
+            baseAnswers = BaseModelAnswers(context, settings, tokenizer, sample, modelDirectory, device,
+                cancellationToken);
 
-        var report = new EvaluationReport(loss, perplexity, examples, tokens, answers);
+        var plots = ReportPlots.Write(context.OutputDirectory,
+            TrainingCurves.Read(Path.Combine(trainDirectory, "metrics.jsonl")),
+            LengthsOf(Path.Combine(tokenizeDirectory, "train.tokens")), LengthsOf(validationPath));
+
+        var report = EvaluationReport.Create(score, answers, sample, sampleAnswers, baseAnswers, plots);
         File.WriteAllText(Path.Combine(context.OutputDirectory, ReportJson),
             JsonSerializer.Serialize(report, JsonText.Indented) + "\n");
-        File.WriteAllText(Path.Combine(context.OutputDirectory, ReportMarkdown), Markdown(report));
+        File.WriteAllText(Path.Combine(context.OutputDirectory, ReportMarkdown), EvaluationMarkdown.Write(report));
 
-        if (loss is not null)
+        if (score.Loss is { } loss)
         {
-            context.Summary["validation_loss"] = Math.Round(loss.Value, 6);
-            context.Summary["perplexity"] = Math.Round(perplexity!.Value, 4);
+            context.Summary["validation_loss"] = Math.Round(loss, 6);
+            context.Summary["perplexity"] = Math.Round(Math.Exp(loss), 4);
+            context.Summary["token_accuracy"] = Math.Round(score.Accuracy!.Value, 4);
         }
-        context.Summary["validation_examples"] = examples;
-        context.Summary["validation_tokens"] = tokens;
+        if (report.Sample is { } scores)
+        {
+            context.Summary["bleu4"] = scores.Tuned.Bleu4;
+            context.Summary["rouge_l"] = scores.Tuned.RougeL;
+        }
+        context.Summary["validation_examples"] = score.Examples;
+        context.Summary["validation_tokens"] = score.Tokens;
         context.Summary["answers"] = answers.Count;
         return Task.CompletedTask;
     }
 
+    private static int[] LengthsOf(string tokensPath)
+    {
+        if (!File.Exists(tokensPath)) return [];
+        var dataset = TokenizedDataset.Read(tokensPath);
+        return [.. Enumerable.Range(0, dataset.Count).Select(dataset.Length)];
+    }
+
     /// <summary>
     /// Mean negative log-likelihood per labelled token of the first <paramref name="maxExamples"/> examples (all
-    /// when 0). Null when no example carries a label.
+    /// when 0), and the share of those tokens that are the model's most likely next token. Null when no example
+    /// carries a label.
     /// </summary>
-    public static (double? Loss, int Examples, long Tokens) ValidationLoss(LlamaForCausalLM model,
-        TokenizedDataset dataset,
+    public static ValidationScore ValidationLoss(LlamaForCausalLM model, TokenizedDataset dataset,
         int maxExamples, int padTokenId, IStageLog? log = null, CancellationToken cancellationToken = default)
     {
         var count = maxExamples > 0 ? Math.Min(maxExamples, dataset.Count) : dataset.Count;
@@ -106,7 +121,7 @@ internal sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer 
         var order = Enumerable.Range(0, count).OrderBy(dataset.Length).ToArray();
         var device = model.parameters().First().device;
         double totalLoss = 0;
-        long totalTokens = 0;
+        long totalTokens = 0, correct = 0;
 
         using var noGrad = no_grad();
         model.eval();
@@ -143,20 +158,60 @@ internal sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer 
             if (labelled > 0)
             {
                 var logits = model.Logits(hidden[.., ..^1][scored]).to(ScalarType.Float32);
-                totalLoss += nn.functional.cross_entropy(logits, targets[scored],
+                var expected = targets[scored];
+                totalLoss += nn.functional.cross_entropy(logits, expected,
                     reduction: nn.Reduction.Sum).item<float>();
+                correct += logits.argmax(-1).eq(expected).sum().item<long>();
                 totalTokens += labelled;
             }
             log?.Progress(new StageProgress(start + batch.Length, order.Length, "example",
                 totalTokens > 0 ? $"loss {(totalLoss / totalTokens).ToString("0.0000", CultureInfo.InvariantCulture)}"
                     : null));
         }
-        return (totalTokens > 0 ? totalLoss / totalTokens : null, count, totalTokens);
+        return totalTokens > 0
+            ? new ValidationScore(totalLoss / totalTokens, (double)correct / totalTokens, count, totalTokens)
+            : new ValidationScore(null, null, count, totalTokens);
     }
 
-    private static List<EvaluationAnswer> AnswerPrompts(LlamaForCausalLM model, IChatTokenizer tokenizer,
-        EvaluateSettings settings,
-        IStageLog log, CancellationToken cancellationToken)
+    /// <summary>
+    /// Up to <paramref name="count"/> validation examples drawn with <paramref name="seed"/> (SplitMix64 shuffle),
+    /// in dataset order. The prompt is every token before the first trained one, the reference the first run of
+    /// trained tokens (the first answer of a conversation); examples trained from their first token have no prompt
+    /// and are left out.
+    /// </summary>
+    public static List<SampleExample> SampleExamples(TokenizedDataset dataset, int count, int seed,
+        IChatTokenizer tokenizer)
+    {
+        var candidates = Enumerable.Range(0, dataset.Count).Where(i => FirstLabelled(dataset.Labels(i)) > 0).ToList();
+        new SplitMix64(unchecked((ulong)seed)).Shuffle(candidates);
+        var chosen = candidates.Take(count).Order().ToList();
+        var sample = new List<SampleExample>();
+        foreach (var index in chosen)
+        {
+            var ids = dataset.Ids(index);
+            var labels = dataset.Labels(index);
+            var first = FirstLabelled(labels);
+            var end = first;
+            while (end < labels.Length && labels[end] != TokenizedDataset.IgnoreLabel) end++;
+            var promptIds = ids[..first].ToArray();
+            var referenceIds = ids[first..end].ToArray().Where(id => !tokenizer.StopTokenIds.Contains(id)).ToArray();
+            sample.Add(new SampleExample(index, promptIds, tokenizer.Decode(promptIds).Trim(),
+                tokenizer.Decode(referenceIds).Trim()));
+        }
+        return sample;
+    }
+
+    private static int FirstLabelled(ReadOnlySpan<int> labels)
+    {
+        for (var i = 0; i < labels.Length; i++)
+            if (labels[i] != TokenizedDataset.IgnoreLabel) return i;
+        return -1;
+    }
+
+    /// <summary>The pipeline's prompts (with the stage's sampling settings) and the sample (greedy, batched).</summary>
+    private static (List<EvaluationAnswer> Prompts, string[] Sample) Answer(LlamaForCausalLM model,
+        IChatTokenizer tokenizer, EvaluateSettings settings, IReadOnlyList<SampleExample> sample, IStageLog log,
+        CancellationToken cancellationToken)
     {
         var generator = new TextGenerator(model, tokenizer);
         var options = new GenerationOptions(MaxNewTokens: settings.MaxNewTokens, Temperature: settings.Temperature,
@@ -169,39 +224,60 @@ internal sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer 
             answers.Add(new EvaluationAnswer(prompt, result.Text, result.TokenIds.Count, result.FinishReason));
             log.Progress(new StageProgress(answers.Count, settings.Prompts.Count, "prompt"));
         }
-        return answers;
+        var sampleIds = BatchedGenerator.GenerateGreedy(model, [.. sample.Select(s => (IReadOnlyList<int>)s.PromptIds)],
+            settings.MaxNewTokens, tokenizer.StopTokenIds, tokenizer.PadTokenId, GenerationBatchSize,
+            settings.RepetitionPenalty, done => log.Progress(new StageProgress(done, sample.Count, "sample answer")),
+            cancellationToken);
+        return (answers, [.. sampleIds.Select(ids => tokenizer.Decode(ids).Trim())]);
     }
 
-    public static string Markdown(EvaluationReport report)
+    /// <summary>
+    /// The same prompts answered by the model before training. The built-in model's base is its seeded initial
+    /// weights (cheap: made again each time). A pretrained base's answers are kept in the store under a hash of the
+    /// base's content (its Hub commit, or its files' hashes) and of the prompts and generation settings, so they are
+    /// computed once.
+    /// </summary>
+    private static BaseAnswers BaseModelAnswers(StageContext context, EvaluateSettings settings,
+        IChatTokenizer tokenizer, IReadOnlyList<SampleExample> sample, string tunedModelDirectory, Device device,
+        CancellationToken cancellationToken)
     {
-        string Figure(double? value, string format) => value is { } v
-            ? v.ToString(format, CultureInfo.InvariantCulture) : "n/a";
-        var md = new StringBuilder();
-        md.Append("# Evaluation\n\n");
-        md.Append("| metric | value |\n|---|---|\n");
-        md.Append($"| validation loss | {Figure(report.Loss, "0.0000")} |\n");
-        md.Append($"| perplexity | {Figure(report.Perplexity, "0.00")} |\n");
-        md.Append($"| examples | {report.Examples} |\n");
-        md.Append($"| labelled tokens | {report.Tokens} |\n");
-        if (report.Answers.Count > 0)
+        var train = context.Pipeline.Stages.Train;
+        if (train.IsBuiltin)
         {
-            md.Append("\n## Answers\n");
-            foreach (var answer in report.Answers)
-            {
-                md.Append($"\n### {answer.Prompt.ReplaceLineEndings(" ")}\n\n");
-                md.Append($"_{answer.Tokens} tokens, finished by {answer.FinishReason}_\n\n");
-                // A fence longer than any backtick run in the answer keeps model output from breaking the page.
-                var fence = new string('`', Math.Max(3, LongestRun(answer.Answer, '`') + 1));
-                md.Append($"{fence}text\n{answer.Answer}\n{fence}\n");
-            }
+            using var initial = new LlamaForCausalLM(ModelFolder.ReadConfig(tunedModelDirectory));
+            initial.InitializeWeights(train.Seed);
+            initial.to(device);
+            var (prompts, answers) = Answer(initial, tokenizer, settings, sample, context.Log, cancellationToken);
+            return new BaseAnswers($"{train.Model}: the initial weights (seed {train.Seed})",
+                [.. prompts.Select(p => p.Answer)], answers);
         }
-        return md.ToString();
-    }
 
-    private static int LongestRun(string text, char c)
-    {
-        int longest = 0, run = 0;
-        foreach (var ch in text) longest = Math.Max(longest, run = ch == c ? run + 1 : 0);
-        return longest;
+        var location = ModelSetting.Resolve(context, train.Model, "stages.train.model", DiagnosticCodes.ModelNotFound,
+            "use builtin:tiny, a Hugging Face layout folder, or a model id such as Qwen/Qwen2.5-0.5B-Instruct");
+        var content = location.HubCommit is { } commit ? $"hub:{commit}"
+            : string.Join(",", new[] { Path.Combine(location.Folder, ModelFolder.ConfigFile) }
+                .Concat(ModelFolder.WeightFiles(location.Folder)).Select(ContentHash.OfFile));
+        var question = JsonSerializer.Serialize(new
+        {
+            content, prompts = settings.Prompts.Select(p => tokenizer.EncodeConversation([new("user", p)], true)),
+            sample = sample.Select(s => s.PromptIds), settings.MaxNewTokens, settings.Temperature, settings.TopP,
+            settings.Seed, settings.RepetitionPenalty,
+        });
+        var cachePath = Path.Combine(context.Pipeline.StorePath, "base-answers",
+            ContentHash.OfText(question) + ".json");
+        if (File.Exists(cachePath)
+            && JsonSerializer.Deserialize<BaseAnswers>(File.ReadAllText(cachePath)) is { } cached)
+        {
+            context.Log.Info($"base answers of {train.Model} from {cachePath}");
+            return cached;
+        }
+        using var model = ModelFolder.Load(location.Folder, device: device);
+        var (baseAnswers, baseSample) = Answer(model, tokenizer, settings, sample, context.Log, cancellationToken);
+        var result = new BaseAnswers(train.Model, [.. baseAnswers.Select(a => a.Answer)], baseSample);
+        Directory.CreateDirectory(Path.GetDirectoryName(cachePath)!);
+        var partial = cachePath + ".partial";
+        File.WriteAllText(partial, JsonSerializer.Serialize(result, JsonText.Indented));
+        File.Move(partial, cachePath, overwrite: true);
+        return result;
     }
 }

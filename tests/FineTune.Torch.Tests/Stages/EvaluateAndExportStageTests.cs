@@ -55,10 +55,14 @@ public sealed class EvaluateAndExportStageTests : IDisposable
     }
 
     /// <summary>Loss the slow way: each example alone, full logits, mean over all labelled tokens of all examples.</summary>
-    private static double ReferenceLoss(LlamaForCausalLM model, TokenizedDataset dataset, int count)
+    private static double ReferenceLoss(LlamaForCausalLM model, TokenizedDataset dataset, int count) =>
+        Reference(model, dataset, count).Loss;
+
+    /// <summary>Loss and accuracy the slow way (accuracy: labelled tokens that are the argmax of their position).</summary>
+    private static (double Loss, double Accuracy) Reference(LlamaForCausalLM model, TokenizedDataset dataset, int count)
     {
         double sum = 0;
-        long tokens = 0;
+        long tokens = 0, correct = 0;
         for (var i = 0; i < count; i++)
         {
             var ids = dataset.Ids(i).ToArray().Select(x => (long)x).ToArray();
@@ -69,10 +73,11 @@ public sealed class EvaluateAndExportStageTests : IDisposable
             {
                 if (labels[t + 1] == TokenizedDataset.IgnoreLabel) continue;
                 sum -= logProbabilities[t, labels[t + 1]].item<float>();
+                if (logits[t].argmax().item<long>() == labels[t + 1]) correct++;
                 tokens++;
             }
         }
-        return sum / tokens;
+        return (sum / tokens, (double)correct / tokens);
     }
 
     [Fact]
@@ -83,16 +88,18 @@ public sealed class EvaluateAndExportStageTests : IDisposable
         pipeline.Stages.Evaluate.Prompts = ["What is 2+2?", "Name a colour"];
         pipeline.Stages.Evaluate.MaxNewTokens = 6;
         pipeline.Stages.Evaluate.MaxExamples = 2;
+        pipeline.Stages.Evaluate.CompareBase = false;
         var log = new RecordingLog();
         var context = Contexts.For("evaluate", pipeline, _root, Inputs, log);
 
         await new EvaluateStage(_ => _tokenizer).RunAsync(context, CancellationToken.None);
 
         using var model = ModelFolder.Load(Path.Combine(_trainDir, "model"));
-        var expectedLoss = ReferenceLoss(model, dataset, 2);
+        var (expectedLoss, expectedAccuracy) = Reference(model, dataset, 2);
         var report = JsonNode.Parse(File.ReadAllText(Path.Combine(context.OutputDirectory, "report.json")))!;
         Assert.Equal(expectedLoss, report["loss"]!.GetValue<double>(), 4);
         Assert.Equal(Math.Exp(expectedLoss), report["perplexity"]!.GetValue<double>(), 3);
+        Assert.Equal(expectedAccuracy, report["token_accuracy"]!.GetValue<double>(), 12);
         Assert.Equal(2, report["examples"]!.GetValue<int>());
         Assert.Equal(dataset.Labels(0).ToArray().Count(l => l >= 0) + dataset.Labels(1).ToArray().Count(l => l >= 0), report["tokens"]!.GetValue<long>());
 
@@ -106,11 +113,108 @@ public sealed class EvaluateAndExportStageTests : IDisposable
 
         var markdown = File.ReadAllText(Path.Combine(context.OutputDirectory, "report.md"));
         Assert.Contains("| validation loss | " + expectedLoss.ToString("0.0000", System.Globalization.CultureInfo.InvariantCulture), markdown);
-        Assert.Contains("### Name a colour", markdown);
+        Assert.Contains($"| Name a colour | {_tokenizer.Decode(expectedIds)} |", markdown);
+        Assert.Null(report["base"]);
 
         Assert.Equal(Math.Round(report["loss"]!.GetValue<double>(), 6), context.Summary["validation_loss"]);
         Assert.Equal(2, context.Summary["answers"]);
         Assert.Contains(log.Progresses, p => p.Unit == "example" && p.Done == 2 && p.Total == 2);
+    }
+
+    [Fact]
+    public async Task Evaluate_scores_a_seeded_sample_against_references_beside_the_base_model()
+    {
+        var dataset = WriteValidation();
+        File.WriteAllLines(Path.Combine(_trainDir, "metrics.jsonl"),
+        [
+            """{"step": 1, "epoch": 0.5, "loss": 5.5, "lr": 0.001}""",
+            """{"step": 2, "epoch": 1.0, "loss": 5.1, "lr": 0.0005}""",
+        ]);
+        var pipeline = new PipelineDefinition { Name = "test" };
+        pipeline.Stages.Evaluate.Prompts = ["Name a colour"];
+        pipeline.Stages.Evaluate.MaxNewTokens = 5;
+        pipeline.Stages.Evaluate.Sample = 2;
+        var context = Contexts.For("evaluate", pipeline, _root, Inputs, new RecordingLog());
+
+        await new EvaluateStage(_ => _tokenizer).RunAsync(context, CancellationToken.None);
+
+        var report = JsonNode.Parse(File.ReadAllText(Path.Combine(context.OutputDirectory, "report.json")))!;
+        using var tuned = ModelFolder.Load(Path.Combine(_trainDir, "model"));
+        // The built-in model's base: its configuration with the seeded initial weights (train.seed 42).
+        using var initial = new LlamaForCausalLM(ModelFolder.ReadConfig(Path.Combine(_trainDir, "model")));
+        initial.InitializeWeights(42);
+        string Greedy(LlamaForCausalLM model, IReadOnlyList<int> prompt) => _tokenizer.Decode(TextGenerator.GenerateIds(
+            model, prompt, new GenerationOptions(MaxNewTokens: 5, StopTokenIds: _tokenizer.StopTokenIds))).Trim();
+
+        var colourPrompt = _tokenizer.EncodeConversation([new("user", "Name a colour")], true);
+        Assert.Equal("builtin:tiny: the initial weights (seed 42)", report["base"]!.GetValue<string>());
+        Assert.Equal(Greedy(initial, colourPrompt), report["answers"]![0]!["base_answer"]!.GetValue<string>());
+
+        var samples = report["sample_answers"]!.AsArray();
+        Assert.Equal(2, samples.Count);
+        var chosen = EvaluateStage.SampleExamples(dataset, 2, 42, _tokenizer);
+        Assert.Equal(chosen.Select(c => c.Index), samples.Select(s => s!["example"]!.GetValue<int>()));
+        double bleuSum = 0;
+        foreach (var sample in samples)
+        {
+            var index = sample!["example"]!.GetValue<int>();
+            Assert.Equal(Conversations[index][1], sample["reference"]!.GetValue<string>());
+            var prompt = _tokenizer.EncodeConversation([new("user", Conversations[index][0])], true);
+            var answer = Greedy(tuned, prompt);
+            Assert.Equal(answer, sample["answer"]!.GetValue<string>());
+            Assert.Equal(Greedy(initial, prompt), sample["base_answer"]!.GetValue<string>());
+            var scores = FineTune.Torch.Evaluation.TextMetrics.Score(answer, Conversations[index][1]);
+            Assert.Equal(scores.RougeL, sample["scores"]!["rougeL"]!.GetValue<double>(), 12);
+            bleuSum += scores.Bleu4;
+        }
+        Assert.Equal(Math.Round(bleuSum / 2 * 100, 2), report["sample"]!["tuned"]!["bleu4"]!.GetValue<double>(), 12);
+        Assert.NotNull(report["sample"]!["base"]);
+
+        Assert.Equal(["loss.png", "learning_rate.png", "token_lengths.png"],
+            report["plots"]!.AsArray().Select(p => p!.GetValue<string>()));
+        foreach (var plot in report["plots"]!.AsArray())
+            Assert.True(File.Exists(Path.Combine(context.OutputDirectory, plot!.GetValue<string>())));
+        var markdown = File.ReadAllText(Path.Combine(context.OutputDirectory, "report.md"));
+        Assert.Contains("![loss](loss.png)", markdown);
+        Assert.Contains("| prompt | base | tuned |", markdown);
+        Assert.Contains("| BLEU-4 | ", markdown);
+    }
+
+    [Fact]
+    public async Task A_pretrained_base_answers_once_then_comes_from_the_store()
+    {
+        WriteValidation();
+        using (var pretrained = TinyModels.Create(tied: true, seed: 5))
+            ModelFolder.Save(pretrained, Path.Combine(_root, "base"));
+        var pipeline = new PipelineDefinition { Name = "test", FilePath = Path.Combine(_root, "test.yaml") };
+        pipeline.Stages.Train.Model = "base";
+        pipeline.Stages.Evaluate.Prompts = ["Name a colour"];
+        pipeline.Stages.Evaluate.MaxNewTokens = 5;
+        pipeline.Stages.Evaluate.Sample = 1;
+
+        var first = Contexts.For("evaluate", pipeline, _root, Inputs, new RecordingLog());
+        await new EvaluateStage(_ => _tokenizer).RunAsync(first, CancellationToken.None);
+
+        var report = JsonNode.Parse(File.ReadAllText(Path.Combine(first.OutputDirectory, "report.json")))!;
+        using var baseModel = ModelFolder.Load(Path.Combine(_root, "base"));
+        var expected = _tokenizer.Decode(TextGenerator.GenerateIds(baseModel,
+            _tokenizer.EncodeConversation([new("user", "Name a colour")], true),
+            new GenerationOptions(MaxNewTokens: 5, StopTokenIds: _tokenizer.StopTokenIds)));
+        Assert.Equal("base", report["base"]!.GetValue<string>());
+        Assert.Equal(expected, report["answers"]![0]!["base_answer"]!.GetValue<string>());
+        var cached = Assert.Single(Directory.GetFiles(Path.Combine(_root, ".finetune", "base-answers")));
+
+        // The second evaluation reads the stored answers instead of running the base model: an edited file shows.
+        var stored = JsonNode.Parse(File.ReadAllText(cached))!;
+        Assert.Equal(expected, stored["prompts"]![0]!.GetValue<string>());
+        stored["prompts"]![0] = "stored";
+        File.WriteAllText(cached, stored.ToJsonString());
+        var log = new RecordingLog();
+        var second = Contexts.For("evaluate", pipeline, _root, Inputs, log);
+        await new EvaluateStage(_ => _tokenizer).RunAsync(second, CancellationToken.None);
+        report = JsonNode.Parse(File.ReadAllText(Path.Combine(second.OutputDirectory, "report.json")))!;
+        Assert.Equal("stored", report["answers"]![0]!["base_answer"]!.GetValue<string>());
+        Assert.Contains(log.Lines, l => l.Contains("base answers of base from"));
     }
 
     [Fact]
