@@ -322,6 +322,15 @@ internal static class DiagnosticCodes
     [Meaning("a store entry whose files no longer match what was committed (cache verify); it is moved aside")]
     public const string DamagedStoreEntry = "FT0912";
 
+    [Meaning("training produced a loss or gradient norm that is NaN or infinite; nothing was committed")]
+    public const string TrainingDiverged = "FT0913";
+
+    [Meaning("the checkpoint of an interrupted training cannot be read; --restart discards it")]
+    public const string CorruptCheckpoint = "FT0914";
+
+    [Meaning("a lock file with YAML anchors or aliases, or nested deeper than the tool ever writes")]
+    public const string LockFileStructureRefused = "FT0915";
+
     // ---- 10xx inference: the chat client, serve, diff -------------------------------------------------------------
 
     [Meaning("--adapter names a folder that does not exist")]
@@ -356,15 +365,6 @@ internal static class DiagnosticCodes
 
     [Meaning("the ranks of a data-parallel run do not start from identical weights and position")]
     public const string RanksDiverged = "FT1104";
-
-    [Meaning("training produced a loss or gradient norm that is NaN or infinite; nothing was committed")]
-    public const string TrainingDiverged = "FT0913";
-
-    [Meaning("the checkpoint of an interrupted training cannot be read; --restart discards it")]
-    public const string CorruptCheckpoint = "FT0914";
-
-    [Meaning("a lock file with YAML anchors or aliases, or nested deeper than the tool ever writes")]
-    public const string LockFileStructureRefused = "FT0915";
 
     [Meaning("an external libtorch (FINETUNE_LIBTORCH) that is not a libtorch folder, or lacks symbols that " +
         "TorchSharp's shim imports")]
