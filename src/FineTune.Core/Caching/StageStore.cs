@@ -92,6 +92,10 @@ internal sealed class StageStore
         if (entry is null)
             return Directory.Exists(directory) && Directory.EnumerateFileSystemEntries(directory).Any()
                 ? "its entry.json is missing or unreadable" : null;
+        var entryFile = Path.Combine(directory, "entry.json");
+        var checksum = entryFile + ".sha256";
+        if (!File.Exists(checksum) || File.ReadAllText(checksum) != ContentHash.OfFile(entryFile))
+            return "its entry.json no longer matches its entry.json.sha256";
         if (entry.Stage != stage || entry.Key != key || entry.OutputHash != OutputHashOf(entry.Outputs))
             return "its entry.json does not match its place or its own outputs";
         var output = OutputDirectory(stage, key);
@@ -138,7 +142,10 @@ internal sealed class StageStore
     {
         var outputs = HashTree(Path.Combine(temporaryEntry, "output"));
         var entry = describe(outputs, OutputHashOf(outputs));
-        File.WriteAllText(Path.Combine(temporaryEntry, "entry.json"), JsonSerializer.Serialize(entry, StoreEntry.Json));
+        var entryFile = Path.Combine(temporaryEntry, "entry.json");
+        File.WriteAllText(entryFile, JsonSerializer.Serialize(entry, StoreEntry.Json));
+        // entry.json's summary goes into lock files, so a changed byte there must be found as cheaply as a size.
+        File.WriteAllText(entryFile + ".sha256", ContentHash.OfFile(entryFile));
         // On the disk before the rename makes it look committed.
         Durable.FlushTree(temporaryEntry);
         var destination = EntryDirectory(entry.Stage, entry.Key);

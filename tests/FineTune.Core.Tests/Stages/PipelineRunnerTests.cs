@@ -285,6 +285,8 @@ public class PipelineRunnerTests
     [InlineData("entry.json", "truncate", true)]
     [InlineData("entry.json", "delete", true)]
     [InlineData("entry.json", "outputs", true)]
+    [InlineData("entry.json.sha256", "flip", true)]
+    [InlineData("entry.json.sha256", "delete", true)]
     public async Task A_damaged_store_entry_is_reported_moved_aside_and_computed_again(string file, string how,
         bool foundBySize)
     {
