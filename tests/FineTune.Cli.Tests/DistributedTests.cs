@@ -47,13 +47,11 @@ public class DistributedTests(ITestOutputHelper output)
         await ranks.Process.WaitForExitAsync();
         var text = ranks.Output.ToString();
         Assert.True(ranks.Process.ExitCode == 0, text);
-        // --tag-output prefixes every line with [job,rank]: rank 1 prints nothing (but the keypad escape sequence
-        // .NET's console writes on start).
+        // --tag-output prefixes what each rank writes with [job,rank]: rank 1 prints nothing (but the keypad escape
+        // sequence .NET's console writes on start, which ends in no newline, so rank 0's next tag can follow it on
+        // the same line).
         Assert.Contains("[1,0]<stdout>:", text);
-        var fromRank1 = text.Split('\n').Where(line => line.StartsWith("[1,1]<", StringComparison.Ordinal))
-            .Select(line => line[(line.IndexOf(':') + 1)..].Replace("\u001b[?1h\u001b=", "").Trim())
-            .Where(line => line.Length > 0).ToList();
-        Assert.Empty(fromRank1);
+        Assert.Empty(WrittenBy(text, rank: 1));
         Assert.Contains("data-parallel over 2 ranks (mpi)", text);
 
         var lockText = File.ReadAllText(Path.Combine(folder.Path, "pipelines", "tiny.lock.yaml"));
@@ -116,6 +114,26 @@ public class DistributedTests(ITestOutputHelper output)
         {
             if (!ranks.Process.HasExited) ranks.Process.Kill(entireProcessTree: true);
         }
+    }
+
+    /// <summary>The non-blank pieces of <paramref name="text"/> that follow a <c>[job,rank]&lt;stream&gt;:</c> tag of
+    /// <paramref name="rank"/>, each up to the next tag or the end of its line.</summary>
+    private static List<string> WrittenBy(string text, int rank)
+    {
+        var pieces = new List<string>();
+        foreach (var line in text.Split('\n'))
+        {
+            var tags = System.Text.RegularExpressions.Regex.Matches(line, @"\[\d+,(\d+)\]<std(?:out|err)>:");
+            for (var i = 0; i < tags.Count; i++)
+            {
+                if (tags[i].Groups[1].Value != rank.ToString()) continue;
+                var start = tags[i].Index + tags[i].Length;
+                var end = i + 1 < tags.Count ? tags[i + 1].Index : line.Length;
+                var piece = line[start..end].Replace("\u001b[?1h\u001b=", "").Trim();
+                if (piece.Length > 0) pieces.Add(piece);
+            }
+        }
+        return pieces;
     }
 
     private static List<double> Losses(string metrics) => [.. File.ReadAllLines(metrics)
