@@ -160,7 +160,7 @@ internal sealed class InferenceModel : IDisposable
                 }
                 if (answer.Push(text.Add(id))) throw new StopSequenceReached();
             }, cancellationToken);
-            if (answer.Push(text.Flush())) finish = "stop";
+            if (answer.Push(text.Flush(cutOff: finish == "length"))) finish = "stop";
             else answer.Flush();
         }
         catch (StopSequenceReached) { finish = "stop"; }

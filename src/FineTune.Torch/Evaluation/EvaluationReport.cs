@@ -174,8 +174,11 @@ internal static class EvaluationMarkdown
 
         """;
 
-    private static string Cell(string text) => text.Replace("|", "\\|", StringComparison.Ordinal)
-        .ReplaceLineEndings("<br>");
+    /// <summary>Text as one table cell. An answer of only line breaks (a base model's noise) would fill the cell
+    /// with &lt;br&gt;s, so it is named instead.</summary>
+    private static string Cell(string text) => text.Length > 0 && string.IsNullOrWhiteSpace(text)
+        ? $"*({text.Length} whitespace characters)*"
+        : text.Trim().Replace("|", "\\|", StringComparison.Ordinal).ReplaceLineEndings("<br>");
 }
 
 /// <summary>Validation loss and token accuracy (null without labelled tokens), examples, labelled tokens.</summary>

@@ -48,10 +48,11 @@ internal sealed class TextGenerator(LlamaForCausalLM model, IChatTokenizer token
             var piece = text.Add(id);
             if (piece.Length > 0) onText?.Invoke(piece);
         }, cancellationToken);
-        var rest = text.Flush();
-        if (rest.Length > 0) onText?.Invoke(rest);
         var finish = ids.Count > 0 && stops.Contains(ids[^1]) ? "stop" : "length";
-        return new GenerationResult(ids, text.Text, finish);
+        var rest = text.Flush(cutOff: finish == "length");
+        if (rest.Length > 0) onText?.Invoke(rest);
+        return new GenerationResult(ids,
+            finish == "length" ? IncrementalText.WithoutIncompleteTail(text.Text) : text.Text, finish);
     }
 
     /// <summary>
@@ -136,7 +137,8 @@ internal sealed class TextGenerator(LlamaForCausalLM model, IChatTokenizer token
 
 /// <summary>
 /// Turns a growing list of ids into text pieces. Byte-level tokens can split a UTF-8 character, and the decoder
-/// shows such a tail as U+FFFD until its last byte arrives, so that tail is held back rather than printed.
+/// shows such a tail as U+FFFD until its last byte arrives, so that tail is held back rather than printed. When
+/// max_new_tokens ends the answer inside a character, its bytes never all arrive, and the tail is dropped.
 /// </summary>
 internal sealed class IncrementalText(IChatTokenizer tokenizer)
 {
@@ -144,6 +146,13 @@ internal sealed class IncrementalText(IChatTokenizer tokenizer)
     private string _emitted = "";
 
     public string Text => tokenizer.Decode(_ids);
+
+    /// <summary>
+    /// <paramref name="decoded"/> without a final U+FFFD: UTF-8 decoding gives one for an incomplete last character
+    /// (a lead byte and fewer continuation bytes than it announces), as ids cut off by a length limit can end.
+    /// </summary>
+    public static string WithoutIncompleteTail(string decoded) =>
+        decoded.EndsWith('\uFFFD') ? decoded[..^1] : decoded;
 
     /// <summary>Adds one id; returns the text that became final (often empty).</summary>
     public string Add(int id)
@@ -157,10 +166,12 @@ internal sealed class IncrementalText(IChatTokenizer tokenizer)
         return piece;
     }
 
-    /// <summary>The text not yet returned, once nothing more will come.</summary>
-    public string Flush()
+    /// <summary>The text not yet returned, once nothing more will come; <paramref name="cutOff"/> when a length
+    /// limit ended the ids.</summary>
+    public string Flush(bool cutOff = false)
     {
         var text = tokenizer.Decode(_ids);
+        if (cutOff) text = WithoutIncompleteTail(text);
         if (!text.StartsWith(_emitted, StringComparison.Ordinal)) return "";
         var piece = text[_emitted.Length..];
         _emitted = text;

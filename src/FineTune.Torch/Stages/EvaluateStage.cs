@@ -36,7 +36,7 @@ internal sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer 
     private readonly Func<string, IChatTokenizer> _loadTokenizer = loadTokenizer ?? TokenizerFolder.Load;
 
     public override string Name => "evaluate";
-    public override int ImplementationVersion => 2;
+    public override int ImplementationVersion => 3;
     public override IReadOnlyList<string> DependsOn { get; } = ["train", "tokenize"];
 
     /// <summary>The device the model was trained on, as the train stage's output records it.</summary>
@@ -228,7 +228,8 @@ internal sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer 
             settings.MaxNewTokens, tokenizer.StopTokenIds, tokenizer.PadTokenId, GenerationBatchSize,
             settings.RepetitionPenalty, done => log.Progress(new StageProgress(done, sample.Count, "sample answer")),
             cancellationToken);
-        return (answers, [.. sampleIds.Select(ids => tokenizer.Decode(ids).Trim())]);
+        return (answers, [.. sampleIds.Select(ids => (ids.Count >= settings.MaxNewTokens
+            ? IncrementalText.WithoutIncompleteTail(tokenizer.Decode(ids)) : tokenizer.Decode(ids)).Trim())]);
     }
 
     /// <summary>

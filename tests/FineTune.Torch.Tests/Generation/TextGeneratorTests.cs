@@ -91,4 +91,19 @@ public sealed class TextGeneratorTests
         Assert.DoesNotContain(pieces, p => p.Contains('\uFFFD'));
         Assert.Contains("嬛", pieces); // held back until its third byte, then emitted whole
     }
+
+    [Fact]
+    public void Text_cut_inside_a_character_ends_before_it()
+    {
+        var tokenizer = new ByteChatTokenizer();
+        // 嬛 is three UTF-8 bytes (E5 AC 9B): the ids stop after two of them, as max_new_tokens can.
+        var ids = tokenizer.Encode("我是嬛").SkipLast(1).ToList();
+        var text = new IncrementalText(tokenizer);
+        var pieces = ids.Select(text.Add).Where(p => p.Length > 0).ToList();
+        pieces.Add(text.Flush(cutOff: true));
+
+        Assert.Equal("我是\uFFFD", tokenizer.Decode(ids));
+        Assert.Equal("我是", string.Concat(pieces));
+        Assert.Equal("我是", IncrementalText.WithoutIncompleteTail(tokenizer.Decode(ids)));
+    }
 }
