@@ -58,8 +58,10 @@ internal sealed class CheckpointingBenchmark : IBenchmark
 
         Console.WriteLine($"checkpointing: Qwen2.5-0.5B shape, vocab {options.Vocab}, {options.Layers} layers, LoRA r 8 x 7 projections, "
             + $"{options.Dtype} base, batch {options.Batch} x {options.Sequence}, {options.Steps} steps per configuration (one child process each)");
-        var off = RunInChild(options, checkpointing: false);
-        var on = RunInChild(options, checkpointing: true);
+        var off = BenchModels.RunChild<Measurement>("checkpointing off",
+            ["checkpointing", .. options.ToArgs(), "--child", "off"]);
+        var on = BenchModels.RunChild<Measurement>("checkpointing on",
+            ["checkpointing", .. options.ToArgs(), "--child", "on"]);
         if (off is null || on is null) return 1;
         foreach (var m in new[] { off, on })
             Console.WriteLine($"  checkpointing {(m.Checkpointing ? "on " : "off")}: training peak {m.TrainingPeakMb,8:N0} MB (building the model: {m.BuildPeakMb:N0} MB), "
@@ -76,25 +78,6 @@ internal sealed class CheckpointingBenchmark : IBenchmark
             off_tokens_per_s = Math.Round(off.TokensPerSecond, 1), on_tokens_per_s = Math.Round(on.TokensPerSecond, 1),
         }));
         return 0;
-    }
-
-    private static Measurement? RunInChild(Options options, bool checkpointing)
-    {
-        // Under `dotnet run` the process is the apphost; under `dotnet FineTune.Bench.dll` it is dotnet itself.
-        var process = Environment.ProcessPath!;
-        var start = new ProcessStartInfo(process) { RedirectStandardOutput = true };
-        if (Path.GetFileNameWithoutExtension(process) == "dotnet") start.ArgumentList.Add(Assembly.GetEntryAssembly()!.Location);
-        foreach (var a in (string[])["checkpointing", .. options.ToArgs(), "--child", checkpointing ? "on" : "off"]) start.ArgumentList.Add(a);
-        using var child = Process.Start(start)!;
-        Measurement? result = null;
-        while (child.StandardOutput.ReadLine() is { } line)
-        {
-            if (line.StartsWith("{", StringComparison.Ordinal)) result = JsonSerializer.Deserialize<Measurement>(line);
-            else Console.WriteLine("    " + line);
-        }
-        child.WaitForExit();
-        if (child.ExitCode != 0 || result is null) Console.Error.WriteLine($"child (checkpointing {checkpointing}) failed with exit code {child.ExitCode}");
-        return result;
     }
 
     private static int RunChild(Options options, bool checkpointing)

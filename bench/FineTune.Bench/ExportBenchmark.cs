@@ -45,7 +45,7 @@ internal sealed class ExportBenchmark : IBenchmark
             var sourceMb = new FileInfo(Path.Combine(root, "model", "model.safetensors")).Length / 1e6;
             Console.WriteLine($"export: Qwen2.5-0.5B shape, {layers} layers, {parameters:N0} parameters, float32 source " +
                 $"{sourceMb:N0} MB; load average {File.ReadAllText("/proc/loadavg").Trim()}");
-            var results = new[] { "hf", "gguf" }.Select(format => RunInChild(format, root)).ToList();
+            var results = new[] { "hf", "gguf" }.Select(format => BenchModels.RunChild<Measurement>(format, "export", "--child", format, root)).ToList();
             if (results.Any(r => r is null)) return 1;
             foreach (var m in results)
                 Console.WriteLine($"  {m!.Format,-4}: {m.Seconds,6:F1} s, peak RSS {m.PeakMb,7:N0} MB (before the export " +
@@ -65,25 +65,6 @@ internal sealed class ExportBenchmark : IBenchmark
         {
             Directory.Delete(root, recursive: true);
         }
-    }
-
-    private static Measurement? RunInChild(string format, string root)
-    {
-        // Under `dotnet run` the process is the apphost; under `dotnet FineTune.Bench.dll` it is dotnet itself.
-        var process = Environment.ProcessPath!;
-        var start = new ProcessStartInfo(process) { RedirectStandardOutput = true };
-        if (Path.GetFileNameWithoutExtension(process) == "dotnet") start.ArgumentList.Add(Assembly.GetEntryAssembly()!.Location);
-        foreach (var a in (string[])["export", "--child", format, root]) start.ArgumentList.Add(a);
-        using var child = Process.Start(start)!;
-        Measurement? result = null;
-        while (child.StandardOutput.ReadLine() is { } line)
-        {
-            if (line.StartsWith("{", StringComparison.Ordinal)) result = JsonSerializer.Deserialize<Measurement>(line);
-            else Console.WriteLine("    " + line);
-        }
-        child.WaitForExit();
-        if (child.ExitCode != 0 || result is null) Console.Error.WriteLine($"child ({format}) failed with exit code {child.ExitCode}");
-        return result;
     }
 
     private static int RunChild(string format, string root)

@@ -52,15 +52,8 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
                 continue;
             }
 
-            var settings = stage.SettingsIn(pipeline);
-            var probe = NewContext(pipeline, stage, settings, store, "", "", settled, ComputeEnvironment.None,
-                NullLog.Instance);
-            var environment = stage.ResolveEnvironment(probe);
-            probe = NewContext(pipeline, stage, settings, store, "", "", settled, environment, NullLog.Instance);
-            IReadOnlyList<StageInput> inputs = [.. stage.DependsOn.Select(d => StageInput.Upstream(d, settled[d])),
-                .. stage.ReadInputs(probe)];
-            var key = ComputeKey(stage, settings, inputs, environment, out var settingsTree, out var inputRecords,
-                out var keyEnvironment);
+            var (settings, environment, inputs, key, settingsTree, inputRecords, keyEnvironment) =
+                KeyOf(pipeline, stage, store, settled);
 
             var existing = store.TryGet(stage.Name, key);
             var forced = options.ForceAll || options.ForceStage == stage.Name;
@@ -145,14 +138,7 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
         for (var i = 0; i <= last; i++)
         {
             var stage = stages[i];
-            var settings = stage.SettingsIn(pipeline);
-            var probe = NewContext(pipeline, stage, settings, store, "", "", settled, ComputeEnvironment.None,
-                NullLog.Instance);
-            var environment = stage.ResolveEnvironment(probe);
-            probe = NewContext(pipeline, stage, settings, store, "", "", settled, environment, NullLog.Instance);
-            IReadOnlyList<StageInput> inputs = [.. stage.DependsOn.Select(d => StageInput.Upstream(d, settled[d])),
-                .. stage.ReadInputs(probe)];
-            var key = ComputeKey(stage, settings, inputs, environment, out _, out _, out _);
+            var (settings, environment, inputs, key, _, _, _) = KeyOf(pipeline, stage, store, settled);
             var existing = store.TryGet(stage.Name, key);
             var forced = options.ForceAll || options.ForceStage == stage.Name;
             if (stage.RunsOnEveryRank(settings) && (existing is null || forced))
@@ -227,6 +213,28 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
             Name = stage.Name,
             TimingsLogPath = timingsLog,
         };
+    }
+
+    /// <summary>A stage's settings, environment and inputs, as its key is computed from them.</summary>
+    private sealed record KeyedStage(object Settings, ComputeEnvironment Environment, IReadOnlyList<StageInput> Inputs,
+        string Key, SortedDictionary<string, object?> SettingsTree, SortedDictionary<string, FileRecord> InputRecords,
+        SortedDictionary<string, string> KeyEnvironment);
+
+    /// <summary>Resolves <paramref name="stage"/>'s environment and inputs (its upstream stages settled) and keys it.
+    /// </summary>
+    private static KeyedStage KeyOf(PipelineDefinition pipeline, Stage stage, StageStore store,
+        Dictionary<string, StoreEntry> settled)
+    {
+        var settings = stage.SettingsIn(pipeline);
+        var probe = NewContext(pipeline, stage, settings, store, "", "", settled, ComputeEnvironment.None,
+            NullLog.Instance);
+        var environment = stage.ResolveEnvironment(probe);
+        probe = NewContext(pipeline, stage, settings, store, "", "", settled, environment, NullLog.Instance);
+        IReadOnlyList<StageInput> inputs = [.. stage.DependsOn.Select(d => StageInput.Upstream(d, settled[d])),
+            .. stage.ReadInputs(probe)];
+        var key = ComputeKey(stage, settings, inputs, environment, out var settingsTree, out var inputRecords,
+            out var keyEnvironment);
+        return new KeyedStage(settings, environment, inputs, key, settingsTree, inputRecords, keyEnvironment);
     }
 
     /// <summary>
