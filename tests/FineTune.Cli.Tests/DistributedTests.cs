@@ -88,7 +88,8 @@ public class DistributedTests(ITestOutputHelper output)
         using var folder = new TempFolder();
         folder.Write("pipelines/data.json", EndToEndTests.Dataset());
         folder.Write("pipelines/tiny.yaml", PipelineWith(batch: 2, epochs: 2000));
-        var ranks = Launch(mpirun, folder.Path, [("FINETUNE_COLLECTIVE_TIMEOUT", "3")],
+        // Long enough for both ranks to reach the first collective on a loaded machine, short for the test.
+        var ranks = Launch(mpirun, folder.Path, [("FINETUNE_COLLECTIVE_TIMEOUT", "10")],
             "run", "pipelines/tiny.yaml", "--until", "train");
         try
         {

@@ -96,8 +96,9 @@ internal sealed class DataParallel : IDisposable
             foreach (var bucket in Buckets(parameters))
             {
                 var flat = cat(bucket.Select(p => (p.grad ?? zeros_like(p)).to(ScalarType.Float32).flatten())
-                    .ToList()).cpu().contiguous();
-                _collectives.AllReduceSum(DataPointer(flat), flat.numel(), "the gradient all-reduce");
+                    .ToList()).to(_collectives.BufferDevice).contiguous();
+                _collectives.AllReduceSum(Collectives.DataPointer<float>(flat), flat.numel(),
+                    "the gradient all-reduce");
                 long offset = 0;
                 foreach (var p in bucket)
                 {
@@ -113,10 +114,6 @@ internal sealed class DataParallel : IDisposable
         for (var i = 0; i < figures.Length; i++) figures[i] = values[i];
         AllReduceSeconds += clock.Elapsed.TotalSeconds;
     }
-
-    /// <summary>The address of a contiguous float32 tensor's first element.</summary>
-    private static nint DataPointer(Tensor tensor) =>
-        tensor.storage<float>().data_ptr() + (nint)(tensor.storage_offset() * sizeof(float));
 
     private static IEnumerable<List<Parameter>> Buckets(IReadOnlyList<Parameter> parameters)
     {

@@ -1,3 +1,5 @@
+using static TorchSharp.torch;
+
 namespace FineTune.Torch.Distributed;
 
 /// <summary>
@@ -14,6 +16,9 @@ internal interface ICollectives : IDisposable
     /// <summary>The backend's name as users select it (mpi, nccl).</summary>
     string Backend { get; }
 
+    /// <summary>Where buffers must live: the CPU for MPI, this rank's GPU for NCCL.</summary>
+    Device BufferDevice { get; }
+
     /// <summary>Replaces <paramref name="count"/> float32 values at <paramref name="buffer"/> by their sum over the
     /// ranks.</summary>
     void AllReduceSum(nint buffer, long count, string what);
@@ -29,14 +34,22 @@ internal interface ICollectives : IDisposable
 internal static class Collectives
 {
     /// <summary>Broadcasts a small managed array from <paramref name="root"/>.</summary>
-    public static unsafe void Broadcast(this ICollectives collectives, byte[] data, int root, string what)
+    public static void Broadcast(this ICollectives collectives, byte[] data, int root, string what)
     {
-        fixed (byte* pointer = data) collectives.Broadcast((nint)pointer, data.Length, root, what);
+        using var buffer = tensor(data).to(collectives.BufferDevice);
+        collectives.Broadcast(DataPointer<byte>(buffer), data.Length, root, what);
+        buffer.cpu().data<byte>().CopyTo(data);
     }
 
     /// <summary>Sums a small managed array over the ranks.</summary>
-    public static unsafe void AllReduceSum(this ICollectives collectives, float[] data, string what)
+    public static void AllReduceSum(this ICollectives collectives, float[] data, string what)
     {
-        fixed (float* pointer = data) collectives.AllReduceSum((nint)pointer, data.Length, what);
+        using var buffer = tensor(data).to(collectives.BufferDevice);
+        collectives.AllReduceSum(DataPointer<float>(buffer), data.Length, what);
+        buffer.cpu().data<float>().CopyTo(data);
     }
+
+    /// <summary>The address of a contiguous tensor's first element (host or device memory).</summary>
+    public static unsafe nint DataPointer<T>(Tensor contiguous) where T : unmanaged =>
+        contiguous.storage<T>().data_ptr() + (nint)(contiguous.storage_offset() * sizeof(T));
 }

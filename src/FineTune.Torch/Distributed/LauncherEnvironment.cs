@@ -24,22 +24,22 @@ internal sealed record LauncherEnvironment(string Launcher, int Rank, int WorldS
 
     public static LauncherEnvironment From(IReadOnlyDictionary<string, string> variables)
     {
+        LauncherEnvironment launch;
         if (variables.ContainsKey("OMPI_COMM_WORLD_RANK"))
-            return Checked("mpirun", variables, "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
+            launch = Checked("mpirun", variables, "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE",
                 "OMPI_COMM_WORLD_LOCAL_RANK");
         // SLURM_PROCID alone is also set in a batch script; only srun sets the step's task count.
-        if (variables.ContainsKey("SLURM_PROCID") && variables.ContainsKey("SLURM_STEP_NUM_TASKS"))
-            return Checked("srun", variables, "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID");
-        if (variables.ContainsKey("RANK") && variables.ContainsKey("WORLD_SIZE"))
+        else if (variables.ContainsKey("SLURM_PROCID") && variables.ContainsKey("SLURM_STEP_NUM_TASKS"))
+            launch = Checked("srun", variables, "SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID");
+        else if (variables.ContainsKey("RANK") && variables.ContainsKey("WORLD_SIZE"))
+            launch = Checked("torchrun", variables, "RANK", "WORLD_SIZE", "LOCAL_RANK");
+        else return Single;
+        // torchrun sets them; under mpirun or srun a job script may, for the nccl backend's id exchange.
+        return launch with
         {
-            var torchrun = Checked("torchrun", variables, "RANK", "WORLD_SIZE", "LOCAL_RANK");
-            return torchrun with
-            {
-                MasterAddress = variables.GetValueOrDefault("MASTER_ADDR"),
-                MasterPort = variables.TryGetValue("MASTER_PORT", out var port) ? Number(port, "MASTER_PORT") : null,
-            };
-        }
-        return Single;
+            MasterAddress = variables.GetValueOrDefault("MASTER_ADDR") is { Length: > 0 } address ? address : null,
+            MasterPort = variables.TryGetValue("MASTER_PORT", out var port) ? Number(port, "MASTER_PORT") : null,
+        };
     }
 
     private static LauncherEnvironment Checked(string launcher, IReadOnlyDictionary<string, string> variables,

@@ -30,6 +30,7 @@ internal sealed class MpiCollectives : ICollectives
     public int Rank { get; }
     public int WorldSize { get; }
     public string Backend => "mpi";
+    public TorchSharp.torch.Device BufferDevice => TorchSharp.torch.CPU;
 
     private MpiCollectives(nint library, TimeSpan timeout)
     {

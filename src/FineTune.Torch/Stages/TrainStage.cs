@@ -59,6 +59,9 @@ internal sealed class TrainStage : Stage<TrainSettings>
 
         var environment = context.Environment;
         var device = ComputeEnvironmentProvider.TorchDevice(environment);
+        // One GPU per rank of a node, as torchrun and mpirun number them.
+        if (device.type == DeviceType.CUDA && DataParallel.IsOn(settings.Distributed, Launcher))
+            device = new Device(DeviceType.CUDA, Launcher.LocalRank);
         var dtype = Trainer.ScalarTypeOf(settings.Dtype, device);
         if (dtype == ScalarType.BFloat16 && device.type == DeviceType.CPU
             && CpuFeatures.ThisCpuHasBfloat16Compute() == false)

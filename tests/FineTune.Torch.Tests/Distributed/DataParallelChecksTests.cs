@@ -58,6 +58,7 @@ public class DataParallelChecksTests
         public int Rank => 1;
         public int WorldSize => 2;
         public string Backend => "loopback";
+        public TorchSharp.torch.Device BufferDevice => TorchSharp.torch.CPU;
         public void AllReduceSum(nint buffer, long count, string what) { }
 
         public void Broadcast(nint buffer, long count, int root, string what)

@@ -103,6 +103,7 @@ public class LauncherEnvironmentTests
         public int Rank => rank;
         public int WorldSize => world;
         public string Backend => "fake";
+        public TorchSharp.torch.Device BufferDevice => TorchSharp.torch.CPU;
         public void AllReduceSum(nint buffer, long count, string what) { }
         public void Broadcast(nint buffer, long count, int root, string what) { }
         public void Barrier(string what) { }
