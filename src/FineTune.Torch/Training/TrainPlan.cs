@@ -8,26 +8,35 @@ namespace FineTune.Torch.Training;
 
 /// <summary>How many optimizer steps a run takes and how many micro-batches each of them accumulates.</summary>
 /// <param name="TotalSteps">Optimizer steps of the whole run (the length of the learning-rate schedule).</param>
-/// <param name="MicroBatchesPerStep">Micro-batches accumulated into one step.</param>
-/// <param name="TotalMicroBatches">Micro-batches the run goes through, in order across epoch boundaries.</param>
+/// <param name="MicroBatchesPerStep">Micro-batches accumulated into one step (the last step of an epoch may take
+/// fewer).</param>
+/// <param name="TotalMicroBatches">Micro-batches the run goes through, epoch after epoch.</param>
 internal sealed record StepSchedule(int TotalSteps, int MicroBatchesPerStep, long TotalMicroBatches)
 {
     /// <summary>
-    /// transformers' Trainer: steps per epoch = max(batches // accumulation, 1), steps = ceil(epochs · that). The
-    /// tutorial's 3,729 records at batch 4 (933 batches) with accumulation 4 for 3 epochs give 233 · 3 = 699 steps;
-    /// the micro-batches left over at the end (3 here) are not trained, as there. An epoch shorter than one
-    /// accumulation makes each step one epoch. A positive <paramref name="maxSteps"/> is the step count instead
-    /// (transformers' max_steps), the micro-batches running on through as many epochs as it takes.
+    /// transformers' Trainer (4.46 and later): the schedule has max(batches // accumulation, 1) steps per epoch,
+    /// ceil(epochs · that) in all, or <paramref name="maxSteps"/> when positive; the loop groups each epoch's batches
+    /// into steps of <paramref name="accumulation"/>, the leftover batches of an epoch making one shorter step of
+    /// their own, and stops when the schedule's steps are done. The tutorial's 3,729 records at batch 4 (933
+    /// batches) with accumulation 4 for 3 epochs: 699 steps; an epoch is 233 steps of 4 batches and one of 1, so the
+    /// third epoch stops after 231 steps, 924 of its batches.
     /// </summary>
     public static StepSchedule For(int batchesPerEpoch, int accumulation, double epochs, int maxSteps = -1)
     {
         var perStep = Math.Min(accumulation, batchesPerEpoch);
-        if (maxSteps > 0) return new StepSchedule(maxSteps, perStep, (long)maxSteps * perStep);
-        var stepsPerEpoch = Math.Max(batchesPerEpoch / accumulation, 1);
-        var steps = (int)Math.Ceiling(epochs * stepsPerEpoch - 1e-9);
-        var microBatches = Math.Min((long)Math.Ceiling(epochs * batchesPerEpoch - 1e-9), (long)steps * perStep);
+        var steps = maxSteps > 0
+            ? maxSteps
+            : (int)Math.Ceiling(epochs * Math.Max(batchesPerEpoch / accumulation, 1) - 1e-9);
+        var stepsPerEpoch = StepsPerEpoch(batchesPerEpoch, perStep);
+        var (fullEpochs, stepsInLast) = Math.DivRem(steps, stepsPerEpoch);
+        var microBatches = (long)fullEpochs * batchesPerEpoch
+            + Math.Min((long)stepsInLast * perStep, batchesPerEpoch);
         return new StepSchedule(steps, perStep, microBatches);
     }
+
+    /// <summary>Steps the loop takes per epoch: the full ones and the shorter one of the leftover batches.</summary>
+    public static int StepsPerEpoch(int batchesPerEpoch, int perStep) =>
+        batchesPerEpoch == 0 ? 1 : (batchesPerEpoch + perStep - 1) / perStep;
 }
 
 /// <summary>

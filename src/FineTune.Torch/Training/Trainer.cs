@@ -197,7 +197,9 @@ internal sealed class Trainer
                 optimizer.zero_grad();
                 if (_mixedPrecision) _model.zero_grad();
                 var microBatches = new List<int[][]>();
-                for (var i = 0; i < accumulation && microBatch < totalMicroBatches; i++, microBatch++)
+                // A step ends at its epoch's end, however few batches it has then (transformers' Trainer).
+                for (var i = 0; i < accumulation && microBatch < totalMicroBatches
+                    && (i == 0 || microBatch % batchesPerEpoch != 0); i++, microBatch++)
                 {
                     var epoch = microBatch / batchesPerEpoch;
                     if (epoch != planEpoch) (plan, planEpoch) = (EpochPlan((int)epoch), epoch);

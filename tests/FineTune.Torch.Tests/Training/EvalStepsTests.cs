@@ -83,4 +83,30 @@ public sealed class EvalStepsTests
         Assert.Equal(ReferenceLoss(model, validation), evalLines[1]["eval_loss"]!.GetValue<double>(), 4);
         Assert.Contains(log.Lines, l => l.Contains("step 4: eval_loss"));
     }
+
+    [Fact]
+    public void An_epochs_leftover_batch_is_a_short_step_of_its_own_as_in_transformers()
+    {
+        // 6 examples at batch 2 are 3 batches; accumulation 2: each epoch is a step of 2 batches and one of 1.
+        // The schedule counts 3 // 2 = 1 step per epoch, so 4 epochs are 4 steps: two whole epochs.
+        using var folder = new TempFolder();
+        using var model = new LlamaForCausalLM(Fakes.TinyModels.Config(layers: 1));
+        model.InitializeWeights(7);
+        var metrics = Path.Combine(folder.Path, "metrics.jsonl");
+        var settings = new TrainSettings
+        {
+            BatchSize = 2, GradientAccumulation = 2, Epochs = 4, LearningRate = 1e-2, Seed = 3, LogEvery = 1,
+        };
+        new Trainer(model, Dataset(6, 0), settings, CPU, new RecordingLog()) { MetricsPath = metrics }
+            .Train(CancellationToken.None);
+
+        var epochs = File.ReadLines(metrics).Select(l => JsonNode.Parse(l)!["epoch"]!.GetValue<double>()).ToList();
+        Assert.Equal([2 / 3.0, 1, 5 / 3.0, 2], epochs, new ToleranceComparer(1e-3));
+    }
+
+    private sealed class ToleranceComparer(double tolerance) : IEqualityComparer<double>
+    {
+        public bool Equals(double x, double y) => Math.Abs(x - y) <= tolerance;
+        public int GetHashCode(double value) => 0;
+    }
 }

@@ -64,9 +64,11 @@ public sealed class RecipeTests
     [Fact]
     public void Max_steps_overrides_epochs_and_cycles_the_data()
     {
-        // 933 micro-batches per epoch, 4 per step: 1,000 steps take 4,000 micro-batches, about 4.3 epochs.
-        Assert.Equal(new StepSchedule(1000, 4, 4000), StepSchedule.For(933, 4, epochs: 3, maxSteps: 1000));
-        Assert.Equal(new StepSchedule(699, 4, 2796), StepSchedule.For(933, 4, epochs: 3, maxSteps: -1));
+        // 933 micro-batches per epoch, 4 per step, each epoch ending in a step of 933 % 4 = 1: 234 steps an epoch.
+        // 1,000 steps = 4 epochs (936 steps) + 64 steps of 4: 4 x 933 + 256 = 3,988 micro-batches, about 4.3 epochs.
+        Assert.Equal(new StepSchedule(1000, 4, 3988), StepSchedule.For(933, 4, epochs: 3, maxSteps: 1000));
+        // 3 epochs: 3 x (933 // 4) = 699 steps = 2 epochs (468) + 231 steps of 4: 2 x 933 + 924 = 2,790.
+        Assert.Equal(new StepSchedule(699, 4, 2790), StepSchedule.For(933, 4, epochs: 3, maxSteps: -1));
     }
 
     [Theory]

