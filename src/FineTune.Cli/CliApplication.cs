@@ -131,6 +131,9 @@ internal sealed record CliConsole(TextWriter Out, TextWriter Error, bool Verbose
                 Print(user.Diagnostics);
                 if (Verbose) Error.WriteLine(user.StackTrace);
                 return user.ExitCode;
+            case not FineTuneException when DiskFull.Is(exception):
+                // A write outside any stage (the lock file, the run record, a cache): same words, same exit code.
+                return Report(DiskFull.Error(exception));
             case OperationCanceledException:
                 Error.WriteLine("cancelled: nothing incomplete was committed; run again to continue (checkpoints are " +
                     "kept)");

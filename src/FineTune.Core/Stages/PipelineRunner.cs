@@ -305,13 +305,24 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
         try
         {
             await stage.RunAsync(context, cancellationToken);
+            return Commit(stage, store, key, settingsTree, inputs, environment, temporary, context, started, clock);
         }
         catch (Exception e)
         {
+            // Measured before the partial output goes: what the stage had written is about what it needs.
+            var disk = DiskFull.Is(e) ? DiskFull.Error(store.Root, DiskFull.SizeOf(temporary) + DiskFull.SizeOf(work),
+                e) : null;
             StageStore.TryDelete(temporary);
+            if (disk is not null) throw disk;
             if (e is OperationCanceledException or FineTuneException) throw;
             throw new StageFailedException(stage.Name, e);
         }
+    }
+
+    private StoreEntry Commit(Stage stage, StageStore store, string key, SortedDictionary<string, object?> settingsTree,
+        SortedDictionary<string, FileRecord> inputs, ComputeEnvironment environment, string temporary,
+        StageContext context, DateTime started, Stopwatch clock)
+    {
         var recordedEnvironment = new SortedDictionary<string,
             string>(StringComparer.Ordinal) { ["tool"] = toolVersion };
         if (!environment.IsNone)
