@@ -71,8 +71,8 @@ internal static class CliApplication
         {
             if (cancellation.IsCancellationRequested) return; // a second Ctrl+C ends the process at once
             e.Cancel = true;
-            stderr.WriteLine("\nCancelling: finishing the current step and saving a checkpoint (Ctrl+C again to " +
-                "abort at once)...");
+            stderr.WriteLine("\nCancelling: stopping the current stage (training saves a checkpoint first); Ctrl+C " +
+                "again to abort at once...");
             cancellation.Cancel();
         };
         Console.CancelKeyPress += onCancel;
@@ -83,7 +83,7 @@ internal static class CliApplication
             {
                 context.Cancel = true;
                 if (cancellation.IsCancellationRequested) return;
-                stderr.WriteLine("\nTerminating: finishing the current step and saving a checkpoint...");
+                stderr.WriteLine("\nTerminating: stopping the current stage (training saves a checkpoint first)...");
                 cancellation.Cancel();
             });
         try
