@@ -34,21 +34,11 @@ public class DiskFullTests(ITestOutputHelper output)
 
         // The same store moved to a disk with room: the data stages are reused and the rest runs.
         var roomy = Path.Combine(cli.Folder, "roomy");
-        CopyTree(store, roomy);
+        KillTests.CopyTree(store, roomy);
         small.Dispose();
         cli.Write("pipelines/tiny.yaml", $"store: {roomy}\n" + EndToEndTests.Pipeline);
         var next = await cli.Run("run", "pipelines/tiny.yaml", "--verify");
         Assert.True(next.ExitCode == 0, next.Error + next.Out);
         Assert.Contains("Done: 3 stage(s) ran, 3 up to date", next.Out);
-    }
-
-    private static void CopyTree(string from, string to)
-    {
-        foreach (var file in Directory.EnumerateFiles(from, "*", SearchOption.AllDirectories))
-        {
-            var target = Path.Combine(to, Path.GetRelativePath(from, file));
-            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-            File.Copy(file, target);
-        }
     }
 }
