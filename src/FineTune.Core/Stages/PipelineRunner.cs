@@ -71,8 +71,11 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
             {
                 existing = null;
                 var aside = options.DryRun ? null : store.MoveAside(stage.Name, key);
-                observer.Notice($"{stage.Name}: the stored output is damaged ({damage})" +
-                    (aside is null ? "" : $"; moved aside to {aside} and computed again"));
+                observer.Notice(damage == StageStore.WrittenByOlderVersion
+                    ? $"{stage.Name}: the stored output was written by an older version of the tool; it is " +
+                        "computed again"
+                    : $"{stage.Name}: the stored output is damaged ({damage})" +
+                        (aside is null ? "" : $"; moved aside to {aside} and computed again"));
             }
 
             if (existing is not null && !forced)
@@ -94,8 +97,9 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
             var reasons = forced ? ["forced"] : Explain(locked, settingsTree, inputRecords, keyEnvironment,
                 stage.ImplementationVersion);
             if (locked is not null && locked.Key == key && existing is null && !forced)
-                reasons = [damage is null ? "its output is missing from the store" : $"its stored output is damaged " +
-                    $"({damage})"];
+                reasons = [damage is null ? "its output is missing from the store"
+                    : damage == StageStore.WrittenByOlderVersion ? "its stored output was written by an older version"
+                    : $"its stored output is damaged ({damage})"];
 
             if (options.Only is not null && options.Only != stage.Name)
                 throw new FineTuneException(DiagnosticCodes.OnlyStageNotUpToDate,
