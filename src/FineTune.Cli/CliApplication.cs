@@ -71,8 +71,8 @@ internal static class CliApplication
         {
             if (cancellation.IsCancellationRequested) return; // a second Ctrl+C ends the process at once
             e.Cancel = true;
-            stderr.WriteLine("\nCancelling: finishing the current step and saving a checkpoint (Ctrl+C again to " +
-                "abort at once)...");
+            stderr.WriteLine("\nCancelling: stopping the current stage (training saves a checkpoint first); Ctrl+C " +
+                "again to abort at once...");
             cancellation.Cancel();
         };
         Console.CancelKeyPress += onCancel;
@@ -83,7 +83,7 @@ internal static class CliApplication
             {
                 context.Cancel = true;
                 if (cancellation.IsCancellationRequested) return;
-                stderr.WriteLine("\nTerminating: finishing the current step and saving a checkpoint...");
+                stderr.WriteLine("\nTerminating: stopping the current stage (training saves a checkpoint first)...");
                 cancellation.Cancel();
             });
         try
@@ -131,6 +131,9 @@ internal sealed record CliConsole(TextWriter Out, TextWriter Error, bool Verbose
                 Print(user.Diagnostics);
                 if (Verbose) Error.WriteLine(user.StackTrace);
                 return user.ExitCode;
+            case not FineTuneException when DiskFull.Is(exception):
+                // A write outside any stage (the lock file, the run record, a cache): same words, same exit code.
+                return Report(DiskFull.Error(exception));
             case OperationCanceledException:
                 Error.WriteLine("cancelled: nothing incomplete was committed; run again to continue (checkpoints are " +
                     "kept)");

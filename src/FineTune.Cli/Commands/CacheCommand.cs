@@ -88,19 +88,27 @@ internal static class CacheCommand
                 return Task.FromResult(ExitCodes.Ok);
             }
             using var runLock = store.AcquireRunLock(wait: true, console.Error.WriteLine, cancellationToken);
-            int checkedCount = 0, damaged = 0;
+            int checkedCount = 0, damaged = 0, older = 0;
             foreach (var (stage, key, _) in store.Entries().ToList())
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 checkedCount++;
                 if (store.FindDamage(stage, key, store.TryGet(stage, key), rehash: true) is not { } damage) continue;
-                damaged++;
                 var aside = store.MoveAside(stage, key);
+                if (damage == StageStore.WrittenByOlderVersion)
+                {
+                    older++;
+                    console.Out.WriteLine($"{stage} entry {key[..16]}: written by an older version of the tool; " +
+                        "moved aside, the next run computes it again");
+                    continue;
+                }
+                damaged++;
                 console.Error.WriteLine(Diagnostic.Error(DiagnosticCodes.DamagedStoreEntry,
                     $"{stage} entry {key[..16]}: {damage}; moved aside to {aside}").Format());
             }
             console.Out.WriteLine($"{checkedCount} entries checked, {damaged} damaged" +
-                (damaged > 0 ? " (the next run computes them again)" : ""));
+                (older > 0 ? $", {older} written by an older version" : "") +
+                (damaged + older > 0 ? " (the next run computes them again)" : ""));
             return Task.FromResult(damaged > 0 ? ExitCodes.StageFailed : ExitCodes.Ok);
         });
 

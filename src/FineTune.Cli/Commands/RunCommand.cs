@@ -82,8 +82,9 @@ internal static class RunCommand
                 Follower = follower,
             };
             var asJson = parse.GetValue(json);
-            var observer = follower ? new ConsoleObserver(TextWriter.Null, TextWriter.Null, false)
-                : new ConsoleObserver(asJson ? console.Error : console.Out, console.Error, console.Interactive);
+            IRunObserver observer = follower ? new ConsoleObserver(TextWriter.Null, TextWriter.Null, false)
+                : SignalAtObserver.Wrap(new ConsoleObserver(asJson ? console.Error : console.Out, console.Error,
+                    console.Interactive));
             var runner = services.GetRequiredService<PipelineRunner>();
             var outcomes = await runner.RunAsync(pipeline, options, observer, cancellationToken);
             if (follower) return ExitCodes.Ok;

@@ -168,9 +168,18 @@ internal sealed class LockFile
             else if (previousStageBlocks.TryGetValue(stage, out var block)) text.Append(block);
         }
         var temporary = Path + $".{Environment.ProcessId}.tmp";
-        File.WriteAllText(temporary, text.ToString(), new UTF8Encoding(false));
-        Durable.FlushFile(temporary);
-        File.Move(temporary, Path, overwrite: true);
+        try
+        {
+            File.WriteAllText(temporary, text.ToString(), new UTF8Encoding(false));
+            Durable.FlushFile(temporary);
+            File.Move(temporary, Path, overwrite: true);
+        }
+        catch (IOException)
+        {
+            // A full disk, say: the previous lock file stays as it was, and no half-written copy beside it.
+            File.Delete(temporary);
+            throw;
+        }
     }
 
     /// <summary>The text blocks of each stage in an existing lock file, to carry over stages this run did not

@@ -94,7 +94,8 @@ internal sealed class StageStore
                 ? "its entry.json is missing or unreadable" : null;
         var entryFile = Path.Combine(directory, "entry.json");
         var checksum = entryFile + ".sha256";
-        if (!File.Exists(checksum) || File.ReadAllText(checksum) != ContentHash.OfFile(entryFile))
+        if (!File.Exists(checksum)) return WrittenByOlderVersion;
+        if (File.ReadAllText(checksum) != ContentHash.OfFile(entryFile))
             return "its entry.json no longer matches its entry.json.sha256";
         if (entry.Stage != stage || entry.Key != key || entry.OutputHash != OutputHashOf(entry.Outputs))
             return "its entry.json does not match its place or its own outputs";
@@ -117,6 +118,13 @@ internal sealed class StageStore
                     return $"{name} no longer matches its sha256";
         return null;
     }
+
+    /// <summary>
+    /// What <see cref="FindDamage"/> says of an entry without entry.json.sha256: versions before it wrote none, so
+    /// such an entry is not damage to report but one to compute again.
+    /// </summary>
+    public const string WrittenByOlderVersion = "it was written by an older version of the tool (it has no " +
+        "entry.json.sha256)";
 
     /// <summary>Moves a damaged entry to <c>damaged/</c> (for a look, removed by cache gc) and returns where.</summary>
     public string MoveAside(string stage, string key)

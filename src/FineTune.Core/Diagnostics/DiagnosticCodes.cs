@@ -331,6 +331,9 @@ internal static class DiagnosticCodes
     [Meaning("a lock file with YAML anchors or aliases, or nested deeper than the tool ever writes")]
     public const string LockFileStructureRefused = "FT0915";
 
+    [Meaning("the disk (or the user's quota) was full while writing; nothing incomplete was committed")]
+    public const string DiskFull = "FT0916";
+
     // ---- 10xx inference: the chat client, serve, diff -------------------------------------------------------------
 
     [Meaning("--adapter names a folder that does not exist")]

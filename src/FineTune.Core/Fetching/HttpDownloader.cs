@@ -184,29 +184,38 @@ internal sealed class HttpDownloader
             mode = FileMode.Create;
         }
 
-        await using var body = await response.Content.ReadAsStreamAsync(idle.Token);
-        await using var file = new FileStream(partialPath, mode, FileAccess.Write, FileShare.None, 1 << 16);
-        var buffer = new byte[1 << 16];
-        var done = offset;
-        var reportedAt = -1L;
-        progress?.Report(new StageProgress(done, total, "byte"));
-        while (true)
+        try
         {
-            idle.CancelAfter(IdleTimeout);
-            var read = await body.ReadAsync(buffer, idle.Token);
-            if (read == 0) break;
-            await file.WriteAsync(buffer.AsMemory(0, read), ct);
-            done += read;
-            if (done - reportedAt >= 1 << 20)
+            await using var body = await response.Content.ReadAsStreamAsync(idle.Token);
+            await using var file = new FileStream(partialPath, mode, FileAccess.Write, FileShare.None, 1 << 16);
+            var buffer = new byte[1 << 16];
+            var done = offset;
+            var reportedAt = -1L;
+            progress?.Report(new StageProgress(done, total, "byte"));
+            while (true)
             {
-                // Flushing with each report means bytes we announced survive a crash and count on resume.
-                await file.FlushAsync(ct);
-                progress?.Report(new StageProgress(done, total, "byte"));
-                reportedAt = done;
+                idle.CancelAfter(IdleTimeout);
+                var read = await body.ReadAsync(buffer, idle.Token);
+                if (read == 0) break;
+                await file.WriteAsync(buffer.AsMemory(0, read), ct);
+                done += read;
+                if (done - reportedAt >= 1 << 20)
+                {
+                    // Flushing with each report means bytes we announced survive a crash and count on resume.
+                    await file.FlushAsync(ct);
+                    progress?.Report(new StageProgress(done, total, "byte"));
+                    reportedAt = done;
+                }
             }
+            progress?.Report(new StageProgress(done, total, "byte"));
+            return AttemptResult.Complete;
         }
-        progress?.Report(new StageProgress(done, total, "byte"));
-        return AttemptResult.Complete;
+        catch (IOException e) when (DiskFull.Is(e))
+        {
+            // Not a network fault: retrying cannot help, and the bytes received so far stay for the next run.
+            throw DiskFull.Error(Path.GetDirectoryName(Path.GetFullPath(partialPath))!,
+                total > offset ? total - offset : null, e);
+        }
     }
 
     /// <summary>
@@ -254,7 +263,7 @@ internal sealed class HttpDownloader
         OperationCanceledException => !ct.IsCancellationRequested, // our idle timeout, not the user's Ctrl+C
         HttpRequestException { StatusCode: { } status } => IsRetryableStatus(status),
         HttpRequestException => true,
-        IOException => true,
+        IOException io => !DiskFull.Is(io),
         _ => false,
     };
 

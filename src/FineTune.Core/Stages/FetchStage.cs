@@ -55,6 +55,7 @@ internal sealed class FetchStage(DownloadCache? cache = null) : Stage<FetchSetti
             extension = ExtensionOf(sourceFile);
         }
 
+        cancellationToken.ThrowIfCancellationRequested();
         var target = Path.Combine(context.OutputDirectory, "data" + extension);
         File.Copy(sourceFile, target, overwrite: true);
 

@@ -64,8 +64,11 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
             {
                 existing = null;
                 var aside = options.DryRun ? null : store.MoveAside(stage.Name, key);
-                observer.Notice($"{stage.Name}: the stored output is damaged ({damage})" +
-                    (aside is null ? "" : $"; moved aside to {aside} and computed again"));
+                observer.Notice(damage == StageStore.WrittenByOlderVersion
+                    ? $"{stage.Name}: the stored output was written by an older version of the tool; it is " +
+                        "computed again"
+                    : $"{stage.Name}: the stored output is damaged ({damage})" +
+                        (aside is null ? "" : $"; moved aside to {aside} and computed again"));
             }
 
             if (existing is not null && !forced)
@@ -87,8 +90,9 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
             var reasons = forced ? ["forced"] : Explain(locked, settingsTree, inputRecords, keyEnvironment,
                 stage.ImplementationVersion);
             if (locked is not null && locked.Key == key && existing is null && !forced)
-                reasons = [damage is null ? "its output is missing from the store" : $"its stored output is damaged " +
-                    $"({damage})"];
+                reasons = [damage is null ? "its output is missing from the store"
+                    : damage == StageStore.WrittenByOlderVersion ? "its stored output was written by an older version"
+                    : $"its stored output is damaged ({damage})"];
 
             if (options.Only is not null && options.Only != stage.Name)
                 throw new FineTuneException(DiagnosticCodes.OnlyStageNotUpToDate,
@@ -313,13 +317,24 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
         try
         {
             await stage.RunAsync(context, cancellationToken);
+            return Commit(stage, store, key, settingsTree, inputs, environment, temporary, context, started, clock);
         }
         catch (Exception e)
         {
+            // Measured before the partial output goes: what the stage had written is about what it needs.
+            var disk = DiskFull.Is(e) ? DiskFull.Error(store.Root, DiskFull.SizeOf(temporary) + DiskFull.SizeOf(work),
+                e) : null;
             StageStore.TryDelete(temporary);
+            if (disk is not null) throw disk;
             if (e is OperationCanceledException or FineTuneException) throw;
             throw new StageFailedException(stage.Name, e);
         }
+    }
+
+    private StoreEntry Commit(Stage stage, StageStore store, string key, SortedDictionary<string, object?> settingsTree,
+        SortedDictionary<string, FileRecord> inputs, ComputeEnvironment environment, string temporary,
+        StageContext context, DateTime started, Stopwatch clock)
+    {
         var recordedEnvironment = new SortedDictionary<string,
             string>(StringComparer.Ordinal) { ["tool"] = toolVersion };
         if (!environment.IsNone)

@@ -52,7 +52,15 @@ internal sealed class RunRecord
             stages = _stages,
         }, JsonText.Indented);
         var temporary = Path + ".tmp";
-        File.WriteAllText(temporary, text);
-        File.Move(temporary, Path, overwrite: true);
+        try
+        {
+            File.WriteAllText(temporary, text);
+            File.Move(temporary, Path, overwrite: true);
+        }
+        catch (IOException)
+        {
+            File.Delete(temporary);
+            throw;
+        }
     }
 }

@@ -22,9 +22,10 @@ internal static class SafetensorsShards
     /// cast to <paramref name="dtype"/>. Tensors
     /// go into shards in name order; a new shard starts when the next tensor would pass
     /// <paramref name="maxShardBytes"/> (a tensor larger than that gets a shard of its own). Returns the element
-    /// count.
+    /// count. Ctrl+C (<paramref name="cancellationToken"/>) is honoured between source files.
     /// </summary>
-    public static long Write(IReadOnlyList<string> sourceFiles, string directory, ScalarType dtype, long maxShardBytes)
+    public static long Write(IReadOnlyList<string> sourceFiles, string directory, ScalarType dtype, long maxShardBytes,
+        CancellationToken cancellationToken = default)
     {
         var entries = sourceFiles
             .SelectMany(file => Safetensors.ReadHeader(file).Tensors.Select(entry => (File: file, Entry: entry)))
@@ -55,6 +56,7 @@ internal static class SafetensorsShards
             {
                 foreach (var group in shards[i].GroupBy(t => t.File))
                 {
+                    cancellationToken.ThrowIfCancellationRequested();
                     var wanted = group.Select(t => t.Entry.Name).ToHashSet(StringComparer.Ordinal);
                     foreach (var (key, tensor) in Safetensors.Load(group.Key, wanted.Contains))
                     {

@@ -50,6 +50,7 @@ internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = 
                     $"the tokenizer folder has no {file}; re-run the tokenize stage", tokenizerDirectory),
                     ExitCodes.StageFailed);
         }
+        cancellationToken.ThrowIfCancellationRequested();
         var tokenizer = _loadTokenizer(tokenizerDirectory);
         var config = WithTokenIds(sourceConfig, tokenizer);
 
@@ -61,13 +62,14 @@ internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = 
             File.WriteAllText(Path.Combine(output, ModelFolder.ConfigFile), config.ToJson(settings.Dtype) + "\n");
             ByteSize.TryParse(settings.MaxShardSize, out var maxShardBytes);
             parameters = SafetensorsShards.Write(ModelFolder.WeightFiles(modelDirectory), output,
-                ModelFolder.ParseDtype(settings.Dtype), maxShardBytes);
+                ModelFolder.ParseDtype(settings.Dtype), maxShardBytes, cancellationToken);
             File.WriteAllText(Path.Combine(output, GenerationConfigFile),
                 GenerationConfig(tokenizer, config, settings.MaxNewTokens) + "\n");
             context.Summary["dtype"] = settings.Dtype;
         }
         if (settings.Writes("adapter"))
         {
+            cancellationToken.ThrowIfCancellationRequested();
             var (baseModel, revision) = BaseModelOf(context);
             PeftAdapterExport.Write(adapter, Path.Combine(output, AdapterFolder), baseModel, revision);
         }
@@ -77,7 +79,8 @@ internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = 
             var folder = Directory.CreateDirectory(Path.Combine(output, GgufFolder)).FullName;
             var result = GgufModelExport.Write(modelDirectory, tokenizerDirectory,
                 Path.Combine(folder, GgufModelExport.FileName(settings.GgufType)),
-                GgufModelExport.ParseType(settings.GgufType), context.Pipeline.Name, tokenizer.StopTokenIds);
+                GgufModelExport.ParseType(settings.GgufType), context.Pipeline.Name, tokenizer.StopTokenIds,
+                cancellationToken);
             if (result.Fallbacks.Count > 0)
                 context.Log.Warning($"{result.Fallbacks.Count} tensor(s) kept as F16 instead of Q8_0, their rows " +
                     $"not being a multiple of {Q8_0.BlockSize} values (as llama.cpp does): " +
@@ -89,6 +92,8 @@ internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = 
                     Path.GetFileName(result.Path));
         }
 
+        // The last look before the runner commits: a Ctrl+C during the writes above commits nothing.
+        cancellationToken.ThrowIfCancellationRequested();
         var files = Directory.GetFiles(output, "*", SearchOption.AllDirectories);
         context.Summary["formats"] = string.Join(",", ExportSettings.FormatNames.Where(settings.Writes));
         context.Summary["files"] = files.Length;

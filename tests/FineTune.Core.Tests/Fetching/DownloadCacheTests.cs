@@ -6,9 +6,10 @@ using FineTune.Core.Stages;
 
 namespace FineTune.Core.Tests.Fetching;
 
-public sealed class DownloadCacheTests : IDisposable
+public sealed class DownloadCacheTests(Xunit.Abstractions.ITestOutputHelper output) : IDisposable
 {
     private readonly TempFolder _temp = new();
+    private readonly Xunit.Abstractions.ITestOutputHelper _output = output;
     private static readonly byte[] Content = Bytes(300_000, seed: 7);
     private static readonly string ContentHash = FineTune.Core.Caching.ContentHash.OfBytes(Content);
 
@@ -132,6 +133,24 @@ public sealed class DownloadCacheTests : IDisposable
 
         Assert.Equal(Content, File.ReadAllBytes(path));
         Assert.Equal(2, server.Requests.Count);
+    }
+
+    [Fact]
+    public async Task A_full_disk_is_not_retried_as_a_network_fault_and_says_how_much_was_needed()
+    {
+        using var small = SmallFilesystem.TryMount(128, out var whyNot);
+        if (small is null) { _output.WriteLine($"skipped: {whyNot}"); return; }
+        using var server = new TestHttpServer(request => ServerReply.Content(Content, request));
+        var cache = new DownloadCache(small.Path) { Downloader = FastDownloader };
+
+        var error = await Assert.ThrowsAsync<FineTuneException>(() =>
+            cache.GetOrDownloadAsync(server.Url("/data.json"), ContentHash, null, CancellationToken.None));
+
+        Assert.Equal(DiagnosticCodes.DiskFull, error.Diagnostics[0].Code);
+        Assert.Equal(ExitCodes.StageFailed, error.ExitCode);
+        Assert.Contains($"disk full at {Path.Combine(small.Path, "downloads", "partial")} (needed about 0.3 MB", error.Message);
+        Assert.Single(server.Requests);
+        Assert.DoesNotContain("network", error.Message);
     }
 
     [Fact]

@@ -41,7 +41,7 @@ internal static partial class GgufModelExport
     };
 
     public static GgufExportResult Write(string modelDirectory, string tokenizerDirectory, string path, GgmlType type,
-        string name, IReadOnlyList<int> stopTokenIds)
+        string name, IReadOnlyList<int> stopTokenIds, CancellationToken cancellationToken = default)
     {
         var config = ModelFolder.ReadConfig(modelDirectory);
         var arch = config.ModelType;
@@ -99,6 +99,7 @@ internal static partial class GgufModelExport
             var finalType = tensorType;
             writer.AddTensor(new GgufTensor(ggufName, entry.Shape, finalType, stream =>
             {
+                cancellationToken.ThrowIfCancellationRequested();
                 using var scope = NewDisposeScope();
                 var loaded = Safetensors.Load(file, n => n == hfName)[hfName];
                 var weights = permuteHeads > 0 ? PermuteForInterleavedRope(loaded, permuteHeads) : loaded;
