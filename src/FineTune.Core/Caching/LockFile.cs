@@ -91,7 +91,8 @@ internal sealed class LockFile
         return lockFile;
     }
 
-    /// <summary>The deepest nesting the tool writes (stages, stage, settings, nested settings) with room to spare.</summary>
+    /// <summary>The deepest nesting the tool writes (stages, stage, settings, nested settings) with room to
+    /// spare.</summary>
     public const int MaxDepth = Pipeline.YamlStructureGuard.MaxDepth;
 
     /// <summary>

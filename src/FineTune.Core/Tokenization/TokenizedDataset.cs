@@ -64,8 +64,8 @@ internal sealed class TokenizedDataset
         // In 128 bits nothing a header can claim overflows: 8 (N + 1) + 8 T < 2^68.
         var expected = HeaderBytes + 8 * ((UInt128)count + 1) + 8 * (UInt128)tokens;
         if (expected != (ulong)fileSize)
-            throw Invalid(path, $"the header claims {count} examples of {tokens} tokens in all, which take {expected} " +
-                $"bytes, but the file holds {fileSize}");
+            throw Invalid(path, $"the header claims {count} examples of {tokens} tokens in all, which take " +
+                $"{expected} bytes, but the file holds {fileSize}");
         if (tokens > int.MaxValue)
             throw Invalid(path, $"it holds {tokens} tokens, more than the {int.MaxValue} one file may hold");
 
@@ -74,7 +74,8 @@ internal sealed class TokenizedDataset
         if (offsets[0] != 0) throw Invalid(path, $"the first example starts at token {offsets[0]}, not 0");
         for (var i = 1; i < offsets.Length; i++)
             if (offsets[i] < offsets[i - 1] || offsets[i] > (long)tokens)
-                throw Invalid(path, $"example {i - 1} ends at token {offsets[i]}, outside {offsets[i - 1]}..{tokens}");
+                throw Invalid(path,
+                    $"example {i - 1} ends at token {offsets[i]}, outside {offsets[i - 1]}..{tokens}");
         if (offsets[^1] != (long)tokens)
             throw Invalid(path, $"the examples cover {offsets[^1]} tokens, not the {tokens} the header claims");
         var ids = new int[tokens];
