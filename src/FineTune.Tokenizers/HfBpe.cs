@@ -44,7 +44,8 @@ internal sealed class HfBpe
                 "supported");
 
         _vocab = new Dictionary<string, int>(StringComparer.Ordinal);
-        foreach (var entry in model.GetProperty("vocab").EnumerateObject()) _vocab[entry.Name] = entry.Value.GetInt32();
+        foreach (var entry in model.GetProperty("vocab").EnumerateObject())
+            _vocab[entry.Name] = HfTokenizer.CheckedId(entry.Value.GetInt32(), entry.Name);
         _vocabBySpan = _vocab.GetAlternateLookup<ReadOnlySpan<char>>();
         _cacheBySpan = _cache.GetAlternateLookup<ReadOnlySpan<char>>();
 
@@ -61,7 +62,11 @@ internal sealed class HfBpe
             {
                 string left, right;
                 if (merge.ValueKind == JsonValueKind.Array)
+                {
+                    if (merge.GetArrayLength() != 2)
+                        throw new HfComponentException($"merge {merge.GetRawText()} is not a pair of tokens");
                     (left, right) = (merge[0].GetString()!, merge[1].GetString()!);
+                }
                 else
                 {
                     var parts = merge.GetString()!.Split(' ');

@@ -37,7 +37,8 @@ public sealed class HfTokenizer
             foreach (var token in list.EnumerateArray())
             {
                 var special = token.Flag("special");
-                added.Add(new AddedToken(token.GetProperty("id").GetInt32(), token.GetProperty("content").GetString()!,
+                var content = token.GetProperty("content").GetString()!;
+                added.Add(new AddedToken(CheckedId(token.GetProperty("id").GetInt32(), content), content,
                     special,
                     token.Flag("single_word"), token.Flag("lstrip"), token.Flag("rstrip"),
                         token.Flag("normalized", fallback: !special)));
@@ -63,10 +64,38 @@ public sealed class HfTokenizer
         _suffixIds = [.. suffix];
     }
 
+    /// <summary>The largest tokenizer.json read: published ones are tens of MB; the cap keeps a hostile or
+    /// mistaken file from being read whole into memory.</summary>
+    public const long MaxFileBytes = 256L << 20;
+
+    /// <summary>Ids above this are refused: real vocabularies hold under a million tokens, and the id table is
+    /// allocated by the largest id, so one absurd id would allocate gigabytes.</summary>
+    public const int MaxTokenId = (1 << 24) - 1;
+
+    internal static int CheckedId(int id, string token) => id is >= 0 and <= MaxTokenId ? id
+        : throw new FormatException($"token '{Shorten(token)}' has id {id}, outside 0..{MaxTokenId}");
+
+    private static string Shorten(string token) => token.Length <= 40 ? token : token[..40] + "...";
+
+    /// <summary>Refuses a file over <see cref="MaxFileBytes"/> before reading it.</summary>
+    public static void CheckFileSize(string tokenizerJsonPath)
+    {
+        long length;
+        try { length = new FileInfo(tokenizerJsonPath).Length; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new TokenizerJsonException($"tokenizer.json could not be read: {e.Message}", tokenizerJsonPath);
+        }
+        if (length > MaxFileBytes)
+            throw new TokenizerJsonException($"tokenizer.json is {length} bytes, more than the {MaxFileBytes} read",
+                tokenizerJsonPath);
+    }
+
     /// <summary>Reads a tokenizer.json file; a file that cannot be read or used throws
     /// <see cref="TokenizerJsonException"/>.</summary>
     public static HfTokenizer Load(string tokenizerJsonPath)
     {
+        CheckFileSize(tokenizerJsonPath);
         string json;
         try { json = File.ReadAllText(tokenizerJsonPath); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

@@ -149,6 +149,46 @@ public class HfTokenizerTests
         Assert.Contains(message, error.Message);
     }
 
+    [Theory]
+    [InlineData("added id int.MaxValue", "id 2147483647, outside 0..16777215")]
+    [InlineData("added id -1", "id -1, outside")]
+    [InlineData("vocab id -7", "id -7, outside")]
+    [InlineData("vocab id 2^30", "id 1073741824, outside")]
+    [InlineData("vocab id 2^40", "malformed")]
+    [InlineData("merge of one token", "is not a pair of tokens")]
+    [InlineData("merge of numbers", "malformed")]
+    public void Hostile_ids_and_merges_are_refused_before_anything_is_allocated(string change, string message)
+    {
+        var json = JsonNode.Parse(HfFixtures.Llama2Style())!.AsObject();
+        var vocab = json["model"]!["vocab"]!.AsObject();
+        var firstToken = vocab.First().Key;
+        switch (change)
+        {
+            case "added id int.MaxValue": json["added_tokens"]!.AsArray().Add(Added(int.MaxValue, "<x>", true)); break;
+            case "added id -1": json["added_tokens"]!.AsArray().Add(Added(-1, "<x>", true)); break;
+            case "vocab id -7": vocab[firstToken] = -7; break;
+            case "vocab id 2^30": vocab[firstToken] = 1 << 30; break;
+            case "vocab id 2^40": vocab[firstToken] = 1L << 40; break;
+            case "merge of one token": json["model"]!["merges"] = new JsonArray(new JsonArray("a")); break;
+            case "merge of numbers": json["model"]!["merges"] = new JsonArray(1, 2); break;
+        }
+        using var folder = new TempFolder();
+        var path = folder.Write("tokenizer.json", json.ToJsonString());
+        var error = Assert.Throws<TokenizerJsonException>(() => HfTokenizer.Load(path));
+        Assert.Equal(path, error.Origin);
+        Assert.Contains(message, error.Message);
+    }
+
+    [Fact]
+    public void A_file_over_the_size_cap_is_refused_without_being_read()
+    {
+        using var folder = new TempFolder();
+        var path = Path.Combine(folder.Path, "tokenizer.json");
+        using (var file = File.Create(path)) file.SetLength(HfTokenizer.MaxFileBytes + 1); // sparse: no disk used
+        var error = Assert.Throws<TokenizerJsonException>(() => HfTokenizer.Load(path));
+        Assert.Contains($"more than the {HfTokenizer.MaxFileBytes} read", error.Message);
+    }
+
     [Fact]
     public void Absent_components_mean_none()
     {

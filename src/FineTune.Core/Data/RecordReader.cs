@@ -45,15 +45,15 @@ internal static class RecordReader
         {
             case ".parquet": return await ReadParquetAsync(path, problems, cancellationToken);
             case ".csv" or ".tsv": return ReadSeparated(path, problems);
-            case ".jsonl" or ".ndjson": return new JsonRecords(File.ReadAllBytes(path), problems).ReadLines();
-            case ".json": return new JsonRecords(File.ReadAllBytes(path), problems).ReadDocument(isRecord);
+            case ".jsonl" or ".ndjson": return ReadJson(File.ReadAllBytes(path), problems, r => r.ReadLines());
+            case ".json": return ReadJson(File.ReadAllBytes(path), problems, r => r.ReadDocument(isRecord));
         }
         // An unknown extension (a URL without one, say): parquet files start with PAR1; JSON with [ or {.
         var bytes = File.ReadAllBytes(path);
         if (bytes.AsSpan().StartsWith("PAR1"u8)) return await ReadParquetAsync(path, problems, cancellationToken);
         var first = Array.FindIndex(bytes, b => !IsWhitespace(b) && b != 0xEF && b != 0xBB && b != 0xBF);
         if (first >= 0 && bytes[first] is (byte)'[' or (byte)'{')
-            return new JsonRecords(bytes, problems).ReadDocument(isRecord);
+            return ReadJson(bytes, problems, r => r.ReadDocument(isRecord));
         problems.Report(DataCheckCategory.MalformedFile, -1,
             $"cannot tell the file type of '{Path.GetFileName(path)}' from its extension; name the data .json, " +
             $".jsonl, .csv, .tsv or .parquet");
@@ -130,6 +130,19 @@ internal static class RecordReader
     };
 
     // ---- json / json lines ----
+
+    /// <summary>JSON is UTF-8 (RFC 8259); text that is not would fail deep inside a later stage, so the first bad
+    /// byte is reported at its line and column and nothing of the file is read.</summary>
+    private static RecordSet ReadJson(byte[] bytes, DataCheckCollector problems, Func<JsonRecords, RecordSet> read)
+    {
+        var records = new JsonRecords(bytes, problems);
+        if (System.Text.Unicode.Utf8.IsValid(bytes)) return read(records);
+        var offset = 0;
+        while (Rune.DecodeFromUtf8(bytes.AsSpan(offset), out _, out var consumed)
+               == System.Buffers.OperationStatus.Done) offset += consumed;
+        records.ReportInvalidUtf8(offset);
+        return new RecordSet([], 0, null);
+    }
 
     private sealed class JsonRecords(byte[] bytes, DataCheckCollector problems)
     {
@@ -257,6 +270,15 @@ internal static class RecordReader
         {
             var index = _count++;
             var (line, column) = Position(origin + (int)reader.TokenStartIndex);
+            if (FirstDuplicateKey(reader) is var (duplicate, offset))
+            {
+                var (duplicateLine, duplicateColumn) = Position(origin + (int)offset);
+                problems.Report(DataCheckCategory.MalformedFile, index,
+                    $"record {index}: the key '{duplicate}' appears twice in one object; keep one of them",
+                    duplicateLine, duplicateColumn);
+                reader.Skip();
+                return;
+            }
             if (reader.TokenType != JsonTokenType.StartObject)
             {
                 _records.Add(new SourceRecord(index, line, column, JsonNode.Parse(ref reader)));
@@ -272,6 +294,40 @@ internal static class RecordReader
                 fields[name] = JsonNode.Parse(ref reader); // steps over nested objects and arrays
             }
             _records.Add(new SourceRecord(index, line, column, fields) { FieldPositions = positions });
+        }
+
+        public void ReportInvalidUtf8(int offset) =>
+            Report(offset, $"the file is not valid UTF-8: byte 0x{bytes[offset]:X2} at offset {offset} does not " +
+                $"start a character (save the file as UTF-8)", DataCheckCategory.MalformedFile);
+
+        /// <summary>
+        /// The first key that appears twice in one object of the value at <paramref name="reader"/> (a copy, so the
+        /// caller's position stays), with its offset. JSON leaves which of the two counts undefined, and readers
+        /// differ, so such a record is refused rather than read one way here and another way elsewhere.
+        /// </summary>
+        private static (string Name, long Offset)? FirstDuplicateKey(Utf8JsonReader reader)
+        {
+            if (reader.TokenType is not (JsonTokenType.StartObject or JsonTokenType.StartArray)) return null;
+            var open = new Stack<HashSet<string>?>();
+            open.Push(reader.TokenType == JsonTokenType.StartObject ? new HashSet<string>(StringComparer.Ordinal)
+                : null);
+            while (reader.Read())
+            {
+                switch (reader.TokenType)
+                {
+                    case JsonTokenType.StartObject: open.Push(new HashSet<string>(StringComparer.Ordinal)); break;
+                    case JsonTokenType.StartArray: open.Push(null); break;
+                    case JsonTokenType.EndObject or JsonTokenType.EndArray:
+                        open.Pop();
+                        if (open.Count == 0) return null;
+                        break;
+                    case JsonTokenType.PropertyName:
+                        var name = reader.GetString()!;
+                        if (!open.Peek()!.Add(name)) return (name, reader.TokenStartIndex);
+                        break;
+                }
+            }
+            return null;
         }
 
         private void Syntax(JsonException e, int lineBase, int record)

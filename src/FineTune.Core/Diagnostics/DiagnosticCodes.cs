@@ -21,7 +21,8 @@ internal static class DiagnosticCodes
     [Meaning("the pipeline file, or the base file that 'extends' names, does not exist")]
     public const string PipelineFileNotFound = "FT0100";
 
-    [Meaning("not valid YAML, or YAML that pipeline files refuse (aliases, tags, complex keys, a second document)")]
+    [Meaning("not valid YAML, or YAML that pipeline files refuse (anchors, aliases, tags, complex keys, nesting " +
+        "deeper than 16 levels, a second document)")]
     public const string PipelineSyntaxError = "FT0101";
 
     [Meaning("a key in the pipeline file that no setting has")]
@@ -333,6 +334,9 @@ internal static class DiagnosticCodes
 
     [Meaning("the disk (or the user's quota) was full while writing; nothing incomplete was committed")]
     public const string DiskFull = "FT0916";
+
+    [Meaning("a tokens file (the tokenize stage's output) whose header does not match its contents or length")]
+    public const string InvalidTokensFile = "FT0925";
 
     // ---- 10xx inference: the chat client, serve, diff -------------------------------------------------------------
 

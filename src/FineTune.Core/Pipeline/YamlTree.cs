@@ -61,6 +61,14 @@ internal static class YamlTree
     /// <summary>Parses YAML text; syntax errors become diagnostics at the position YamlDotNet reports.</summary>
     public static YNode? Parse(string text, string file, List<Diagnostic> diagnostics)
     {
+        if (YamlStructureGuard.FindRefused(text) is var (problem, refusedLine, refusedColumn))
+        {
+            diagnostics.Add(Diagnostic.Error(DiagnosticCodes.PipelineSyntaxError,
+                $"pipeline files refuse {problem}" + (problem.StartsWith("a YAML", StringComparison.Ordinal)
+                    ? ": write the value out where it is used" : ""), file, refusedLine,
+                refusedColumn));
+            return null;
+        }
         var stream = new YamlStream();
         try
         {

@@ -144,6 +144,11 @@ internal sealed class ChatTokenizer : IChatTokenizer
             catch (JsonException e) { throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.MalformedTokenizer,
                 $"tokenizer_config.json is not valid JSON: {e.Message}", configPath)); }
         }
+        try { HfTokenizer.CheckFileSize(jsonPath); }
+        catch (TokenizerJsonException e)
+        {
+            throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.MalformedTokenizer, e.Message, e.Origin));
+        }
         var source = File.ReadAllBytes(jsonPath); // copied as is: what we tokenized with is what ships
         var tokenizer = ReadTokenizerJson(source, jsonPath);
         return new ChatTokenizer(tokenizer, source, config, ResolveTemplate(chatTemplate, config, configPath,

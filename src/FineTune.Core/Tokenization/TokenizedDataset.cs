@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
+using FineTune.Core.Diagnostics;
 
 namespace FineTune.Core.Tokenization;
 
@@ -38,36 +39,55 @@ internal sealed class TokenizedDataset
     public ReadOnlySpan<int> Labels(int example) => _labels.AsSpan((int)_offsets[example], Length(example));
     public int Length(int example) => (int)(_offsets[example + 1] - _offsets[example]);
 
+    private const int HeaderBytes = 24;
+
+    /// <summary>
+    /// Reads a tokens file. Every size in the header is checked against the file's length before anything is
+    /// allocated, so a damaged or hostile file is an error naming it (<see cref="DiagnosticCodes.InvalidTokensFile"/>),
+    /// never an overflow or an allocation of what the header claims.
+    /// </summary>
     public static TokenizedDataset Read(string path)
     {
-        using var stream = File.OpenRead(path);
-        using var reader = new BinaryReader(stream);
-        var magic = reader.ReadBytes(8);
-        if (!magic.AsSpan().SequenceEqual(Magic))
-            throw new InvalidDataException($"{path}: not a tokenized dataset (bad magic)");
-        var version = reader.ReadUInt32();
-        if (version != FormatVersion)
-            throw new InvalidDataException($"{path}: tokenized dataset format {version} is not supported (expected " +
-            $"{FormatVersion})");
-        var count = reader.ReadUInt32();
-        var tokens = reader.ReadUInt64();
-        var offsets = new long[count + 1];
-        ReadExactly(stream, MemoryMarshal.AsBytes(offsets.AsSpan()));
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException("big-endian hosts are not supported");
-        if (offsets[0] != 0 || (ulong)offsets[^1] != tokens)
-            throw new InvalidDataException($"{path}: offsets do not cover the tokens");
+        using var stream = File.OpenRead(path);
+        var fileSize = stream.Length;
+        if (fileSize < HeaderBytes)
+            throw Invalid(path, $"the file is {fileSize} bytes, shorter than the {HeaderBytes}-byte header");
+        Span<byte> header = stackalloc byte[HeaderBytes];
+        stream.ReadExactly(header);
+        if (!header[..8].SequenceEqual(Magic)) throw Invalid(path, "it does not start with FTTOKENS");
+        var version = BinaryPrimitives.ReadUInt32LittleEndian(header[8..]);
+        if (version != FormatVersion)
+            throw Invalid(path, $"format {version} is not supported (expected {FormatVersion})");
+        var count = BinaryPrimitives.ReadUInt32LittleEndian(header[12..]);
+        var tokens = BinaryPrimitives.ReadUInt64LittleEndian(header[16..]);
+        // In 128 bits nothing a header can claim overflows: 8 (N + 1) + 8 T < 2^68.
+        var expected = HeaderBytes + 8 * ((UInt128)count + 1) + 8 * (UInt128)tokens;
+        if (expected != (ulong)fileSize)
+            throw Invalid(path, $"the header claims {count} examples of {tokens} tokens in all, which take " +
+                $"{expected} bytes, but the file holds {fileSize}");
+        if (tokens > int.MaxValue)
+            throw Invalid(path, $"it holds {tokens} tokens, more than the {int.MaxValue} one file may hold");
+
+        var offsets = new long[count + 1];
+        stream.ReadExactly(MemoryMarshal.AsBytes(offsets.AsSpan()));
+        if (offsets[0] != 0) throw Invalid(path, $"the first example starts at token {offsets[0]}, not 0");
+        for (var i = 1; i < offsets.Length; i++)
+            if (offsets[i] < offsets[i - 1] || offsets[i] > (long)tokens)
+                throw Invalid(path,
+                    $"example {i - 1} ends at token {offsets[i]}, outside {offsets[i - 1]}..{tokens}");
+        if (offsets[^1] != (long)tokens)
+            throw Invalid(path, $"the examples cover {offsets[^1]} tokens, not the {tokens} the header claims");
         var ids = new int[tokens];
         var labels = new int[tokens];
-        ReadExactly(stream, MemoryMarshal.AsBytes(ids.AsSpan()));
-        ReadExactly(stream, MemoryMarshal.AsBytes(labels.AsSpan()));
+        stream.ReadExactly(MemoryMarshal.AsBytes(ids.AsSpan()));
+        stream.ReadExactly(MemoryMarshal.AsBytes(labels.AsSpan()));
         return new TokenizedDataset(offsets, ids, labels);
     }
 
-    private static void ReadExactly(Stream stream, Span<byte> buffer)
-    {
-        try { stream.ReadExactly(buffer); }
-        catch (EndOfStreamException) { throw new InvalidDataException("tokenized dataset is truncated"); }
-    }
+    private static FineTuneException Invalid(string path, string why) =>
+        new(Diagnostic.Error(DiagnosticCodes.InvalidTokensFile, $"not a valid tokens file: {why}", path),
+            ExitCodes.StageFailed);
 
     /// <summary>Appends examples in memory, then writes the file in one go.</summary>
     public sealed class Builder

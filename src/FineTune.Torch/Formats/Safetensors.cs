@@ -273,10 +273,10 @@ internal static class Safetensors
         if (offsets[1] < offsets[0])
             throw Corrupt(path, $"tensor '{name}' ends (byte {offsets[1]}) before it begins (byte {offsets[0]})");
 
-        long elements = 1;
-        try { foreach (var dim in shape) elements = checked(elements * dim); }
+        // The shape comes from the file: its product, and that times the element size, must not wrap around.
+        long expectedBytes = SizeOf(dtype);
+        try { foreach (var dim in shape) expectedBytes = checked(expectedBytes * dim); }
         catch (OverflowException) { throw Corrupt(path, $"tensor '{name}' has a shape too large to address"); }
-        var expectedBytes = elements * SizeOf(dtype);
         if (offsets[1] - offsets[0] != expectedBytes)
             throw Corrupt(path,
                 $"tensor '{name}' spans {offsets[1] - offsets[0]} bytes but shape [{string.Join(", ", shape)}] of " +

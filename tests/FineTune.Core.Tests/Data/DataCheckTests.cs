@@ -31,6 +31,36 @@ public sealed class DataCheckTests : IDisposable
         Assert.Equal([11], Finding(report, DataCheckCategory.MissingMessages).ExampleRecords);
     }
 
+    [Theory]
+    [InlineData("data.jsonl", "{\"instruction\": \"a\", \"instruction\": \"b\", \"output\": \"c\"}\n", 1, 22, "record 0: the key 'instruction' appears twice in one object")]
+    [InlineData("data.json", "[\n  {\"instruction\": \"a\", \"output\": \"c\", \"extra\": {\"k\": 1, \"\\u006b\": 2}}\n]", 2, 57, "record 0: the key 'k' appears twice")]
+    public async Task A_key_twice_in_one_object_is_an_error_where_the_second_one_is(string file, string data, int line,
+        int column, string message)
+    {
+        var report = await Check("alpaca", file, data);
+        var diagnostic = Assert.Single(report.ErrorDiagnostics());
+        Assert.Equal((DiagnosticCodes.MalformedDataFile, line, column), (diagnostic.Code, diagnostic.Line, diagnostic.Column));
+        Assert.Contains(message, diagnostic.Message);
+        Assert.Equal(ExitCodes.InvalidInput, report.ToException().ExitCode);
+    }
+
+    [Fact]
+    public async Task Bad_utf8_is_an_input_error_at_its_byte_and_a_bom_is_accepted()
+    {
+        var bad = _temp.Path + "/bad.jsonl";
+        File.WriteAllBytes(bad, [.. "{\"instruction\": \"ok\", \"output\": \"c\"}\n{\"instruction\": \"a"u8, 0xC3, 0x28,
+            .. "\", \"output\": \"c\"}\n"u8]);
+        var report = (await CheckAsync(bad, Settings("alpaca", null))).Report;
+        var diagnostic = Assert.Single(report.ErrorDiagnostics());
+        Assert.Equal((DiagnosticCodes.MalformedDataFile, 2, 19), (diagnostic.Code, diagnostic.Line, diagnostic.Column));
+        Assert.Contains("not valid UTF-8: byte 0xC3", diagnostic.Message);
+        Assert.Equal(ExitCodes.InvalidInput, report.ToException().ExitCode);
+
+        var bom = _temp.Path + "/bom.jsonl";
+        File.WriteAllBytes(bom, [0xEF, 0xBB, 0xBF, .. "{\"instruction\": \"a\", \"output\": \"c\"}\n"u8]);
+        Assert.Empty((await CheckAsync(bom, Settings("alpaca", null))).Report.ErrorDiagnostics());
+    }
+
     [Fact]
     public async Task A_wrong_type_is_reported_where_the_value_starts()
     {

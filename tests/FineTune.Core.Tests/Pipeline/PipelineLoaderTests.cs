@@ -129,6 +129,37 @@ public class PipelineLoaderTests
         Assert.True(error.Line >= 3, $"line {error.Line}");
     }
 
+    public static TheoryData<string, string, int, int, string> RefusedStructures()
+    {
+        var laughs = "name: x\nl0: &l0 [1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + string.Concat(Enumerable.Range(1, 9)
+            .Select(i => $"l{i}: &l{i} [{string.Join(", ", Enumerable.Repeat($"*l{i - 1}", 9))}]\n"));
+        return new()
+        {
+            // Unguarded, the first recursed until the stack overflowed and the second expanded to 9^10 nodes.
+            { "recursive alias", "name: x\nstages:\n  fetch: &a [*a]\n", 3, 10, "a YAML anchor" },
+            { "billion laughs", laughs, 2, 5, "a YAML anchor" },
+            { "alias to nothing", "name: x\nstages: *nowhere\n", 2, 9, "a YAML alias" },
+            { "100,000 nested lists", "name: x\nstages: " + new string('[', 100_000) + new string(']', 100_000), 2, 24,
+                "nesting deeper than 16 levels" },
+            { "17 nested maps", "name: x\nstages:\n" + string.Concat(Enumerable.Range(1, 16)
+                .Select(i => new string(' ', 2 * i) + $"k{i}:\n")) + new string(' ', 34) + "v: 1\n", 18, 33,
+                "nesting deeper than 16 levels" },
+        };
+    }
+
+    [Theory]
+    [MemberData(nameof(RefusedStructures))]
+    public void Anchors_aliases_and_deep_nesting_are_refused_at_their_place(string name, string text, int line,
+        int column, string what)
+    {
+        using var folder = new TempFolder();
+        var path = folder.Write("x.yaml", text);
+        var error = Assert.Single(PipelineLoader.Load(path).Diagnostics);
+        Assert.True(error.Code == "FT0101", name + ": " + error.Format());
+        Assert.Equal((path, line, column), (error.File, error.Line, error.Column));
+        Assert.Contains(what, error.Message);
+    }
+
     [Fact]
     public void Unknown_parameter_is_an_error_at_the_scalar_with_a_suggestion()
     {

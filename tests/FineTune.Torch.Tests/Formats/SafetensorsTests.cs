@@ -96,6 +96,11 @@ public sealed class SafetensorsTests : IDisposable
     [InlineData("""{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}""", 8, "the tensors cover 4 bytes but the data section holds 8")]
     [InlineData("""{"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}""", 4, "'w' has a 'shape' value that is not a non-negative integer")]
     [InlineData("""{"w":""", 4, "not valid JSON")]
+    // 4 bytes x (2^62 + 2) elements wraps to 8 in 64 bits: unchecked, it would match the 8 bytes and allocate.
+    [InlineData("""{"w":{"dtype":"F32","shape":[4611686018427387906],"data_offsets":[0,8]}}""", 8, "'w' has a shape too large to address")]
+    [InlineData("""{"w":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,8]}}""", 8, "'w' has a shape too large to address")]
+    [InlineData("""{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,9223372036854775807]}}""", 8, "spans 9223372036854775807 bytes")]
+    [InlineData("""{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,18446744073709551615]}}""", 8, "not a non-negative integer")]
     public void Corrupt_headers_are_rejected_naming_file_and_tensor(string header, int dataBytes, string expected)
     {
         var path = WriteRaw("bad.safetensors", header, new byte[dataBytes]);
