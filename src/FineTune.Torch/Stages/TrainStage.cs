@@ -173,7 +173,22 @@ internal sealed class TrainStage : Stage<TrainSettings>
     protected override IReadOnlyList<StageInput> ReadInputs(StageContext context, TrainSettings settings)
     {
         if (settings.IsBuiltin) return [];
-        // A pretrained model is an input like any file: its configuration and weights enter the key by content.
+        // A pretrained model is an input like any file: its configuration and weights enter the key by content. A Hub
+        // model's content is what the Hub reports (ETags), so computing the key downloads nothing.
+        if (ModelSetting.IdentifyHub(context, settings.Model, "stages.train.model", DiagnosticCodes.ModelNotFound,
+            ModelHint, HubKeyFilePatterns) is { } hub)
+        {
+            var top = hub.Files.Where(f => !f.Name.Contains('/')).ToList();
+            var single = top.Where(f => f.Name == ModelFolder.WeightsFile).ToList();
+            var weights = single.Count > 0 ? single
+                : top.Where(f => f.Name.EndsWith(".safetensors", StringComparison.Ordinal)).ToList();
+            if (hub.File(ModelFolder.ConfigFile) is not { } config || weights.Count == 0)
+                throw new FineTuneException(context.Pipeline.Locate("stages.train.model").Error(
+                    DiagnosticCodes.NoModelFilesOnHub, $"model '{settings.Model}' (commit {hub.Commit}) has no " +
+                    $"{(weights.Count == 0 ? "safetensors weights" : ModelFolder.ConfigFile)}; a model needs " +
+                    "config.json and safetensors weights"));
+            return [.. new[] { config }.Concat(weights).Select(f => StageInput.HubFile("model/" + f.Name, hub, f))];
+        }
         var model = ModelFolderOf(context, settings);
         return [.. new[] { Path.Combine(model.Folder,
             ModelFolder.ConfigFile) }.Concat(ModelFolder.WeightFiles(model.Folder))
@@ -237,9 +252,17 @@ internal sealed class TrainStage : Stage<TrainSettings>
             $"{device.type.ToString().ToLowerInvariant()}";
     }
 
-    private static ModelLocation ModelFolderOf(StageContext context, TrainSettings settings) =>
+    private const string ModelHint =
+        "use builtin:tiny, a Hugging Face layout folder, or a model id such as Qwen/Qwen2.5-0.5B-Instruct";
+
+    /// <summary>What keys a Hub model: its configuration and its weights (the shard index only maps names to
+    /// shards).</summary>
+    private static readonly IReadOnlyList<string> HubKeyFilePatterns = [ModelFolder.ConfigFile, "*.safetensors"];
+
+    private static ModelLocation ModelFolderOf(StageContext context, TrainSettings settings,
+        CancellationToken cancellationToken = default) =>
         ModelSetting.Resolve(context, settings.Model, "stages.train.model", DiagnosticCodes.ModelNotFound,
-            "use builtin:tiny, a Hugging Face layout folder, or a model id such as Qwen/Qwen2.5-0.5B-Instruct");
+            ModelHint, cancellationToken: cancellationToken);
 
     private static AppliedLora ApplyLora(LlamaForCausalLM model, TrainSettings settings, IStageLog log)
     {

@@ -17,6 +17,9 @@ public sealed class FakeHub : IDisposable
     public const string Repo = "acme/tiny-llama";
     public const string Commit = "0123456789abcdef0123456789abcdef01234567";
 
+    /// <summary>The commit <c>main</c> points at now; a test moves it to publish a new version of the files.</summary>
+    public string CurrentCommit { get; set; } = Commit;
+
     public sealed record HubFile(byte[] Content, bool Lfs)
     {
         public string Sha256 => Convert.ToHexStringLower(SHA256.HashData(Content));
@@ -66,12 +69,12 @@ public sealed class FakeHub : IDisposable
             var parts = request.Path[apiPrefix.Length..].Split('/');
             if ($"{parts[0]}/{parts[1]}" != Repo) return Json(404, """{"error":"Repository not found"}""");
             var revision = Uri.UnescapeDataString(parts[3]);
-            if (revision is not ("main" or Commit)) return Json(404, """{"error":"Invalid rev id"}""", ("X-Error-Code", "RevisionNotFound"));
-            var body = JsonSerializer.Serialize(new { id = Repo, sha = Commit, siblings = Files.Keys.Select(k => new { rfilename = k }) });
+            if (revision != "main" && revision != CurrentCommit) return Json(404, """{"error":"Invalid rev id"}""", ("X-Error-Code", "RevisionNotFound"));
+            var body = JsonSerializer.Serialize(new { id = Repo, sha = CurrentCommit, siblings = Files.Keys.Select(k => new { rfilename = k }) });
             return Json(200, body);
         }
 
-        var resolvePrefix = $"/{Repo}/resolve/{Commit}/";
+        var resolvePrefix = $"/{Repo}/resolve/{CurrentCommit}/";
         if (path.StartsWith(resolvePrefix, StringComparison.Ordinal) && Files.TryGetValue(path[resolvePrefix.Length..], out var file))
         {
             if (file.Lfs)
@@ -80,14 +83,14 @@ public sealed class FakeHub : IDisposable
                     ["Location"] = Server.Url($"/cdn/{file.Sha256}").ToString(),
                     ["X-Linked-Etag"] = $"\"{file.Sha256}\"",
                     ["X-Linked-Size"] = file.Content.Length.ToString(),
-                    ["X-Repo-Commit"] = Commit,
+                    ["X-Repo-Commit"] = CurrentCommit,
                     ["ETag"] = "\"not-the-content-hash\"",
                 });
             var reply = ServerReply.Content(file.Content, request);
             return reply with { Headers = new Dictionary<string, string>(reply.Headers ?? new Dictionary<string, string>())
             {
                 ["ETag"] = $"\"{file.GitId}\"",
-                ["X-Repo-Commit"] = Commit,
+                ["X-Repo-Commit"] = CurrentCommit,
             } };
         }
         return Json(404, """{"error":"Entry not found"}""", ("X-Error-Code", "EntryNotFound"));

@@ -111,6 +111,65 @@ public sealed class HubClientTests : IDisposable
     }
 
     [Fact]
+    public async Task Identifying_files_for_a_key_downloads_nothing_and_reports_the_hubs_etags()
+    {
+        var identity = await Client().IdentifyAsync(FakeHub.Repo, null, ModelFiles, CancellationToken.None);
+
+        Assert.Equal(FakeHub.Commit, identity.Commit);
+        var weights = _hub.Files["model.safetensors"];
+        Assert.Equal(new HubFileIdentity("model.safetensors", weights.Sha256, weights.Content.Length), identity.File("model.safetensors"));
+        var config = _hub.Files["config.json"];
+        Assert.Equal(new HubFileIdentity("config.json", config.GitId, config.Content.Length), identity.File("config.json"));
+        Assert.Null(identity.File("pytorch_model.bin"));
+        // Only the file list (GET of the API) and HEADs: no content, from the Hub or its CDN.
+        Assert.All(_hub.Requests, r => Assert.True(r.Method == "HEAD" || r.Path.StartsWith("/api/"), $"{r.Method} {r.Path}"));
+        Assert.DoesNotContain(_hub.Requests, r => r.Path.StartsWith("/cdn/"));
+        Assert.False(Directory.Exists(Path.Combine(RepoFolder, "blobs")));
+        // The ref now names the commit the key was computed for, so a download fetches that same commit.
+        Assert.Equal(FakeHub.Commit, File.ReadAllText(Path.Combine(RepoFolder, "refs", "main")));
+    }
+
+    [Fact]
+    public async Task Cached_files_are_identified_by_their_blob_names_with_one_request_online_and_none_offline()
+    {
+        await Client().DownloadSnapshotAsync(FakeHub.Repo, null, ModelFiles, null, CancellationToken.None);
+        var before = _hub.Requests.Count();
+
+        var online = await Client().IdentifyAsync(FakeHub.Repo, null, ModelFiles, CancellationToken.None);
+        Assert.Equal("/api/models/acme/tiny-llama/revision/main", Assert.Single(_hub.Requests.Skip(before)).Path);
+        var offline = await Client(offline: true).IdentifyAsync(FakeHub.Repo, null, ModelFiles, CancellationToken.None);
+        Assert.Single(_hub.Requests.Skip(before));
+
+        Assert.Equal(online.Files, offline.Files);
+        Assert.Equal(_hub.Files["model.safetensors"].Sha256, online.File("model.safetensors")!.Etag);
+        Assert.Equal(_hub.Files["tokenizer.json"].GitId, online.File("tokenizer.json")!.Etag);
+        var notCached = await Assert.ThrowsAsync<FineTuneException>(() =>
+            Client(offline: true).IdentifyAsync(FakeHub.Repo, null, ["README.md"], CancellationToken.None));
+        Assert.Equal("FT0532", notCached.Diagnostics[0].Code);
+    }
+
+    [Fact]
+    public async Task A_new_commit_changes_the_commit_and_the_etags_of_changed_files_only()
+    {
+        var first = await Client().IdentifyAsync(FakeHub.Repo, null, ModelFiles, CancellationToken.None);
+        await Client().DownloadSnapshotAsync(FakeHub.Repo, null, ModelFiles, null, CancellationToken.None);
+
+        _hub.CurrentCommit = "89abcdef0123456789abcdef0123456789abcdef";
+        _hub.Files["model.safetensors"] = new FakeHub.HubFile([1, 2, 3, 4], Lfs: true);
+        var second = await Client().IdentifyAsync(FakeHub.Repo, null, ModelFiles, CancellationToken.None);
+
+        Assert.Equal(_hub.CurrentCommit, second.Commit);
+        Assert.Equal(first.File("config.json"), second.File("config.json"));
+        Assert.Equal(first.File("tokenizer.json"), second.File("tokenizer.json"));
+        Assert.Equal(_hub.Files["model.safetensors"].Sha256, second.File("model.safetensors")!.Etag);
+        Assert.NotEqual(first.File("model.safetensors"), second.File("model.safetensors"));
+        // The next download follows the ref to the new commit.
+        var snapshot = await Client().DownloadSnapshotAsync(FakeHub.Repo, null, ModelFiles, null, CancellationToken.None);
+        Assert.Equal(Path.Combine(RepoFolder, "snapshots", _hub.CurrentCommit), snapshot);
+        Assert.Equal([1, 2, 3, 4], File.ReadAllBytes(Path.Combine(snapshot, "model.safetensors")));
+    }
+
+    [Fact]
     public async Task A_dropped_transfer_is_resumed_from_where_it_stopped()
     {
         _hub.DropFirstTransferAfter = 100_000;
