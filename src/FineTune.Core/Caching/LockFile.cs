@@ -210,8 +210,9 @@ internal sealed class LockFile
         foreach (var (name, record) in entry.Inputs.OrderBy(kv => kv.Key, StringComparer.Ordinal))
         {
             var input = readFrom.GetValueOrDefault(name);
-            // A Hub file is known by the ETag the Hub reports (a git blob id for files outside LFS), not a sha256.
-            var hashName = input?.Kind == StageInputKind.HubFile ? "etag" : "sha256";
+            // A Hub file not read from disk is known by the ETag the Hub reports (a git blob id for files outside
+            // LFS), not by a sha256.
+            var hashName = input is { Kind: StageInputKind.HubFile, Path: null } ? "etag" : "sha256";
             text.Append($"      {QuoteKey(name)}: {{{hashName}: {record.Sha256}, size: " +
                 $"{record.Size}{Origin(input)}}}\n");
         }

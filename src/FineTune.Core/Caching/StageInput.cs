@@ -17,10 +17,12 @@ internal sealed record StageInput(string Name, StageInputKind Kind, string Sha25
     public static StageInput Upstream(string stage, StoreEntry entry) =>
         new(stage + " output", StageInputKind.Upstream, entry.OutputHash, entry.Outputs.Values.Sum(o => o.Size));
 
-    /// <summary>A file read from disk, hashed now. Files of a Hub snapshot (under <c>snapshots/&lt;commit&gt;/</c>) are
-    /// recorded with their commit.</summary>
-    public static StageInput File(string name, string path, string? hubCommit = null) =>
-        new(name, hubCommit is null ? StageInputKind.LocalFile : StageInputKind.HubFile, ContentHash.OfFile(path),
+    /// <summary>A file read from disk, hashed now, or with <paramref name="hashes"/> earlier when its size and
+    /// modification time are still those it had then (model files, too large to hash on every run). Files of a Hub
+    /// snapshot (under <c>snapshots/&lt;commit&gt;/</c>) are recorded with their commit.</summary>
+    public static StageInput File(string name, string path, string? hubCommit = null, FileHashCache? hashes = null) =>
+        new(name, hubCommit is null ? StageInputKind.LocalFile : StageInputKind.HubFile,
+            hashes?.HashOf(path) ?? ContentHash.OfFile(path),
             new FileInfo(path).Length, System.IO.Path.GetFullPath(path), hubCommit);
 
     /// <summary>A file of a Hub model identified as the Hub reports it (its ETag), not downloaded to be
