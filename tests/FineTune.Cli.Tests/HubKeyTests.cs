@@ -103,8 +103,12 @@ public sealed class HubKeyTests : IDisposable
         Assert.False(WeightBytesRequested(before));
         Assert.Contains(_hub.Requests.Skip(before), r => r.Method == "HEAD" && r.Path.EndsWith("model.safetensors"));
 
-        var trained = await _cli.Run("run", "pipelines/hub.yaml", "--until", "train");
+        var trained = await _cli.Run("run", "pipelines/hub.yaml", "--until", "train", "--json");
         Assert.True(trained.ExitCode == 0, trained.Error);
+        // The weights' download shows its progress on stderr; stdout holds the JSON document alone.
+        Assert.Contains(trained.Error.Split('\n'), l => l.StartsWith("  train", StringComparison.Ordinal)
+            && l.Contains(" bytes", StringComparison.Ordinal) && l.Contains("model.safetensors", StringComparison.Ordinal));
+        Assert.Equal("ran", JsonDocument.Parse(trained.Out).RootElement.GetProperty("stages")[3].GetProperty("status").GetString());
         var lockText = File.ReadAllText(Path.Combine(_cli.Folder, "pipelines", "hub.lock.yaml"));
         Assert.Contains($"etag: {_hub.Files["model.safetensors"].Sha256}, size: " +
             $"{_hub.Files["model.safetensors"].Content.Length}, commit: \"{FakeHub.Commit}\"", lockText);

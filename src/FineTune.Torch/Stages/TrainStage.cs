@@ -94,7 +94,7 @@ internal sealed class TrainStage : Stage<TrainSettings>
         var tokenizer = ChatTokenizer.LoadFolder(Path.Combine(tokenizeDirectory, "tokenizer"));
         using var model = settings.IsBuiltin
             ? NewBuiltinModel(settings, tokenizer)
-            : LoadPretrainedModel(context, settings, tokenizer, dtype);
+            : LoadPretrainedModel(context, settings, tokenizer, dtype, cancellationToken);
         model.to(dtype).to(device);
         var lora = settings.Method == "lora" ? ApplyLora(model, settings, context.Log) : null;
         model.train();
@@ -290,10 +290,10 @@ internal sealed class TrainStage : Stage<TrainSettings>
     }
 
     private static LlamaForCausalLM LoadPretrainedModel(StageContext context, TrainSettings settings,
-        ChatTokenizer tokenizer, ScalarType dtype)
+        ChatTokenizer tokenizer, ScalarType dtype, CancellationToken cancellationToken)
     {
         manual_seed(settings.Seed);
-        var model = ModelFolder.Load(ModelFolderOf(context, settings).Folder, dtype);
+        var model = ModelFolder.Load(ModelFolderOf(context, settings, cancellationToken).Folder, dtype);
         if (tokenizer.VocabSize > model.Config.VocabSize)
         {
             model.Dispose();

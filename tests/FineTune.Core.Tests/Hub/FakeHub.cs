@@ -41,6 +41,13 @@ public sealed class FakeHub : IDisposable
     /// <summary>The first CDN transfer of each LFS file is cut after this many bytes.</summary>
     public int? DropFirstTransferAfter { get; set; }
 
+    /// <summary>The first CDN transfer of each LFS file stalls after this many bytes (until the hub is
+    /// disposed).</summary>
+    public int? StallFirstTransferAfter { get; set; }
+
+    /// <summary>Completed when a transfer has stalled.</summary>
+    public TaskCompletionSource Stalled { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     /// <summary>The CDN serves these bytes instead of the real content (a corrupt mirror).</summary>
     public byte[]? CorruptCdnContent { get; set; }
 
@@ -101,6 +108,11 @@ public sealed class FakeHub : IDisposable
         var file = Files.Values.First(f => f.Sha256 == sha256);
         var reply = ServerReply.Content(CorruptCdnContent ?? file.Content, request);
         if (DropFirstTransferAfter is { } dropAfter && _dropped.Add(sha256)) return reply with { DropAfter = dropAfter };
+        if (StallFirstTransferAfter is { } stallAfter && _dropped.Add(sha256))
+        {
+            Stalled.TrySetResult();
+            return reply with { StallAfter = stallAfter };
+        }
         return reply;
     }
 

@@ -170,6 +170,40 @@ public sealed class HubClientTests : IDisposable
     }
 
     [Fact]
+    public async Task Cancelling_a_stalled_download_stops_it_leaving_a_resumable_part_and_no_blob()
+    {
+        _hub.StallFirstTransferAfter = 100_000;
+        // The server never times out here: only the token can end the transfer.
+        var patient = new HttpDownloader { IdleTimeout = TimeSpan.FromMinutes(10) };
+        var options = Client().Options;
+        var client = new HubClient(new HubOptions
+        {
+            Endpoint = options.Endpoint, CacheDirectory = options.CacheDirectory, Downloader = patient,
+        });
+        using var cancel = new CancellationTokenSource();
+        var download = client.DownloadSnapshotAsync(FakeHub.Repo, null, ["model.safetensors"], null, cancel.Token);
+        await _hub.Stalled.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        cancel.CancelAfter(200);
+
+        // A hang guard, not a timing assertion: without the token the transfer would wait ten minutes.
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => download.WaitAsync(TimeSpan.FromSeconds(30)));
+
+        var weights = _hub.Files["model.safetensors"];
+        var blob = Path.Combine(RepoFolder, "blobs", weights.Sha256);
+        Assert.False(File.Exists(blob));
+        var part = File.ReadAllBytes(blob + ".incomplete");
+        Assert.True(part.Length <= 100_000);
+        Assert.Equal(weights.Content[..part.Length], part);
+        Assert.False(File.Exists(Path.Combine(RepoFolder, "snapshots", FakeHub.Commit, "model.safetensors")));
+
+        var before = _hub.Requests.Count();
+        var snapshot = await client.DownloadSnapshotAsync(FakeHub.Repo, null, ["model.safetensors"], null, CancellationToken.None);
+        Assert.Equal(weights.Content, File.ReadAllBytes(Path.Combine(snapshot, "model.safetensors")));
+        var resumed = _hub.Requests.Skip(before).Single(r => r.Path.StartsWith("/cdn/"));
+        Assert.Equal(part.Length > 0 ? $"bytes={part.Length}-" : null, resumed.Range);
+    }
+
+    [Fact]
     public async Task A_dropped_transfer_is_resumed_from_where_it_stopped()
     {
         _hub.DropFirstTransferAfter = 100_000;
