@@ -28,11 +28,11 @@ internal static class ModelSetting
     /// cref="HubClient.IdentifyAsync"/>).
     /// </summary>
     public static HubSnapshotIdentity? IdentifyHub(StageContext context, string value, string settingPath,
-        string code, string hint, IReadOnlyList<string> patterns, CancellationToken cancellationToken = default)
+        string code, string hint, IReadOnlyList<string> patterns)
     {
         if (Directory.Exists(context.ResolvePath(value))) return null;
         return Located(context, value, settingPath, code, hint, () => ModelSource.IdentifyAsync(value,
-            HubOptions.FromEnvironment(), patterns, cancellationToken));
+            HubOptions.FromEnvironment(), patterns, context.Cancellation));
     }
 
     private static T Located<T>(StageContext context, string value, string settingPath, string code, string hint,

@@ -54,9 +54,10 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
 
             var settings = stage.SettingsIn(pipeline);
             var probe = NewContext(pipeline, stage, settings, store, "", "", settled, ComputeEnvironment.None,
-                NullLog.Instance);
+                NullLog.Instance, cancellation: cancellationToken);
             var environment = stage.ResolveEnvironment(probe);
-            probe = NewContext(pipeline, stage, settings, store, "", "", settled, environment, NullLog.Instance);
+            probe = NewContext(pipeline, stage, settings, store, "", "", settled, environment, NullLog.Instance,
+                cancellation: cancellationToken);
             IReadOnlyList<StageInput> inputs = [.. stage.DependsOn.Select(d => StageInput.Upstream(d, settled[d])),
                 .. stage.ReadInputs(probe)];
             var key = ComputeKey(stage, settings, inputs, environment, out var settingsTree, out var inputRecords,
@@ -147,9 +148,10 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
             var stage = stages[i];
             var settings = stage.SettingsIn(pipeline);
             var probe = NewContext(pipeline, stage, settings, store, "", "", settled, ComputeEnvironment.None,
-                NullLog.Instance);
+                NullLog.Instance, cancellation: cancellationToken);
             var environment = stage.ResolveEnvironment(probe);
-            probe = NewContext(pipeline, stage, settings, store, "", "", settled, environment, NullLog.Instance);
+            probe = NewContext(pipeline, stage, settings, store, "", "", settled, environment, NullLog.Instance,
+                cancellation: cancellationToken);
             IReadOnlyList<StageInput> inputs = [.. stage.DependsOn.Select(d => StageInput.Upstream(d, settled[d])),
                 .. stage.ReadInputs(probe)];
             var key = ComputeKey(stage, settings, inputs, environment, out _, out _, out _);
@@ -209,7 +211,8 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
     private static StageContext NewContext(PipelineDefinition pipeline, Stage stage, object settings, StageStore store,
         string output, string work,
         Dictionary<string, StoreEntry> settled, ComputeEnvironment environment, IStageLog log,
-            CheckpointPolicy checkpoints = CheckpointPolicy.Resume, string? timingsLog = null)
+            CheckpointPolicy checkpoints = CheckpointPolicy.Resume, string? timingsLog = null,
+            CancellationToken cancellation = default)
     {
         var upstream = stage.DependsOn.Where(settled.ContainsKey).ToList();
         return new()
@@ -226,6 +229,7 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
             Environment = environment,
             Name = stage.Name,
             TimingsLogPath = timingsLog,
+            Cancellation = cancellation,
         };
     }
 
@@ -299,7 +303,7 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
         var work = store.WorkDirectory(stage.Name, key);
         Directory.CreateDirectory(work);
         var context = NewContext(pipeline, stage, settings, store, Path.Combine(temporary, "output"), work, settled,
-            environment, log, checkpoints, timingsLog);
+            environment, log, checkpoints, timingsLog, cancellationToken);
         var started = DateTime.UtcNow;
         var clock = Stopwatch.StartNew();
         try

@@ -204,6 +204,29 @@ public sealed class HubClientTests : IDisposable
     }
 
     [Fact]
+    public async Task Computing_a_key_against_a_hub_that_stops_answering_ends_on_the_token()
+    {
+        var asked = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var silent = new FineTune.Core.Tests.Fetching.TestHttpServer(_ =>
+        {
+            asked.TrySetResult();
+            return new FineTune.Core.Tests.Fetching.ServerReply(200, new byte[1000], StallAfter: 0);
+        });
+        var client = new HubClient(new HubOptions
+        {
+            Endpoint = silent.Url(""), CacheDirectory = HubCache,
+            Downloader = new HttpDownloader { IdleTimeout = TimeSpan.FromMinutes(10) },
+        });
+        using var cancel = new CancellationTokenSource();
+        var identify = client.IdentifyAsync(FakeHub.Repo, null, ModelFiles, cancel.Token);
+        await asked.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        cancel.Cancel();
+
+        // A hang guard, not a timing assertion: without the token the request would wait ten minutes.
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => identify.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    [Fact]
     public async Task A_dropped_transfer_is_resumed_from_where_it_stopped()
     {
         _hub.DropFirstTransferAfter = 100_000;
