@@ -62,6 +62,7 @@ internal sealed class ConsoleObserver(TextWriter results, TextWriter log, bool i
         private TimeSpan? _lastPrinted;
         private long _firstDone = -1;
         private TimeSpan _firstSeen;
+        private string? _unit;
 
         public void Info(string message)
         {
@@ -76,7 +77,11 @@ internal sealed class ConsoleObserver(TextWriter results, TextWriter log, bool i
         public void Progress(StageProgress progress)
         {
             var now = _clock.Elapsed;
-            if (_firstDone < 0) { _firstDone = progress.Done; _firstSeen = now; }
+            // A new kind of work (a download, then training steps) starts its own rate and ETA.
+            if (_firstDone < 0 || progress.Unit != _unit)
+            {
+                (_firstDone, _firstSeen, _unit, _lastPrinted) = (progress.Done, now, progress.Unit, null);
+            }
             var finished = progress.Total > 0 && progress.Done >= progress.Total;
             var interval = owner._interactive ? TimeSpan.FromMilliseconds(200) : TimeSpan.FromSeconds(10);
             if (!finished && _lastPrinted is { } last && now - last < interval) return;
@@ -107,6 +112,8 @@ internal sealed class ConsoleObserver(TextWriter results, TextWriter log, bool i
                     $"{progress.Unit}s");
                 var rateWindow = (now - _firstSeen).TotalSeconds;
                 var doneSinceFirst = progress.Done - _firstDone;
+                if (doneSinceFirst > 0 && rateWindow > 0.5 && progress.Unit == "byte")
+                    parts.Add(Bytes.Format((long)(doneSinceFirst / rateWindow)) + "/s");
                 if (doneSinceFirst > 0 && rateWindow > 0.5 && progress.Done < progress.Total)
                     parts.Add("ETA "
                         + Durations.Format((progress.Total - progress.Done) * rateWindow / doneSinceFirst));

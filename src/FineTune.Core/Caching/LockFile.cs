@@ -79,7 +79,7 @@ internal sealed class LockFile
             var settings = entry["settings"] is IDictionary s ? Flatten(s, "") : [];
             var inputs = entry["inputs"] is IDictionary i
                 ? i.Keys.Cast<object>().ToDictionary(k => k.ToString()!,
-                    k => (i[k] as IDictionary)?["sha256"]?.ToString() ?? "")
+                    k => i[k] is IDictionary r ? (r["sha256"] ?? r["etag"])?.ToString() ?? "" : "")
                 : [];
             var environment = entry["environment"] is IDictionary env
                 ? env.Keys.Cast<object>().ToDictionary(k => k.ToString()!, k => env[k]?.ToString() ?? "")
@@ -203,8 +203,14 @@ internal sealed class LockFile
         AppendMap(text, "settings", entry.Settings, 4);
         text.Append("    inputs:\n");
         foreach (var (name, record) in entry.Inputs.OrderBy(kv => kv.Key, StringComparer.Ordinal))
-            text.Append($"      {QuoteKey(name)}: {{sha256: {record.Sha256}, size: " +
-                $"{record.Size}{Origin(readFrom.GetValueOrDefault(name))}}}\n");
+        {
+            var input = readFrom.GetValueOrDefault(name);
+            // A Hub file not read from disk is known by the ETag the Hub reports (a git blob id for files outside
+            // LFS), not by a sha256.
+            var hashName = input is { Kind: StageInputKind.HubFile, Path: null } ? "etag" : "sha256";
+            text.Append($"      {QuoteKey(name)}: {{{hashName}: {record.Sha256}, size: " +
+                $"{record.Size}{Origin(input)}}}\n");
+        }
         text.Append("    outputs:\n");
         foreach (var (name, record) in entry.Outputs.OrderBy(kv => kv.Key, StringComparer.Ordinal))
             text.Append($"      {QuoteKey(name)}: {{sha256: {record.Sha256}, size: {record.Size}}}\n");

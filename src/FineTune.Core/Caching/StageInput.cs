@@ -6,7 +6,8 @@ namespace FineTune.Core.Caching;
 /// </summary>
 /// <param name="Name">The name in the lock file and in "input changed: ..." ("fetch output",
 /// "tokenizer/tokenizer.json").</param>
-/// <param name="Sha256">The content hash (the upstream output hash for <see cref="StageInputKind.Upstream"/>).</param>
+/// <param name="Sha256">The content hash (the upstream output hash for <see cref="StageInputKind.Upstream"/>; the
+/// Hub's ETag for <see cref="StageInputKind.HubFile"/>: the sha256 of an LFS file, the git blob id of another).</param>
 /// <param name="Size">Bytes; -1 when unknown (a pinned URL not yet fetched).</param>
 /// <param name="Path">Full path of a local or Hub file; null otherwise.</param>
 /// <param name="Commit">The Hub commit of a <see cref="StageInputKind.HubFile"/>.</param>
@@ -16,11 +17,18 @@ internal sealed record StageInput(string Name, StageInputKind Kind, string Sha25
     public static StageInput Upstream(string stage, StoreEntry entry) =>
         new(stage + " output", StageInputKind.Upstream, entry.OutputHash, entry.Outputs.Values.Sum(o => o.Size));
 
-    /// <summary>A file read from disk, hashed now. Files of a Hub snapshot (under <c>snapshots/&lt;commit&gt;/</c>) are
-    /// recorded with their commit.</summary>
-    public static StageInput File(string name, string path, string? hubCommit = null) =>
-        new(name, hubCommit is null ? StageInputKind.LocalFile : StageInputKind.HubFile, ContentHash.OfFile(path),
+    /// <summary>A file read from disk, hashed now, or with <paramref name="hashes"/> earlier when its size and
+    /// modification time are still those it had then (model files, too large to hash on every run). Files of a Hub
+    /// snapshot (under <c>snapshots/&lt;commit&gt;/</c>) are recorded with their commit.</summary>
+    public static StageInput File(string name, string path, string? hubCommit = null, FileHashCache? hashes = null) =>
+        new(name, hubCommit is null ? StageInputKind.LocalFile : StageInputKind.HubFile,
+            hashes?.HashOf(path) ?? ContentHash.OfFile(path),
             new FileInfo(path).Length, System.IO.Path.GetFullPath(path), hubCommit);
+
+    /// <summary>A file of a Hub model identified as the Hub reports it (its ETag), not downloaded to be
+    /// hashed.</summary>
+    public static StageInput HubFile(string name, Hub.HubSnapshotIdentity snapshot, Hub.HubFileIdentity file) =>
+        new(name, StageInputKind.HubFile, file.Etag, file.Size, null, snapshot.Commit);
 
     public static StageInput Pinned(string name, string sha256) => new(name, StageInputKind.Pinned, sha256, -1);
 

@@ -83,6 +83,79 @@ internal sealed class HubClient
         return snapshot;
     }
 
+    /// <summary>
+    /// What the files of <paramref name="repo"/> at <paramref name="revision"/> matching <paramref name="patterns"/>
+    /// are, without downloading any of them: the commit the revision points at (one small request to the Hub, none
+    /// for a commit hash already listed), and each file's ETag and size. The ETag is the Hub's content id (the sha256
+    /// of an LFS file, the git blob id of another), read from the cache's blob name where the file is cached, else
+    /// from a HEAD request. Online, the revision's ref is updated, so a later download fetches the same commit.
+    /// </summary>
+    public async Task<HubSnapshotIdentity> IdentifyAsync(string repo, string? revision,
+        IReadOnlyList<string> patterns, CancellationToken ct)
+    {
+        var id = HubRepoId.Parse(repo);
+        revision = string.IsNullOrWhiteSpace(revision) ? "main" : revision.Trim();
+        ValidateRevision(revision);
+        var repoFolder = Path.Combine(Options.CacheDirectory, id.CacheFolderName);
+
+        string commit;
+        IReadOnlyList<string> repoFiles;
+        if (Options.Offline)
+        {
+            commit = (HubRepoId.IsCommitHash(revision) ? revision.ToLowerInvariant() : ReadRef(repoFolder, revision))
+                ?? throw NotCached(id, revision, null);
+            var cachedSnapshot = Path.Combine(repoFolder, "snapshots", commit);
+            repoFiles = ReadManifest(repoFolder, commit)
+                ?? (Directory.Exists(cachedSnapshot)
+                    ? Directory.EnumerateFiles(cachedSnapshot, "*", SearchOption.AllDirectories)
+                        .Select(f => Path.GetRelativePath(cachedSnapshot, f).Replace('\\', '/')).ToList()
+                    : throw NotCached(id, revision, null));
+        }
+        else if (HubRepoId.IsCommitHash(revision)
+            && ReadManifest(repoFolder, revision.ToLowerInvariant()) is { } listed)
+            (commit, repoFiles) = (revision.ToLowerInvariant(), listed);
+        else
+        {
+            (commit, repoFiles) = await GetRevisionAsync(id, revision, ct);
+            WriteManifest(repoFolder, commit, repoFiles);
+            if (!string.Equals(revision, commit, StringComparison.OrdinalIgnoreCase))
+                WriteRef(repoFolder, revision, commit);
+        }
+
+        var wanted = Select(repoFiles, patterns);
+        if (wanted.Count == 0) throw NothingMatches(id, revision, patterns, repoFiles);
+        var snapshot = Path.Combine(repoFolder, "snapshots", commit);
+        var files = new List<HubFileIdentity>();
+        var missing = new List<string>();
+        foreach (var file in wanted)
+        {
+            var path = SnapshotPath(snapshot, file);
+            if (CachedBlobIdentity(repoFolder, path) is { } cached) files.Add(cached with { Name = file });
+            else if (!Options.Offline)
+            {
+                var remote = await GetFileMetadataAsync(id, commit, file, ct);
+                files.Add(new HubFileIdentity(file, remote.Etag, remote.Size ?? -1));
+            }
+            // A copy where links are not allowed names no blob: offline, its content is all there is to go by.
+            else if (File.Exists(path))
+                files.Add(new HubFileIdentity(file, Caching.ContentHash.OfFile(path), new FileInfo(path).Length));
+            else missing.Add(file);
+        }
+        if (missing.Count > 0) throw NotCached(id, revision, missing);
+        return new HubSnapshotIdentity(id, commit, files);
+    }
+
+    /// <summary>A snapshot file that links to its blob: the blob's name is the ETag it was stored under.</summary>
+    private static HubFileIdentity? CachedBlobIdentity(string repoFolder, string snapshotFile)
+    {
+        var info = new FileInfo(snapshotFile);
+        if (info.LinkTarget is null || info.ResolveLinkTarget(returnFinalTarget: true) is not FileInfo { Exists: true }
+            blob) return null;
+        var blobs = Path.GetFullPath(Path.Combine(repoFolder, "blobs"));
+        if (!string.Equals(Path.GetDirectoryName(blob.FullName), blobs, StringComparison.Ordinal)) return null;
+        return NormalizeEtag(blob.Name) is { } etag ? new HubFileIdentity("", etag, blob.Length) : null;
+    }
+
     // ---- the cache -----------------------------------------------------------------------------------------------
 
     private (string? Snapshot, IReadOnlyList<string>? Missing) FindInCache(HubRepoId id, string repoFolder,

@@ -8,12 +8,35 @@ namespace FineTune.Core.Hub;
 /// </summary>
 internal static class ModelSource
 {
+    /// <summary>The files a tokenizer needs; a stage that only tokenizes downloads no weights.</summary>
+    public static readonly IReadOnlyList<string> TokenizerFilePatterns =
+        ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"];
+
     public static async Task<string> ResolveAsync(string argument, HubOptions options,
-        IProgress<StageProgress>? progress, CancellationToken cancellationToken)
+        IProgress<StageProgress>? progress, CancellationToken cancellationToken,
+        IReadOnlyList<string>? patterns = null)
     {
         if (Directory.Exists(argument)) return Path.GetFullPath(argument);
+        var (repo, revision) = ParseHubId(argument);
+        return await new HubClient(options).DownloadSnapshotAsync(repo, revision,
+            patterns ?? HubClient.ModelFilePatterns, progress, cancellationToken);
+    }
 
-        var (repo, revision) = Split(argument);
+    /// <summary>
+    /// The Hub's identity of a model id's files matching <paramref name="patterns"/>, without downloading them (see
+    /// <see cref="HubClient.IdentifyAsync"/>). The argument must not be an existing folder.
+    /// </summary>
+    public static Task<HubSnapshotIdentity> IdentifyAsync(string argument, HubOptions options,
+        IReadOnlyList<string> patterns, CancellationToken cancellationToken)
+    {
+        var (repo, revision) = ParseHubId(argument);
+        return new HubClient(options).IdentifyAsync(repo, revision, patterns, cancellationToken);
+    }
+
+    private static (string Repo, string? Revision) ParseHubId(string argument)
+    {
+        var at = argument.LastIndexOf('@');
+        var (repo, revision) = at > 0 ? (argument[..at], argument[(at + 1)..]) : (argument, (string?)null);
         // Something that reads as a path (./x, ../x, /x, x/y/z) is a folder that does not exist, not a model id.
         if (repo.StartsWith('.') || Path.IsPathRooted(repo) || repo.Count(c => c == '/') != 1)
             throw new FineTuneException(Diagnostic.Error(DiagnosticCodes.ModelNotFound,
@@ -21,13 +44,6 @@ internal static class ModelSource
                 "shards, tokenizer.json) or a model id such as Qwen/Qwen2.5-0.5B-Instruct",
                 argument));
         HubRepoId.Parse(repo);
-        return await new HubClient(options).DownloadSnapshotAsync(repo, revision, HubClient.ModelFilePatterns, progress,
-            cancellationToken);
-    }
-
-    private static (string Repo, string? Revision) Split(string argument)
-    {
-        var at = argument.LastIndexOf('@');
-        return at > 0 ? (argument[..at], argument[(at + 1)..]) : (argument, null);
+        return (repo, revision);
     }
 }

@@ -6,6 +6,8 @@ namespace FineTune.Core.Stages;
 /// snapshot.</summary>
 internal sealed record ModelLocation(string Folder, string? HubCommit)
 {
-    /// <summary>A file of the folder as a stage input: a user's file, or a Hub file pinned by its commit.</summary>
-    public StageInput Input(string name, string file) => StageInput.File(name, file, HubCommit);
+    /// <summary>A file of the folder as a stage input: a user's file, or a Hub file pinned by its commit. Hashed once
+    /// per size and modification time (<see cref="FileHashCache"/>): weights run to gigabytes.</summary>
+    public StageInput Input(string name, string file) =>
+        StageInput.File(name, file, HubCommit, FileHashCache.Default);
 }

@@ -53,7 +53,7 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
             }
 
             var (settings, environment, inputs, key, settingsTree, inputRecords, keyEnvironment) =
-                KeyOf(pipeline, stage, store, settled);
+                KeyOf(pipeline, stage, store, settled, cancellationToken);
 
             var existing = store.TryGet(stage.Name, key);
             var forced = options.ForceAll || options.ForceStage == stage.Name;
@@ -142,7 +142,8 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
         for (var i = 0; i <= last; i++)
         {
             var stage = stages[i];
-            var (settings, environment, inputs, key, _, _, _) = KeyOf(pipeline, stage, store, settled);
+            var (settings, environment, inputs, key, _, _, _) =
+                KeyOf(pipeline, stage, store, settled, cancellationToken);
             var existing = store.TryGet(stage.Name, key);
             var forced = options.ForceAll || options.ForceStage == stage.Name;
             if (stage.RunsOnEveryRank(settings) && (existing is null || forced))
@@ -199,7 +200,8 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
     private static StageContext NewContext(PipelineDefinition pipeline, Stage stage, object settings, StageStore store,
         string output, string work,
         Dictionary<string, StoreEntry> settled, ComputeEnvironment environment, IStageLog log,
-            CheckpointPolicy checkpoints = CheckpointPolicy.Resume, string? timingsLog = null)
+            CheckpointPolicy checkpoints = CheckpointPolicy.Resume, string? timingsLog = null,
+            CancellationToken cancellation = default)
     {
         var upstream = stage.DependsOn.Where(settled.ContainsKey).ToList();
         return new()
@@ -216,6 +218,7 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
             Environment = environment,
             Name = stage.Name,
             TimingsLogPath = timingsLog,
+            Cancellation = cancellation,
         };
     }
 
@@ -227,13 +230,14 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
     /// <summary>Resolves <paramref name="stage"/>'s environment and inputs (its upstream stages settled) and keys it.
     /// </summary>
     private static KeyedStage KeyOf(PipelineDefinition pipeline, Stage stage, StageStore store,
-        Dictionary<string, StoreEntry> settled)
+        Dictionary<string, StoreEntry> settled, CancellationToken cancellationToken)
     {
         var settings = stage.SettingsIn(pipeline);
         var probe = NewContext(pipeline, stage, settings, store, "", "", settled, ComputeEnvironment.None,
-            NullLog.Instance);
+            NullLog.Instance, cancellation: cancellationToken);
         var environment = stage.ResolveEnvironment(probe);
-        probe = NewContext(pipeline, stage, settings, store, "", "", settled, environment, NullLog.Instance);
+        probe = NewContext(pipeline, stage, settings, store, "", "", settled, environment, NullLog.Instance,
+            cancellation: cancellationToken);
         IReadOnlyList<StageInput> inputs = [.. stage.DependsOn.Select(d => StageInput.Upstream(d, settled[d])),
             .. stage.ReadInputs(probe)];
         var key = ComputeKey(stage, settings, inputs, environment, out var settingsTree, out var inputRecords,
@@ -311,7 +315,7 @@ internal sealed class PipelineRunner(IReadOnlyList<Stage> stages, string toolVer
         var work = store.WorkDirectory(stage.Name, key);
         Directory.CreateDirectory(work);
         var context = NewContext(pipeline, stage, settings, store, Path.Combine(temporary, "output"), work, settled,
-            environment, log, checkpoints, timingsLog);
+            environment, log, checkpoints, timingsLog, cancellationToken);
         var started = DateTime.UtcNow;
         var clock = Stopwatch.StartNew();
         try

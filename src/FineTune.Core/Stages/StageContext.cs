@@ -55,6 +55,10 @@ internal sealed class StageContext
     /// <summary>A file for the stage's own timing log (JSON lines) beside the run record; null when none.</summary>
     public string? TimingsLogPath { get; init; }
 
+    /// <summary>The run's Ctrl+C, for work outside <see cref="Stage.RunAsync"/> that may wait on the network (asking
+    /// the Hub for a model's ETags to compute a key).</summary>
+    public CancellationToken Cancellation { get; init; }
+
     /// <summary>Set by the runner to the stage being run.</summary>
     public required string Name { get; init; }
 

@@ -41,12 +41,20 @@ internal sealed class TokenizeStage : Stage<TokenizeSettings>
             return inputs;
         }
 
+        if (ModelSetting.IdentifyHub(context, settings.Tokenizer, SettingPath, DiagnosticCodes.TokenizerNotFound,
+            TokenizerHint, ModelSource.TokenizerFilePatterns) is { } hub)
+        {
+            if (hub.File(ChatTokenizer.TokenizerJsonFile) is not { } hubJson)
+                throw NoTokenizerJson(context, settings);
+            inputs.Add(StageInput.HubFile("tokenizer/tokenizer.json", hub, hubJson));
+            if (hub.File(ChatTokenizer.TokenizerConfigFile) is { } hubConfig)
+                inputs.Add(StageInput.HubFile("tokenizer/tokenizer_config.json", hub, hubConfig));
+            return inputs;
+        }
+
         var folder = TokenizerFolder(context, settings);
         var json = Path.Combine(folder.Folder, ChatTokenizer.TokenizerJsonFile);
-        if (!File.Exists(json))
-            throw new FineTuneException(context.Pipeline.Locate(SettingPath).Error(DiagnosticCodes.TokenizerNotFound,
-                $"'{settings.Tokenizer}' has no tokenizer.json; use 'gpt2', a folder holding a Hugging Face " +
-                $"tokenizer.json (and tokenizer_config.json), or a Hub model id"));
+        if (!File.Exists(json)) throw NoTokenizerJson(context, settings);
         inputs.Add(folder.Input("tokenizer/tokenizer.json", json));
         var config = Path.Combine(folder.Folder, ChatTokenizer.TokenizerConfigFile);
         if (File.Exists(config)) inputs.Add(folder.Input("tokenizer/tokenizer_config.json", config));
@@ -59,10 +67,17 @@ internal sealed class TokenizeStage : Stage<TokenizeSettings>
             ? null
             : context.ResolvePath(settings.ChatTemplate);
 
-    private static ModelLocation TokenizerFolder(StageContext context, TokenizeSettings settings) =>
+    private const string TokenizerHint = "use 'gpt2', a folder holding a Hugging Face tokenizer.json (and " +
+        "tokenizer_config.json), or a Hub model id";
+
+    private static FineTuneException NoTokenizerJson(StageContext context, TokenizeSettings settings) =>
+        new(context.Pipeline.Locate(SettingPath).Error(DiagnosticCodes.TokenizerNotFound,
+            $"'{settings.Tokenizer}' has no tokenizer.json; {TokenizerHint}"));
+
+    private static ModelLocation TokenizerFolder(StageContext context, TokenizeSettings settings,
+        CancellationToken cancellationToken = default) =>
         ModelSetting.Resolve(context, settings.Tokenizer, SettingPath, DiagnosticCodes.TokenizerNotFound,
-            "use 'gpt2', a folder holding a Hugging Face tokenizer.json (and tokenizer_config.json), or a " +
-            "Hub model id");
+            TokenizerHint, ModelSource.TokenizerFilePatterns, cancellationToken);
 
     protected override Task RunAsync(StageContext context, TokenizeSettings settings,
         CancellationToken cancellationToken)
@@ -71,7 +86,8 @@ internal sealed class TokenizeStage : Stage<TokenizeSettings>
         var pipelineDirectory = context.PipelineDirectory;
         var tokenizer = settings.Tokenizer == ChatTokenizer.Gpt2
             ? ChatTokenizer.LoadGpt2(settings.ChatTemplate, pipelineDirectory)
-            : ChatTokenizer.LoadFolder(TokenizerFolder(context, settings).Folder, settings.ChatTemplate,
+            : ChatTokenizer.LoadFolder(TokenizerFolder(context, settings, cancellationToken).Folder,
+                settings.ChatTemplate,
                 pipelineDirectory);
         var trainOn = Enum.Parse<TrainOn>(settings.TrainOn, ignoreCase: true);
         var formatDir = context.Input("format");

@@ -97,7 +97,7 @@ internal sealed class TrainStage : Stage<TrainSettings>
         var tokenizer = ChatTokenizer.LoadFolder(Path.Combine(tokenizeDirectory, "tokenizer"));
         using var model = settings.IsBuiltin
             ? NewBuiltinModel(settings, tokenizer)
-            : LoadPretrainedModel(context, settings, tokenizer, dtype);
+            : LoadPretrainedModel(context, settings, tokenizer, dtype, cancellationToken);
         model.to(dtype).to(device);
         var lora = settings.Method == "lora" ? ApplyLora(model, settings, context.Log) : null;
         model.train();
@@ -176,7 +176,22 @@ internal sealed class TrainStage : Stage<TrainSettings>
     protected override IReadOnlyList<StageInput> ReadInputs(StageContext context, TrainSettings settings)
     {
         if (settings.IsBuiltin) return [];
-        // A pretrained model is an input like any file: its configuration and weights enter the key by content.
+        // A pretrained model is an input like any file: its configuration and weights enter the key by content. A Hub
+        // model's content is what the Hub reports (ETags), so computing the key downloads nothing.
+        if (ModelSetting.IdentifyHub(context, settings.Model, "stages.train.model", DiagnosticCodes.ModelNotFound,
+            ModelHint, HubKeyFilePatterns) is { } hub)
+        {
+            var top = hub.Files.Where(f => !f.Name.Contains('/')).ToList();
+            var single = top.Where(f => f.Name == ModelFolder.WeightsFile).ToList();
+            var weights = single.Count > 0 ? single
+                : top.Where(f => f.Name.EndsWith(".safetensors", StringComparison.Ordinal)).ToList();
+            if (hub.File(ModelFolder.ConfigFile) is not { } config || weights.Count == 0)
+                throw new FineTuneException(context.Pipeline.Locate("stages.train.model").Error(
+                    DiagnosticCodes.NoModelFilesOnHub, $"model '{settings.Model}' (commit {hub.Commit}) has no " +
+                    $"{(weights.Count == 0 ? "safetensors weights" : ModelFolder.ConfigFile)}; a model needs " +
+                    "config.json and safetensors weights"));
+            return [.. new[] { config }.Concat(weights).Select(f => StageInput.HubFile("model/" + f.Name, hub, f))];
+        }
         var model = ModelFolderOf(context, settings);
         return [.. new[] { Path.Combine(model.Folder,
             ModelFolder.ConfigFile) }.Concat(ModelFolder.WeightFiles(model.Folder))
@@ -240,9 +255,17 @@ internal sealed class TrainStage : Stage<TrainSettings>
             $"{device.type.ToString().ToLowerInvariant()}";
     }
 
-    private static ModelLocation ModelFolderOf(StageContext context, TrainSettings settings) =>
+    private const string ModelHint =
+        "use builtin:tiny, a Hugging Face layout folder, or a model id such as Qwen/Qwen2.5-0.5B-Instruct";
+
+    /// <summary>What keys a Hub model: its configuration and its weights (the shard index only maps names to
+    /// shards).</summary>
+    private static readonly IReadOnlyList<string> HubKeyFilePatterns = [ModelFolder.ConfigFile, "*.safetensors"];
+
+    private static ModelLocation ModelFolderOf(StageContext context, TrainSettings settings,
+        CancellationToken cancellationToken = default) =>
         ModelSetting.Resolve(context, settings.Model, "stages.train.model", DiagnosticCodes.ModelNotFound,
-            "use builtin:tiny, a Hugging Face layout folder, or a model id such as Qwen/Qwen2.5-0.5B-Instruct");
+            ModelHint, cancellationToken: cancellationToken);
 
     private static AppliedLora ApplyLora(LlamaForCausalLM model, TrainSettings settings, IStageLog log)
     {
@@ -270,10 +293,10 @@ internal sealed class TrainStage : Stage<TrainSettings>
     }
 
     private static LlamaForCausalLM LoadPretrainedModel(StageContext context, TrainSettings settings,
-        ChatTokenizer tokenizer, ScalarType dtype)
+        ChatTokenizer tokenizer, ScalarType dtype, CancellationToken cancellationToken)
     {
         manual_seed(settings.Seed);
-        var model = ModelFolder.Load(ModelFolderOf(context, settings).Folder, dtype);
+        var model = ModelFolder.Load(ModelFolderOf(context, settings, cancellationToken).Folder, dtype);
         if (tokenizer.VocabSize > model.Config.VocabSize)
         {
             model.Dispose();

@@ -39,6 +39,35 @@ public sealed class DownloadCacheTests(Xunit.Abstractions.ITestOutputHelper outp
         Assert.Single(server.Requests);
     }
 
+    [Fact]
+    public async Task Cancelling_a_stalled_download_stops_it_and_the_next_attempt_resumes()
+    {
+        var stalled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var server = new TestHttpServer(request =>
+        {
+            // The first transfer stalls; the next one, whether it resumes or starts over, completes.
+            if (!stalled.TrySetResult()) return ServerReply.Content(Content, request);
+            return ServerReply.Content(Content, request) with { StallAfter = 100_000 };
+        });
+        // The server never times out here: only the token can end the transfer.
+        var cache = new DownloadCache(_temp.Folder("cache")) { Downloader = new HttpDownloader { IdleTimeout = TimeSpan.FromMinutes(10) } };
+        using var cancel = new CancellationTokenSource();
+        var download = cache.GetOrDownloadAsync(server.Url("/data.json"), ContentHash, null, cancel.Token);
+        await stalled.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        cancel.CancelAfter(200);
+
+        // A hang guard, not a timing assertion: without the token the transfer would wait ten minutes.
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => download.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Null(cache.TryGet(ContentHash));
+        var part = File.ReadAllBytes(cache.PartialPathOf(ContentHash));
+        Assert.True(part.Length <= 100_000);
+        Assert.Equal(Content[..part.Length], part);
+
+        var path = await cache.GetOrDownloadAsync(server.Url("/data.json"), ContentHash, null, CancellationToken.None);
+        Assert.Equal(Content, File.ReadAllBytes(path));
+        Assert.Equal(part.Length > 0 ? $"bytes={part.Length}-" : null, server.Requests.Last().Range);
+    }
+
     [Theory]
     [InlineData("flip")]
     [InlineData("truncate")]

@@ -12,7 +12,10 @@ public sealed record ServerRequest(int Number, string Method, string Path, IRead
 }
 
 /// <param name="DropAfter">Close the connection after this many body bytes, although Content-Length promised all.</param>
-public sealed record ServerReply(int Status, byte[] Body, IReadOnlyDictionary<string, string>? Headers = null, int? DropAfter = null)
+/// <param name="StallAfter">Send this many body bytes, then nothing more until the server is disposed (a stalled
+/// transfer, for cancellation).</param>
+public sealed record ServerReply(int Status, byte[] Body, IReadOnlyDictionary<string, string>? Headers = null, int? DropAfter = null,
+    int? StallAfter = null)
 {
     /// <summary>The content, honouring a "bytes=N-" Range request with 206 unless told to ignore ranges (then 200).</summary>
     public static ServerReply Content(byte[] content, ServerRequest request, bool honourRange = true)
@@ -85,8 +88,13 @@ public sealed class TestHttpServer : IDisposable
             await stream.WriteAsync(Encoding.ASCII.GetBytes(response.ToString()));
             // A HEAD answer announces the body's length but carries no body.
             if (request.Method != "HEAD")
-                await stream.WriteAsync(reply.Body.AsMemory(0, Math.Min(reply.DropAfter ?? reply.Body.Length, reply.Body.Length)));
+                await stream.WriteAsync(reply.Body.AsMemory(0, Math.Min(reply.DropAfter ?? reply.StallAfter ?? reply.Body.Length, reply.Body.Length)));
             await stream.FlushAsync();
+            if (reply.StallAfter is not null && request.Method != "HEAD")
+            {
+                try { await Task.Delay(Timeout.Infinite, _stop.Token); }
+                catch (OperationCanceledException) { }
+            }
         }
         catch (IOException)
         {

@@ -17,6 +17,9 @@ public sealed class FakeHub : IDisposable
     public const string Repo = "acme/tiny-llama";
     public const string Commit = "0123456789abcdef0123456789abcdef01234567";
 
+    /// <summary>The commit <c>main</c> points at now; a test moves it to publish a new version of the files.</summary>
+    public string CurrentCommit { get; set; } = Commit;
+
     public sealed record HubFile(byte[] Content, bool Lfs)
     {
         public string Sha256 => Convert.ToHexStringLower(SHA256.HashData(Content));
@@ -37,6 +40,13 @@ public sealed class FakeHub : IDisposable
 
     /// <summary>The first CDN transfer of each LFS file is cut after this many bytes.</summary>
     public int? DropFirstTransferAfter { get; set; }
+
+    /// <summary>The first CDN transfer of each LFS file stalls after this many bytes (until the hub is
+    /// disposed).</summary>
+    public int? StallFirstTransferAfter { get; set; }
+
+    /// <summary>Completed when a transfer has stalled.</summary>
+    public TaskCompletionSource Stalled { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>The CDN serves these bytes instead of the real content (a corrupt mirror).</summary>
     public byte[]? CorruptCdnContent { get; set; }
@@ -66,12 +76,12 @@ public sealed class FakeHub : IDisposable
             var parts = request.Path[apiPrefix.Length..].Split('/');
             if ($"{parts[0]}/{parts[1]}" != Repo) return Json(404, """{"error":"Repository not found"}""");
             var revision = Uri.UnescapeDataString(parts[3]);
-            if (revision is not ("main" or Commit)) return Json(404, """{"error":"Invalid rev id"}""", ("X-Error-Code", "RevisionNotFound"));
-            var body = JsonSerializer.Serialize(new { id = Repo, sha = Commit, siblings = Files.Keys.Select(k => new { rfilename = k }) });
+            if (revision != "main" && revision != CurrentCommit) return Json(404, """{"error":"Invalid rev id"}""", ("X-Error-Code", "RevisionNotFound"));
+            var body = JsonSerializer.Serialize(new { id = Repo, sha = CurrentCommit, siblings = Files.Keys.Select(k => new { rfilename = k }) });
             return Json(200, body);
         }
 
-        var resolvePrefix = $"/{Repo}/resolve/{Commit}/";
+        var resolvePrefix = $"/{Repo}/resolve/{CurrentCommit}/";
         if (path.StartsWith(resolvePrefix, StringComparison.Ordinal) && Files.TryGetValue(path[resolvePrefix.Length..], out var file))
         {
             if (file.Lfs)
@@ -80,14 +90,14 @@ public sealed class FakeHub : IDisposable
                     ["Location"] = Server.Url($"/cdn/{file.Sha256}").ToString(),
                     ["X-Linked-Etag"] = $"\"{file.Sha256}\"",
                     ["X-Linked-Size"] = file.Content.Length.ToString(),
-                    ["X-Repo-Commit"] = Commit,
+                    ["X-Repo-Commit"] = CurrentCommit,
                     ["ETag"] = "\"not-the-content-hash\"",
                 });
             var reply = ServerReply.Content(file.Content, request);
             return reply with { Headers = new Dictionary<string, string>(reply.Headers ?? new Dictionary<string, string>())
             {
                 ["ETag"] = $"\"{file.GitId}\"",
-                ["X-Repo-Commit"] = Commit,
+                ["X-Repo-Commit"] = CurrentCommit,
             } };
         }
         return Json(404, """{"error":"Entry not found"}""", ("X-Error-Code", "EntryNotFound"));
@@ -98,6 +108,11 @@ public sealed class FakeHub : IDisposable
         var file = Files.Values.First(f => f.Sha256 == sha256);
         var reply = ServerReply.Content(CorruptCdnContent ?? file.Content, request);
         if (DropFirstTransferAfter is { } dropAfter && _dropped.Add(sha256)) return reply with { DropAfter = dropAfter };
+        if (StallFirstTransferAfter is { } stallAfter && _dropped.Add(sha256))
+        {
+            Stalled.TrySetResult();
+            return reply with { StallAfter = stallAfter };
+        }
         return reply;
     }
 

@@ -111,6 +111,122 @@ public sealed class HubClientTests : IDisposable
     }
 
     [Fact]
+    public async Task Identifying_files_for_a_key_downloads_nothing_and_reports_the_hubs_etags()
+    {
+        var identity = await Client().IdentifyAsync(FakeHub.Repo, null, ModelFiles, CancellationToken.None);
+
+        Assert.Equal(FakeHub.Commit, identity.Commit);
+        var weights = _hub.Files["model.safetensors"];
+        Assert.Equal(new HubFileIdentity("model.safetensors", weights.Sha256, weights.Content.Length), identity.File("model.safetensors"));
+        var config = _hub.Files["config.json"];
+        Assert.Equal(new HubFileIdentity("config.json", config.GitId, config.Content.Length), identity.File("config.json"));
+        Assert.Null(identity.File("pytorch_model.bin"));
+        // Only the file list (GET of the API) and HEADs: no content, from the Hub or its CDN.
+        Assert.All(_hub.Requests, r => Assert.True(r.Method == "HEAD" || r.Path.StartsWith("/api/"), $"{r.Method} {r.Path}"));
+        Assert.DoesNotContain(_hub.Requests, r => r.Path.StartsWith("/cdn/"));
+        Assert.False(Directory.Exists(Path.Combine(RepoFolder, "blobs")));
+        // The ref now names the commit the key was computed for, so a download fetches that same commit.
+        Assert.Equal(FakeHub.Commit, File.ReadAllText(Path.Combine(RepoFolder, "refs", "main")));
+    }
+
+    [Fact]
+    public async Task Cached_files_are_identified_by_their_blob_names_with_one_request_online_and_none_offline()
+    {
+        await Client().DownloadSnapshotAsync(FakeHub.Repo, null, ModelFiles, null, CancellationToken.None);
+        var before = _hub.Requests.Count();
+
+        var online = await Client().IdentifyAsync(FakeHub.Repo, null, ModelFiles, CancellationToken.None);
+        Assert.Equal("/api/models/acme/tiny-llama/revision/main", Assert.Single(_hub.Requests.Skip(before)).Path);
+        var offline = await Client(offline: true).IdentifyAsync(FakeHub.Repo, null, ModelFiles, CancellationToken.None);
+        Assert.Single(_hub.Requests.Skip(before));
+
+        Assert.Equal(online.Files, offline.Files);
+        Assert.Equal(_hub.Files["model.safetensors"].Sha256, online.File("model.safetensors")!.Etag);
+        Assert.Equal(_hub.Files["tokenizer.json"].GitId, online.File("tokenizer.json")!.Etag);
+        var notCached = await Assert.ThrowsAsync<FineTuneException>(() =>
+            Client(offline: true).IdentifyAsync(FakeHub.Repo, null, ["README.md"], CancellationToken.None));
+        Assert.Equal("FT0532", notCached.Diagnostics[0].Code);
+    }
+
+    [Fact]
+    public async Task A_new_commit_changes_the_commit_and_the_etags_of_changed_files_only()
+    {
+        var first = await Client().IdentifyAsync(FakeHub.Repo, null, ModelFiles, CancellationToken.None);
+        await Client().DownloadSnapshotAsync(FakeHub.Repo, null, ModelFiles, null, CancellationToken.None);
+
+        _hub.CurrentCommit = "89abcdef0123456789abcdef0123456789abcdef";
+        _hub.Files["model.safetensors"] = new FakeHub.HubFile([1, 2, 3, 4], Lfs: true);
+        var second = await Client().IdentifyAsync(FakeHub.Repo, null, ModelFiles, CancellationToken.None);
+
+        Assert.Equal(_hub.CurrentCommit, second.Commit);
+        Assert.Equal(first.File("config.json"), second.File("config.json"));
+        Assert.Equal(first.File("tokenizer.json"), second.File("tokenizer.json"));
+        Assert.Equal(_hub.Files["model.safetensors"].Sha256, second.File("model.safetensors")!.Etag);
+        Assert.NotEqual(first.File("model.safetensors"), second.File("model.safetensors"));
+        // The next download follows the ref to the new commit.
+        var snapshot = await Client().DownloadSnapshotAsync(FakeHub.Repo, null, ModelFiles, null, CancellationToken.None);
+        Assert.Equal(Path.Combine(RepoFolder, "snapshots", _hub.CurrentCommit), snapshot);
+        Assert.Equal([1, 2, 3, 4], File.ReadAllBytes(Path.Combine(snapshot, "model.safetensors")));
+    }
+
+    [Fact]
+    public async Task Cancelling_a_stalled_download_stops_it_leaving_a_resumable_part_and_no_blob()
+    {
+        _hub.StallFirstTransferAfter = 100_000;
+        // The server never times out here: only the token can end the transfer.
+        var patient = new HttpDownloader { IdleTimeout = TimeSpan.FromMinutes(10) };
+        var options = Client().Options;
+        var client = new HubClient(new HubOptions
+        {
+            Endpoint = options.Endpoint, CacheDirectory = options.CacheDirectory, Downloader = patient,
+        });
+        using var cancel = new CancellationTokenSource();
+        var download = client.DownloadSnapshotAsync(FakeHub.Repo, null, ["model.safetensors"], null, cancel.Token);
+        await _hub.Stalled.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        cancel.CancelAfter(200);
+
+        // A hang guard, not a timing assertion: without the token the transfer would wait ten minutes.
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => download.WaitAsync(TimeSpan.FromSeconds(30)));
+
+        var weights = _hub.Files["model.safetensors"];
+        var blob = Path.Combine(RepoFolder, "blobs", weights.Sha256);
+        Assert.False(File.Exists(blob));
+        var part = File.ReadAllBytes(blob + ".incomplete");
+        Assert.True(part.Length <= 100_000);
+        Assert.Equal(weights.Content[..part.Length], part);
+        Assert.False(File.Exists(Path.Combine(RepoFolder, "snapshots", FakeHub.Commit, "model.safetensors")));
+
+        var before = _hub.Requests.Count();
+        var snapshot = await client.DownloadSnapshotAsync(FakeHub.Repo, null, ["model.safetensors"], null, CancellationToken.None);
+        Assert.Equal(weights.Content, File.ReadAllBytes(Path.Combine(snapshot, "model.safetensors")));
+        var resumed = _hub.Requests.Skip(before).Single(r => r.Path.StartsWith("/cdn/"));
+        Assert.Equal(part.Length > 0 ? $"bytes={part.Length}-" : null, resumed.Range);
+    }
+
+    [Fact]
+    public async Task Computing_a_key_against_a_hub_that_stops_answering_ends_on_the_token()
+    {
+        var asked = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var silent = new FineTune.Core.Tests.Fetching.TestHttpServer(_ =>
+        {
+            asked.TrySetResult();
+            return new FineTune.Core.Tests.Fetching.ServerReply(200, new byte[1000], StallAfter: 0);
+        });
+        var client = new HubClient(new HubOptions
+        {
+            Endpoint = silent.Url(""), CacheDirectory = HubCache,
+            Downloader = new HttpDownloader { IdleTimeout = TimeSpan.FromMinutes(10) },
+        });
+        using var cancel = new CancellationTokenSource();
+        var identify = client.IdentifyAsync(FakeHub.Repo, null, ModelFiles, cancel.Token);
+        await asked.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        cancel.Cancel();
+
+        // A hang guard, not a timing assertion: without the token the request would wait ten minutes.
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => identify.WaitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    [Fact]
     public async Task A_dropped_transfer_is_resumed_from_where_it_stopped()
     {
         _hub.DropFirstTransferAfter = 100_000;
