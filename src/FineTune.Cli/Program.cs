@@ -1,3 +1,4 @@
 using FineTune.Cli;
 
+AllocatorRelaunch.IfUseful();
 return await CliApplication.RunAsync(args);

@@ -37,11 +37,18 @@ internal sealed class TrainStage : Stage<TrainSettings>
     /// <summary>
     /// The device, and under data-parallel training the number of ranks too ("cpu (2 ranks)"): N ranks of batch B
     /// train another run than one process of batch B, so the key differs, and a checkpoint of one cannot be resumed
-    /// by the other (the checkpoint guard names the change).
+    /// by the other (the checkpoint guard names the change). dtype auto on a CPU adds the dtype it chose there
+    /// ("cpu, auto bfloat16"): the same file trains in another dtype on a CPU without bfloat16 compute.
     /// </summary>
     protected override ComputeEnvironment ResolveEnvironment(StageContext context, TrainSettings settings)
     {
         var environment = ComputeEnvironmentProvider.Resolve(settings.Device);
+        var device = ComputeEnvironmentProvider.TorchDevice(environment);
+        if (settings.Dtype == "auto" && device.type == DeviceType.CPU)
+            environment = environment with
+            {
+                Device = $"{environment.Device}, auto {Trainer.DtypeName(settings.Dtype, device)}",
+            };
         return DataParallel.IsOn(settings.Distributed, Launcher)
             ? environment with { Device = $"{environment.Device} ({Launcher.WorldSize} ranks)" }
             : environment;

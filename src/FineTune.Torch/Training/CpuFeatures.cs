@@ -12,8 +12,10 @@ internal static class CpuFeatures
         .SelectMany(line => line.Split([' ', '\t', ':'], StringSplitOptions.RemoveEmptyEntries))
         .Any(flag => flag is "avx512_bf16" or "amx_bf16");
 
-    /// <summary>This machine's answer; null when /proc/cpuinfo cannot be read.</summary>
-    public static bool? ThisCpuHasBfloat16Compute()
+    /// <summary>This machine's answer, read once; null when /proc/cpuinfo cannot be read.</summary>
+    public static bool? ThisCpuHasBfloat16Compute() => ThisCpu.Value;
+
+    private static readonly Lazy<bool?> ThisCpu = new(() =>
     {
         try
         {
@@ -27,5 +29,5 @@ internal static class CpuFeatures
         {
             return null;
         }
-    }
+    });
 }

@@ -351,13 +351,19 @@ internal sealed class Trainer
     public double LearningRateAt(int step, int totalSteps) => LearningRateSchedule.At(_settings, step, totalSteps);
 
     /// <summary>
-    /// The training dtype: auto is bfloat16 on a GPU (the weights held in bfloat16, float32 masters or adapters, see
-    /// README "CUDA") and float32 on the CPU, where bfloat16 speed depends on the CPU.
+    /// The training dtype. auto is bfloat16 (the weights held in bfloat16, float32 masters or adapters, loss in float32)
+    /// on a GPU and on a CPU with native bfloat16 dot products (avx512_bf16 or AMX, <see cref="CpuFeatures"/>), where
+    /// its loss curve stays within the tolerance README "dtype: auto" states; float32 on other CPUs, where bfloat16
+    /// would be slower. No device counts as the CPU.
     /// </summary>
-    public static ScalarType ScalarTypeOf(string dtype, Device? device = null) => dtype switch
+    public static ScalarType ScalarTypeOf(string dtype, Device? device = null) =>
+        ScalarTypeOf(dtype, device, CpuFeatures.ThisCpuHasBfloat16Compute() == true);
+
+    /// <summary><see cref="ScalarTypeOf(string, Device?)"/> with the CPU's bfloat16 support given (tests).</summary>
+    public static ScalarType ScalarTypeOf(string dtype, Device? device, bool cpuHasBfloat16Compute) => dtype switch
     {
         "bfloat16" => ScalarType.BFloat16,
-        "auto" when device?.type == DeviceType.CUDA => ScalarType.BFloat16,
+        "auto" when device?.type == DeviceType.CUDA || cpuHasBfloat16Compute => ScalarType.BFloat16,
         _ => ScalarType.Float32,
     };
 

@@ -1,4 +1,6 @@
 using FineTune.Torch.Training;
+using TorchSharp;
+using static TorchSharp.torch;
 
 namespace FineTune.Torch.Tests.Training;
 
@@ -16,5 +18,16 @@ public sealed class CpuFeaturesTests
         Assert.True(CpuFeatures.HasBfloat16Compute(AmxOnly));
         Assert.False(CpuFeatures.HasBfloat16Compute(Skylake));
         Assert.False(CpuFeatures.HasBfloat16Compute("model name\t: avx512_bf16 lookalike in a name\n"));
+    }
+
+    [Fact]
+    public void Auto_dtype_is_bfloat16_only_on_a_cpu_that_computes_it_natively()
+    {
+        Assert.Equal(ScalarType.Float32, Trainer.ScalarTypeOf("auto", CPU, CpuFeatures.HasBfloat16Compute(Skylake)));
+        Assert.Equal(ScalarType.BFloat16, Trainer.ScalarTypeOf("auto", CPU, CpuFeatures.HasBfloat16Compute(Sapphire)));
+        Assert.Equal(ScalarType.BFloat16, Trainer.ScalarTypeOf("auto", CPU, CpuFeatures.HasBfloat16Compute(AmxOnly)));
+        // Explicit dtypes are taken as written, whatever the CPU.
+        Assert.Equal(ScalarType.Float32, Trainer.ScalarTypeOf("float32", CPU, cpuHasBfloat16Compute: true));
+        Assert.Equal(ScalarType.BFloat16, Trainer.ScalarTypeOf("bfloat16", CPU, cpuHasBfloat16Compute: false));
     }
 }

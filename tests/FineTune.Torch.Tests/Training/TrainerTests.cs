@@ -26,6 +26,9 @@ public sealed class TrainerTests : IDisposable
 
     private const int Vocab = 40;
 
+    /// <summary>README "dtype: auto": the largest |bfloat16 - float32| step loss measured on the CPU job.</summary>
+    private const double MixedPrecisionTolerance = 0.05;
+
     /// <summary>Prompts (masked) followed by a fixed answer per prompt, of varied lengths: memorisable.</summary>
     private static TokenizedDataset Dataset(int examples = 24)
     {
@@ -101,6 +104,29 @@ public sealed class TrainerTests : IDisposable
         Assert.Equal(ScalarType.Float32, weightType);
         Assert.Equal(ScalarType.BFloat16, modelType);
         Assert.True(first[^1] < first[0] * 0.9, $"loss {first[0]} -> {first[^1]}");
+    }
+
+    [Fact]
+    public void Bfloat16_losses_stay_within_the_stated_tolerance_of_float32()
+    {
+        var data = Dataset();
+        List<double> RunIn(string dtype)
+        {
+            var settings = Settings();
+            settings.Dtype = dtype;
+            using var model = NewModel(settings);
+            model.to(Trainer.ScalarTypeOf(dtype, CPU, cpuHasBfloat16Compute: false));
+            var trainer = new Trainer(model, data, settings, CPU, new RecordingLog());
+            trainer.Train(CancellationToken.None);
+            return trainer.Losses;
+        }
+        var float32 = RunIn("float32");
+        var bfloat16 = RunIn("bfloat16");
+        var largest = float32.Zip(bfloat16, (a, b) => Math.Abs(a - b)).Max();
+        Console.WriteLine($"bf16 vs fp32: max |loss diff| {largest:F4} over {float32.Count} steps; " +
+            $"{string.Join(", ", float32.Zip(bfloat16, (a, b) => $"{a:F4}/{b:F4}"))}");
+        Assert.Equal(float32.Count, bfloat16.Count);
+        Assert.InRange(largest, 0, MixedPrecisionTolerance);
     }
 
     [Theory]

@@ -1,0 +1,66 @@
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace FineTune.Torch.Tests.Models;
+
+/// <summary>
+/// LlamaAttention trains through libtorch's fused scaled_dot_product_attention, called as it calls it (is_causal, or a
+/// boolean mask for packed rows). Here its output and its gradients with respect to q, k and v are checked against
+/// attention written out eagerly: softmax(q kᵀ / √d, masked to -inf) v.
+/// </summary>
+public sealed class FusedAttentionTests
+{
+    private static Tensor Eager(Tensor q, Tensor k, Tensor v, Tensor mask)
+    {
+        var scores = q.matmul(k.transpose(-2, -1)) / Math.Sqrt(q.shape[^1]);
+        return scores.masked_fill(mask.logical_not(), double.NegativeInfinity).softmax(-1).matmul(v);
+    }
+
+    private static (Tensor Output, Tensor[] Gradients) WithGradients(Func<Tensor, Tensor, Tensor, Tensor> attention,
+        Tensor q, Tensor k, Tensor v, Tensor upstream)
+    {
+        var inputs = new[] { q, k, v }.Select(t => t.detach().clone().requires_grad_(true)).ToArray();
+        var output = attention(inputs[0], inputs[1], inputs[2]);
+        (output * upstream).sum().backward();
+        return (output.detach(), inputs.Select(t => t.grad!).ToArray());
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Fused_attention_and_its_gradients_equal_eager_attention_in_float32(bool packedRows)
+    {
+        using var scope = NewDisposeScope();
+        var generator = new Generator(11);
+        long batch = 2, heads = 4, length = 24, headDim = 16;
+        Tensor Draw() => randn([batch, heads, length, headDim], generator: generator);
+        var (q, k, v, upstream) = (Draw(), Draw(), Draw(), Draw());
+        var positions = arange(length);
+        var causal = positions.unsqueeze(0).le(positions.unsqueeze(1)); // [T, T], key <= query
+        Tensor mask;
+        Func<Tensor, Tensor, Tensor, Tensor> fused;
+        if (packedRows)
+        {
+            // Three documents in row 0, two in row 1: attention stays inside each (LlamaForCausalLM.DocumentMask).
+            var documents = tensor(new long[] { 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2,
+                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 }, [batch, length]);
+            mask = documents.unsqueeze(2).eq(documents.unsqueeze(1)).logical_and(causal).unsqueeze(1);
+            fused = (a, b, c) => F.scaled_dot_product_attention(a, b, c, attn_mask: mask);
+        }
+        else
+        {
+            mask = causal.unsqueeze(0).unsqueeze(0);
+            fused = (a, b, c) => F.scaled_dot_product_attention(a, b, c, is_casual: true);
+        }
+        var (fusedOutput, fusedGradients) = WithGradients(fused, q, k, v, upstream);
+        var (eagerOutput, eagerGradients) = WithGradients((a, b, c) => Eager(a, b, c, mask), q, k, v, upstream);
+
+        Assert.True(fusedOutput.allclose(eagerOutput, rtol: 1e-5, atol: 1e-5),
+            $"output differs by {(fusedOutput - eagerOutput).abs().max().item<float>()}");
+        string[] names = ["q", "k", "v"];
+        for (var i = 0; i < 3; i++)
+            Assert.True(fusedGradients[i].allclose(eagerGradients[i], rtol: 1e-5, atol: 1e-5),
+                $"d{names[i]} differs by {(fusedGradients[i] - eagerGradients[i]).abs().max().item<float>()}");
+    }
+}
