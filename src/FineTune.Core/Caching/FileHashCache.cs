@@ -1,25 +1,19 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using FineTune.Core.Fetching;
 
 namespace FineTune.Core.Caching;
 
 /// <summary>
-/// The sha256 of local files, remembered per (full path, size, modification time) in a small JSON file in the
-/// download cache, so a 16 GB model is hashed once and not on every run. As with git's index and DVC's state, a file
-/// whose content changes while its size and modification time are put back is not noticed; any write that leaves
-/// the time alone is that rare. A file modified in the last seconds before hashing is not remembered, because a
-/// second write within the clock's resolution would leave its time unchanged (git's "racily clean" case).
+/// The sha256 of local files, remembered per (full path, size, modification time) in a small JSON file (the user's
+/// is <see cref="Stages.ModelLocation.Hashes"/>, in the download cache), so a 16 GB model is hashed once and not on
+/// every run. As with git's index and DVC's state, a file whose content changes while its size and modification time
+/// are put back is not noticed; a write that leaves the time alone is that rare. A file modified in the last seconds
+/// before hashing is not remembered, because a second write within the clock's resolution would leave its time
+/// unchanged (git's "racily clean" case).
 /// </summary>
 internal sealed class FileHashCache
 {
     public const string FileName = "file-hashes.json";
-
-    private static readonly Lazy<FileHashCache> LazyDefault =
-        new(() => new FileHashCache(System.IO.Path.Combine(DownloadCache.DefaultRoot(), FileName)));
-
-    /// <summary>The cache of this user (<c>$FINETUNE_CACHE/file-hashes.json</c>).</summary>
-    public static FileHashCache Default => LazyDefault.Value;
 
     private readonly Lock _gate = new();
     private Dictionary<string, Record>? _records;

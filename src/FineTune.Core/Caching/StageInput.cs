@@ -27,8 +27,8 @@ internal sealed record StageInput(string Name, StageInputKind Kind, string Sha25
 
     /// <summary>A file of a Hub model identified as the Hub reports it (its ETag), not downloaded to be
     /// hashed.</summary>
-    public static StageInput HubFile(string name, Hub.HubSnapshotIdentity snapshot, Hub.HubFileIdentity file) =>
-        new(name, StageInputKind.HubFile, file.Etag, file.Size, null, snapshot.Commit);
+    public static StageInput HubFile(string name, string etag, long size, string commit) =>
+        new(name, StageInputKind.HubFile, etag, size, null, commit);
 
     public static StageInput Pinned(string name, string sha256) => new(name, StageInputKind.Pinned, sha256, -1);
 

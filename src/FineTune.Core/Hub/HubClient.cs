@@ -88,7 +88,8 @@ internal sealed class HubClient
     /// are, without downloading any of them: the commit the revision points at (one small request to the Hub, none
     /// for a commit hash already listed), and each file's ETag and size. The ETag is the Hub's content id (the sha256
     /// of an LFS file, the git blob id of another), read from the cache's blob name where the file is cached, else
-    /// from a HEAD request. Online, the revision's ref is updated, so a later download fetches the same commit.
+    /// from a HEAD request. Online, the revision's ref is updated, so a later download fetches the same commit. A Hub
+    /// that cannot be reached leaves the cache to answer, as offline.
     /// </summary>
     public async Task<HubSnapshotIdentity> IdentifyAsync(string repo, string? revision,
         IReadOnlyList<string> patterns, CancellationToken ct)
@@ -100,26 +101,30 @@ internal sealed class HubClient
 
         string commit;
         IReadOnlyList<string> repoFiles;
-        if (Options.Offline)
-        {
-            commit = (HubRepoId.IsCommitHash(revision) ? revision.ToLowerInvariant() : ReadRef(repoFolder, revision))
-                ?? throw NotCached(id, revision, null);
-            var cachedSnapshot = Path.Combine(repoFolder, "snapshots", commit);
-            repoFiles = ReadManifest(repoFolder, commit)
-                ?? (Directory.Exists(cachedSnapshot)
-                    ? Directory.EnumerateFiles(cachedSnapshot, "*", SearchOption.AllDirectories)
-                        .Select(f => Path.GetRelativePath(cachedSnapshot, f).Replace('\\', '/')).ToList()
-                    : throw NotCached(id, revision, null));
-        }
+        var cacheOnly = Options.Offline;
+        FineTuneException? unreachable = null;
+        if (cacheOnly)
+            (commit, repoFiles) = CachedRevision(repoFolder, revision) ?? throw NotCached(id, revision, null);
         else if (HubRepoId.IsCommitHash(revision)
             && ReadManifest(repoFolder, revision.ToLowerInvariant()) is { } listed)
             (commit, repoFiles) = (revision.ToLowerInvariant(), listed);
         else
         {
-            (commit, repoFiles) = await GetRevisionAsync(id, revision, ct);
-            WriteManifest(repoFolder, commit, repoFiles);
-            if (!string.Equals(revision, commit, StringComparison.OrdinalIgnoreCase))
-                WriteRef(repoFolder, revision, commit);
+            try
+            {
+                (commit, repoFiles) = await GetRevisionAsync(id, revision, ct);
+                WriteManifest(repoFolder, commit, repoFiles);
+                if (!string.Equals(revision, commit, StringComparison.OrdinalIgnoreCase))
+                    WriteRef(repoFolder, revision, commit);
+            }
+            catch (FineTuneException e) when (e.Diagnostics.Count == 1
+                && e.Diagnostics[0].Code == DiagnosticCodes.DownloadFailed
+                && CachedRevision(repoFolder, revision) is { } cached)
+            {
+                // The Hub cannot be reached: as in huggingface_hub, the cache's answer stands in, which is also the
+                // snapshot a download would then use.
+                (commit, repoFiles, cacheOnly, unreachable) = (cached.Commit, cached.Files, true, e);
+            }
         }
 
         var wanted = Select(repoFiles, patterns);
@@ -131,7 +136,7 @@ internal sealed class HubClient
         {
             var path = SnapshotPath(snapshot, file);
             if (CachedBlobIdentity(repoFolder, path) is { } cached) files.Add(cached with { Name = file });
-            else if (!Options.Offline)
+            else if (!cacheOnly)
             {
                 var remote = await GetFileMetadataAsync(id, commit, file, ct);
                 files.Add(new HubFileIdentity(file, remote.Etag, remote.Size ?? -1));
@@ -141,8 +146,21 @@ internal sealed class HubClient
                 files.Add(new HubFileIdentity(file, Caching.ContentHash.OfFile(path), new FileInfo(path).Length));
             else missing.Add(file);
         }
-        if (missing.Count > 0) throw NotCached(id, revision, missing);
+        if (missing.Count > 0) throw unreachable ?? NotCached(id, revision, missing);
         return new HubSnapshotIdentity(id, commit, files);
+    }
+
+    /// <summary>The commit the cache's ref names for a revision and that commit's files (our list, else what the
+    /// snapshot holds), or null when the cache knows neither.</summary>
+    private static (string Commit, IReadOnlyList<string> Files)? CachedRevision(string repoFolder, string revision)
+    {
+        var commit = HubRepoId.IsCommitHash(revision) ? revision.ToLowerInvariant() : ReadRef(repoFolder, revision);
+        if (commit is null) return null;
+        if (ReadManifest(repoFolder, commit) is { } listed) return (commit, listed);
+        var snapshot = Path.Combine(repoFolder, "snapshots", commit);
+        if (!Directory.Exists(snapshot)) return null;
+        return (commit, Directory.EnumerateFiles(snapshot, "*", SearchOption.AllDirectories)
+            .Select(f => Path.GetRelativePath(snapshot, f).Replace('\\', '/')).ToList());
     }
 
     /// <summary>A snapshot file that links to its blob: the blob's name is the ETag it was stored under.</summary>

@@ -9,4 +9,9 @@ internal sealed record HubFileIdentity(string Name, string Etag, long Size);
 internal sealed record HubSnapshotIdentity(HubRepoId Repo, string Commit, IReadOnlyList<HubFileIdentity> Files)
 {
     public HubFileIdentity? File(string name) => Files.FirstOrDefault(f => f.Name == name);
+
+    /// <summary>A file as a stage input, under <paramref name="inputName"/>: keyed by its ETag, with the
+    /// commit.</summary>
+    public Caching.StageInput Input(string inputName, HubFileIdentity file) =>
+        Caching.StageInput.HubFile(inputName, file.Etag, file.Size, Commit);
 }

@@ -46,9 +46,9 @@ internal sealed class TokenizeStage : Stage<TokenizeSettings>
         {
             if (hub.File(ChatTokenizer.TokenizerJsonFile) is not { } hubJson)
                 throw NoTokenizerJson(context, settings);
-            inputs.Add(StageInput.HubFile("tokenizer/tokenizer.json", hub, hubJson));
+            inputs.Add(hub.Input("tokenizer/tokenizer.json", hubJson));
             if (hub.File(ChatTokenizer.TokenizerConfigFile) is { } hubConfig)
-                inputs.Add(StageInput.HubFile("tokenizer/tokenizer_config.json", hub, hubConfig));
+                inputs.Add(hub.Input("tokenizer/tokenizer_config.json", hubConfig));
             return inputs;
         }
 

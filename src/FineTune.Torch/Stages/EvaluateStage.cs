@@ -257,7 +257,7 @@ internal sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer 
             "use builtin:tiny, a Hugging Face layout folder, or a model id such as Qwen/Qwen2.5-0.5B-Instruct");
         var content = location.HubCommit is { } commit ? $"hub:{commit}"
             : string.Join(",", new[] { Path.Combine(location.Folder, ModelFolder.ConfigFile) }
-                .Concat(ModelFolder.WeightFiles(location.Folder)).Select(FileHashCache.Default.HashOf));
+                .Concat(ModelFolder.WeightFiles(location.Folder)).Select(ModelLocation.Hashes.HashOf));
         var question = JsonSerializer.Serialize(new
         {
             content, prompts = settings.Prompts.Select(p => tokenizer.EncodeConversation([new("user", p)], true)),

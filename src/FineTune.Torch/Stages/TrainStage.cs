@@ -197,7 +197,7 @@ internal sealed class TrainStage : Stage<TrainSettings>
                     DiagnosticCodes.NoModelFilesOnHub, $"model '{settings.Model}' (commit {hub.Commit}) has no " +
                     $"{(weights.Count == 0 ? "safetensors weights" : ModelFolder.ConfigFile)}; a model needs " +
                     "config.json and safetensors weights"));
-            return [.. new[] { config }.Concat(weights).Select(f => StageInput.HubFile("model/" + f.Name, hub, f))];
+            return [.. new[] { config }.Concat(weights).Select(f => hub.Input("model/" + f.Name, f))];
         }
         var model = ModelFolderOf(context, settings);
         return [.. new[] { Path.Combine(model.Folder,

@@ -377,6 +377,21 @@ public sealed class HubClientTests : IDisposable
     }
 
     [Fact]
+    public async Task An_unreachable_hub_leaves_the_key_to_the_cache_and_names_the_network_for_what_is_not_cached()
+    {
+        await Client().DownloadSnapshotAsync(FakeHub.Repo, null, ModelFiles, null, CancellationToken.None);
+        var online = await Client().IdentifyAsync(FakeHub.Repo, null, ModelFiles, CancellationToken.None);
+
+        var unreachable = await Client(endpoint: ClosedPort()).IdentifyAsync(FakeHub.Repo, null, ModelFiles, CancellationToken.None);
+        Assert.Equal(online, unreachable with { Files = online.Files });
+        Assert.Equal(online.Files, unreachable.Files);
+
+        var notCached = await Assert.ThrowsAsync<FineTuneException>(() =>
+            Client(endpoint: ClosedPort()).IdentifyAsync(FakeHub.Repo, null, ["README.md"], CancellationToken.None));
+        Assert.Equal("FT0304", notCached.Diagnostics[0].Code);
+    }
+
+    [Fact]
     public async Task An_unreachable_hub_fails_after_retries_with_exit_code_3()
     {
         var error = await Assert.ThrowsAsync<FineTuneException>(() =>
