@@ -36,6 +36,27 @@ public class CacheCommandTests
     }
 
     [Fact]
+    public async Task Verify_calls_an_entry_without_its_checksum_older_not_damaged_and_the_next_run_recomputes_it()
+    {
+        using var cli = new CliHarness();
+        cli.Write("pipelines/data.json", EndToEndTests.Dataset());
+        cli.Write("pipelines/tiny.yaml", EndToEndTests.Pipeline);
+        Assert.Equal(0, (await cli.Run("run", "pipelines/tiny.yaml", "--until", "fetch")).ExitCode);
+        File.Delete(Directory.GetFiles(Path.Combine(cli.Folder, "pipelines", ".finetune", "stages", "fetch"),
+            "entry.json.sha256", SearchOption.AllDirectories).Single());
+
+        var verify = await cli.Run("cache", "verify", "pipelines");
+        Assert.Equal(0, verify.ExitCode);
+        Assert.DoesNotContain("error", verify.Error);
+        Assert.Contains("written by an older version of the tool; moved aside, the next run computes it again",
+            verify.Out);
+        Assert.Contains("1 entries checked, 0 damaged, 1 written by an older version", verify.Out);
+        var again = await cli.Run("run", "pipelines/tiny.yaml", "--until", "fetch");
+        Assert.True(again.ExitCode == 0, again.Error);
+        Assert.Contains("fetch     runs: its output is missing from the store", again.Out);
+    }
+
+    [Fact]
     public async Task Gc_refuses_when_a_lock_file_has_conflict_markers_and_removes_nothing()
     {
         using var cli = new CliHarness();
