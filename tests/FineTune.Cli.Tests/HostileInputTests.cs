@@ -269,7 +269,8 @@ public sealed class HostileInputTests(ITestOutputHelper output)
 
     // ---------------------------------------------------------------- safetensors
 
-    private static readonly Lazy<Dictionary<string, byte[]>> TinyModel = new(() =>
+    /// <summary>The files of a tiny model folder (config, weights, byte-level tokenizer), built once.</summary>
+    internal static readonly Lazy<Dictionary<string, byte[]>> TinyModel = new(() =>
     {
         var folder = Path.Combine(Path.GetTempPath(), "finetune-hostile-" + Guid.NewGuid().ToString("N"));
         try
