@@ -154,6 +154,8 @@ internal static class YamlTree
                 return list;
             case YamlMappingNode mapping:
                 var map = new YMap { File = file, Line = line, Column = column };
+                // A set, not the map's linear lookup: a file of 100,000 keys took minutes.
+                var seen = new HashSet<string>(StringComparer.Ordinal);
                 foreach (var (key, value) in mapping.Children)
                 {
                     if (Convert(key, file, diagnostics) is not YScalar keyScalar)
@@ -162,9 +164,13 @@ internal static class YamlTree
                             "a key must be a plain name", file, (int)key.Start.Line, (int)key.Start.Column));
                         continue;
                     }
-                    if (map[keyScalar.Value] is not null)
-                        diagnostics.Add(Diagnostic.Error(DiagnosticCodes.DuplicateKey,
-                            $"duplicate key '{keyScalar.Value}'", file, keyScalar.Line, keyScalar.Column));
+                    if (seen.Add(keyScalar.Value))
+                    {
+                        map.Entries.Add(new(keyScalar, Convert(value, file, diagnostics)));
+                        continue;
+                    }
+                    diagnostics.Add(Diagnostic.Error(DiagnosticCodes.DuplicateKey,
+                        $"duplicate key '{keyScalar.Value}'", file, keyScalar.Line, keyScalar.Column));
                     map.Set(keyScalar, Convert(value, file, diagnostics));
                 }
                 return map;

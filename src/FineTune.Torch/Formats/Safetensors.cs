@@ -195,6 +195,8 @@ internal static class Safetensors
         var dataStart = 8 + (long)headerLength;
         var dataLength = fileSize - dataStart;
 
+        // JsonDocument leaves invalid UTF-8 inside strings until a name is read, and then throws outside JsonException.
+        if (!System.Text.Unicode.Utf8.IsValid(headerBytes)) throw Corrupt(path, "the header is not valid UTF-8");
         JsonDocument document;
         try { document = JsonDocument.Parse(headerBytes); }
         catch (JsonException e) { throw Corrupt(path, $"the header is not valid JSON ({e.Message})"); }
