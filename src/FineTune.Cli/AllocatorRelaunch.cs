@@ -5,14 +5,15 @@ using FineTune.Core;
 namespace FineTune.Cli;
 
 /// <summary>
-/// Starts the tool again in the same process (execve) with jemalloc preloaded (<see cref="NativeAllocator"/>): an
-/// allocator can only be preloaded before the process starts. execve keeps the process id, its standard streams and
-/// its signals, so callers (shells, MSBuild, launchers of data-parallel ranks) see one process as before.
+/// Starts the tool again in the same process (execve) with jemalloc preloaded when FINETUNE_ALLOCATOR=jemalloc asks
+/// for it (<see cref="NativeAllocator"/>): an allocator can only be preloaded before the process starts. execve keeps
+/// the process id, its standard streams and its signals, so callers (shells, MSBuild, launchers of data-parallel
+/// ranks) see one process as before.
 /// </summary>
 internal static class AllocatorRelaunch
 {
     /// <summary>Returns only when it does not relaunch (or execve fails: the run goes on with glibc malloc).</summary>
-    public static void IfUseful()
+    public static void IfAsked()
     {
         var library = NativeAllocator.PreloadFor(Environment.GetEnvironmentVariable(NativeAllocator.Variable),
             Environment.GetEnvironmentVariable("LD_PRELOAD"), OperatingSystem.IsLinux(), File.Exists);

@@ -1,4 +1,4 @@
 using FineTune.Cli;
 
-AllocatorRelaunch.IfUseful();
+AllocatorRelaunch.IfAsked();
 return await CliApplication.RunAsync(args);

@@ -2,14 +2,14 @@ namespace FineTune.Core;
 
 /// <summary>
 /// Which malloc serves libtorch's native allocations. Training frees and allocates thousands of activation buffers
-/// per step; jemalloc reuses them where glibc malloc returns large blocks to the system and faults them in again
-/// (README "Speed on CPU" has the measurement). The tool therefore runs itself with jemalloc preloaded where the
-/// library is installed (Debian/Ubuntu: libjemalloc2), unless <see cref="Variable"/> is <c>system</c>; without it,
-/// glibc malloc serves, and training is only slower.
+/// per step, and the allocator decides how often they are faulted in again. With <see cref="Variable"/> set to
+/// <c>jemalloc</c> the tool runs itself with jemalloc preloaded where the library is installed (Debian/Ubuntu:
+/// libjemalloc2); otherwise, or without the library, glibc malloc serves. Opt-in until measured faster here: on the
+/// project's shared 2-core machine jemalloc was 0.71-0.75x of glibc on the CPU job's shape (README "Speed on CPU").
 /// </summary>
 internal static class NativeAllocator
 {
-    /// <summary>The environment variable: <c>system</c> keeps glibc malloc; unset or anything else: jemalloc.</summary>
+    /// <summary>The environment variable: <c>jemalloc</c> preloads jemalloc; unset or else: glibc malloc.</summary>
     public const string Variable = "FINETUNE_ALLOCATOR";
 
     /// <summary>Where distributions install jemalloc's shared library, the multiarch folders first.</summary>
@@ -20,14 +20,14 @@ internal static class NativeAllocator
     ];
 
     /// <summary>
-    /// The library to preload by running this process again, or null to run as is: on Linux only, not when
-    /// <paramref name="setting"/> (the variable's value) is <c>system</c>, not when <paramref name="ldPreload"/>
+    /// The library to preload by running this process again, or null to run as is: on Linux only, when
+    /// <paramref name="setting"/> (the variable's value) is <c>jemalloc</c>, not when <paramref name="ldPreload"/>
     /// already names an allocator (this is the second start, or the user chose one), and only if jemalloc is
     /// installed.
     /// </summary>
     public static string? PreloadFor(string? setting, string? ldPreload, bool isLinux, Func<string, bool> fileExists)
     {
-        if (!isLinux || string.Equals(setting?.Trim(), "system", StringComparison.OrdinalIgnoreCase)) return null;
+        if (!isLinux || !string.Equals(setting?.Trim(), "jemalloc", StringComparison.OrdinalIgnoreCase)) return null;
         if (ldPreload is not null && AllocatorIn(ldPreload) is not null) return null;
         return JemallocPaths.FirstOrDefault(fileExists);
     }

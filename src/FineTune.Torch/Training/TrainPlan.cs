@@ -1,3 +1,4 @@
+using FineTune.Core;
 using System.Globalization;
 using FineTune.Core.Pipeline;
 using FineTune.Core.Tokenization;
@@ -48,7 +49,7 @@ internal sealed record TrainPlan(
     string Model, string Architecture, long ModelParameters, string Method,
     long TrainableParameters, long AllParameters, int Examples, double Epochs, int BatchSize, int Accumulation,
     StepSchedule Schedule, int BatchesPerEpoch, long TokensPerEpoch, double TrainingFlops, double PeakFlops,
-    string Device, string Dtype)
+    string Device, string Dtype, string Allocator = "unknown")
 {
     public double TrainableShare => AllParameters == 0 ? 0 : (double)TrainableParameters / AllParameters;
 
@@ -59,7 +60,8 @@ internal sealed record TrainPlan(
     {
         var c = CultureInfo.InvariantCulture;
         yield return string.Create(c,
-            $"plan: model {Model} ({Architecture}), {ModelParameters:N0} parameters, {Dtype} on {Device}");
+            $"plan: model {Model} ({Architecture}), {ModelParameters:N0} parameters, {Dtype} on {Device}, " +
+            $"allocator {Allocator}");
         yield return string.Create(c,
             $"plan: method {Method}, trainable {TrainableParameters:N0} of {AllParameters:N0} " +
             $"({TrainableShare * 100:0.00} %)");
@@ -89,6 +91,7 @@ internal sealed record TrainPlan(
         summary["plan_flops"] = Math.Round(TrainingFlops);
         // From a peak measured on this machine now: it differs between identical runs.
         timings["plan_estimated_s"] = Math.Round(EstimatedSeconds, 1);
+        timings["allocator"] = Allocator;
     }
 
     /// <summary>
@@ -142,6 +145,6 @@ internal sealed record TrainPlan(
             TokensPerEpoch: epochTokens,
             TrainingFlops: batches.Count == 0 ? 0 : epochFlops * schedule.TotalMicroBatches / batches.Count,
             PeakFlops: peakFlops, Device: device.type == TorchSharp.DeviceType.CUDA ? "cuda" : "cpu",
-                Dtype: Trainer.DtypeName(settings.Dtype, device));
+                Dtype: Trainer.DtypeName(settings.Dtype, device), Allocator: NativeAllocator.ThisProcess());
     }
 }

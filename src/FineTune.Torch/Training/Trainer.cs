@@ -351,9 +351,9 @@ internal sealed class Trainer
     public double LearningRateAt(int step, int totalSteps) => LearningRateSchedule.At(_settings, step, totalSteps);
 
     /// <summary>
-    /// The training dtype. auto is bfloat16 (the weights held in bfloat16, float32 masters or adapters, loss in float32)
+    /// The training dtype. auto is bfloat16 (weights held in bfloat16, float32 masters or adapters, loss in float32)
     /// on a GPU and on a CPU with native bfloat16 dot products (avx512_bf16 or AMX, <see cref="CpuFeatures"/>), where
-    /// its loss curve stays within the tolerance README "dtype: auto" states; float32 on other CPUs, where bfloat16
+    /// it is fast (README "Speed on CPU" has its loss against float32's); float32 on other CPUs, where bfloat16
     /// would be slower. No device counts as the CPU.
     /// </summary>
     public static ScalarType ScalarTypeOf(string dtype, Device? device = null) =>

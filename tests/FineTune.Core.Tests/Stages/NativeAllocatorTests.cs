@@ -11,23 +11,24 @@ public sealed class NativeAllocatorTests
     private static bool Nothing(string path) => false;
 
     [Fact]
-    public void Jemalloc_is_preloaded_where_installed_unless_the_user_chose_the_system_allocator()
+    public void Jemalloc_is_preloaded_where_installed_when_the_user_asks_for_it()
     {
-        Assert.Equal(Debian, NativeAllocator.PreloadFor(null, null, isLinux: true, OnlyDebianJemalloc));
-        Assert.Equal(Debian, NativeAllocator.PreloadFor("", "", isLinux: true, OnlyDebianJemalloc));
+        Assert.Equal(Debian, NativeAllocator.PreloadFor("jemalloc", null, isLinux: true, OnlyDebianJemalloc));
+        Assert.Equal(Debian, NativeAllocator.PreloadFor(" JEMALLOC ", "", isLinux: true, OnlyDebianJemalloc));
         Assert.Equal(Debian, NativeAllocator.PreloadFor("jemalloc", "/opt/hook.so", isLinux: true, OnlyDebianJemalloc));
+        Assert.Null(NativeAllocator.PreloadFor(null, null, isLinux: true, OnlyDebianJemalloc));
         Assert.Null(NativeAllocator.PreloadFor("system", null, isLinux: true, OnlyDebianJemalloc));
-        Assert.Null(NativeAllocator.PreloadFor(" System ", null, isLinux: true, OnlyDebianJemalloc));
     }
 
     [Fact]
     public void Nothing_is_preloaded_without_jemalloc_off_linux_or_when_an_allocator_is_already_preloaded()
     {
-        Assert.Null(NativeAllocator.PreloadFor(null, null, isLinux: true, Nothing));
-        Assert.Null(NativeAllocator.PreloadFor(null, null, isLinux: false, OnlyDebianJemalloc));
+        Assert.Null(NativeAllocator.PreloadFor("jemalloc", null, isLinux: true, Nothing));
+        Assert.Null(NativeAllocator.PreloadFor("jemalloc", null, isLinux: false, OnlyDebianJemalloc));
         // The second start sees its own LD_PRELOAD and runs as is: no loop.
-        Assert.Null(NativeAllocator.PreloadFor(null, Debian, isLinux: true, OnlyDebianJemalloc));
-        Assert.Null(NativeAllocator.PreloadFor(null, "/usr/lib/libmimalloc.so.2", isLinux: true, OnlyDebianJemalloc));
+        Assert.Null(NativeAllocator.PreloadFor("jemalloc", Debian, isLinux: true, OnlyDebianJemalloc));
+        Assert.Null(NativeAllocator.PreloadFor("jemalloc", "/usr/lib/libmimalloc.so.2", isLinux: true,
+            OnlyDebianJemalloc));
     }
 
     [Fact]

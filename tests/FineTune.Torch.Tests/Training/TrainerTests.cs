@@ -26,8 +26,8 @@ public sealed class TrainerTests : IDisposable
 
     private const int Vocab = 40;
 
-    /// <summary>README "dtype: auto": the largest |bfloat16 - float32| step loss measured on the CPU job.</summary>
-    private const double MixedPrecisionTolerance = 0.05;
+    /// <summary>README "Speed on CPU": the stated bound on |bfloat16 - float32| logged loss of the CPU job.</summary>
+    private const double MixedPrecisionTolerance = 0.15;
 
     /// <summary>Prompts (masked) followed by a fixed answer per prompt, of varied lengths: memorisable.</summary>
     private static TokenizedDataset Dataset(int examples = 24)
@@ -123,10 +123,9 @@ public sealed class TrainerTests : IDisposable
         var float32 = RunIn("float32");
         var bfloat16 = RunIn("bfloat16");
         var largest = float32.Zip(bfloat16, (a, b) => Math.Abs(a - b)).Max();
-        Console.WriteLine($"bf16 vs fp32: max |loss diff| {largest:F4} over {float32.Count} steps; " +
-            $"{string.Join(", ", float32.Zip(bfloat16, (a, b) => $"{a:F4}/{b:F4}"))}");
         Assert.Equal(float32.Count, bfloat16.Count);
-        Assert.InRange(largest, 0, MixedPrecisionTolerance);
+        Assert.True(largest <= MixedPrecisionTolerance, $"max |loss diff| {largest:F4}; float32/bfloat16 per step: " +
+            string.Join(", ", float32.Zip(bfloat16, (a, b) => $"{a:F4}/{b:F4}")));
     }
 
     [Theory]
@@ -367,7 +366,7 @@ public sealed class TrainerTests : IDisposable
         Assert.Equal(9, context.Summary["steps"]);
         foreach (var key in new[] { "epochs", "tokens", "trained_tokens", "final_loss", "first_loss", "params" })
             Assert.True(context.Summary.ContainsKey(key), key);
-        foreach (var key in new[] { "tokens_per_s", "mfu", "duration_s", "plan_estimated_s" })
+        foreach (var key in new[] { "tokens_per_s", "mfu", "duration_s", "plan_estimated_s", "allocator" })
         {
             Assert.False(context.Summary.ContainsKey(key), key);
             Assert.True(context.Timings.ContainsKey(key), key);
