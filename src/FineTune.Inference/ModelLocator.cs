@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using FineTune.Core;
 using FineTune.Core.Caching;
 using FineTune.Core.Diagnostics;
 using FineTune.Core.Hub;
@@ -18,9 +19,14 @@ internal sealed record ModelLocation(string ModelDirectory, string? AdapterDirec
 /// </summary>
 internal static class ModelLocator
 {
-    public static ModelLocation Locate(string modelOrPipeline, string? adapterDirectory = null)
+    /// <summary>A Hub id is downloaded (or, offline, found in the cache), reporting to <paramref name="progress"/>
+    /// and stopping on <paramref name="cancellationToken"/>.</summary>
+    public static ModelLocation Locate(string modelOrPipeline, string? adapterDirectory = null,
+        IProgress<StageProgress>? progress = null, CancellationToken cancellationToken = default)
     {
-        var directory = IsPipelineFile(modelOrPipeline) ? PipelineExport(modelOrPipeline) : Folder(modelOrPipeline);
+        var directory = IsPipelineFile(modelOrPipeline)
+            ? PipelineExport(modelOrPipeline)
+            : Folder(modelOrPipeline, progress, cancellationToken);
         var id = DefaultModelId(modelOrPipeline);
         if (adapterDirectory is not null)
         {
@@ -33,7 +39,7 @@ internal static class ModelLocator
         // A PEFT folder on its own (the export's adapter format): the base it names, with it applied.
         if (!File.Exists(Path.Combine(directory, ModelFolder.ConfigFile))
             && File.Exists(Path.Combine(directory, LoraAdapter.ConfigFile)))
-            return new ModelLocation(Folder(BaseModelOf(directory)), directory, id);
+            return new ModelLocation(Folder(BaseModelOf(directory), progress, cancellationToken), directory, id);
         return new ModelLocation(directory, null, id);
     }
 
@@ -42,10 +48,11 @@ internal static class ModelLocator
         || argument.EndsWith(".yml", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>A folder as given, or a Hub model id downloaded into (or, offline, found in) the Hugging Face
-    /// cache.</summary>
-    public static string Folder(string argument) =>
-        ModelSource.ResolveAsync(argument, HubOptions.FromEnvironment(), progress: null,
-            CancellationToken.None).GetAwaiter().GetResult();
+    /// cache: every file, or those matching <paramref name="patterns"/>.</summary>
+    public static string Folder(string argument, IProgress<StageProgress>? progress = null,
+        CancellationToken cancellationToken = default, IReadOnlyList<string>? patterns = null) =>
+        ModelSource.ResolveAsync(argument, HubOptions.FromEnvironment(), progress, cancellationToken, patterns)
+            .GetAwaiter().GetResult();
 
     /// <summary>The committed export of a pipeline file.</summary>
     public static string PipelineExport(string pipelineFile)

@@ -135,4 +135,19 @@ public sealed class HubKeyTests : IDisposable
         Assert.Equal("input changed: model/model.safetensors", reasons["train"]);
         Assert.False(WeightBytesRequested(before));
     }
+
+    [Fact]
+    public async Task Commands_given_a_hub_id_download_with_progress_and_tokenize_fetches_no_weights()
+    {
+        _cli.Write("lines.jsonl", "{\"text\": \"hello\"}\n");
+        var tokenized = await _cli.Run("tokenize", "acme/tiny-llama", "--file", "lines.jsonl", "--json");
+        Assert.True(tokenized.ExitCode == 0, tokenized.Error);
+        Assert.False(WeightBytesRequested(0));
+
+        var scored = await _cli.Run("score", "acme/tiny-llama", "--text", "hello world, how are you?", "--json");
+        Assert.True(scored.ExitCode == 0, scored.Error);
+        Assert.Contains(scored.Error.Split('\n'), l => l.StartsWith("  download", StringComparison.Ordinal)
+            && l.Contains(" bytes", StringComparison.Ordinal) && l.Contains("model.safetensors", StringComparison.Ordinal));
+        JsonDocument.Parse(scored.Out);
+    }
 }

@@ -31,7 +31,7 @@ internal static class ChatCommand
         command.SetAction((parse, cancellationToken) =>
         {
             using var offlineMode = OfflineOption.Apply(parse, offline);
-            var location = ModelInputs.Locate(parse, model, adapter);
+            var location = ModelInputs.Locate(parse, model, adapter, console, cancellationToken);
             var directory = location.ModelDirectory;
             using var session = ChatSession.Open(directory);
             // Applied unmerged, as PEFT's PeftModel.from_pretrained does: the base weights stay as they are.

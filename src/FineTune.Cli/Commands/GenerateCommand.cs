@@ -47,7 +47,7 @@ internal static class GenerateCommand
             if (parse.GetValue(temperature) is var t && (t < 0 || double.IsNaN(t)))
                 throw new FineTuneException(ModelInputs.ArgumentCode, "--temperature must be 0 (greedy) or above");
 
-            var location = ModelInputs.Locate(parse, model, adapter);
+            var location = ModelInputs.Locate(parse, model, adapter, console, cancellationToken);
             var folder = location.ModelDirectory;
             var tokenizer = ModelInputs.LoadTokenizer(folder, required: parse.GetValue(prompt) is not null,
                 "to tokenize the prompt");

@@ -1,3 +1,5 @@
+using FineTune.Cli.Output;
+using FineTune.Core;
 using FineTune.Core.Diagnostics;
 using FineTune.Core.Hub;
 using System.CommandLine;
@@ -6,6 +8,7 @@ using FineTune.Inference;
 using FineTune.Torch.Chat;
 using FineTune.Torch.Lora;
 using FineTune.Torch.Models;
+using static FineTune.Core.Stages.StageLogExtensions;
 
 namespace FineTune.Cli.Commands;
 
@@ -15,11 +18,9 @@ internal static class ModelInputs
 {
     public const string ArgumentCode = DiagnosticCodes.InvalidModelCommandArguments;
 
-    /// <summary>A folder as given, or a Hub model id downloaded into (or, offline, found in) the Hugging Face
-    /// cache.</summary>
-    public static string Folder(string argument) =>
-        ModelSource.ResolveAsync(argument, HubOptions.FromEnvironment(), progress: null,
-            CancellationToken.None).GetAwaiter().GetResult();
+    /// <summary>Where a command's Hub download shows its progress: stderr, as a stage's would.</summary>
+    public static IProgress<StageProgress> DownloadProgress(CliConsole console) =>
+        new ConsoleObserver(console.Error, console.Error, console.Interactive).LogFor("download").AsProgress();
 
     /// <summary>--adapter DIR, which chat, generate, score and serve share.</summary>
     public static Option<string?> AdapterOption() => new("--adapter")
@@ -28,9 +29,12 @@ internal static class ModelInputs
             "on the model. An adapter folder can also be given as the model: its base_model_name_or_path is loaded.",
     };
 
-    /// <summary>The model folder and adapter folder of a command's model argument and --adapter.</summary>
-    public static ModelLocation Locate(ParseResult parse, Argument<string> model, Option<string?> adapter) =>
-        ModelLocator.Locate(parse.GetValue(model)!, parse.GetValue(adapter));
+    /// <summary>The model folder and adapter folder of a command's model argument and --adapter; a Hub id is
+    /// downloaded with progress on stderr and stops on Ctrl+C.</summary>
+    public static ModelLocation Locate(ParseResult parse, Argument<string> model, Option<string?> adapter,
+        CliConsole console, CancellationToken cancellationToken) =>
+        ModelLocator.Locate(parse.GetValue(model)!, parse.GetValue(adapter), DownloadProgress(console),
+            cancellationToken);
 
     /// <summary>The model with its adapter applied (unmerged), when the location has one.</summary>
     public static LlamaForCausalLM LoadModel(ModelLocation location)

@@ -31,7 +31,7 @@ internal static class ScoreCommand
         var adapter = ModelInputs.AdapterOption();
         foreach (var option in new Option[] { text, file, ids, addSpecial, json, adapter, offline })
             command.Options.Add(option);
-        command.SetAction(parse =>
+        command.SetAction((parse, cancellationToken) =>
         {
             using var offlineMode = OfflineOption.Apply(parse, offline);
             var given = new[] { (text, "--text"), (file, "--file"),
@@ -41,7 +41,7 @@ internal static class ScoreCommand
                     ? "give what to score: --text TEXT, --file FILE or --ids 1,2,3"
                     : $"give only one of --text, --file and --ids (got {string.Join(" and ", given)})");
 
-            var location = ModelInputs.Locate(parse, model, adapter);
+            var location = ModelInputs.Locate(parse, model, adapter, console, cancellationToken);
             var folder = location.ModelDirectory;
             var needsTokenizer = parse.GetValue(ids) is null;
             var tokenizer = ModelInputs.LoadTokenizer(folder, needsTokenizer, "to tokenize the text");
@@ -94,7 +94,7 @@ internal static class ScoreCommand
                     ["perplexity"] = Math.Exp(meanNll),
                 };
                 console.Out.WriteLine(result.ToJsonString(JsonText.Indented));
-                return ExitCodes.Ok;
+                return Task.FromResult(ExitCodes.Ok);
             }
 
             console.Out.WriteLine($"{"pos",5} {"id",8} {"logprob",10}  token");
@@ -107,7 +107,7 @@ internal static class ScoreCommand
             console.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"mean NLL {meanNll:F4} nats over {logProbabilities.Length} predicted tokens (perplexity " +
                     $"{Math.Exp(meanNll):F2})"));
-            return ExitCodes.Ok;
+            return Task.FromResult(ExitCodes.Ok);
         });
         return command;
     }

@@ -3,6 +3,8 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using FineTune.Core;
 using FineTune.Core.Diagnostics;
+using FineTune.Core.Hub;
+using FineTune.Inference;
 using FineTune.Core.Tokenization;
 
 namespace FineTune.Cli.Commands;
@@ -32,9 +34,11 @@ internal static class TokenizeCommand
         var json = new Option<bool>("--json") { Description = "One JSON object per input line: {\"text\", \"ids\"}." };
         command.Arguments.Add(tokenizerArgument);
         foreach (var option in new Option[] { file, template, json }) command.Options.Add(option);
-        command.SetAction(parse =>
+        command.SetAction((parse, cancellationToken) =>
         {
-            var folder = ModelInputs.Folder(parse.GetValue(tokenizerArgument)!);
+            // A Hub id: its tokenizer files only, not the weights.
+            var folder = ModelLocator.Folder(parse.GetValue(tokenizerArgument)!, ModelInputs.DownloadProgress(console),
+                cancellationToken, ModelSource.TokenizerFilePatterns);
             var tokenizer = ChatTokenizer.LoadFolder(folder, parse.GetValue(template), Directory.GetCurrentDirectory());
             var input = parse.GetValue(file)!;
             if (!input.Exists) throw new FineTuneException(Diagnostic.Error(InputCode, "the input file does not exist",
@@ -63,7 +67,7 @@ internal static class TokenizeCommand
                     ids.Select(id => tokenizer.Decode([id], skipSpecialTokens: false))));
                 console.Out.WriteLine();
             }
-            return ExitCodes.Ok;
+            return Task.FromResult(ExitCodes.Ok);
         });
         return command;
     }

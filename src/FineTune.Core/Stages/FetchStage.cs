@@ -42,7 +42,7 @@ internal sealed class FetchStage(DownloadCache? cache = null) : Stage<FetchSetti
         {
             var url = new Uri(settings.Url);
             hash = RequirePin(context, settings);
-            sourceFile = await Cache.GetOrDownloadAsync(url, hash, new SynchronousProgress(context.Log),
+            sourceFile = await Cache.GetOrDownloadAsync(url, hash, context.Log.AsProgress(),
                 cancellationToken);
             source = settings.Url;
             extension = ExtensionOf(url.AbsolutePath);
@@ -110,14 +110,5 @@ internal sealed class FetchStage(DownloadCache? cache = null) : Stage<FetchSetti
         return extension.Length is > 1 and <= 10 && extension.Skip(1).All(char.IsAsciiLetterOrDigit)
             ? extension.ToLowerInvariant()
             : DefaultExtension;
-    }
-
-    /// <summary>
-    /// Progress&lt;T&gt; posts to the thread pool, so reports could arrive out of order or after the stage ended;
-    /// this passes each one to the log as it happens.
-    /// </summary>
-    private sealed class SynchronousProgress(IStageLog log) : IProgress<StageProgress>
-    {
-        public void Report(StageProgress value) => log.Progress(value);
     }
 }

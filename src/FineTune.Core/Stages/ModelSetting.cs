@@ -17,7 +17,7 @@ internal static class ModelSetting
         var local = context.ResolvePath(value);
         if (Directory.Exists(local)) return new ModelLocation(local, HubCommit: null);
         var snapshot = Located(context, value, settingPath, code, hint, () => ModelSource.ResolveAsync(value,
-            HubOptions.FromEnvironment(), new LogProgress(context.Log), cancellationToken, patterns));
+            HubOptions.FromEnvironment(), context.Log.AsProgress(), cancellationToken, patterns));
         // The Hub cache keeps each revision under snapshots/<commit>, so the folder's name is the commit it pins.
         return new ModelLocation(snapshot, Path.GetFileName(Path.TrimEndingDirectorySeparator(snapshot)));
     }
@@ -49,12 +49,5 @@ internal static class ModelSetting
                 .Error(code, $"'{value}' is neither a folder (relative to the pipeline file) nor a Hugging Face " +
                 $"model id; {hint}"));
         }
-    }
-
-    /// <summary>Reports on the calling thread: the log throttles and draws, and the stage's order of lines
-    /// holds.</summary>
-    private sealed class LogProgress(IStageLog log) : IProgress<StageProgress>
-    {
-        public void Report(StageProgress value) => log.Progress(value);
     }
 }

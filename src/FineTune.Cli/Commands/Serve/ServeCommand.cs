@@ -39,7 +39,7 @@ internal static class ServeCommand
                 parse.GetValue(queue));
             Validate(options);
             using var inference = InferenceModel.Load(
-                ModelLocator.Locate(parse.GetValue(model)!, parse.GetValue(adapter)), parse.GetValue(modelId));
+                ModelInputs.Locate(parse, model, adapter, console, cancellationToken), parse.GetValue(modelId));
             await using var server = await Start(inference, options);
             console.Error.WriteLine($"Serving '{inference.ModelId}' at {server.Address}v1 (OpenAI API; Ctrl+C to " +
                 "stop).");
