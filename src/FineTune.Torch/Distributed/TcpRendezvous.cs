@@ -19,17 +19,18 @@ internal static class TcpRendezvous
 
     /// <summary>
     /// Rank 0 passes the payload and gets it back once every other rank has it; the others pass null and get it.
+    /// Blocking calls with deadlines throughout: the exchange runs once, before training, on the caller's thread.
     /// </summary>
     public static byte[] Share(byte[]? payload, int rank, int worldSize, string host, int port, TimeSpan timeout)
     {
-        using var deadline = new CancellationTokenSource(timeout);
+        var deadline = Stopwatch.StartNew();
         try
         {
             return rank == 0
-                ? Send(payload ?? throw new ArgumentNullException(nameof(payload)), worldSize, port, deadline.Token)
-                : Receive(rank, worldSize, host, port, deadline.Token);
+                ? Send(payload ?? throw new ArgumentNullException(nameof(payload)), worldSize, port, timeout, deadline)
+                : Receive(rank, worldSize, host, port, timeout, deadline);
         }
-        catch (OperationCanceledException)
+        catch (TimeoutException)
         {
             throw new FineTuneException(DiagnosticCodes.CollectiveTimedOut,
                 $"rank {rank} of {worldSize}: the NCCL id exchange on {host}:{port} did not complete within " +
@@ -46,7 +47,14 @@ internal static class TcpRendezvous
         }
     }
 
-    private static byte[] Send(byte[] payload, int worldSize, int port, CancellationToken cancellationToken)
+    /// <summary>What is left of <paramref name="timeout"/>; a TimeoutException once nothing is.</summary>
+    private static TimeSpan Remaining(TimeSpan timeout, Stopwatch deadline)
+    {
+        var left = timeout - deadline.Elapsed;
+        return left > TimeSpan.Zero ? left : throw new TimeoutException();
+    }
+
+    private static byte[] Send(byte[] payload, int worldSize, int port, TimeSpan timeout, Stopwatch deadline)
     {
         var listener = new TcpListener(IPAddress.Any, port);
         try { listener.Start(); }
@@ -61,13 +69,15 @@ internal static class TcpRendezvous
             var served = new HashSet<int>();
             while (served.Count < worldSize - 1)
             {
-                using var client = listener.AcceptTcpClientAsync(cancellationToken).AsTask()
-                    .GetAwaiter().GetResult();
+                var left = Remaining(timeout, deadline);
+                if (!listener.Server.Poll((int)Math.Min(left.TotalMicroseconds, 100_000), SelectMode.SelectRead))
+                    continue;
+                using var client = listener.AcceptTcpClient();
+                client.ReceiveTimeout = client.SendTimeout = (int)Math.Max(1, left.TotalMilliseconds);
                 using var stream = client.GetStream();
                 var hello = new byte[12];
-                try { stream.ReadExactlyAsync(hello, cancellationToken).AsTask().GetAwaiter().GetResult(); }
-                catch (EndOfStreamException) { continue; }
-                catch (IOException) { continue; }
+                try { stream.ReadExactly(hello); }
+                catch (IOException) { continue; } // a stray connection that closed or said nothing in time
                 if (BinaryPrimitives.ReadUInt32BigEndian(hello) != Magic) continue;
                 var rank = BinaryPrimitives.ReadInt32BigEndian(hello.AsSpan(4));
                 var size = BinaryPrimitives.ReadInt32BigEndian(hello.AsSpan(8));
@@ -79,7 +89,7 @@ internal static class TcpRendezvous
                 var answer = new byte[4 + payload.Length];
                 BinaryPrimitives.WriteInt32BigEndian(answer, payload.Length);
                 payload.CopyTo(answer, 4);
-                stream.WriteAsync(answer, cancellationToken).AsTask().GetAwaiter().GetResult();
+                stream.Write(answer);
                 served.Add(rank);
             }
             return payload;
@@ -87,39 +97,39 @@ internal static class TcpRendezvous
         finally { listener.Stop(); }
     }
 
-    private static byte[] Receive(int rank, int worldSize, string host, int port, CancellationToken cancellationToken)
+    private static byte[] Receive(int rank, int worldSize, string host, int port, TimeSpan timeout,
+        Stopwatch deadline)
     {
-        var retry = Stopwatch.StartNew();
         while (true)
         {
-            cancellationToken.ThrowIfCancellationRequested();
+            var left = Remaining(timeout, deadline);
             using var client = new TcpClient();
             try
             {
-                client.ConnectAsync(host, port, cancellationToken).AsTask().GetAwaiter().GetResult();
+                if (!client.ConnectAsync(host, port).Wait(left)) throw new TimeoutException();
             }
-            catch (SocketException)
+            catch (AggregateException e) when (e.InnerException is SocketException)
             {
                 // Rank 0 is not listening yet: ranks start in any order.
-                Task.Delay(TimeSpan.FromMilliseconds(Math.Min(500, 20 + retry.ElapsedMilliseconds / 10)),
-                    cancellationToken).GetAwaiter().GetResult();
+                Thread.Sleep(TimeSpan.FromMilliseconds(Math.Min(500, 20 + deadline.ElapsedMilliseconds / 10)));
                 continue;
             }
+            client.ReceiveTimeout = client.SendTimeout = (int)Math.Max(1, left.TotalMilliseconds);
             using var stream = client.GetStream();
             var hello = new byte[12];
             BinaryPrimitives.WriteUInt32BigEndian(hello, Magic);
             BinaryPrimitives.WriteInt32BigEndian(hello.AsSpan(4), rank);
             BinaryPrimitives.WriteInt32BigEndian(hello.AsSpan(8), worldSize);
-            stream.WriteAsync(hello, cancellationToken).AsTask().GetAwaiter().GetResult();
+            stream.Write(hello);
             var length = new byte[4];
-            stream.ReadExactlyAsync(length, cancellationToken).AsTask().GetAwaiter().GetResult();
+            stream.ReadExactly(length);
             var size = BinaryPrimitives.ReadInt32BigEndian(length);
             if (size is < 0 or > MaxPayload)
                 throw new FineTuneException(DiagnosticCodes.CollectiveFailed,
                     $"the NCCL id exchange on {host}:{port} answered with a payload of {size} bytes; that is not " +
                     "rank 0 of this launch", ExitCodes.StageFailed);
             var payload = new byte[size];
-            stream.ReadExactlyAsync(payload, cancellationToken).AsTask().GetAwaiter().GetResult();
+            stream.ReadExactly(payload);
             return payload;
         }
     }

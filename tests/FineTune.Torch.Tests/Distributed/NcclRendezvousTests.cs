@@ -42,10 +42,10 @@ public class NcclRendezvousTests
         var id = Enumerable.Range(0, 128).Select(i => (byte)(i * 7 + 3)).ToArray();
         var timeout = TimeSpan.FromSeconds(20);
         // Ranks 1 and 2 start before rank 0 listens: they must retry, not fail.
-        var others = new[] { 1, 2 }.Select(rank => Task.Run(() =>
+        var others = new[] { 1, 2 }.Select(rank => Rank(() =>
             TcpRendezvous.Share(null, rank, 3, "127.0.0.1", port, timeout))).ToList();
         await Task.Delay(300);
-        var leader = Task.Run(() => TcpRendezvous.Share(id, 0, 3, "127.0.0.1", port, timeout));
+        var leader = Rank(() => TcpRendezvous.Share(id, 0, 3, "127.0.0.1", port, timeout));
 
         Assert.Equal(id, await leader);
         foreach (var other in others) Assert.Equal(id, await other);
@@ -66,12 +66,12 @@ public class NcclRendezvousTests
     public async Task A_process_of_another_world_size_on_the_port_is_FT1101_at_rank_0()
     {
         var port = FreePort();
-        var leader = Task.Run(() => TcpRendezvous.Share(new byte[128], 0, 2, "127.0.0.1", port,
+        var leader = Rank(() => TcpRendezvous.Share(new byte[128], 0, 2, "127.0.0.1", port,
             TimeSpan.FromSeconds(20)));
-        var stranger = Task.Run(() =>
+        var stranger = Rank(() =>
         {
-            try { TcpRendezvous.Share(null, 1, 4, "127.0.0.1", port, TimeSpan.FromSeconds(5)); }
-            catch (FineTuneException) { }
+            try { return TcpRendezvous.Share(null, 1, 4, "127.0.0.1", port, TimeSpan.FromSeconds(20)); }
+            catch (FineTuneException) { return []; }
         });
         var error = await Assert.ThrowsAsync<FineTuneException>(() => leader);
         Assert.Equal(DiagnosticCodes.LauncherMismatch, Assert.Single(error.Diagnostics).Code);
@@ -90,6 +90,10 @@ public class NcclRendezvousTests
         Assert.Equal(DiagnosticCodes.CollectiveFailed, Assert.Single(error.Diagnostics).Code);
         Assert.Contains("MASTER_PORT", error.Message);
     }
+
+    /// <summary>A rank on a thread of its own, as each rank is a process of its own: the exchange blocks.</summary>
+    private static Task<byte[]> Rank(Func<byte[]> share) =>
+        Task.Factory.StartNew(share, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
     private static int FreePort()
     {
