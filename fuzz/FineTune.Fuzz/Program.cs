@@ -36,7 +36,10 @@ var clock = System.Diagnostics.Stopwatch.StartNew();
 for (var i = 0; i < executions; i++)
 {
     var target = Targets.All[i % Targets.All.Length];
-    var input = Mutator.Mutate(target.Seeds[random.Next(target.Seeds.Length)], random);
+    var original = target.Seeds[random.Next(target.Seeds.Length)];
+    var input = target.MutateStructure is { } structured && random.Next(2) == 0
+        ? structured(original, random)
+        : Mutator.Mutate(original, random);
     try
     {
         if (!Targets.Run(target, input)) refused[target.Name]++;
@@ -55,7 +58,10 @@ Console.WriteLine($"fuzz: {executions} executions (seed {seed}) in {clock.Elapse
     $"cleanly: {string.Join(", ", refused.Select(r => $"{r.Key} {r.Value}"))}; findings: {findings}");
 return findings == 0 ? 0 : 1;
 
-internal sealed record Target(string Name, string FileName, byte[][] Seeds, Action<string> Read);
+/// <param name="MutateStructure">A mutation that keeps the file's framing valid (for half the inputs), so that the
+/// checks behind the framing are reached too.</param>
+internal sealed record Target(string Name, string FileName, byte[][] Seeds, Action<string> Read,
+    Func<byte[], Random, byte[]>? MutateStructure = null);
 
 internal static class Targets
 {
@@ -66,7 +72,7 @@ internal static class Targets
         new("safetensors", "model.safetensors", SafetensorsSeeds(), path =>
         {
             foreach (var tensor in Safetensors.Load(path).Values) tensor.Dispose();
-        }),
+        }, MutateSafetensorsHeader),
         new("tokens", "train.tokens", TokensSeeds(), path => TokenizedDataset.Read(path)),
         new("tokenizer.json", "tokenizer.json", TokenizerSeeds(), path => HfTokenizer.Load(path).Encode("hi there")),
     ];
@@ -84,6 +90,21 @@ internal static class Targets
         }
         catch (FineTuneException e) when (e.Diagnostics.All(d => d.File == path)) { return false; }
         catch (TokenizerJsonException e) when (e.Origin == path) { return false; }
+    }
+
+    /// <summary>
+    /// The JSON header mutated and its 8-byte length written again: a byte-level mutation of a whole file almost
+    /// always changes the header's length and is refused at the first check, never reaching the tensor entries.
+    /// </summary>
+    private static byte[] MutateSafetensorsHeader(byte[] seed, Random random)
+    {
+        var length = (int)BinaryPrimitives.ReadUInt64LittleEndian(seed);
+        var header = Mutator.Mutate(seed[8..(8 + length)], random);
+        var file = new byte[8 + header.Length + seed.Length - 8 - length];
+        BinaryPrimitives.WriteUInt64LittleEndian(file, (ulong)header.Length);
+        header.CopyTo(file, 8);
+        seed.AsSpan(8 + length).CopyTo(file.AsSpan(8 + header.Length));
+        return file;
     }
 
     private static byte[] Bytes(Action<string> write)

@@ -207,19 +207,28 @@ internal static class Safetensors
                 throw Corrupt(path, "the header is not a JSON object");
             var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
             var entries = new List<SafetensorsEntry>();
-            foreach (var property in document.RootElement.EnumerateObject())
+            // Reading a name or string that escapes half a surrogate pair ("\ud800") throws outside JsonException.
+            try
             {
-                if (property.Name == "__metadata__")
+                foreach (var property in document.RootElement.EnumerateObject())
                 {
-                    if (property.Value.ValueKind != JsonValueKind.Object)
-                        throw Corrupt(path, "__metadata__ is not an object");
-                    foreach (var m in property.Value.EnumerateObject())
-                        metadata[m.Name] = m.Value.ValueKind == JsonValueKind.String
-                            ? m.Value.GetString()!
-                            : throw Corrupt(path, $"__metadata__ value '{m.Name}' is not a string");
-                    continue;
+                    if (property.Name == "__metadata__")
+                    {
+                        if (property.Value.ValueKind != JsonValueKind.Object)
+                            throw Corrupt(path, "__metadata__ is not an object");
+                        foreach (var m in property.Value.EnumerateObject())
+                            metadata[m.Name] = m.Value.ValueKind == JsonValueKind.String
+                                ? m.Value.GetString()!
+                                : throw Corrupt(path, $"__metadata__ value '{m.Name}' is not a string");
+                        continue;
+                    }
+                    entries.Add(ParseEntry(property, path));
                 }
-                entries.Add(ParseEntry(property, path));
+            }
+            catch (InvalidOperationException)
+            {
+                throw Corrupt(path, "the header holds a name or string escaping half a surrogate pair (such as " +
+                    "\\ud800), which is not text");
             }
 
             entries.Sort((a, b) => a.Begin != b.Begin ? a.Begin.CompareTo(b.Begin) : a.End.CompareTo(b.End));

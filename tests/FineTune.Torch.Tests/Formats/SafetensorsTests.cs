@@ -101,6 +101,9 @@ public sealed class SafetensorsTests : IDisposable
     [InlineData("""{"w":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,8]}}""", 8, "'w' has a shape too large to address")]
     [InlineData("""{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,9223372036854775807]}}""", 8, "spans 9223372036854775807 bytes")]
     [InlineData("""{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,18446744073709551615]}}""", 8, "not a non-negative integer")]
+    // Found by fuzz/FineTune.Fuzz: System.Text.Json throws InvalidOperationException for these, not JsonException.
+    [InlineData("""{"\ud800":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}""", 8, "half a surrogate pair")]
+    [InlineData("""{"__metadata__":{"note":"\udc00"},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}""", 8, "half a surrogate pair")]
     public void Corrupt_headers_are_rejected_naming_file_and_tensor(string header, int dataBytes, string expected)
     {
         var path = WriteRaw("bad.safetensors", header, new byte[dataBytes]);
