@@ -11,7 +11,7 @@ namespace FineTune.Cli.Output;
 /// on any machine, however fast: POINT is <c>start</c> (before the stage runs), N (its N-th message or progress
 /// report, from 1) or <c>done</c> (after its output is committed and the lock file written).
 /// </summary>
-internal sealed class SignalAtObserver(IRunObserver inner, string targetStage, string point,
+internal sealed class SignalAtObserver(IRunObserver inner, string targetStage, string point, int? count,
     int signal) : IRunObserver
 {
     public const string Variable = "FINETUNE_TEST_SIGNAL_AT";
@@ -25,9 +25,10 @@ internal sealed class SignalAtObserver(IRunObserver inner, string targetStage, s
         if (string.IsNullOrEmpty(value) || OperatingSystem.IsWindows()) return inner;
         var parts = value.Split(':');
         var signal = parts.Length == 3 ? parts[2] switch { "INT" => 2, "KILL" => 9, _ => 0 } : 0;
-        if (signal == 0 || (parts[1] is not ("start" or "done") && !int.TryParse(parts[1], out _)))
+        int? count = int.TryParse(parts[1], CultureInfo.InvariantCulture, out var n) ? n : null;
+        if (signal == 0 || (parts[1] is not ("start" or "done") && count is null))
             throw new ArgumentException($"{Variable}={value}: expected STAGE:(start|N|done):(INT|KILL)");
-        return new SignalAtObserver(inner, parts[0], parts[1], signal);
+        return new SignalAtObserver(inner, parts[0], parts[1], count, signal);
     }
 
     public void Notice(string message) => inner.Notice(message);
@@ -50,7 +51,7 @@ internal sealed class SignalAtObserver(IRunObserver inner, string targetStage, s
 
     private void Counted()
     {
-        if (Interlocked.Increment(ref _events).ToString(CultureInfo.InvariantCulture) == point) Raise();
+        if (Interlocked.Increment(ref _events) == count) Raise();
     }
 
     private void Raise()

@@ -36,7 +36,7 @@ internal sealed record StepSchedule(int TotalSteps, int MicroBatchesPerStep, lon
     }
 
     /// <summary>Steps the loop takes per epoch: the full ones and the shorter one of the leftover batches.</summary>
-    public static int StepsPerEpoch(int batchesPerEpoch, int perStep) =>
+    private static int StepsPerEpoch(int batchesPerEpoch, int perStep) =>
         batchesPerEpoch == 0 ? 1 : (batchesPerEpoch + perStep - 1) / perStep;
 }
 
