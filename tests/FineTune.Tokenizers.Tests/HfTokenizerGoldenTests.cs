@@ -45,11 +45,14 @@ public class HfTokenizerGoldenTests
         return data;
     }
 
-    private static readonly ConcurrentDictionary<string, string> Paths = new();
+    // Lazy: GetOrAdd may run its factory on several threads at once, and two writers of one file collide.
+    private static readonly ConcurrentDictionary<string, Lazy<string>> Paths = new();
     private static readonly ConcurrentDictionary<string, HfTokenizer> Ours = new();
     private static readonly ConcurrentDictionary<string, RustTokenizer> Oracles = new();
 
-    internal static string PathOf(string name) => Paths.GetOrAdd(name, n => n switch
+    internal static string PathOf(string name) => Paths.GetOrAdd(name, n => new Lazy<string>(() => WritePath(n))).Value;
+
+    private static string WritePath(string n) => n switch
     {
         "qwen3" => Path.Combine(AppContext.BaseDirectory, "assets", "qwen3", "tokenizer.json"),
         "gpt2" => Gpt2Path(),
@@ -58,7 +61,7 @@ public class HfTokenizerGoldenTests
         "llama2" => HfFixtures.WriteTemp(HfFixtures.Llama2Style(), n),
         "mistral3" => HfFixtures.WriteTemp(HfFixtures.MistralV3Style(), n),
         _ => throw new ArgumentException(n),
-    });
+    };
 
     private static string Gpt2Path()
     {
