@@ -21,9 +21,10 @@ internal sealed class GradientCheckpoint : autograd.SingleTensorFunction<Gradien
     /// <summary>What backward needs beyond the saved tensors.</summary>
     private sealed record Call(Layer Layer, int ArgumentCount, bool InputNeedsGrad, SeededDropout.Position Dropout);
 
-    // The input gradient handed to autograd by the last backward. libtorch copies it on return, but the managed handle
-    // must outlive the return; it is released at the next call instead of at the end of the step.
-    private static Tensor? s_handedOn;
+    // The input gradient handed to autograd by the last backward on this thread. libtorch takes its own reference on
+    // return, but the managed handle must outlive the return; it is released at this thread's next call. Per thread:
+    // shared, one thread's backward could release another's gradient before libtorch took it, which then arrived as none.
+    [ThreadStatic] private static Tensor? t_handedOn;
 
     /// <summary>
     /// Layers recomputed by backward on this thread (CPU backward runs on the caller's thread); for tests.
@@ -52,6 +53,9 @@ internal sealed class GradientCheckpoint : autograd.SingleTensorFunction<Gradien
         var layer = (Layer)vars[^1];
         ctx.save_for_backward([x, .. constants]);
         ctx.save_data("call", new Call(layer, vars.Length, x.requires_grad, SeededDropout.Current));
+        // An output whose gradient is undefined (nothing after it needed one) contributes none. Materialising zeros
+        // instead would read TorchSharp's copy of the output, which the caller's dispose scope has already released.
+        ctx.set_materialize_grads(false);
         using var scope = NewDisposeScope();
         // apply() runs forward with grad disabled: no graph, so every intermediate is freed with this scope.
         return layer(x, constants).MoveToOuterDisposeScope();
@@ -60,6 +64,12 @@ internal sealed class GradientCheckpoint : autograd.SingleTensorFunction<Gradien
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
     {
         var call = (Call)ctx.get_data("call");
+        var grads = new List<Tensor>(call.ArgumentCount);
+        if (gradOutput is null || gradOutput.IsInvalid)
+        {
+            for (var i = 0; i < call.ArgumentCount; i++) grads.Add(null!);
+            return grads;
+        }
         Tensor? inputGrad = null;
         using (var scope = NewDisposeScope())
         {
@@ -78,11 +88,12 @@ internal sealed class GradientCheckpoint : autograd.SingleTensorFunction<Gradien
                 SeededDropout.MoveTo(current);
             }
             Recomputations++;
-            if (call.InputNeedsGrad) inputGrad = input.grad!.DetachFromDisposeScope();
+            if (call.InputNeedsGrad) inputGrad = input.grad?.DetachFromDisposeScope();
             gradOutput.Dispose();
         }
-        Interlocked.Exchange(ref s_handedOn, inputGrad)?.Dispose();
-        var grads = new List<Tensor>(call.ArgumentCount) { inputGrad! };
+        t_handedOn?.Dispose();
+        t_handedOn = inputGrad;
+        grads.Add(inputGrad!);
         for (var i = 1; i < call.ArgumentCount; i++) grads.Add(null!);
         return grads;
     }

@@ -155,6 +155,28 @@ public sealed class GradientCheckpointTests
         Assert.Equal(before, GradientCheckpoint.Recomputations);
     }
 
+    [Fact]
+    public void A_layer_whose_output_gets_no_gradient_passes_none_back()
+    {
+        // The second layer ignores its input, so the first layer's output receives an undefined gradient. The first
+        // runs in a dispose scope that has ended by backward, as a model's forward does (it crashed the test host).
+        using var first = nn.Linear(4, 4);
+        using var second = nn.Linear(4, 4);
+        var x = randn(2, 4).requires_grad_(true);
+        Tensor hidden;
+        using (NewDisposeScope())
+            hidden = GradientCheckpoint.Run((h, _) => first.forward(h), x, [], [.. first.parameters()]).MoveToOuterDisposeScope();
+        var constant = ones(2, 4);
+        var output = GradientCheckpoint.Run((_, c) => second.forward(c[0]), hidden, [constant], [.. second.parameters()]);
+
+        output.sum().backward();
+
+        Assert.Null(first.weight!.grad);
+        Assert.Null(x.grad);
+        var expectedWeightGrad = ones(4, 4) * 2; // d(sum of W·1 + b over 2 rows)/dW = 2 in every entry
+        Assert.True(allclose(expectedWeightGrad, second.weight!.grad!), second.weight!.grad!.ToString(TorchSharp.TensorStringStyle.Numpy));
+    }
+
     private static TokenizedDataset Dataset()
     {
         var builder = new TokenizedDataset.Builder();
