@@ -7,61 +7,66 @@ using FineTune.Core;
 namespace FineTune.Bench;
 
 /// <summary>
-/// glibc malloc against jemalloc for the train loop: runs <c>train-loop</c> in child processes, alternately without
-/// and with jemalloc preloaded (an allocator is chosen at process start), so machine noise hits both alike, and
-/// reports each allocator's median Trainer and bare-loop tokens/s.
-/// Arguments: [pairs of runs (default 2)] then train-loop's own arguments (default: 1 float32 1 4 lora).
+/// The allocators for the train loop: runs <c>train-loop</c> in child processes (an allocator is chosen at process
+/// start) on glibc malloc and jemalloc, each with its defaults and as the tool tunes it (<see cref="NativeAllocator"/>),
+/// in turn, so machine noise hits all alike, and reports each one's median Trainer and bare-loop tokens/s.
+/// Arguments: [rounds (default 2)] then train-loop's own arguments (default: 1 float32 1 4 lora).
 /// </summary>
 internal sealed class AllocatorBenchmark : IBenchmark
 {
     public string Name => "allocators";
-    public string Description => "train-loop under glibc malloc vs jemalloc (LD_PRELOAD), alternating child processes";
+    public string Description => "train-loop on glibc malloc and jemalloc, defaults vs the tool's tuning, child processes in turn";
 
     public int Run(string[] args)
     {
-        var pairs = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 2;
+        var rounds = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 2;
         string[] loopArguments = args.Length > 1 ? args[1..] : ["1", "float32", "1", "4", "lora"];
         var jemalloc = NativeAllocator.JemallocPaths.FirstOrDefault(File.Exists);
-        if (jemalloc is null)
+        static string? None(string key) => null;
+        var configurations = new List<(string Name, IReadOnlyDictionary<string, string> Environment)>
         {
-            Console.Error.WriteLine("jemalloc is not installed (Debian/Ubuntu: apt-get install libjemalloc2)");
-            return 2;
-        }
-        var results = new Dictionary<string, List<(double Trainer, double Bare)>>
-        {
-            ["glibc malloc"] = [], ["jemalloc"] = [],
+            ("glibc malloc", new Dictionary<string, string>()),
+            ("glibc malloc, tuned", NativeAllocator.EnvironmentFor("glibc", None, isLinux: true, File.Exists)!),
         };
-        for (var pair = 0; pair < pairs; pair++)
+        if (jemalloc is null) Console.Error.WriteLine("jemalloc is not installed (Debian/Ubuntu: apt-get install libjemalloc2): glibc only");
+        else
         {
-            foreach (var (name, preload) in new[] { ("glibc malloc", (string?)null), ("jemalloc", jemalloc) })
+            configurations.Add(("jemalloc", new Dictionary<string, string> { ["LD_PRELOAD"] = jemalloc }));
+            configurations.Add(("jemalloc, tuned", NativeAllocator.EnvironmentFor("jemalloc", None, isLinux: true, File.Exists)!));
+        }
+        var results = configurations.ToDictionary(c => c.Name, _ => new List<(double Trainer, double Bare, double Rss)>());
+        for (var round = 0; round < rounds; round++)
+        {
+            foreach (var (name, environment) in configurations)
             {
-                var figures = RunLoop(loopArguments, preload);
+                var figures = RunLoop(loopArguments, environment);
                 if (figures is null) return 1;
-                var (trainer, bare) = (figures["tokens_per_s"]!.GetValue<double>(),
-                    figures["bare_tokens_per_s"]!.GetValue<double>());
-                Console.WriteLine($"pair {pair + 1}, {name} ({figures["allocator"]}): Trainer {trainer:N1} tok/s, " +
-                    $"bare {bare:N1} tok/s, peak RSS {figures["peak_rss_mb"]} MB");
-                results[name].Add((trainer, bare));
+                var (trainer, bare, rss) = (figures["tokens_per_s"]!.GetValue<double>(),
+                    figures["bare_tokens_per_s"]!.GetValue<double>(), figures["peak_rss_mb"]!.GetValue<double>());
+                Console.WriteLine($"round {round + 1}, {name} ({figures["allocator"]}): Trainer {trainer:N1} tok/s, " +
+                    $"bare {bare:N1} tok/s, peak RSS {rss:N0} MB");
+                results[name].Add((trainer, bare, rss));
             }
         }
-        var system = results["glibc malloc"];
-        var je = results["jemalloc"];
-        double Median(IEnumerable<double> values)
+        static double Median(IEnumerable<double> values)
         {
             var sorted = values.Order().ToList();
             return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2]
                 : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
         }
-        var (systemTrainer, jeTrainer) = (Median(system.Select(r => r.Trainer)), Median(je.Select(r => r.Trainer)));
-        var (systemBare, jeBare) = (Median(system.Select(r => r.Bare)), Median(je.Select(r => r.Bare)));
-        Console.WriteLine($"train-loop {string.Join(' ', loopArguments)}: Trainer glibc {systemTrainer:N1} -> " +
-            $"jemalloc {jeTrainer:N1} tok/s ({jeTrainer / systemTrainer:N2}x); bare glibc {systemBare:N1} -> " +
-            $"jemalloc {jeBare:N1} tok/s ({jeBare / systemBare:N2}x)");
+        var baseline = Median(results["glibc malloc"].Select(r => r.Bare));
+        Console.WriteLine($"train-loop {string.Join(' ', loopArguments)}, medians of {rounds}:");
+        foreach (var (name, runs) in results)
+        {
+            var (trainer, bare) = (Median(runs.Select(r => r.Trainer)), Median(runs.Select(r => r.Bare)));
+            Console.WriteLine($"  {name,-20} Trainer {trainer,9:N1} tok/s   bare {bare,9:N1} tok/s   " +
+                $"Trainer / bare on glibc's defaults {trainer / baseline:N2}x   peak RSS {Median(runs.Select(r => r.Rss)):N0} MB");
+        }
         return 0;
     }
 
     /// <summary>train-loop in a child process; its JSON line, or null if it failed.</summary>
-    private static JsonObject? RunLoop(string[] loopArguments, string? preload)
+    private static JsonObject? RunLoop(string[] loopArguments, IReadOnlyDictionary<string, string> environment)
     {
         var host = Environment.ProcessPath!;
         var start = new ProcessStartInfo(host) { RedirectStandardOutput = true, UseShellExecute = false };
@@ -70,8 +75,8 @@ internal sealed class AllocatorBenchmark : IBenchmark
             start.ArgumentList.Add(Assembly.GetEntryAssembly()!.Location);
         start.ArgumentList.Add("train-loop");
         foreach (var argument in loopArguments) start.ArgumentList.Add(argument);
-        start.Environment.Remove("LD_PRELOAD");
-        if (preload is not null) start.Environment["LD_PRELOAD"] = preload;
+        foreach (var variable in new[] { "LD_PRELOAD", "MALLOC_CONF", "GLIBC_TUNABLES" }) start.Environment.Remove(variable);
+        foreach (var (key, value) in environment) start.Environment[key] = value;
         using var process = Process.Start(start)!;
         JsonObject? figures = null;
         while (process.StandardOutput.ReadLine() is { } line)

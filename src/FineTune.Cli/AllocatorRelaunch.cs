@@ -5,19 +5,24 @@ using FineTune.Core;
 namespace FineTune.Cli;
 
 /// <summary>
-/// Starts the tool again in the same process (execve) with jemalloc preloaded when FINETUNE_ALLOCATOR=jemalloc asks
-/// for it (<see cref="NativeAllocator"/>): an allocator can only be preloaded before the process starts. execve keeps
-/// the process id, its standard streams and its signals, so callers (shells, MSBuild, launchers of data-parallel
-/// ranks) see one process as before.
+/// Starts the tool again in the same process (execve) on the allocator <see cref="NativeAllocator"/> chooses, for the
+/// commands that compute with libtorch: an allocator and its settings can only be chosen before the process starts.
+/// execve keeps the process id, its standard streams and its signals, so callers (shells, MSBuild, launchers of
+/// data-parallel ranks) see one process as before. It costs one more start of the runtime (about 0.1 s), which the
+/// commands that do not compute (validate, status, cache, report, diff, ...) do not pay.
 /// </summary>
 internal static class AllocatorRelaunch
 {
-    /// <summary>Returns only when it does not relaunch (or execve fails: the run goes on with glibc malloc).</summary>
-    public static void IfAsked()
+    private static readonly HashSet<string> ComputingCommands =
+        new(["run", "chat", "generate", "score", "serve", "info"], StringComparer.Ordinal);
+
+    /// <summary>Returns only when it does not relaunch (or execve fails: the run goes on as it started).</summary>
+    public static void IfNeeded(string[] args)
     {
-        var library = NativeAllocator.PreloadFor(Environment.GetEnvironmentVariable(NativeAllocator.Variable),
-            Environment.GetEnvironmentVariable("LD_PRELOAD"), OperatingSystem.IsLinux(), File.Exists);
-        if (library is null) return;
+        if (args.Length == 0 || !ComputingCommands.Contains(args[0])) return;
+        var wanted = NativeAllocator.EnvironmentFor(Environment.GetEnvironmentVariable(NativeAllocator.Variable),
+            Environment.GetEnvironmentVariable, OperatingSystem.IsLinux(), File.Exists);
+        if (wanted is null) return;
         string[] arguments;
         try
         {
@@ -29,10 +34,9 @@ internal static class AllocatorRelaunch
             return;
         }
         var environment = Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
-            .Where(entry => (string)entry.Key != "LD_PRELOAD")
+            .Where(entry => !wanted.ContainsKey((string)entry.Key))
             .Select(entry => $"{entry.Key}={entry.Value}")
-            .Append("LD_PRELOAD=" + NativeAllocator.WithPreload(library,
-                Environment.GetEnvironmentVariable("LD_PRELOAD")));
+            .Concat(wanted.Select(kv => $"{kv.Key}={kv.Value}"));
         execve("/proc/self/exe", [.. arguments, null], [.. environment, null]);
     }
 

@@ -1,4 +1,4 @@
 using FineTune.Cli;
 
-AllocatorRelaunch.IfAsked();
+AllocatorRelaunch.IfNeeded(args);
 return await CliApplication.RunAsync(args);

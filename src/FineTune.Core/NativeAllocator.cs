@@ -1,16 +1,32 @@
 namespace FineTune.Core;
 
 /// <summary>
-/// Which malloc serves libtorch's native allocations. Training frees and allocates thousands of activation buffers
-/// per step, and the allocator decides how often they are faulted in again. With <see cref="Variable"/> set to
-/// <c>jemalloc</c> the tool runs itself with jemalloc preloaded where the library is installed (Debian/Ubuntu:
-/// libjemalloc2); otherwise, or without the library, glibc malloc serves. Opt-in until measured faster here: on the
-/// project's shared 2-core machine jemalloc was 0.71-0.75x of glibc on the CPU job's shape (README "Speed on CPU").
+/// How malloc serves libtorch's native allocations. A training step frees and allocates buffers of tens to hundreds
+/// of megabytes; glibc serves those by mmap and returns them on free, and jemalloc's default returns freed pages
+/// within seconds, so every step faults its activations in again, page by page. In a virtual machine each fault is
+/// expensive: measured here (README "Speed on CPU"), converting [1280, 32768] logits to float32 took 290 ms on glibc's
+/// defaults and 5 ms on a heap that keeps its pages. The tool therefore runs the commands that compute with libtorch
+/// on a tuned allocator:
+/// jemalloc where it is installed (Debian/Ubuntu: libjemalloc2), with freed pages kept (no decay) and transparent
+/// huge pages; otherwise glibc malloc with transparent huge pages and allocations up to 32 MB served from a heap that
+/// is not trimmed. Both need a setting made before the process starts (LD_PRELOAD, MALLOC_CONF, GLIBC_TUNABLES), so
+/// the CLI starts itself again with them. <see cref="Variable"/> chooses: <c>auto</c> (default), <c>jemalloc</c>,
+/// <c>glibc</c>, or <c>system</c> (nothing changed).
 /// </summary>
 internal static class NativeAllocator
 {
-    /// <summary>The environment variable: <c>jemalloc</c> preloads jemalloc; unset or else: glibc malloc.</summary>
+    /// <summary>The environment variable: auto (default), jemalloc, glibc or system.</summary>
     public const string Variable = "FINETUNE_ALLOCATOR";
+
+    /// <summary>jemalloc: freed pages stay in the process (no decay back to the kernel), on transparent huge pages.</summary>
+    public const string JemallocConf = "dirty_decay_ms:-1,muzzy_decay_ms:-1,thp:always";
+
+    /// <summary>
+    /// glibc (2.35+ reads these; older versions ignore them): transparent huge pages for its mappings, mmap only above
+    /// 32 MB (the most glibc allows), and a heap that is neither trimmed nor grown in small steps.
+    /// </summary>
+    public const string GlibcTunables = "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=33554432"
+        + ":glibc.malloc.trim_threshold=4294967296:glibc.malloc.top_pad=268435456";
 
     /// <summary>Where distributions install jemalloc's shared library, the multiarch folders first.</summary>
     public static readonly IReadOnlyList<string> JemallocPaths =
@@ -20,31 +36,67 @@ internal static class NativeAllocator
     ];
 
     /// <summary>
-    /// The library to preload by running this process again, or null to run as is: on Linux only, when
-    /// <paramref name="setting"/> (the variable's value) is <c>jemalloc</c>, not when <paramref name="ldPreload"/>
-    /// already names an allocator (this is the second start, or the user chose one), and only if jemalloc is
-    /// installed.
+    /// The environment a process should start with to run on the allocator <paramref name="setting"/> asks for, or
+    /// null when the present one already has it (so the second start does not start again), when the setting is
+    /// <c>system</c>, off Linux, or when <c>LD_PRELOAD</c> already names an allocator (the user chose one).
+    /// A user's own MALLOC_CONF or GLIBC_TUNABLES comes after ours, so its values win.
     /// </summary>
-    public static string? PreloadFor(string? setting, string? ldPreload, bool isLinux, Func<string, bool> fileExists)
+    public static IReadOnlyDictionary<string, string>? EnvironmentFor(string? setting,
+        Func<string, string?> environment, bool isLinux, Func<string, bool> fileExists)
     {
-        if (!isLinux || !string.Equals(setting?.Trim(), "jemalloc", StringComparison.OrdinalIgnoreCase)) return null;
-        if (ldPreload is not null && AllocatorIn(ldPreload) is not null) return null;
-        return JemallocPaths.FirstOrDefault(fileExists);
+        var choice = setting?.Trim().ToLowerInvariant() switch
+        {
+            null or "" or "auto" => "auto",
+            var other => other,
+        };
+        if (!isLinux || choice is not ("auto" or "jemalloc" or "glibc")) return null;
+        var preload = environment("LD_PRELOAD");
+        var preloaded = preload is null ? null : AllocatorIn(preload);
+        if (preloaded is not null && preloaded != "jemalloc") return null;
+        var jemalloc = preloaded == "jemalloc" ? null
+            : choice == "glibc" ? null : JemallocPaths.FirstOrDefault(fileExists);
+        var wanted = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (preloaded == "jemalloc" || jemalloc is not null)
+        {
+            if (jemalloc is not null) wanted["LD_PRELOAD"] = WithPreload(jemalloc, preload);
+            wanted["MALLOC_CONF"] = Prepend(JemallocConf, environment("MALLOC_CONF"), ',');
+        }
+        else wanted["GLIBC_TUNABLES"] = Prepend(GlibcTunables, environment("GLIBC_TUNABLES"), ':');
+        return wanted.All(kv => environment(kv.Key) == kv.Value) ? null : wanted;
     }
 
     /// <summary>LD_PRELOAD with <paramref name="library"/> in front of what it held.</summary>
     public static string WithPreload(string library, string? ldPreload) =>
         string.IsNullOrWhiteSpace(ldPreload) ? library : $"{library}:{ldPreload}";
 
-    /// <summary>The allocator a process with these memory maps (/proc/self/maps) runs on.</summary>
-    public static string InUse(string maps) => AllocatorIn(maps) ?? "glibc malloc";
+    // Ours first, the user's after; a value that already starts with ours is left as it is.
+    private static string Prepend(string ours, string? theirs, char separator) =>
+        string.IsNullOrEmpty(theirs) ? ours
+        : theirs.StartsWith(ours, StringComparison.Ordinal) ? theirs
+        : ours + separator + theirs;
+
+    /// <summary>
+    /// The allocator a process with these memory maps (/proc/self/maps) and this environment runs on, and whether it
+    /// runs with the tuning above.
+    /// </summary>
+    public static string InUse(string maps, Func<string, string?> environment)
+    {
+        var allocator = AllocatorIn(maps) ?? "glibc malloc";
+        var tuned = allocator switch
+        {
+            "jemalloc" => environment("MALLOC_CONF")?.Contains(JemallocConf, StringComparison.Ordinal) == true,
+            "glibc malloc" => environment("GLIBC_TUNABLES")?.Contains(GlibcTunables, StringComparison.Ordinal) == true,
+            _ => false,
+        };
+        return tuned ? allocator + " (pages kept, huge pages)" : allocator;
+    }
 
     /// <summary>This process's allocator; "unknown" where /proc/self/maps cannot be read (not Linux).</summary>
     public static string ThisProcess()
     {
         try
         {
-            return InUse(File.ReadAllText("/proc/self/maps"));
+            return InUse(File.ReadAllText("/proc/self/maps"), Environment.GetEnvironmentVariable);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
