@@ -31,7 +31,9 @@ internal sealed class StepProfileBenchmark : IBenchmark
         var full = args.Length < 1 || args[0] != "lora";
         var dtype = args.Length > 1 ? args[1] : "float32";
         var batch = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 16;
-        var sequence = args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : 72;
+        // "N" for one length, "N-M" for a different length of N..M at each step (as length-grouped batches of real data).
+        var lengths = (args.Length > 3 ? args[3] : "72").Split('-').Select(v => int.Parse(v, CultureInfo.InvariantCulture)).ToArray();
+        var sequence = lengths[^1];
         var steps = args.Length > 4 ? int.Parse(args[4], CultureInfo.InvariantCulture) : 6;
         var layers = args.Length > 5 ? int.Parse(args[5], CultureInfo.InvariantCulture) : 4;
         var dropout = args.Length > 6 ? double.Parse(args[6], CultureInfo.InvariantCulture) : 0.05;
@@ -48,12 +50,11 @@ internal sealed class StepProfileBenchmark : IBenchmark
         using var optimizer = optim.AdamW(parameters, 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0);
         model.train();
         var generator = new Random(3);
-        var ids = Enumerable.Range(0, batch * sequence).Select(_ => (long)generator.Next(vocab)).ToArray();
-        var positions = Enumerable.Range(0, batch * sequence).Where(i => i % sequence >= sequence / 6).Select(i => (long)i).ToArray();
-        var targets = positions.Select(_ => (long)generator.Next(vocab)).ToArray();
+        int LengthAt(int step) => lengths.Length == 1 ? lengths[0] : lengths[0] + step * 37 % (lengths[1] - lengths[0] + 1);
 
         string[] phases = ["forward", "head+loss", "backward", "clip", "adamw"];
         var times = phases.ToDictionary(p => p, _ => new List<double>());
+        long tokens = 0;
         for (var step = 0; step <= steps; step++)
         {
             using var scope = NewDisposeScope();
@@ -61,7 +62,12 @@ internal sealed class StepProfileBenchmark : IBenchmark
             double Lap() { var s = clock.Elapsed.TotalSeconds; clock.Restart(); return s; }
             var split = new double[phases.Length];
             optimizer.zero_grad();
-            var hidden = model.Hidden(tensor(ids, [batch, sequence]));
+            var length = LengthAt(step);
+            var ids = Enumerable.Range(0, batch * length).Select(_ => (long)generator.Next(vocab)).ToArray();
+            var positions = Enumerable.Range(0, batch * length).Where(i => i % length >= length / 6).Select(i => (long)i).ToArray();
+            var targets = positions.Select(_ => (long)generator.Next(vocab)).ToArray();
+            tokens += batch * length;
+            var hidden = model.Hidden(tensor(ids, [batch, length]));
             split[0] = Lap();
             var trained = hidden.reshape(-1, hidden.shape[^1]).index_select(0, tensor(positions));
             var loss = ChunkedCrossEntropy.Sum(model, trained, tensor(targets)) / positions.Length;
@@ -73,14 +79,14 @@ internal sealed class StepProfileBenchmark : IBenchmark
             split[3] = Lap();
             optimizer.step();
             split[4] = Lap();
-            if (step == 0) continue; // warm-up
+            if (step == 0) { tokens = 0; continue; } // warm-up
             for (var i = 0; i < phases.Length; i++) times[phases[i]].Add(split[i]);
         }
         var total = phases.Sum(p => Median(times[p]));
-        Console.WriteLine($"{(full ? "full" : "lora")} {dtype}, allocator {NativeAllocator.ThisProcess()}, {layers} layers, {batch} x {sequence}, {parameters.Count} trained tensors ({parameters.Sum(p => p.numel()):N0} values), torch threads {get_num_threads()}");
+        Console.WriteLine($"{(full ? "full" : "lora")} {dtype}, allocator {NativeAllocator.ThisProcess()}, {layers} layers, {batch} x {string.Join("-", lengths)}, {parameters.Count} trained tensors ({parameters.Sum(p => p.numel()):N0} values), torch threads {get_num_threads()}");
         foreach (var phase in phases)
             Console.WriteLine($"  {phase,-10} {Median(times[phase]) * 1000,9:N1} ms  {Median(times[phase]) / total,6:P1}");
-        Console.WriteLine($"  {"step",-10} {total * 1000,9:N1} ms  {batch * sequence / total,9:N0} tok/s");
+        Console.WriteLine($"  {"step",-10} {total * 1000,9:N1} ms  {tokens / (double)steps / total,9:N0} tok/s (median phases, mean tokens)");
         return 0;
     }
 

@@ -258,7 +258,9 @@ internal sealed class TrainStage : Stage<TrainSettings>
         };
         var flops = counter.TrainingFlops((long)(tokens * settings.Epochs),
             train["length_p90"]!.GetValue<int>(), (int)Math.Min(int.MaxValue, trained * settings.Epochs));
-        yield return $"time: about {TrainTimeEstimate.Describe(flops, peak)} on this " +
+        var utilisation = TrainTimeEstimate.ExpectedUtilisation(Trainer.DtypeName(settings.Dtype, device),
+            device.type.ToString().ToLowerInvariant());
+        yield return $"time: about {TrainTimeEstimate.Describe(flops, peak, utilisation)} on this " +
             $"{device.type.ToString().ToLowerInvariant()}";
     }
 

@@ -53,7 +53,9 @@ internal sealed record TrainPlan(
 {
     public double TrainableShare => AllParameters == 0 ? 0 : (double)TrainableParameters / AllParameters;
 
-    public double EstimatedSeconds => TrainTimeEstimate.Seconds(TrainingFlops, PeakFlops);
+    private double Utilisation => TrainTimeEstimate.ExpectedUtilisation(Dtype, Device);
+
+    public double EstimatedSeconds => TrainTimeEstimate.Seconds(TrainingFlops, PeakFlops, Utilisation);
 
     /// <summary>One readable line per figure, for the stage log.</summary>
     public IEnumerable<string> Lines()
@@ -70,7 +72,7 @@ internal sealed record TrainPlan(
         yield return string.Create(c,
             $"plan: {Schedule.TotalSteps:N0} optimizer steps of {BatchSize} x {Accumulation} examples " +
             $"({BatchesPerEpoch:N0} batches per epoch)");
-        yield return "plan: estimated time " + TrainTimeEstimate.Describe(TrainingFlops, PeakFlops);
+        yield return "plan: estimated time " + TrainTimeEstimate.Describe(TrainingFlops, PeakFlops, Utilisation);
     }
 
     /// <summary>
