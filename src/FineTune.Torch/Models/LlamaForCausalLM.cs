@@ -359,8 +359,10 @@ internal sealed class LlamaForCausalLM : nn.Module
     }
 
     /// <summary>The output head: hidden states [..., hidden] to logits [..., vocab].</summary>
-    public Tensor Logits(Tensor hidden) =>
-        lm_head is not null ? lm_head.forward(hidden) : F.linear(hidden, model.EmbedTokens.weight!);
+    public Tensor Logits(Tensor hidden) => F.linear(hidden, HeadWeight);
+
+    /// <summary>The output head's weight [vocab, hidden]: lm_head's, or the embedding's when tied.</summary>
+    public Parameter HeadWeight => lm_head?.weight ?? model.EmbedTokens.weight!;
 
     public KvCache NewCache() => new(Config.NumHiddenLayers);
 
