@@ -67,12 +67,18 @@ internal static class CliApplication
         }
 
         using var cancellation = new CancellationTokenSource();
+        // What stopping means for this command, in the message a first Ctrl+C or SIGTERM prints.
+        var stopping = args.FirstOrDefault() switch
+        {
+            "run" => "stopping the current stage (training saves a checkpoint first)",
+            "serve" => "stopping the server (requests in flight finish or are cancelled)",
+            _ => "stopping",
+        };
         ConsoleCancelEventHandler onCancel = (_, e) =>
         {
             if (cancellation.IsCancellationRequested) return; // a second Ctrl+C ends the process at once
             e.Cancel = true;
-            stderr.WriteLine("\nCancelling: stopping the current stage (training saves a checkpoint first); Ctrl+C " +
-                "again to abort at once...");
+            stderr.WriteLine($"\nCancelling: {stopping}; Ctrl+C again to abort at once...");
             cancellation.Cancel();
         };
         Console.CancelKeyPress += onCancel;
@@ -83,7 +89,7 @@ internal static class CliApplication
             {
                 context.Cancel = true;
                 if (cancellation.IsCancellationRequested) return;
-                stderr.WriteLine("\nTerminating: stopping the current stage (training saves a checkpoint first)...");
+                stderr.WriteLine($"\nTerminating: {stopping}...");
                 cancellation.Cancel();
             });
         try
