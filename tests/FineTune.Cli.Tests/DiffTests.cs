@@ -27,8 +27,19 @@ public sealed class DiffTests
         Git(cli.Folder, "add", "pipelines/tiny.yaml", "pipelines/tiny.lock.yaml");
         Git(cli.Folder, "commit", "-q", "-m", "first run");
         File.Copy(Path.Combine(cli.Folder, "pipelines/tiny.lock.yaml"), Path.Combine(cli.Folder, "first.lock.yaml"));
+        // Each run's evaluate answer as its own report gives it, read before the next run replaces the report.
+        async Task<string> ReportedAnswer()
+        {
+            var report = await cli.Run("report", "pipelines/tiny.yaml", "--json");
+            Assert.True(report.ExitCode == 0, report.Error);
+            var answer = JsonNode.Parse(report.Out)!["report"]!["answers"]!.AsArray().Single()!;
+            Assert.Equal("你是谁？", (string)answer["prompt"]!);
+            return (string)answer["answer"]!;
+        }
+        var firstAnswer = await ReportedAnswer();
         var changed = await cli.Run("run", "pipelines/tiny.yaml", "--set", "train.learning_rate=2e-2");
         Assert.True(changed.ExitCode == 0, changed.Error);
+        var secondAnswer = await ReportedAnswer();
 
         // the working copy against HEAD, and two files: the same differences
         var fromGit = await cli.Run("diff", "pipelines/tiny.yaml", "--rev", "HEAD", "--json");
@@ -54,8 +65,22 @@ public sealed class DiffTests
             var finalLoss = stages["train"]!["figures"]!["final_loss"]!;
             Assert.NotEqual((double)finalLoss["old"]!, (double)finalLoss["new"]!);
             Assert.Equal((double)finalLoss["new"]! - (double)finalLoss["old"]!, (double)finalLoss["change"]!, 6);
-            Assert.Contains("validation_loss", stages["evaluate"]!["figures"]!.AsObject().Select(kv => kv.Key));
+            var evaluation = stages["evaluate"]!["figures"]!;
+            foreach (var side in new[] { "old", "new" })
+            {
+                // perplexity is exp(validation loss), each rounded in the lock file
+                var expected = Math.Exp((double)evaluation["validation_loss"]![side]!);
+                Assert.InRange((double)evaluation["perplexity"]![side]! / expected, 0.9999, 1.0001);
+            }
         }
+
+        // Side by side: the old run's answer (from the store, found through the lock file at HEAD) and the new one.
+        var everything = await cli.Run("diff", "pipelines/tiny.yaml", "--rev", "HEAD", "--json", "--all");
+        Assert.True(everything.ExitCode == 0, everything.Error);
+        var answer = Assert.Single(JsonNode.Parse(everything.Out)!["stages"]!["evaluate"]!["answers"]!.AsArray())!;
+        Assert.Equal("你是谁？", (string)answer["prompt"]!);
+        Assert.Equal(firstAnswer, (string)answer["old"]!);
+        Assert.Equal(secondAnswer, (string)answer["new"]!);
 
         // The pipeline's export, through the IChatClient, answers as the chat command does.
         var chat = await cli.Run("chat", "pipelines/tiny.yaml", "--prompt", "你是谁？");
