@@ -167,6 +167,27 @@ public sealed class FineTunedChatClientTests(TinyExport export) : IClassFixture<
     }
 
     [Fact]
+    public async Task A_tiny_top_p_keeps_only_the_most_likely_token_however_hot_the_sampling()
+    {
+        // Nucleus sampling keeps the smallest set of tokens whose probabilities reach top_p: with top_p near 0 that is
+        // the single most likely token, so any seed and temperature give the greedy answer; without it they do not.
+        using var client = FineTunedChatClient.Open(export.ModelDirectory);
+        ChatMessage[] hi = [new(ChatRole.User, "Hi")];
+        var greedy = (await client.GetResponseAsync(hi, new ChatOptions { Temperature = 0, MaxOutputTokens = 10 })).Text;
+        var nucleus = new List<string>();
+        var unrestricted = new List<string>();
+        for (var seed = 1; seed <= 4; seed++)
+        {
+            nucleus.Add((await client.GetResponseAsync(hi,
+                new ChatOptions { Temperature = 1.5f, TopP = 1e-6f, Seed = seed, MaxOutputTokens = 10 })).Text);
+            unrestricted.Add((await client.GetResponseAsync(hi,
+                new ChatOptions { Temperature = 1.5f, Seed = seed, MaxOutputTokens = 10 })).Text);
+        }
+        Assert.All(nucleus, answer => Assert.Equal(greedy, answer));
+        Assert.Contains(unrestricted, answer => answer != greedy);
+    }
+
+    [Fact]
     public async Task Out_of_range_options_and_oversize_requests_are_refused_before_anything_runs()
     {
         using var client = FineTunedChatClient.Open(export.ModelDirectory);

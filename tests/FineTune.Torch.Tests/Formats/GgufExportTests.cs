@@ -189,6 +189,41 @@ public sealed class GgufExportTests(ITestOutputHelper output) : IDisposable
         Assert.Equal("Ġ t", ((object[])gguf.Metadata["tokenizer.ggml.merges"])[0]);
         Assert.Equal(false, gguf.Metadata["tokenizer.ggml.add_bos_token"]);
         Assert.Contains("<|im_start|>", (string)gguf.Metadata["tokenizer.chat_template"]);
+        // The ids of the tokenizer_config.json written beside the model: ChatML's <|im_end|> ends a sequence there, and
+        // GPT-2's <|endoftext|> (id 50256) begins one.
+        var tokenizerConfig = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(built.Tokenizer, "tokenizer_config.json")))!;
+        uint IdOf(string key) => (uint)Array.IndexOf(tokens, (object)(string)tokenizerConfig[key]!);
+        Assert.Equal("<|im_end|>", (string)tokenizerConfig["eos_token"]!);
+        Assert.Equal(IdOf("eos_token"), gguf.Metadata["tokenizer.ggml.eos_token_id"]);
+        if (tokenizerConfig["bos_token"] is not null) Assert.Equal(IdOf("bos_token"), gguf.Metadata["tokenizer.ggml.bos_token_id"]);
+        var padding = tokenizerConfig["pad_token"] is null ? IdOf("eos_token") : IdOf("pad_token");
+        Assert.Equal(padding, gguf.Metadata["tokenizer.ggml.padding_token_id"]);
+    }
+
+    [Fact]
+    public void Bf16_tensors_hold_the_upper_16_bits_of_each_rounded_float32()
+    {
+        var built = Build("qwen2");
+        using var torchModel = built.Torch;
+        var path = Export("qwen2", built, "BF16", out _);
+        var gguf = GgufFile.Read(path);
+        Assert.Equal(32u, gguf.Metadata["general.file_type"]); // LLAMA_FTYPE_MOSTLY_BF16
+        var tensor = gguf.Tensor("blk.0.ffn_up.weight");
+        Assert.Equal(30u, tensor.Type); // GGML_TYPE_BF16
+        Assert.Equal(0u, gguf.Tensor("blk.0.ffn_norm.weight").Type); // norms stay F32, as llama.cpp's converter keeps them
+        // bfloat16 is a float32's upper 16 bits after rounding to nearest, ties to even (no NaN among weights).
+        static ushort Bfloat16Bits(float value)
+        {
+            var bits = BitConverter.SingleToUInt32Bits(value);
+            return (ushort)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
+        }
+        var source = built.Torch.state_dict()["model.layers.0.mlp.up_proj.weight"].to(ScalarType.Float32).contiguous();
+        var expected = source.data<float>().ToArray().Select(Bfloat16Bits).ToArray();
+        var bytes = File.ReadAllBytes(path);
+        var start = gguf.DataStart + (long)tensor.Offset;
+        var actual = Enumerable.Range(0, expected.Length)
+            .Select(i => BitConverter.ToUInt16(bytes, (int)(start + 2L * i))).ToArray();
+        Assert.Equal(expected, actual);
     }
 
     [Fact]
