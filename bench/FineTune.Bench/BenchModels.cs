@@ -2,7 +2,9 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Reflection;
 using System.Text.Json;
+using FineTune.Core.Pipeline;
 using FineTune.Torch.Models;
+using FineTune.Torch.Stages;
 
 namespace FineTune.Bench;
 
@@ -17,6 +19,12 @@ internal static class BenchModels
         NumAttentionHeads = 14, NumKeyValueHeads = 2, RopeTheta = 1_000_000, RmsNormEps = 1e-6, MaxPositionEmbeddings = 32768,
         TieWordEmbeddings = true, AttentionBias = true,
     };
+
+    /// <summary>huanhuan-cpu.yaml's built-in model (hidden 256, 8/4 heads, intermediate 688), with a chosen vocabulary and depth.</summary>
+    public static LlamaConfig CpuJobModel(int vocab, int layers) => TrainStage.BuiltinConfig(new BuiltinModelSettings
+    {
+        HiddenSize = 256, Layers = layers, Heads = 8, KvHeads = 4, IntermediateSize = 688,
+    }, vocab);
 
     /// <summary>A figure of /proc/self/status in MB, e.g. "VmHWM" (peak RSS) or "VmRSS".</summary>
     public static double StatusMegabytes(string key)

@@ -1,10 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
 using FineTune.Core;
-using FineTune.Core.Pipeline;
 using FineTune.Torch.Lora;
 using FineTune.Torch.Models;
-using FineTune.Torch.Stages;
 using FineTune.Torch.Training;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -39,7 +37,7 @@ internal sealed class StepProfileBenchmark : IBenchmark
         var dropout = args.Length > 6 ? double.Parse(args[6], CultureInfo.InvariantCulture) : 0.05;
         var vocab = full ? 425 : 32_768;
         var config = full
-            ? TrainStage.BuiltinConfig(new BuiltinModelSettings { HiddenSize = 256, Layers = layers, Heads = 8, KvHeads = 4, IntermediateSize = 688 }, vocab)
+            ? BenchModels.CpuJobModel(vocab, layers)
             : BenchModels.Qwen25HalfB(vocab, layers);
         var scalarType = Trainer.ScalarTypeOf(dtype);
         using var model = new LlamaForCausalLM(config);

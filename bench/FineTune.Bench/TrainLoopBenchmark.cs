@@ -52,10 +52,7 @@ internal sealed class TrainLoopBenchmark : IBenchmark
         var (sequence, batch, vocab) = (shape.Sequence, shape.Batch, shape.Vocab);
         var scalarType = Trainer.ScalarTypeOf(dtype);
         var config = full
-            ? TrainStage.BuiltinConfig(new BuiltinModelSettings
-            {
-                HiddenSize = 256, Layers = layers, Heads = 8, KvHeads = 4, IntermediateSize = 688,
-            }, vocab)
+            ? BenchModels.CpuJobModel(vocab, layers)
             : BenchModels.Qwen25HalfB(vocab, layers);
         // One example per micro-batch slot and step (+ one warm-up step), its prompt masked.
         var data = Examples(shape, (steps + 1) * batch);
