@@ -1,4 +1,5 @@
 using System.ClientModel;
+using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
@@ -321,6 +322,44 @@ public sealed class ServeTests(TinyExport export) : IClassFixture<TinyExport>, I
             Release();
             _run.Wait();
             _release.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task Sigterm_stops_a_running_serve_process_after_the_requests_in_flight()
+    {
+        // A process of its own, as a service manager runs it: SIGTERM stops it like a first Ctrl+C.
+        int port;
+        using (var probe = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0))
+        {
+            probe.Start();
+            port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        }
+        var info = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
+            { RedirectStandardOutput = true, RedirectStandardError = true };
+        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "dotnet-finetune.dll"));
+        foreach (var arg in new[] { "serve", export.ModelDirectory, "--port", port.ToString() }) info.ArgumentList.Add(arg);
+        using var process = Process.Start(info)!;
+        var stderr = process.StandardError.ReadToEndAsync();
+        try
+        {
+            var address = await process.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromMinutes(2));
+            Assert.Equal($"http://127.0.0.1:{port}/", address);
+            using var http = new HttpClient();
+            Assert.Equal(HttpStatusCode.OK, (await http.GetAsync(address + "health")).StatusCode);
+
+            Process.Start("kill", ["-TERM", process.Id.ToString()])!.WaitForExit();
+            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.Equal(0, process.ExitCode);
+            var error = await stderr;
+            Assert.Contains("Terminating: stopping the server (requests in flight finish or are cancelled)", error);
+            Assert.Contains("Stopping: finishing the requests in flight", error);
+            Assert.DoesNotContain("checkpoint", error);
+            await Assert.ThrowsAsync<HttpRequestException>(() => http.GetAsync(address + "health"));
+        }
+        finally
+        {
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
         }
     }
 }
