@@ -48,19 +48,13 @@ internal sealed class AllocatorBenchmark : IBenchmark
                 results[name].Add((trainer, bare, rss));
             }
         }
-        static double Median(IEnumerable<double> values)
-        {
-            var sorted = values.Order().ToList();
-            return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2]
-                : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
-        }
-        var baseline = Median(results["glibc malloc"].Select(r => r.Bare));
+        var baseline = BenchModels.Median(results["glibc malloc"].Select(r => r.Bare));
         Console.WriteLine($"train-loop {string.Join(' ', loopArguments)}, medians of {rounds}:");
         foreach (var (name, runs) in results)
         {
-            var (trainer, bare) = (Median(runs.Select(r => r.Trainer)), Median(runs.Select(r => r.Bare)));
+            var (trainer, bare) = (BenchModels.Median(runs.Select(r => r.Trainer)), BenchModels.Median(runs.Select(r => r.Bare)));
             Console.WriteLine($"  {name,-20} Trainer {trainer,9:N1} tok/s   bare {bare,9:N1} tok/s   " +
-                $"Trainer / bare on glibc's defaults {trainer / baseline:N2}x   peak RSS {Median(runs.Select(r => r.Rss)):N0} MB");
+                $"Trainer / bare on glibc's defaults {trainer / baseline:N2}x   peak RSS {BenchModels.Median(runs.Select(r => r.Rss)):N0} MB");
         }
         return 0;
     }

@@ -26,6 +26,14 @@ internal static class BenchModels
         HiddenSize = 256, Layers = layers, Heads = 8, KvHeads = 4, IntermediateSize = 688,
     }, vocab);
 
+    /// <summary>The median: the middle value, or the mean of the two middle ones.</summary>
+    public static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToList();
+        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2]
+            : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
+    }
+
     /// <summary>A figure of /proc/self/status in MB, e.g. "VmHWM" (peak RSS) or "VmRSS".</summary>
     public static double StatusMegabytes(string key)
     {

@@ -80,17 +80,11 @@ internal sealed class StepProfileBenchmark : IBenchmark
             if (step == 0) { tokens = 0; continue; } // warm-up
             for (var i = 0; i < phases.Length; i++) times[phases[i]].Add(split[i]);
         }
-        var total = phases.Sum(p => Median(times[p]));
+        var total = phases.Sum(p => BenchModels.Median(times[p]));
         Console.WriteLine($"{(full ? "full" : "lora")} {dtype}, allocator {NativeAllocator.ThisProcess()}, {layers} layers, {batch} x {string.Join("-", lengths)}, {parameters.Count} trained tensors ({parameters.Sum(p => p.numel()):N0} values), torch threads {get_num_threads()}");
         foreach (var phase in phases)
-            Console.WriteLine($"  {phase,-10} {Median(times[phase]) * 1000,9:N1} ms  {Median(times[phase]) / total,6:P1}");
+            Console.WriteLine($"  {phase,-10} {BenchModels.Median(times[phase]) * 1000,9:N1} ms  {BenchModels.Median(times[phase]) / total,6:P1}");
         Console.WriteLine($"  {"step",-10} {total * 1000,9:N1} ms  {tokens / (double)steps / total,9:N0} tok/s (median phases, mean tokens)");
         return 0;
-    }
-
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToList();
-        return sorted[sorted.Count / 2];
     }
 }

@@ -88,8 +88,8 @@ internal sealed class TrainLoopBenchmark : IBenchmark
             Console.WriteLine($"round {round + 1}: Trainer {string.Join(", ", trained.Select(v => v.ToString("N2", CultureInfo.InvariantCulture)))} s");
         }
 
-        var bareStep = Median(bare);
-        var trainerStep = Median(trained);
+        var bareStep = BenchModels.Median(bare);
+        var trainerStep = BenchModels.Median(trained);
         var flops = Enumerable.Range(1, steps).Average(StepFlops);
         var tokensPerSecond = batch * sequence / trainerStep;
         var overhead = (trainerStep - bareStep) / bareStep;
@@ -163,11 +163,6 @@ internal sealed class TrainLoopBenchmark : IBenchmark
         return seconds;
     }
 
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToList();
-        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
-    }
 
     private sealed class TimingLog : IStageLog
     {
