@@ -276,8 +276,13 @@ internal static class DiagnosticCodes
     [Meaning("the tokenizer cannot be written into a GGUF file (only byte-level BPE tokenizers are supported)")]
     public const string GgufUnsupportedTokenizer = "FT0725";
 
-    [Meaning("warning: the chat template has no Ollama equivalent; the Modelfile carries an editable ChatML fallback")]
+    [Meaning("warning: the chat template has no Ollama equivalent; the Modelfile carries an editable ChatML fallback " +
+        "(export.ollama_fallback: true)")]
     public const string OllamaTemplateFallback = "FT0726";
+
+    [Meaning("the ollama format was asked for, but the chat template has no Ollama equivalent (drop ollama, or set " +
+        "export.ollama_fallback: true for an editable ChatML TEMPLATE)")]
+    public const string OllamaTemplateUnsupported = "FT0727";
 
     // ---- 08xx build integration ---------------------------------------------------------------------------------
     // FineTune.MSBuild reports these with its own literals: MSBuild loads the task without FineTune.Core.

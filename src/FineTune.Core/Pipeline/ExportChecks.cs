@@ -13,6 +13,17 @@ internal static class ExportChecks
     /// <summary>The model_type values the GGUF writer maps onto llama.cpp architectures.</summary>
     public static readonly IReadOnlyList<string> GgufArchitectures = ["llama", "qwen2", "qwen3"];
 
+    /// <summary>
+    /// The built-in chat templates that no Ollama template the Modelfile writer knows renders identically (a test
+    /// renders every built-in template through the writer's matcher to keep this list true).
+    /// </summary>
+    public static readonly IReadOnlyList<string> TemplatesWithoutOllamaEquivalent = ["mistral", "alpaca"];
+
+    public static string OllamaTemplateProblem(string template) =>
+        $"export: the ollama format needs a chat template that Ollama's Go templates can express (ChatML/Qwen or " +
+        $"Llama 3), but the chat template ({template}) renders differently from each; drop ollama from formats, or " +
+        "set export.ollama_fallback: true to write a Modelfile with an editable ChatML TEMPLATE";
+
     public static IEnumerable<(string Code, string Message)> Problems(PipelineDefinition pipeline)
     {
         var export = pipeline.Stages.Export;
@@ -27,6 +38,10 @@ internal static class ExportChecks
             yield return (DiagnosticCodes.GgufUnsupportedArchitecture,
                 $"export: the GGUF writer supports {string.Join(", ", GgufArchitectures)} models, but " +
                 $"'{train.Model}' is a {modelType} model; drop gguf and ollama from formats");
+        var template = pipeline.Stages.Tokenize.ChatTemplate;
+        if (export.Formats.Contains("ollama") && !export.OllamaFallback
+            && TemplatesWithoutOllamaEquivalent.Contains(template))
+            yield return (DiagnosticCodes.OllamaTemplateUnsupported, OllamaTemplateProblem($"built-in '{template}'"));
     }
 
     // A Hub model is only known once fetched; the export stage checks it again before writing anything.

@@ -470,6 +470,11 @@ internal sealed class ExportSettings : IValidatableSettings
         OneOf("F32", "F16", "BF16", "Q8_0")]
     public string GgufType { get; set; } = "F16";
 
+    [Doc("What the ollama format does with a chat template that none of the Ollama templates this tool knows " +
+        "(ChatML/Qwen, Llama 3) renders identically. false: error FT0727 before any work. true: the Modelfile gets an " +
+        "editable ChatML TEMPLATE with the training template beside it as comments (warning FT0726).")]
+    public bool OllamaFallback { get; set; }
+
     [Doc("Also copy the export to this folder (relative to the pipeline file) after each run.")]
     public string? CopyTo { get; set; }
 

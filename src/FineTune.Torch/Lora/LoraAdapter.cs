@@ -101,15 +101,17 @@ internal static class LoraAdapter
     /// <summary>
     /// Merges and puts plain Linear layers back, leaving a model whose state_dict is a transformers checkpoint again
     /// (for a merged export through <see cref="ModelFolder.Save"/>). Base parameters stay frozen.
+    /// <paramref name="mergedDtype"/>: the dtype of the merged layers (default: the base's). Float32 from a bfloat16
+    /// base keeps the float32 sum whole instead of rounding it to bfloat16.
     /// </summary>
-    public static void MergeAndUnload(LlamaForCausalLM model)
+    public static void MergeAndUnload(LlamaForCausalLM model, ScalarType? mergedDtype = null)
     {
         var modules = model.named_modules().ToDictionary(m => m.name, m => m.module, StringComparer.Ordinal);
         foreach (var (name, module) in modules)
         {
             if (module is not LoraLinear layer) continue;
-            layer.Merge();
-            ReplaceSubmodule(modules[ParentName(name)], LastPart(name), layer, layer.ToBaseLinear());
+            ReplaceSubmodule(modules[ParentName(name)], LastPart(name), layer,
+                layer.ToMergedLinear(mergedDtype ?? layer.BaseWeight.dtype));
         }
     }
 

@@ -105,14 +105,21 @@ internal sealed class LoraLinear : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>
-    /// A plain Linear over the (possibly merged) base weight and bias, for putting the original layer back.
+    /// A plain Linear in <paramref name="dtype"/> holding base + scale · B A, summed in float32 and cast once. A layer
+    /// already merged in place holds the sum in its base dtype, so only the cast remains.
     /// </summary>
-    public Linear ToBaseLinear()
+    public Linear ToMergedLinear(ScalarType dtype)
     {
-        var linear = nn.Linear(InFeatures, OutFeatures, hasBias: bias is not null, device: weight.device,
-            dtype: weight.dtype);
-        linear.weight = weight;
-        if (bias is not null) linear.bias = bias;
+        using var _ = no_grad();
+        var linear = nn.Linear(InFeatures, OutFeatures, hasBias: bias is not null, device: weight.device, dtype: dtype);
+        using (var scope = NewDisposeScope())
+        {
+            var sum = Merged ? weight.to(ScalarType.Float32) : weight.to(ScalarType.Float32) + DeltaWeight();
+            linear.weight!.copy_(sum.to(dtype));
+            if (bias is not null) linear.bias!.copy_(bias.to(dtype));
+        }
+        linear.weight!.requires_grad = false;
+        if (bias is not null) linear.bias!.requires_grad = false;
         return linear;
     }
 }

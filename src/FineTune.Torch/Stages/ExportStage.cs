@@ -41,8 +41,6 @@ internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = 
         var output = context.OutputDirectory;
         var adapter = Path.Combine(context.Input("train"), "adapter");
         var sourceConfig = ModelFolder.ReadConfig(modelDirectory);
-        CheckBeforeWriting(context, settings, sourceConfig, adapter);
-
         foreach (var file in TokenizerFolder.Files)
         {
             if (!File.Exists(Path.Combine(tokenizerDirectory, file)))
@@ -52,6 +50,7 @@ internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = 
         }
         cancellationToken.ThrowIfCancellationRequested();
         var tokenizer = _loadTokenizer(tokenizerDirectory);
+        var ollama = CheckBeforeWriting(context, settings, sourceConfig, adapter, tokenizerDirectory, tokenizer);
         var config = WithTokenIds(sourceConfig, tokenizer);
 
         long parameters = 0;
@@ -88,8 +87,9 @@ internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = 
             context.Summary["gguf_type"] = settings.GgufType;
             context.Summary["gguf_tensors"] = result.TensorCount;
             if (settings.Writes("ollama"))
-                WriteModelfile(context, tokenizerDirectory, Path.Combine(folder, OllamaModelfile.FileName),
-                    Path.GetFileName(result.Path));
+                File.WriteAllText(Path.Combine(folder, OllamaModelfile.FileName), OllamaModelfile.Write(
+                    Path.GetFileName(result.Path), ollama.Match, ollama.TrainingTemplate,
+                    OllamaModelfile.StopTexts(tokenizer), context.Pipeline.Stages.Evaluate));
         }
 
         // The last look before the runner commits: a Ctrl+C during the writes above commits nothing.
@@ -105,29 +105,41 @@ internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = 
     }
 
     /// <summary>
-    /// What only the trained model shows (its architecture, whether it has an adapter), checked before any file is
-    /// written; the pipeline-level checks already ran at validate time.
+    /// What only the trained model and its tokenizer show (the architecture, whether there is an adapter, whether the
+    /// tokenizer and chat template fit GGUF and Ollama), checked before any file is written; the pipeline-level checks
+    /// already ran at validate time. Returns the Ollama template the Modelfile will carry (null: the fallback) and the
+    /// training template's source.
     /// </summary>
-    private static void CheckBeforeWriting(StageContext context, ExportSettings settings, LlamaConfig config,
-        string adapter)
+    private static (OllamaModelfile.Match? Match, string TrainingTemplate) CheckBeforeWriting(StageContext context, ExportSettings settings,
+        LlamaConfig config, string adapter, string tokenizerDirectory, IChatTokenizer tokenizer)
     {
+        var formats = context.Pipeline.Locate("stages.export.formats");
         if (settings.Writes("gguf") && !ExportChecks.GgufArchitectures.Contains(config.ModelType))
-            throw new FineTuneException(context.Pipeline.Locate("stages.export.formats").Error(
-                DiagnosticCodes.GgufUnsupportedArchitecture,
+            throw new FineTuneException(formats.Error(DiagnosticCodes.GgufUnsupportedArchitecture,
                 $"export: the GGUF writer supports {string.Join(", ", ExportChecks.GgufArchitectures)} models, but " +
                 $"the trained model is a {config.ModelType} model; drop gguf and ollama from formats"),
                 ExitCodes.InvalidInput);
         if (settings.Writes("adapter") && !Directory.Exists(adapter))
-            throw new FineTuneException(context.Pipeline.Locate("stages.export.formats").Error(
-                DiagnosticCodes.ExportAdapterMissing,
+            throw new FineTuneException(formats.Error(DiagnosticCodes.ExportAdapterMissing,
                 "export: the train output has no adapter folder; the adapter format needs train.method: lora"),
                 ExitCodes.InvalidInput);
-    }
+        if (settings.Writes("gguf"))
+        {
+            // Reading the tokenizer into a throwaway writer is the check: it fails exactly where the real write would.
+            try { GgufTokenizer.AddTo(new GgufWriter(), tokenizerDirectory, config.VocabSize, tokenizer.StopTokenIds); }
+            catch (FineTuneException e) when (e.Diagnostics is [{ Code: DiagnosticCodes.GgufUnsupportedTokenizer } why])
+            {
+                throw new FineTuneException(formats.Error(DiagnosticCodes.GgufUnsupportedTokenizer,
+                    $"export: {why.Message} ({why.File}); drop gguf and ollama from formats"), ExitCodes.InvalidInput);
+            }
+        }
+        if (!settings.Writes("ollama")) return (null, "");
 
-    private static void WriteModelfile(StageContext context, string tokenizerDirectory, string path, string ggufFile)
-    {
         var chat = ChatTokenizer.LoadFolder(tokenizerDirectory);
         var match = OllamaModelfile.Find(messages => chat.Render(messages, addGenerationPrompt: true), chat.BosToken);
+        if (match is null && !settings.OllamaFallback)
+            throw new FineTuneException(formats.Error(DiagnosticCodes.OllamaTemplateUnsupported,
+                ExportChecks.OllamaTemplateProblem(chat.Template.Origin)), ExitCodes.InvalidInput);
         if (match is null)
             context.Log.Warning($"{DiagnosticCodes.OllamaTemplateFallback}: the chat template ({chat.Template.Origin}) " +
                 $"renders differently from every Ollama template this tool knows " +
@@ -135,8 +147,7 @@ internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = 
                 "TEMPLATE to edit, with the training template beside it as comments");
         else context.Log.Info($"Ollama TEMPLATE: {match.Template.Name}" +
             (match.DefaultSystem is null ? "" : ", with the template's default system message as SYSTEM"));
-        File.WriteAllText(path, OllamaModelfile.Write(ggufFile, match, chat.Template.Source,
-            OllamaModelfile.StopTexts(chat), context.Pipeline.Stages.Evaluate));
+        return (match, chat.Template.Source);
     }
 
     /// <summary>The base model as PEFT names it: the Hub id and the commit trained on, or the folder given.</summary>

@@ -25,7 +25,7 @@ namespace FineTune.Torch.Stages;
 internal sealed class TrainStage : Stage<TrainSettings>
 {
     public override string Name => "train";
-    public override int ImplementationVersion => 7;
+    public override int ImplementationVersion => 8;
     public override IReadOnlyList<string> DependsOn => ["tokenize"];
 
     /// <summary>The launch this process belongs to (its launcher's variables); tests set their own.</summary>
@@ -146,7 +146,9 @@ internal sealed class TrainStage : Stage<TrainSettings>
             // chat read one ordinary checkpoint.
             LoraAdapter.SaveAdapter(model, lora.Options, Path.Combine(context.OutputDirectory, "adapter"),
                 settings.Model);
-            LoraAdapter.MergeAndUnload(model);
+            // Merged in float32 whatever the training dtype: the file is float32 (below), and a bfloat16 base plus
+            // its update would otherwise be rounded to bfloat16 on the way.
+            LoraAdapter.MergeAndUnload(model, ScalarType.Float32);
             context.Summary["trainable_params"] = lora.TrainableCount;
         }
         var modelDirectory = Directory.CreateDirectory(Path.Combine(context.OutputDirectory, "model")).FullName;

@@ -28,6 +28,22 @@ public class ExportChecksTests
         Assert.Contains("gemma2", error.Message);
     }
 
+    [Theory]
+    [InlineData("alpaca", false, "FT0727")]
+    [InlineData("mistral", false, "FT0727")]
+    [InlineData("alpaca", true, null)]
+    [InlineData("chatml", false, null)]
+    public void An_ollama_export_of_a_built_in_template_Ollama_cannot_express_is_a_located_error(string template,
+        bool fallback, string? code)
+    {
+        using var folder = new TempFolder();
+        var path = folder.Write("x.yaml", "name: demo\nstages:\n  fetch: { path: d.json }\n" +
+            $"  tokenize: {{ chat_template: {template} }}\n  export:\n    formats: [hf, ollama]\n" +
+            $"    ollama_fallback: {(fallback ? "true" : "false")}\n");
+        var diagnostics = PipelineLoader.Load(path).Diagnostics;
+        Assert.Equal(code is null ? [] : [(code, 6)], diagnostics.Select(d => (d.Code, d.Line)));
+    }
+
     [Fact]
     public void Unknown_formats_and_shard_sizes_are_located_errors()
     {

@@ -41,6 +41,17 @@ public sealed class OllamaModelfileTests
     }
 
     [Fact]
+    public void Validate_names_exactly_the_built_in_templates_that_have_no_Ollama_equivalent()
+    {
+        var without = FineTune.Core.ChatTemplates.BuiltinChatTemplates.Names.Where(name =>
+        {
+            var tokenizer = ChatTokenizer.LoadGpt2(name);
+            return OllamaModelfile.Find(m => tokenizer.Render(m, addGenerationPrompt: true), tokenizer.BosToken) is null;
+        });
+        Assert.Equal(ExportChecks.TemplatesWithoutOllamaEquivalent.Order(), without.Order());
+    }
+
+    [Fact]
     public void Another_template_gets_an_editable_fallback_that_says_so()
     {
         var tokenizer = ChatTokenizer.LoadGpt2("alpaca");

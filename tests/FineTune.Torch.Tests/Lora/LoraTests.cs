@@ -160,6 +160,25 @@ public sealed class LoraTests : IDisposable
     }
 
     [Fact]
+    public void A_bfloat16_base_merged_into_float32_keeps_the_float32_sum()
+    {
+        using var model = TinyModels.Create();
+        model.to(ScalarType.BFloat16);
+        var applied = LoraAdapter.Apply(model, AllSeven);
+        RandomizeB(applied);
+        var layer = applied.Layers["model.layers.0.self_attn.q_proj"];
+        using var expected = layer.BaseWeight.to(ScalarType.Float32) + matmul(layer.B, layer.A) * layer.Scale;
+
+        LoraAdapter.MergeAndUnload(model, ScalarType.Float32);
+
+        var merged = model.state_dict()["model.layers.0.self_attn.q_proj.weight"];
+        Assert.Equal(ScalarType.Float32, merged.dtype);
+        Assert.True(merged.eq(expected).all().item<bool>(), "merged = bf16 base + scale·B·A in float32, not rounded to bfloat16");
+        Assert.False(merged.eq(expected.to(ScalarType.BFloat16).to(ScalarType.Float32)).all().item<bool>()); // what rounding would give
+        Assert.Equal(ScalarType.BFloat16, model.state_dict()["model.layers.0.input_layernorm.weight"].dtype); // untouched
+    }
+
+    [Fact]
     public void Merge_into_a_tied_model_with_qkv_biases_matches_too()
     {
         var config = TinyModels.Config(tied: true) with { ModelType = "qwen2", AttentionBias = true };

@@ -204,4 +204,92 @@ public sealed class ExportFormatsTests : IDisposable
         Assert.Contains(log.Lines, l => l.StartsWith("warning:") && l.Contains("blk.0.ffn_down.weight"));
         Assert.Equal("gguf,ollama", context.Summary["formats"]);
     }
+
+    /// <summary>A pipeline file whose export section is on line 6, as a user wrote it, with the stage's inputs.</summary>
+    private PipelineDefinition PipelineFile(string train, string export, string tokenize = "{}")
+    {
+        var path = Path.Combine(_root, "pipeline.yaml");
+        File.WriteAllText(path, $"name: test\nstages:\n  fetch: {{ path: d.json }}\n  tokenize: {tokenize}\n  train: {train}\n  export: {export}\n");
+        var loaded = PipelineLoader.Load(path);
+        Assert.Empty(loaded.Diagnostics); // what only the trained model shows is the stage's to find
+        return loaded.Pipeline!;
+    }
+
+    private async Task<FineTune.Core.Diagnostics.FineTuneException> ExportFails(PipelineDefinition pipeline,
+        bool fakeTokenizer = false)
+    {
+        var context = Contexts.For("export", pipeline, _root, Inputs, new RecordingLog());
+        var stage = fakeTokenizer ? new ExportStage(_ => _tokenizer) : new ExportStage();
+        var error = await Assert.ThrowsAsync<FineTune.Core.Diagnostics.FineTuneException>(
+            () => stage.RunAsync(context, CancellationToken.None));
+        Assert.Equal(2, error.ExitCode);
+        Assert.Equal((Path.Combine(_root, "pipeline.yaml"), 6), (error.Diagnostics[0].File, error.Diagnostics[0].Line));
+        Assert.Empty(Directory.GetFileSystemEntries(context.OutputDirectory)); // stopped before writing anything
+        return error;
+    }
+
+    private void SaveTrainedModel(string modelType, int vocabSize = 256)
+    {
+        var model = Path.Combine(_trainDir, "model");
+        using (var tiny = new LlamaForCausalLM(TinyModels.Config(tied: true) with { VocabSize = vocabSize }))
+            ModelFolder.Save(tiny, model);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(model, "config.json")))!;
+        config["model_type"] = modelType;
+        File.WriteAllText(Path.Combine(model, "config.json"), config.ToJsonString());
+    }
+
+    private int UseGpt2Tokenizer(string chatTemplate)
+    {
+        var tokenizer = FineTune.Core.Tokenization.ChatTokenizer.LoadGpt2(chatTemplate);
+        var tokenizerDir = Path.Combine(_tokenizeDir, "tokenizer");
+        Directory.Delete(tokenizerDir, recursive: true);
+        tokenizer.WriteFiles(tokenizerDir, 256);
+        return tokenizer.VocabSize;
+    }
+
+    [Fact]
+    public async Task A_gguf_of_a_model_type_known_only_after_training_stops_before_writing()
+    {
+        // A Hub model's type is known once fetched, so validate cannot see it; the stage must.
+        SaveTrainedModel("mistral", UseGpt2Tokenizer("chatml"));
+        var error = await ExportFails(PipelineFile("{ method: full }", "{ formats: [hf, gguf] }"));
+        Assert.Equal("FT0723", error.Diagnostics[0].Code);
+        Assert.Contains("mistral model", error.Diagnostics[0].Message);
+    }
+
+    [Fact]
+    public async Task An_adapter_export_of_a_train_output_without_adapter_stops_before_writing()
+    {
+        SaveTrainedModel("llama");
+        var error = await ExportFails(PipelineFile("{ method: lora }", "{ formats: [hf, adapter] }"),
+            fakeTokenizer: true);
+        Assert.Equal("FT0724", error.Diagnostics[0].Code);
+    }
+
+    [Fact]
+    public async Task A_tokenizer_gguf_cannot_carry_stops_before_writing()
+    {
+        SaveTrainedModel("llama"); // beside the fake byte tokenizer, whose tokenizer.json is not BPE
+        var error = await ExportFails(PipelineFile("{ method: full }", "{ formats: [hf, gguf] }"),
+            fakeTokenizer: true);
+        Assert.Equal("FT0725", error.Diagnostics[0].Code);
+        Assert.Contains("not BPE", error.Diagnostics[0].Message);
+    }
+
+    [Fact]
+    public async Task A_chat_template_Ollama_cannot_express_stops_before_writing_unless_the_fallback_is_asked_for()
+    {
+        // The template comes from the model's tokenizer (chat_template: model), so only the stage sees it.
+        SaveTrainedModel("llama", UseGpt2Tokenizer("alpaca"));
+        var error = await ExportFails(PipelineFile("{ method: full }", "{ formats: [hf, ollama] }"));
+        Assert.Equal("FT0727", error.Diagnostics[0].Code);
+        Assert.Contains("ollama_fallback: true", error.Diagnostics[0].Message);
+
+        var log = new RecordingLog();
+        var context = Contexts.For("export", PipelineFile("{ method: full }", "{ formats: [ollama], ollama_fallback: true }"),
+            _root, Inputs, log);
+        await new ExportStage().RunAsync(context, CancellationToken.None);
+        Assert.Contains(log.Warnings, w => w.StartsWith("FT0726", StringComparison.Ordinal));
+        Assert.Contains("# FT0726", File.ReadAllText(Path.Combine(context.OutputDirectory, "gguf", "Modelfile")));
+    }
 }
