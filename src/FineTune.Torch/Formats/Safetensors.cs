@@ -17,6 +17,12 @@ internal sealed record SafetensorsEntry(string Name, string Dtype, long[] Shape,
 }
 
 /// <summary>What a safetensors file holds, without its data.</summary>
+/// <summary>What the header says of a tensor to be written: its name, dtype and shape.</summary>
+internal sealed record SafetensorsLayout(string Name, ScalarType Dtype, long[] Shape)
+{
+    public long ByteSize => Shape.Aggregate((long)Safetensors.SizeOf(Safetensors.DtypeOf(Dtype)), (a, b) => a * b);
+}
+
 internal sealed record SafetensorsHeader(IReadOnlyList<SafetensorsEntry> Tensors,
     IReadOnlyDictionary<string, string> Metadata, long DataStart, long FileSize)
 {
@@ -55,7 +61,7 @@ internal static class Safetensors
         => Dtypes.FirstOrDefault(d => d.Type == type) is { Name: not null } d ? d.Name
             : throw new ArgumentException($"dtype {type} cannot be stored in safetensors");
 
-    private static int SizeOf(string dtype) => Dtypes.First(d => d.Name == dtype).Size;
+    public static int SizeOf(string dtype) => Dtypes.First(d => d.Name == dtype).Size;
 
     // ---------------------------------------------------------------- writing
 
@@ -66,24 +72,45 @@ internal static class Safetensors
     public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors,
         IReadOnlyDictionary<string, string>? metadata = null)
     {
-        var names = tensors.Keys.OrderBy(k => k, StringComparer.Ordinal).ToList();
-        var header = BuildHeader(names, tensors, metadata);
+        var layout = tensors.Select(kv => new SafetensorsLayout(kv.Key, kv.Value.dtype, kv.Value.shape)).ToList();
+        Write(path, layout, (tensor, stream) => WriteData(stream, tensors[tensor.Name]), metadata);
+    }
+
+    /// <summary>
+    /// Writes a file whose tensors are produced one at a time, in sorted name order: the header from
+    /// <paramref name="tensors"/>' names, dtypes and shapes, then <paramref name="writeData"/> for each, which must write
+    /// exactly that tensor's bytes (checked). Nothing needs the whole file's tensors in memory at once.
+    /// </summary>
+    public static void Write(string path, IReadOnlyList<SafetensorsLayout> tensors,
+        Action<SafetensorsLayout, Stream> writeData, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var ordered = tensors.OrderBy(t => t.Name, StringComparer.Ordinal).ToList();
+        var header = BuildHeader(ordered, metadata);
 
         using var stream = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20);
         Span<byte> length = stackalloc byte[8];
         BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)header.Length);
         stream.Write(length);
         stream.Write(header);
-        foreach (var name in names)
+        foreach (var tensor in ordered)
         {
-            using var scope = NewDisposeScope();
-            var cpu = tensors[name].detach().cpu().contiguous();
-            foreach (var chunk in Chunks(cpu)) stream.Write(chunk.bytes);
+            var start = stream.Position;
+            writeData(tensor, stream);
+            if (stream.Position - start != tensor.ByteSize)
+                throw new InvalidOperationException($"tensor '{tensor.Name}' wrote {stream.Position - start} bytes; " +
+                    $"its dtype and shape take {tensor.ByteSize}");
         }
     }
 
-    private static byte[] BuildHeader(List<string> names, IReadOnlyDictionary<string, Tensor> tensors,
-        IReadOnlyDictionary<string, string>? metadata)
+    /// <summary>A tensor's elements as they lie in memory, written in slices of at most 256 MB (a Span's limit).</summary>
+    public static void WriteData(Stream stream, Tensor tensor)
+    {
+        using var scope = NewDisposeScope();
+        var cpu = tensor.detach().cpu().contiguous();
+        foreach (var chunk in Chunks(cpu)) stream.Write(chunk.bytes);
+    }
+
+    private static byte[] BuildHeader(List<SafetensorsLayout> tensors, IReadOnlyDictionary<string, string>? metadata)
     {
         using var buffer = new MemoryStream();
         using (var json = new Utf8JsonWriter(buffer))
@@ -96,22 +123,19 @@ internal static class Safetensors
                 if (key != "format") json.WriteString(key, value);
             json.WriteEndObject();
             long offset = 0;
-            foreach (var name in names)
+            foreach (var tensor in tensors)
             {
-                var tensor = tensors[name];
-                var dtype = DtypeOf(tensor.dtype);
-                var bytes = tensor.numel() * SizeOf(dtype);
-                json.WriteStartObject(name);
-                json.WriteString("dtype", dtype);
+                json.WriteStartObject(tensor.Name);
+                json.WriteString("dtype", DtypeOf(tensor.Dtype));
                 json.WriteStartArray("shape");
-                foreach (var dim in tensor.shape) json.WriteNumberValue(dim);
+                foreach (var dim in tensor.Shape) json.WriteNumberValue(dim);
                 json.WriteEndArray();
                 json.WriteStartArray("data_offsets");
                 json.WriteNumberValue(offset);
-                json.WriteNumberValue(offset + bytes);
+                json.WriteNumberValue(offset + tensor.ByteSize);
                 json.WriteEndArray();
                 json.WriteEndObject();
-                offset += bytes;
+                offset += tensor.ByteSize;
             }
             json.WriteEndObject();
         }
@@ -164,6 +188,42 @@ internal static class Safetensors
             throw;
         }
         return result;
+    }
+
+    /// <summary>
+    /// The slice size for converting writers: a few MB stay in the CPU's cache between the read and the conversion.
+    /// </summary>
+    public const long SliceBytes = 4 << 20;
+
+    /// <summary>
+    /// One tensor of <paramref name="header"/>'s file in slices of whole rows (its first dimension; elements for a
+    /// vector) of about
+    /// <paramref name="sliceBytes"/> each, read as the enumeration reaches them and disposed when it moves on: a
+    /// writer that converts slice by slice never holds the tensor whole, and converts from memory the cache still holds.
+    /// </summary>
+    public static IEnumerable<Tensor> ReadRowSlices(string path, SafetensorsHeader header, SafetensorsEntry entry,
+        long sliceBytes)
+    {
+        if (entry.Shape.Length == 0)
+            throw new ArgumentException($"tensor '{entry.Name}' is a scalar, with no rows to slice", nameof(entry));
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+        var rows = entry.Shape[0];
+        var rowBytes = Math.Max(1, entry.ByteSize / Math.Max(1, rows));
+        var rowsPerSlice = Math.Max(1, sliceBytes / rowBytes);
+        stream.Position = header.DataStart + entry.Begin;
+        for (long first = 0; first < rows; first += rowsPerSlice)
+        {
+            using var slice = empty([Math.Min(rowsPerSlice, rows - first), .. entry.Shape[1..]], entry.ScalarType);
+            foreach (var chunk in Chunks(slice))
+            {
+                try { stream.ReadExactly(chunk.bytes); }
+                catch (EndOfStreamException)
+                {
+                    throw Corrupt(path, $"tensor '{entry.Name}' is cut short by the end of the file");
+                }
+            }
+            yield return slice;
+        }
     }
 
     private static IEnumerable<Tensor> Chunks(Tensor contiguous)

@@ -7,8 +7,8 @@ namespace FineTune.Torch.Formats;
 /// <summary>
 /// Writes weights as transformers' <c>save_pretrained</c> does: one <c>model.safetensors</c>, or, above the shard size,
 /// <c>model-0000i-of-0000n.safetensors</c> files and <c>model.safetensors.index.json</c> (<c>metadata.total_size</c>
-/// in bytes, <c>weight_map</c> from tensor name to file). Tensors are read from the source one shard at a time, so the
-/// peak is one shard, never the whole model.
+/// in bytes, <c>weight_map</c> from tensor name to file). Each tensor is read, converted and written in slices of a
+/// few MB, so the export holds neither the model nor a shard in memory.
 /// </summary>
 internal static class SafetensorsShards
 {
@@ -22,20 +22,24 @@ internal static class SafetensorsShards
     /// cast to <paramref name="dtype"/>. Tensors
     /// go into shards in name order; a new shard starts when the next tensor would pass
     /// <paramref name="maxShardBytes"/> (a tensor larger than that gets a shard of its own). Returns the element
-    /// count. Ctrl+C (<paramref name="cancellationToken"/>) is honoured between source files.
+    /// count. Ctrl+C (<paramref name="cancellationToken"/>) is honoured between tensors.
     /// </summary>
     public static long Write(IReadOnlyList<string> sourceFiles, string directory, ScalarType dtype, long maxShardBytes,
         CancellationToken cancellationToken = default)
     {
         var entries = sourceFiles
-            .SelectMany(file => Safetensors.ReadHeader(file).Tensors.Select(entry => (File: file, Entry: entry)))
+            .Select(file => (File: file, Header: Safetensors.ReadHeader(file)))
+            .SelectMany(f => f.Header.Tensors.Select(entry => (f.File, f.Header, Entry: entry)))
             .OrderBy(t => t.Entry.Name, StringComparer.Ordinal)
+            .Select(t => (t.File, t.Header, t.Entry,
+                Layout: new SafetensorsLayout(t.Entry.Name, TargetType(t.Entry, dtype), t.Entry.Shape)))
             .ToList();
-        var shards = new List<List<(string File, SafetensorsEntry Entry)>>();
+        var shards = new List<List<(string File, SafetensorsHeader Header, SafetensorsEntry Entry,
+            SafetensorsLayout Layout)>>();
         long current = 0, total = 0;
         foreach (var tensor in entries)
         {
-            var bytes = TargetBytes(tensor.Entry, dtype);
+            var bytes = tensor.Layout.ByteSize;
             if (shards.Count == 0 || (current > 0 && current + bytes > maxShardBytes))
             {
                 shards.Add([]);
@@ -51,26 +55,29 @@ internal static class SafetensorsShards
         for (var i = 0; i < shards.Count; i++)
         {
             var name = shards.Count == 1 ? SingleFile : ShardName(i + 1, shards.Count);
-            var converted = new Dictionary<string, Tensor>(StringComparer.Ordinal);
-            try
+            var sources = shards[i].ToDictionary(t => t.Entry.Name, StringComparer.Ordinal);
+            var layout = shards[i].Select(t => t.Layout).ToList();
+            Safetensors.Write(Path.Combine(directory, name), layout, (tensor, stream) =>
             {
-                foreach (var group in shards[i].GroupBy(t => t.File))
+                cancellationToken.ThrowIfCancellationRequested();
+                var (file, header, entry, _) = sources[tensor.Name];
+                if (entry.Shape.Length == 0)
                 {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    var wanted = group.Select(t => t.Entry.Name).ToHashSet(StringComparer.Ordinal);
-                    foreach (var (key, tensor) in Safetensors.Load(group.Key, wanted.Contains))
-                    {
-                        converted[key] = tensor.is_floating_point() && tensor.dtype != dtype
-                            ? Swap(tensor, tensor.to(dtype)) : tensor;
-                    }
+                    using var scalar = Safetensors.Load(file, n => n == entry.Name)[entry.Name];
+                    using var converted = scalar.to(tensor.Dtype);
+                    Safetensors.WriteData(stream, converted);
+                    return;
                 }
-                Safetensors.Save(Path.Combine(directory, name), converted);
-                elements += converted.Values.Sum(t => t.numel());
-                foreach (var key in converted.Keys) weightMap[key] = name;
-            }
-            finally
+                foreach (var slice in Safetensors.ReadRowSlices(file, header, entry, Safetensors.SliceBytes))
+                {
+                    using var converted = slice.to(tensor.Dtype);
+                    Safetensors.WriteData(stream, converted);
+                }
+            });
+            foreach (var tensor in layout)
             {
-                foreach (var t in converted.Values) t.Dispose();
+                weightMap[tensor.Name] = name;
+                elements += tensor.Shape.Aggregate(1L, (a, b) => a * b);
             }
         }
         if (shards.Count > 1)
@@ -84,22 +91,10 @@ internal static class SafetensorsShards
             File.WriteAllText(Path.Combine(directory, IndexFile), index.ToJsonString(JsonText.Indented) + "\n");
         }
         return elements;
-
-        static Tensor Swap(Tensor old, Tensor replacement) { old.Dispose(); return replacement; }
     }
 
-    private static long TargetBytes(SafetensorsEntry entry, ScalarType dtype)
-    {
-        var elements = entry.Shape.Aggregate(1L, (a, b) => a * b);
-        var floating = entry.ScalarType is ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16
-            or ScalarType.Float64;
-        return floating ? elements * ElementSize(dtype) : entry.ByteSize;
-    }
+    private static ScalarType TargetType(SafetensorsEntry entry, ScalarType dtype) =>
+        entry.ScalarType is ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Float64
+            ? dtype : entry.ScalarType;
 
-    private static long ElementSize(ScalarType type) => type switch
-    {
-        ScalarType.Float64 => 8,
-        ScalarType.Float32 => 4,
-        _ => 2,
-    };
 }

@@ -267,4 +267,37 @@ public sealed class GgufExportTests(ITestOutputHelper output) : IDisposable
         var back = Q8_0.Dequantize(bytes);
         for (var i = 0; i < values.Length; i++) Assert.True(Math.Abs(back[i] - values[i]) <= 0.045f, $"{i}: {back[i]} vs {values[i]}");
     }
+
+    [Fact]
+    public void Q8_0_of_many_blocks_equals_llama_cpp_reference_quantizer_block_by_block()
+    {
+        // More than one slice of blocks (65,536) and a partial one, with ties (x / d = k + 0.5) and an all-zero block.
+        const int blocks = 70_001;
+        var generator = new Random(3);
+        var values = new float[blocks * 32];
+        for (var i = 0; i < values.Length; i++) values[i] = (float)(generator.NextDouble() * 2 - 1) * (1 + i % 7);
+        for (var i = 0; i < 32; i++) values[32 + i] = i == 0 ? 127f : (i % 2 == 0 ? 2.5f : -3.5f); // d = 1: ties
+        Array.Clear(values, 64, 32);
+        using var stream = new MemoryStream();
+        Q8_0.Write(stream, tensor(values, [blocks, 32]));
+        var bytes = stream.ToArray();
+        Assert.Equal(blocks * 34, bytes.Length);
+
+        // ggml-quants.c quantize_row_q8_0_ref, written out: amax, d = amax / 127, id = d ? 1/d : 0, roundf(x * id).
+        for (var b = 0; b < blocks; b++)
+        {
+            var amax = 0f;
+            for (var i = 0; i < 32; i++) amax = Math.Max(amax, Math.Abs(values[b * 32 + i]));
+            var d = amax / 127f;
+            var id = d != 0 ? 1f / d : 0f;
+            Assert.Equal((Half)d, BitConverter.ToHalf(bytes, b * 34));
+            for (var i = 0; i < 32; i++)
+            {
+                var expected = (sbyte)MathF.Round(values[b * 32 + i] * id, MidpointRounding.AwayFromZero);
+                if ((sbyte)bytes[b * 34 + 2 + i] != expected)
+                    Assert.Fail($"block {b} value {i}: {(sbyte)bytes[b * 34 + 2 + i]}, expected {expected}");
+            }
+        }
+        Assert.Equal([127, 3, -4, 3], new[] { 0, 2, 1, 4 }.Select(i => (int)(sbyte)bytes[34 + 2 + i]));
+    }
 }

@@ -49,6 +49,23 @@ public sealed class SafetensorsTests : IDisposable
     }
 
     [Fact]
+    public void Row_slices_cover_the_tensor_in_order_and_whole_rows()
+    {
+        var path = Path.Combine(_dir, "rows.safetensors");
+        using var first = arange(0, 6, dtype: ScalarType.Float32);
+        using var rows = arange(0, 30, dtype: ScalarType.BFloat16).reshape(10, 3);
+        Safetensors.Save(path, new Dictionary<string, Tensor> { ["a"] = first, ["rows"] = rows });
+        var header = Safetensors.ReadHeader(path);
+
+        // 4 rows of 3 bfloat16 values (24 bytes) per slice: 4 + 4 + 2 rows, read after tensor a's 24 bytes.
+        var slices = Safetensors.ReadRowSlices(path, header, header["rows"]!, 24).Select(s => s.clone()).ToList();
+
+        Assert.Equal([4L, 4, 2], slices.Select(s => s.shape[0]));
+        Assert.All(slices, s => Assert.Equal(ScalarType.BFloat16, s.dtype));
+        Assert.True(Same(rows, cat(slices, 0)));
+    }
+
+    [Fact]
     public void Writer_pads_the_header_to_8_bytes_and_puts_metadata_first()
     {
         var path = Path.Combine(_dir, "small.safetensors");

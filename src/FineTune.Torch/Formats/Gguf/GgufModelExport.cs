@@ -75,10 +75,11 @@ internal static partial class GgufModelExport
         GgufTokenizer.AddTo(writer, tokenizerDirectory, config.VocabSize, stopTokenIds);
 
         var sources = ModelFolder.WeightFiles(modelDirectory)
-            .SelectMany(file => Safetensors.ReadHeader(file).Tensors.Select(entry => (File: file, Entry: entry)))
+            .Select(file => (File: file, Header: Safetensors.ReadHeader(file)))
+            .SelectMany(f => f.Header.Tensors.Select(entry => (f.File, f.Header, Entry: entry)))
             .ToDictionary(t => t.Entry.Name, StringComparer.Ordinal);
         var fallbacks = new List<string>();
-        foreach (var (hfName, (file, entry)) in sources.OrderBy(s => Order(s.Key)).ThenBy(s => s.Key,
+        foreach (var (hfName, (file, header, entry)) in sources.OrderBy(s => Order(s.Key)).ThenBy(s => s.Key,
             StringComparer.Ordinal))
         {
             var ggufName = GgufName(hfName)
@@ -101,6 +102,13 @@ internal static partial class GgufModelExport
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 using var scope = NewDisposeScope();
+                if (permuteHeads == 0 && entry.Shape.Length > 0)
+                {
+                    // Row slices: each type writes rows independently, so the bytes are those of the whole tensor.
+                    foreach (var slice in Safetensors.ReadRowSlices(file, header, entry, Safetensors.SliceBytes))
+                        WriteAs(stream, slice, finalType);
+                    return;
+                }
                 var loaded = Safetensors.Load(file, n => n == hfName)[hfName];
                 var weights = permuteHeads > 0 ? PermuteForInterleavedRope(loaded, permuteHeads) : loaded;
                 WriteAs(stream, weights, finalType);
@@ -185,20 +193,7 @@ internal static partial class GgufModelExport
             GgmlType.BF16 => weights.to(ScalarType.BFloat16),
             _ => throw new ArgumentOutOfRangeException(nameof(type)),
         };
-        WriteBytes(stream, converted.contiguous());
-    }
-
-    // TorchSharp hands tensor memory out as a Span, which holds at most int.MaxValue bytes; large tensors go in slices.
-    private static void WriteBytes(Stream stream, Tensor contiguous)
-    {
-        using var flat = contiguous.view(-1);
-        var count = flat.numel();
-        var perChunk = Math.Max(1, (1L << 28) / contiguous.ElementSize);
-        for (long start = 0; start < count; start += perChunk)
-        {
-            using var slice = flat.narrow(0, start, Math.Min(perChunk, count - start));
-            stream.Write(slice.bytes);
-        }
+        Safetensors.WriteData(stream, converted);
     }
 
     /// <summary>
