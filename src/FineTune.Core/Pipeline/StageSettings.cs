@@ -358,6 +358,12 @@ internal sealed class TrainSettings : IValidatableSettings
         "a third more compute; results are unchanged.")]
     public bool GradientCheckpointing { get; set; } = false;
 
+    [Doc("Round each batch's padded length up to a multiple of N, as transformers' data collators' " +
+        "pad_to_multiple_of does; the padding carries no label, so the loss is unchanged. 0 (default): 16 when the " +
+        "model computes in bfloat16, where every new batch length costs oneDNN a new kernel (on the CPU job it took " +
+        "3m34s of training against 2m46s with 16), and 1 (no rounding) in float32."), Range(Minimum = 0)]
+    public int PadToMultipleOf { get; set; } = 0;
+
     [Doc("Pack several training examples into each row of up to tokenize.max_length tokens (positions restart per " +
         "example, no attention across examples): fewer padded tokens, same loss per example. batch_size then " +
         "counts rows.")]

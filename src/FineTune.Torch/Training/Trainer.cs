@@ -436,7 +436,7 @@ internal sealed class Trainer
     /// </summary>
     private Batch MakePackedBatch(int[][] rows)
     {
-        var length = rows.Max(r => r.Sum(e => _data.Length(e) - 1));
+        var length = PaddedLength(rows.Max(r => r.Sum(e => _data.Length(e) - 1)));
         var inputIds = new long[rows.Length * length];
         var positionIds = new long[rows.Length * length];
         var documentIds = new long[rows.Length * length];
@@ -474,13 +474,25 @@ internal sealed class Trainer
     }
 
     /// <summary>
+    /// <paramref name="tokens"/> rounded up to train.pad_to_multiple_of; its default 0 is 16 for a model computing in
+    /// bfloat16 (oneDNN builds a kernel for every new shape, and the batch lengths of a run take hundreds of values),
+    /// else 1.
+    /// </summary>
+    internal int PaddedLength(int tokens)
+    {
+        var multiple = _settings.PadToMultipleOf > 0 ? _settings.PadToMultipleOf
+            : _model.HeadWeight.dtype is ScalarType.BFloat16 or ScalarType.Float16 ? 16 : 1;
+        return (tokens + multiple - 1) / multiple * multiple;
+    }
+
+    /// <summary>
     /// Right-padded inputs (the last token of each example is dropped: it predicts nothing), and the flat positions
     /// whose next token carries a label, with those labels. Padding needs no mask: under causal attention it comes
     /// after every real token and never gets a label.
     /// </summary>
     private Batch MakeBatch(int[] examples)
     {
-        var length = examples.Max(e => _data.Length(e)) - 1;
+        var length = PaddedLength(examples.Max(e => _data.Length(e)) - 1);
         var inputIds = new long[examples.Length * length];
         var positions = new List<long>();
         var targets = new List<long>();

@@ -68,12 +68,14 @@ public sealed class PackingTests
         return builder.Build();
     }
 
-    private static (Trainer Trainer, TrainResult Result, RecordingLog Log) Train(bool packing, int batchSize, double epochs, int rowLength = 24)
+    private static (Trainer Trainer, TrainResult Result, RecordingLog Log) Train(bool packing, int batchSize, double epochs, int rowLength = 24,
+        int padToMultipleOf = 0)
     {
         var settings = new TrainSettings
         {
             Builtin = new BuiltinModelSettings { HiddenSize = 16, Layers = 2, Heads = 4, KvHeads = 2, IntermediateSize = 32 },
             Epochs = epochs, BatchSize = batchSize, GradientAccumulation = 1, LearningRate = 1e-2, Seed = 5, LogEvery = 1, Packing = packing,
+            PadToMultipleOf = padToMultipleOf,
         };
         using var model = new LlamaForCausalLM(TrainStage.BuiltinConfig(settings.Builtin, Vocab));
         model.InitializeWeights(settings.Seed);
@@ -94,6 +96,37 @@ public sealed class PackingTests
         Assert.Equal(unpacked.Result.TrainedTokens, packed.Result.TrainedTokens);
         Assert.Equal(unpacked.Result.Tokens, packed.Result.Tokens);
         Assert.Null(unpacked.Result.PackingEfficiency);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Padding_to_a_multiple_changes_no_loss(bool packing)
+    {
+        // Batches of 3 examples of 4 to 13 tokens, rounded up to 16: every batch gets extra unlabelled padding.
+        var plain = Train(packing, batchSize: 3, epochs: 1, padToMultipleOf: 1);
+        var padded = Train(packing, batchSize: 3, epochs: 1, padToMultipleOf: 16);
+        Assert.Equal(plain.Trainer.Losses.Count, padded.Trainer.Losses.Count);
+        for (var i = 0; i < plain.Trainer.Losses.Count; i++)
+            Assert.Equal(plain.Trainer.Losses[i], padded.Trainer.Losses[i], 1e-5);
+        Assert.Equal(plain.Result.Tokens, padded.Result.Tokens); // padding is not counted as trained-on tokens
+    }
+
+    [Theory]
+    [InlineData(0, ScalarType.Float32, 17, 17)]
+    [InlineData(0, ScalarType.BFloat16, 17, 32)]
+    [InlineData(0, ScalarType.BFloat16, 32, 32)]
+    [InlineData(8, ScalarType.Float32, 17, 24)]
+    [InlineData(1, ScalarType.BFloat16, 17, 17)]
+    public void Batch_lengths_round_up_to_the_multiple_and_bfloat16_defaults_to_16(int setting, ScalarType dtype, int tokens,
+        int expected)
+    {
+        var settings = new TrainSettings { PadToMultipleOf = setting };
+        using var model = new LlamaForCausalLM(TrainStage.BuiltinConfig(
+            new BuiltinModelSettings { HiddenSize = 16, Layers = 1, Heads = 4, KvHeads = 2, IntermediateSize = 32 }, Vocab));
+        model.to(dtype);
+        var trainer = new Trainer(model, Dataset(), settings, CPU, new RecordingLog());
+        Assert.Equal(expected, trainer.PaddedLength(tokens));
     }
 
     [Fact]
