@@ -99,6 +99,23 @@ public class EndToEndTests
     }
 
     [Fact]
+    public async Task With_dtype_auto_the_stages_after_train_run_on_the_device_it_recorded()
+    {
+        // On a CPU, auto records the dtype it chose beside the device ("cpu, auto bfloat16" or "cpu, auto float32").
+        using var cli = new CliHarness();
+        cli.Write("pipelines/data.json", Dataset());
+        cli.Write("pipelines/tiny.yaml", Pipeline);
+        var result = await cli.Run("run", "pipelines/tiny.yaml", "--set", "train.dtype=auto", "--json");
+        Assert.True(result.ExitCode == 0, result.Error);
+        var stages = JsonDocument.Parse(result.Out).RootElement.GetProperty("stages").EnumerateArray()
+            .ToDictionary(s => s.GetProperty("stage").GetString()!, s => s.GetProperty("status").GetString());
+        Assert.Equal("ran", stages["evaluate"]);
+        Assert.Equal("ran", stages["export"]);
+        Assert.Matches(@"device: ""?cpu, auto (bfloat16|float32)",
+            File.ReadAllText(Path.Combine(cli.Folder, "pipelines", "tiny.lock.yaml")));
+    }
+
+    [Fact]
     public async Task The_same_pipeline_run_in_two_folders_writes_byte_identical_lock_files()
     {
         var locks = new List<string>();

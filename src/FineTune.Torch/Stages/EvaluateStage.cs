@@ -42,7 +42,8 @@ internal sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer 
     /// <summary>The device the model was trained on, as the train stage's output records it.</summary>
     protected override ComputeEnvironment ResolveEnvironment(StageContext context, EvaluateSettings settings) =>
         ComputeEnvironmentProvider.Resolve(context.InputEntries.TryGetValue("train", out var train)
-            && train.Environment.TryGetValue(ComputeEnvironment.DeviceKey, out var device) ? device : "auto");
+            && train.Environment.TryGetValue(ComputeEnvironment.DeviceKey, out var device)
+                ? ComputeEnvironmentProvider.RecordedDevice(device) : "auto");
 
     protected override Task RunAsync(StageContext context, EvaluateSettings settings,
         CancellationToken cancellationToken)

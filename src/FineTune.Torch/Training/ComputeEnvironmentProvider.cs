@@ -33,6 +33,15 @@ internal static class ComputeEnvironmentProvider
         return new ComputeEnvironment(device, LibTorchVersion(), torch.get_num_threads());
     }
 
+    /// <summary>
+    /// The device a recorded device string names, without what the train stage adds to it ("cpu, auto bfloat16",
+    /// "cuda (2 ranks)"): what a later stage asks <see cref="Resolve"/> for to run where training ran.
+    /// </summary>
+    public static string RecordedDevice(string recorded) =>
+        recorded.StartsWith("cuda", StringComparison.Ordinal) ? "cuda"
+        : recorded.StartsWith("cpu", StringComparison.Ordinal) ? "cpu"
+        : recorded;
+
     public static Device TorchDevice(ComputeEnvironment environment) =>
         environment.Device.StartsWith("cuda", StringComparison.Ordinal) ? CUDA : CPU;
 
