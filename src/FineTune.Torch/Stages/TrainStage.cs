@@ -43,12 +43,9 @@ internal sealed class TrainStage : Stage<TrainSettings>
     protected override ComputeEnvironment ResolveEnvironment(StageContext context, TrainSettings settings)
     {
         var environment = ComputeEnvironmentProvider.Resolve(settings.Device);
-        var device = ComputeEnvironmentProvider.TorchDevice(environment);
-        if (settings.Dtype == "auto" && device.type == DeviceType.CPU)
-            environment = environment with
-            {
-                Device = $"{environment.Device}, auto {Trainer.DtypeName(settings.Dtype, device)}",
-            };
+        // On device names, not torch devices: building one loads libtorch, which an up-to-date check does without.
+        if (settings.Dtype == "auto" && environment.Device == "cpu")
+            environment = environment with { Device = $"cpu, auto {Trainer.DtypeName(settings.Dtype, device: null)}" };
         return DataParallel.IsOn(settings.Distributed, Launcher)
             ? environment with { Device = $"{environment.Device} ({Launcher.WorldSize} ranks)" }
             : environment;

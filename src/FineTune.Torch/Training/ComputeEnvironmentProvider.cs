@@ -13,13 +13,21 @@ internal static class ComputeEnvironmentProvider
     /// auto: CUDA when libtorch sees a GPU, else the CPU. cuda: a GPU or an FT0501 error. cpu: the CPU.
     /// <paramref name="threads"/> (when given) sets libtorch's intra-op thread count first.
     /// </summary>
+#if TORCH_CUDA
+    private const bool CudaBuild = true;
+#else
+    private const bool CudaBuild = false;
+#endif
+
     public static ComputeEnvironment Resolve(string requestedDevice, int? threads = null)
     {
         if (threads is > 0) torch.set_num_threads(threads.Value);
         var device = requestedDevice switch
         {
             "cpu" => "cpu",
-            "auto" => cuda.is_available() ? "cuda" : "cpu",
+            // A CPU build of the tool cannot reach CUDA: it answers without loading libtorch, so that an up-to-date
+            // pipeline re-runs without that half second.
+            "auto" => CudaBuild && cuda.is_available() ? "cuda" : "cpu",
             "cuda" => cuda.is_available()
                 ? "cuda"
                 : throw new FineTuneException(DiagnosticCodes.CudaUnavailable,
@@ -30,7 +38,7 @@ internal static class ComputeEnvironmentProvider
             _ => throw new FineTuneException(DiagnosticCodes.UnknownDevice,
                 $"unknown device '{requestedDevice}'; use auto, cpu or cuda"),
         };
-        return new ComputeEnvironment(device, LibTorchVersion(), torch.get_num_threads());
+        return new ComputeEnvironment(device, LibTorchVersion(), torch.get_num_threads);
     }
 
     /// <summary>
@@ -51,6 +59,12 @@ internal static class ComputeEnvironmentProvider
     /// </summary>
     public static string LibTorchVersion()
     {
+        // torch.__version__ is TorchSharp's constant libtorchPackageVersion; read as a constant it leaves libtorch
+        // unloaded (touching the torch class loads it).
+        if (typeof(torch).GetField("libtorchPackageVersion", BindingFlags.NonPublic | BindingFlags.Public
+                | BindingFlags.Static) is { IsLiteral: true } field
+            && field.GetRawConstantValue() is string constant && !string.IsNullOrWhiteSpace(constant))
+            return constant;
         try
         {
             var version = torch.__version__;

@@ -368,7 +368,7 @@ internal sealed class Trainer
     };
 
     /// <summary>The dtype name <see cref="ScalarTypeOf"/> resolves to (auto made concrete).</summary>
-    public static string DtypeName(string dtype, Device device) =>
+    public static string DtypeName(string dtype, Device? device) =>
         ScalarTypeOf(dtype, device) == ScalarType.BFloat16 ? "bfloat16" : "float32";
 
     /// <summary>

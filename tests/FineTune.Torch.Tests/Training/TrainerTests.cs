@@ -300,9 +300,21 @@ public sealed class TrainerTests : IDisposable
         var environment = ComputeEnvironmentProvider.Resolve("cpu");
         Assert.Equal("cpu", environment.Device);
         Assert.StartsWith("2.", environment.LibTorchVersion);
+        // Read without loading libtorch, it must still be what torch.__version__ says: it is in every stage key.
+        Assert.Equal(__version__, environment.LibTorchVersion);
         Assert.True(environment.Threads >= 1);
+        Assert.Equal(get_num_threads(), environment.Threads);
         Assert.Equal(environment.Device, ComputeEnvironmentProvider.Resolve(cuda.is_available() ? "cpu" : "auto").Device);
     }
+
+    [Theory]
+    [InlineData("cpu, auto bfloat16", "cpu")]
+    [InlineData("cpu, auto float32", "cpu")]
+    [InlineData("cuda (2 ranks)", "cuda")]
+    [InlineData("cpu", "cpu")]
+    [InlineData("tpu", "tpu")] // unknown stays unknown, for Resolve to reject by name
+    public void A_recorded_device_is_read_without_what_training_added(string recorded, string device) =>
+        Assert.Equal(device, ComputeEnvironmentProvider.RecordedDevice(recorded));
 
     [Fact]
     public void Cuda_requested_without_a_gpu_is_a_user_error()
