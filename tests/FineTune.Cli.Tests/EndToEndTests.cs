@@ -34,6 +34,11 @@ public class EndToEndTests
             max_new_tokens: 8
         """;
 
+    /// <summary>Each stage's status (ran, up-to-date) in the output of <c>run --json</c>.</summary>
+    private static Dictionary<string, string?> StageStatuses(string runJson) =>
+        JsonDocument.Parse(runJson).RootElement.GetProperty("stages").EnumerateArray()
+            .ToDictionary(s => s.GetProperty("stage").GetString()!, s => s.GetProperty("status").GetString());
+
     [Fact]
     public async Task Runs_all_stages_then_nothing_then_only_what_a_setting_touches()
     {
@@ -76,8 +81,7 @@ public class EndToEndTests
 
         var changed = await cli.Run("run", "pipelines/tiny.yaml", "--set", "train.learning_rate=2e-2", "--json");
         Assert.True(changed.ExitCode == 0, changed.Error);
-        var stages = JsonDocument.Parse(changed.Out).RootElement.GetProperty("stages").EnumerateArray()
-            .ToDictionary(s => s.GetProperty("stage").GetString()!, s => s.GetProperty("status").GetString());
+        var stages = StageStatuses(changed.Out);
         Assert.Equal("up-to-date", stages["fetch"]);
         Assert.Equal("up-to-date", stages["format"]);
         Assert.Equal("up-to-date", stages["tokenize"]);
@@ -107,8 +111,7 @@ public class EndToEndTests
         cli.Write("pipelines/tiny.yaml", Pipeline);
         var result = await cli.Run("run", "pipelines/tiny.yaml", "--set", "train.dtype=auto", "--json");
         Assert.True(result.ExitCode == 0, result.Error);
-        var stages = JsonDocument.Parse(result.Out).RootElement.GetProperty("stages").EnumerateArray()
-            .ToDictionary(s => s.GetProperty("stage").GetString()!, s => s.GetProperty("status").GetString());
+        var stages = StageStatuses(result.Out);
         Assert.Equal("ran", stages["evaluate"]);
         Assert.Equal("ran", stages["export"]);
         Assert.Matches(@"device: ""?cpu, auto (bfloat16|float32)",
