@@ -299,5 +299,7 @@ public sealed class GgufExportTests(ITestOutputHelper output) : IDisposable
             }
         }
         Assert.Equal([127, 3, -4, 3], new[] { 0, 2, 1, 4 }.Select(i => (int)(sbyte)bytes[34 + 2 + i]));
+        // The scalar path (CPUs without 256-bit vectors) writes the same bytes.
+        Assert.Equal(bytes, Q8_0.QuantizeScalar(values));
     }
 }

@@ -102,6 +102,16 @@ internal static class Q8_0
     private static Vector256<int> Round(Vector256<float> x) => Vector256.ConvertToInt32Native(
         x + ((x.AsUInt32() & Vector256.Create(0x80000000u)) | Vector256.Create(0x3EFFFFFFu)).AsSingle());
 
+    /// <summary>The blocks of <paramref name="values"/> by the scalar path that CPUs without 256-bit vectors take.</summary>
+    internal static unsafe byte[] QuantizeScalar(float[] values)
+    {
+        var blocks = new byte[values.Length / BlockSize * BlockBytes];
+        fixed (float* x = values)
+        fixed (byte* y = blocks)
+            QuantizeBlocksScalar(x, y, values.Length / BlockSize);
+        return blocks;
+    }
+
     private static unsafe void QuantizeBlocksScalar(float* x, byte* y, int blocks)
     {
         for (var b = 0; b < blocks; b++, x += BlockSize, y += BlockBytes)
