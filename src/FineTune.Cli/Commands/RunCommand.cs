@@ -84,7 +84,7 @@ internal static class RunCommand
             var asJson = parse.GetValue(json);
             IRunObserver observer = follower ? new ConsoleObserver(TextWriter.Null, TextWriter.Null, false)
                 : SignalAtObserver.Wrap(new ConsoleObserver(asJson ? console.Error : console.Out, console.Error,
-                    console.Interactive));
+                    console.Interactive), cancellationToken);
             var runner = services.GetRequiredService<PipelineRunner>();
             var outcomes = await runner.RunAsync(pipeline, options, observer, cancellationToken);
             if (follower) return ExitCodes.Ok;

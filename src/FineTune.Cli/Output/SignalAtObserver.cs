@@ -12,14 +12,14 @@ namespace FineTune.Cli.Output;
 /// report, from 1) or <c>done</c> (after its output is committed and the lock file written).
 /// </summary>
 internal sealed class SignalAtObserver(IRunObserver inner, string targetStage, string point, int? count,
-    int signal) : IRunObserver
+    int signal, CancellationToken cancellation) : IRunObserver
 {
     public const string Variable = "FINETUNE_TEST_SIGNAL_AT";
 
     private int _events;
 
     /// <summary>The observer to use: <paramref name="inner"/> itself unless the variable is set.</summary>
-    public static IRunObserver Wrap(IRunObserver inner)
+    public static IRunObserver Wrap(IRunObserver inner, CancellationToken cancellation)
     {
         var value = Environment.GetEnvironmentVariable(Variable);
         if (string.IsNullOrEmpty(value) || OperatingSystem.IsWindows()) return inner;
@@ -28,7 +28,7 @@ internal sealed class SignalAtObserver(IRunObserver inner, string targetStage, s
         int? count = int.TryParse(parts[1], CultureInfo.InvariantCulture, out var n) ? n : null;
         if (signal == 0 || (parts[1] is not ("start" or "done") && count is null))
             throw new ArgumentException($"{Variable}={value}: expected STAGE:(start|N|done):(INT|KILL)");
-        return new SignalAtObserver(inner, parts[0], parts[1], count, signal);
+        return new SignalAtObserver(inner, parts[0], parts[1], count, signal, cancellation);
     }
 
     public void Notice(string message) => inner.Notice(message);
@@ -59,9 +59,10 @@ internal sealed class SignalAtObserver(IRunObserver inner, string targetStage, s
         Console.Out.Flush();
         Console.Error.Flush();
         _ = Kill(Environment.ProcessId, signal);
-        // SIGKILL ends the process here; SIGINT is handled on another thread, so give it time to cancel the run
-        // before this stage goes on (a stage checks its token between steps).
-        if (signal == 2) Thread.Sleep(200);
+        // SIGKILL ends the process here. SIGINT is handled on another thread: wait until it has cancelled the run, so
+        // that this stage goes on cancelled however busy the machine is (a fixed 200 ms once let a loaded CI machine
+        // finish the whole run first).
+        if (signal == 2) cancellation.WaitHandle.WaitOne(TimeSpan.FromSeconds(30));
     }
 
     [DllImport("libc", EntryPoint = "kill")]
