@@ -19,10 +19,12 @@ rerun=$(echo "$(date +%s.%N) - $start" | bc)
 python3 - "$full" "$rerun" <<'PY'
 import json, sys
 run = json.load(open("/tmp/finetune-bench-run.json"))
-train = next(s for s in run["stages"] if s["stage"] == "train")["summary"]
+train_stage = next(s for s in run["stages"] if s["stage"] == "train")
+train, timings = train_stage["summary"], train_stage["timings"]
 evaluate = next(s for s in run["stages"] if s["stage"] == "evaluate")["summary"]
 print(f"all six stages: {float(sys.argv[1]):.1f} s; unchanged re-run: {float(sys.argv[2]):.2f} s")
 print(f"train: {train['steps']} steps, loss {train['first_loss']} -> {train['final_loss']}, "
-      f"{train['tokens_per_s']} tokens/s, MFU {train['mfu']:.1%}, {train['duration_s']} s")
+      f"{timings['tokens_per_s']} tokens/s, MFU {timings['mfu']:.1%}, {timings['duration_s']} s "
+      f"(plan {timings.get('plan_estimated_s')} s)")
 print(f"evaluate: validation loss {evaluate.get('validation_loss')}, perplexity {evaluate.get('perplexity')}")
 PY
