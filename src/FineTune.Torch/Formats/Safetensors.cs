@@ -20,7 +20,7 @@ internal sealed record SafetensorsEntry(string Name, string Dtype, long[] Shape,
 /// <summary>What the header says of a tensor to be written: its name, dtype and shape.</summary>
 internal sealed record SafetensorsLayout(string Name, ScalarType Dtype, long[] Shape)
 {
-    public long ByteSize => Shape.Aggregate((long)Safetensors.SizeOf(Safetensors.DtypeOf(Dtype)), (a, b) => a * b);
+    public long ByteSize => Shape.Aggregate((long)Safetensors.SizeOf(Dtype), (a, b) => a * b);
 }
 
 internal sealed record SafetensorsHeader(IReadOnlyList<SafetensorsEntry> Tensors,
@@ -61,7 +61,10 @@ internal static class Safetensors
         => Dtypes.FirstOrDefault(d => d.Type == type) is { Name: not null } d ? d.Name
             : throw new ArgumentException($"dtype {type} cannot be stored in safetensors");
 
-    public static int SizeOf(string dtype) => Dtypes.First(d => d.Name == dtype).Size;
+    private static int SizeOf(string dtype) => Dtypes.First(d => d.Name == dtype).Size;
+
+    public static int SizeOf(ScalarType type) => Dtypes.FirstOrDefault(d => d.Type == type) is { Name: not null } d
+        ? d.Size : throw new ArgumentException($"dtype {type} cannot be stored in safetensors");
 
     // ---------------------------------------------------------------- writing
 

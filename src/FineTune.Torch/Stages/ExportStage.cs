@@ -50,7 +50,8 @@ internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = 
         }
         cancellationToken.ThrowIfCancellationRequested();
         var tokenizer = _loadTokenizer(tokenizerDirectory);
-        var ollama = CheckBeforeWriting(context, settings, sourceConfig, adapter, tokenizerDirectory, tokenizer);
+        var checkedExport = CheckBeforeWriting(context, settings, sourceConfig, adapter, modelDirectory,
+            tokenizerDirectory, tokenizer, cancellationToken);
         var config = WithTokenIds(sourceConfig, tokenizer);
 
         long parameters = 0;
@@ -73,13 +74,10 @@ internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = 
             PeftAdapterExport.Write(adapter, Path.Combine(output, AdapterFolder), baseModel, revision);
         }
 
-        if (settings.Writes("gguf"))
+        if (checkedExport.Gguf is { } gguf)
         {
             var folder = Directory.CreateDirectory(Path.Combine(output, GgufFolder)).FullName;
-            var result = GgufModelExport.Write(modelDirectory, tokenizerDirectory,
-                Path.Combine(folder, GgufModelExport.FileName(settings.GgufType)),
-                GgufModelExport.ParseType(settings.GgufType), context.Pipeline.Name, tokenizer.StopTokenIds,
-                cancellationToken);
+            var result = gguf.Write(Path.Combine(folder, GgufModelExport.FileName(settings.GgufType)));
             if (result.Fallbacks.Count > 0)
                 context.Log.Warning($"{result.Fallbacks.Count} tensor(s) kept as F16 instead of Q8_0, their rows " +
                     $"not being a multiple of {Q8_0.BlockSize} values (as llama.cpp does): " +
@@ -88,7 +86,7 @@ internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = 
             context.Summary["gguf_tensors"] = result.TensorCount;
             if (settings.Writes("ollama"))
                 File.WriteAllText(Path.Combine(folder, OllamaModelfile.FileName), OllamaModelfile.Write(
-                    Path.GetFileName(result.Path), ollama.Match, ollama.TrainingTemplate,
+                    Path.GetFileName(result.Path), checkedExport.Ollama, checkedExport.TrainingTemplate,
                     OllamaModelfile.StopTexts(tokenizer), context.Pipeline.Stages.Evaluate));
         }
 
@@ -104,14 +102,17 @@ internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = 
         return Task.CompletedTask;
     }
 
+    /// <summary>The GGUF file prepared by the checks (null: not asked for), and the Ollama template to write.</summary>
+    private sealed record CheckedExport(PreparedGguf? Gguf, OllamaModelfile.Match? Ollama, string TrainingTemplate);
+
     /// <summary>
     /// What only the trained model and its tokenizer show (the architecture, whether there is an adapter, whether the
     /// tokenizer and chat template fit GGUF and Ollama), checked before any file is written; the pipeline-level checks
-    /// already ran at validate time. Returns the Ollama template the Modelfile will carry (null: the fallback) and the
-    /// training template's source.
+    /// already ran at validate time. The GGUF file is prepared here, so its tokenizer is read once.
     /// </summary>
-    private static (OllamaModelfile.Match? Match, string TrainingTemplate) CheckBeforeWriting(StageContext context, ExportSettings settings,
-        LlamaConfig config, string adapter, string tokenizerDirectory, IChatTokenizer tokenizer)
+    private static CheckedExport CheckBeforeWriting(StageContext context, ExportSettings settings, LlamaConfig config,
+        string adapter, string modelDirectory, string tokenizerDirectory, IChatTokenizer tokenizer,
+        CancellationToken cancellationToken)
     {
         var formats = context.Pipeline.Locate("stages.export.formats");
         if (settings.Writes("gguf") && !ExportChecks.GgufArchitectures.Contains(config.ModelType))
@@ -123,17 +124,22 @@ internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = 
             throw new FineTuneException(formats.Error(DiagnosticCodes.ExportAdapterMissing,
                 "export: the train output has no adapter folder; the adapter format needs train.method: lora"),
                 ExitCodes.InvalidInput);
+        PreparedGguf? gguf = null;
         if (settings.Writes("gguf"))
         {
-            // Reading the tokenizer into a throwaway writer is the check: it fails exactly where the real write would.
-            try { GgufTokenizer.AddTo(new GgufWriter(), tokenizerDirectory, config.VocabSize, tokenizer.StopTokenIds); }
+            try
+            {
+                gguf = GgufModelExport.Prepare(modelDirectory, tokenizerDirectory,
+                    GgufModelExport.ParseType(settings.GgufType), context.Pipeline.Name, tokenizer.StopTokenIds,
+                    cancellationToken);
+            }
             catch (FineTuneException e) when (e.Diagnostics is [{ Code: DiagnosticCodes.GgufUnsupportedTokenizer } why])
             {
                 throw new FineTuneException(formats.Error(DiagnosticCodes.GgufUnsupportedTokenizer,
                     $"export: {why.Message} ({why.File}); drop gguf and ollama from formats"), ExitCodes.InvalidInput);
             }
         }
-        if (!settings.Writes("ollama")) return (null, "");
+        if (!settings.Writes("ollama")) return new CheckedExport(gguf, null, "");
 
         var chat = ChatTokenizer.LoadFolder(tokenizerDirectory);
         var match = OllamaModelfile.Find(messages => chat.Render(messages, addGenerationPrompt: true), chat.BosToken);
@@ -147,7 +153,7 @@ internal sealed class ExportStage(Func<string, IChatTokenizer>? loadTokenizer = 
                 "TEMPLATE to edit, with the training template beside it as comments");
         else context.Log.Info($"Ollama TEMPLATE: {match.Template.Name}" +
             (match.DefaultSystem is null ? "" : ", with the template's default system message as SYSTEM"));
-        return (match, chat.Template.Source);
+        return new CheckedExport(gguf, match, chat.Template.Source);
     }
 
     /// <summary>The base model as PEFT names it: the Hub id and the commit trained on, or the folder given.</summary>

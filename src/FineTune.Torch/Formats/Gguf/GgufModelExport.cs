@@ -10,6 +10,23 @@ namespace FineTune.Torch.Formats.Gguf;
 internal sealed record GgufExportResult(string Path, IReadOnlyList<string> Fallbacks, long TensorCount);
 
 /// <summary>
+/// A GGUF file ready to be written: its metadata read and checked (architecture, tokenizer), its tensors named and
+/// typed, their data read only by <see cref="Write"/>. Preparing first lets an export find what GGUF cannot carry
+/// before it writes anything.
+/// </summary>
+internal sealed class PreparedGguf(GgufWriter writer, IReadOnlyList<string> fallbacks)
+{
+    /// <summary>Tensors that stay F16 under Q8_0, their rows not being a multiple of the block size.</summary>
+    public IReadOnlyList<string> Fallbacks => fallbacks;
+
+    public GgufExportResult Write(string path)
+    {
+        writer.Write(path);
+        return new GgufExportResult(path, fallbacks, writer.Tensors.Count);
+    }
+}
+
+/// <summary>
 /// A Hugging Face checkpoint of a llama, qwen2 or qwen3 model as a GGUF file that llama.cpp loads: the tensor names
 /// and layouts of llama.cpp's <c>convert_hf_to_gguf.py</c> (for <c>llama</c> the q and k rows permuted from
 /// transformers' rotate-half RoPE to ggml's interleaved one; qwen2/qwen3 use the NeoX RoPE and stay as they are), the
@@ -41,7 +58,11 @@ internal static partial class GgufModelExport
     };
 
     public static GgufExportResult Write(string modelDirectory, string tokenizerDirectory, string path, GgmlType type,
-        string name, IReadOnlyList<int> stopTokenIds, CancellationToken cancellationToken = default)
+        string name, IReadOnlyList<int> stopTokenIds, CancellationToken cancellationToken = default) =>
+        Prepare(modelDirectory, tokenizerDirectory, type, name, stopTokenIds, cancellationToken).Write(path);
+
+    public static PreparedGguf Prepare(string modelDirectory, string tokenizerDirectory, GgmlType type, string name,
+        IReadOnlyList<int> stopTokenIds, CancellationToken cancellationToken = default)
     {
         var config = ModelFolder.ReadConfig(modelDirectory);
         var arch = config.ModelType;
@@ -122,8 +143,7 @@ internal static partial class GgufModelExport
                 foreach (var f in factors) stream.Write(BitConverter.GetBytes(f));
             }));
         }
-        writer.Write(path);
-        return new GgufExportResult(path, fallbacks, writer.Tensors.Count);
+        return new PreparedGguf(writer, fallbacks);
     }
 
     /// <summary>llama.cpp's name of a transformers weight, or null when llama.cpp has none.</summary>
