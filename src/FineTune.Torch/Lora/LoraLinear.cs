@@ -81,11 +81,17 @@ internal sealed class LoraLinear : nn.Module<Tensor, Tensor>
             return (result + low).MoveToOuterDisposeScope();
         }
         // On the CPU the adapter computes in float32 (it is small), which keeps step 0 exactly the base model. The
-        // scale goes on the r-wide side and the update into the base's output in place: two passes fewer over a
-        // [tokens, out] tensor, which for gate_proj and up_proj is the width of the MLP.
+        // scales (LoRA's and dropout's 1/(1-p)) go on the r-wide side and the update into the base's output in place:
+        // passes fewer over the [tokens, in] input and the [tokens, out] output, which for gate_proj and up_proj is
+        // the width of the MLP.
         var adapterInput = x.to(ScalarType.Float32);
-        adapterInput = SeededDropout.Apply(adapterInput, dropout, training);
-        var update = lora_B.forward(lora_A.forward(adapterInput) * Scale);
+        var rankScale = Scale;
+        if (training && dropout > 0)
+        {
+            adapterInput = SeededDropout.ZeroDropped(adapterInput, dropout);
+            rankScale /= 1 - dropout;
+        }
+        var update = lora_B.forward(lora_A.forward(adapterInput) * rankScale);
         return result.add_(update.to(result.dtype));
     }
 

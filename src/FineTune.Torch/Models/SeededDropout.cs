@@ -40,24 +40,33 @@ internal static class SeededDropout
     public static Tensor Apply(Tensor x, double p, bool training)
     {
         if (!training || p == 0) return x;
-        using var dropped = DrawUniform(x.shape, x.device).lt(p);
         // masked_fill keeps a one-byte mask for backward where x * mask would keep a float one.
-        return x.masked_fill(dropped, 0).mul(1 / (1 - p));
+        return ZeroDropped(x, p).mul(1 / (1 - p));
     }
 
-    private static Tensor DrawUniform(long[] shape, Device device)
+    /// <summary>
+    /// Dropout without its 1/(1-p) scale, for a caller that applies the scale where it is cheaper (LoRA: on the
+    /// rank-r side of the update rather than over the [tokens, in] input).
+    /// </summary>
+    public static Tensor ZeroDropped(Tensor x, double p)
+    {
+        using var dropped = DrawMask(x.shape, x.device, p);
+        return x.masked_fill(dropped, 0);
+    }
+
+    /// <summary>Where to drop: true with probability p, a function of (stream, draw index) alone.</summary>
+    private static Tensor DrawMask(long[] shape, Device device, double p)
     {
         var seed = Mix(t_stream + (ulong)t_draws++);
-        if (device.type == DeviceType.CPU && !t_reseedDefaultGenerator)
-        {
-            using var generator = new Generator(seed);
-            return rand(shape, generator: generator);
-        }
+        var count = shape.Aggregate(1L, (a, b) => a * b);
+        if (device.type == DeviceType.CPU && !t_reseedDefaultGenerator && count <= int.MaxValue)
+            return BernoulliMask.Draw(shape, seed, p);
         // TorchSharp 0.107 creates CPU generators only (THSGenerator_new ignores the device), so other devices reseed
         // their default generator right before the draw: the draw still depends on the seed alone. Like Python's
         // torch.manual_seed, this seeds every device's default generator, the CPU's included.
         random.manual_seed((long)seed).Dispose();
-        return rand(shape, device: device);
+        using var uniform = rand(shape, device: device);
+        return uniform.lt(p);
     }
 
     // SplitMix64's finaliser: nearby inputs (consecutive draws, micro-batches) give unrelated seeds.
