@@ -127,7 +127,7 @@ def main():
         labels = ids[:, 1:].clone()
         labels[:, :PROMPT - 1] = -100
         start = time.perf_counter()
-        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype != torch.float32):
             logits = model(ids[:, :-1])
         loss = F.cross_entropy(logits.float().reshape(-1, VOCAB), labels.reshape(-1), ignore_index=-100)
         loss.backward()

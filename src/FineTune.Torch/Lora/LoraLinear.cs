@@ -69,30 +69,39 @@ internal sealed class LoraLinear : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
-        var result = F.linear(x, weight, bias);
-        if (Merged) return result;
-        using var scope = NewDisposeScope();
+        if (Merged) return F.linear(x, weight, bias);
         if (weight.device.type == DeviceType.CUDA && weight.dtype == ScalarType.BFloat16)
         {
             // Autocast on the GPU: the adapter's products run in bfloat16 like the base's, while A and B stay float32
             // parameters (the casts pass their gradients back in float32) and AdamW updates them in float32.
+            var result = F.linear(x, weight, bias);
+            using var scope = NewDisposeScope();
             var input = SeededDropout.Apply(x, dropout, training);
             var low = F.linear(F.linear(input, A.to(ScalarType.BFloat16)), B.to(ScalarType.BFloat16)) * Scale;
             return (result + low).MoveToOuterDisposeScope();
         }
-        // On the CPU the adapter computes in float32 (it is small), which keeps step 0 exactly the base model. The
-        // scales (LoRA's and dropout's 1/(1-p)) go on the r-wide side and the update into the base's output in place:
-        // passes fewer over the [tokens, in] input and the [tokens, out] output, which for gate_proj and up_proj is
-        // the width of the MLP.
-        var adapterInput = x.to(ScalarType.Float32);
-        var rankScale = Scale;
-        if (training && dropout > 0)
+        // Elsewhere the adapter computes in float32 (it is small), which keeps step 0 exactly the base model. Both
+        // scales (LoRA's and dropout's 1/(1-p)) go on the r-wide side, and the update goes into the base's output in
+        // place, so the [tokens, in] input and the [tokens, out] output (for gate_proj and up_proj the width of the
+        // MLP) are passed over as few times as possible. In float32 the product itself accumulates it (GEMM with
+        // beta 1, on rows: in-place work on a view would make autograd copy the gradient).
+        long[] outputShape = [.. x.shape[..^1], OutFeatures];
+        var rows = x.reshape(-1, InFeatures);
+        var output = F.linear(rows, weight, bias);
+        using (NewDisposeScope())
         {
-            adapterInput = SeededDropout.ZeroDropped(adapterInput, dropout);
-            rankScale /= 1 - dropout;
+            var adapterInput = rows.to(ScalarType.Float32);
+            var rankScale = Scale;
+            if (training && dropout > 0)
+            {
+                adapterInput = SeededDropout.ZeroDropped(adapterInput, dropout);
+                rankScale /= 1 - dropout;
+            }
+            var rank = lora_A.forward(adapterInput) * rankScale;
+            if (output.dtype == ScalarType.Float32) output.addmm_(rank, B.t());
+            else output.add_(lora_B.forward(rank).to(output.dtype));
         }
-        var update = lora_B.forward(lora_A.forward(adapterInput) * rankScale);
-        return result.add_(update.to(result.dtype));
+        return output.view(outputShape);
     }
 
     /// <summary>scale · B A [out, in] in float32.</summary>
