@@ -63,4 +63,40 @@ public sealed class FusedAttentionTests
             Assert.True(fusedGradients[i].allclose(eagerGradients[i], rtol: 1e-5, atol: 1e-5),
                 $"d{names[i]} differs by {(fusedGradients[i] - eagerGradients[i]).abs().max().item<float>()}");
     }
+
+    [Fact]
+    public void Bfloat16_attention_on_the_cpu_is_exact_attention_rounded_once_to_bfloat16()
+    {
+        // LlamaAttention.Attend computes bfloat16 inputs in float32 on a CPU: output and gradients are then the exact
+        // (float64) attention of the same bfloat16 values, rounded once to bfloat16 (at most half a unit: 2^-8 relative).
+        using var scope = NewDisposeScope();
+        var generator = new Generator(12);
+        long batch = 2, heads = 4, length = 24, headDim = 16;
+        Tensor Draw() => randn([batch, heads, length, headDim], generator: generator).to(ScalarType.BFloat16);
+        var (q, k, v, upstream) = (Draw(), Draw(), Draw(), Draw());
+        var positions = arange(length);
+        var mask = positions.unsqueeze(0).le(positions.unsqueeze(1)).unsqueeze(0).unsqueeze(0);
+
+        var (output, gradients) = WithGradients((a, b, c) => FineTune.Torch.Models.LlamaAttention.Attend(a, b, c, null, causal: true),
+            q, k, v, upstream);
+        Tensor Exact(Tensor t) => t.to(ScalarType.Float64);
+        var (exact, exactGradients) = WithGradients((a, b, c) => Eager(a, b, c, mask), Exact(q), Exact(k), Exact(v),
+            Exact(upstream));
+
+        Assert.Equal(ScalarType.BFloat16, output.dtype);
+        void AssertRoundedOnce(Tensor actual, Tensor expected, string name)
+        {
+            var error = (actual.to(ScalarType.Float64) - expected).abs();
+            var bound = expected.abs() * Math.Pow(2, -8) + 1e-6;
+            Assert.True(error.le(bound).all().item<bool>(),
+                $"{name}: error up to {(error - bound).max().item<double>()} above half a bfloat16 unit");
+        }
+        AssertRoundedOnce(output, exact, "output");
+        string[] names = ["q", "k", "v"];
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal(ScalarType.BFloat16, gradients[i].dtype);
+            AssertRoundedOnce(gradients[i], exactGradients[i], "d" + names[i]);
+        }
+    }
 }
