@@ -6,13 +6,27 @@ namespace FineTune.Core.Data;
 /// </summary>
 internal struct SplitMix64(ulong seed)
 {
+    /// <summary>The state's increment per output (the golden ratio in 64 bits).</summary>
+    public const ulong Gamma = 0x9E3779B97F4A7C15UL;
+
+    /// <summary>The finaliser's two multipliers, for vectorised copies of <see cref="Mix"/>.</summary>
+    public const ulong Multiplier1 = 0xBF58476D1CE4E5B9UL, Multiplier2 = 0x94D049BB133111EBUL;
+
     private ulong _state = seed;
 
-    public ulong Next()
+    public ulong Next() => Mix(_state += Gamma);
+
+    /// <summary>
+    /// Output <paramref name="index"/> (from 0) of the generator seeded with <paramref name="seed"/>, without the ones
+    /// before it: the state is a counter, so any output can be computed on its own (in parallel, in any order).
+    /// </summary>
+    public static ulong At(ulong seed, ulong index) => Mix(seed + (index + 1) * Gamma);
+
+    /// <summary>The finaliser: nearby inputs give unrelated outputs.</summary>
+    public static ulong Mix(ulong z)
     {
-        var z = _state += 0x9E3779B97F4A7C15UL;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        z = (z ^ (z >> 30)) * Multiplier1;
+        z = (z ^ (z >> 27)) * Multiplier2;
         return z ^ (z >> 31);
     }
 

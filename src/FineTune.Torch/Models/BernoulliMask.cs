@@ -1,4 +1,5 @@
 using System.Runtime.Intrinsics;
+using FineTune.Core.Data;
 using static TorchSharp.torch;
 
 namespace FineTune.Torch.Models;
@@ -12,8 +13,6 @@ namespace FineTune.Torch.Models;
 /// </summary>
 internal static class BernoulliMask
 {
-    public const ulong Gamma = 0x9E3779B97F4A7C15;
-
     // Elements per parallel work item (even, so every item starts on a word): scheduling is negligible against it.
     private const int ElementsPerWorkItem = 1 << 16;
 
@@ -27,16 +26,6 @@ internal static class BernoulliMask
 
     /// <summary>round(p·2^32): an element is dropped where its 32 random bits are below it.</summary>
     public static uint Threshold(double p) => (uint)Math.Clamp(Math.Round(p * 4294967296.0), 0, uint.MaxValue);
-
-    /// <summary>Word <paramref name="index"/> of the stream <paramref name="seed"/> (SplitMix64's next()).</summary>
-    public static ulong Word(ulong seed, ulong index) => Mix(seed + (index + 1) * Gamma);
-
-    private static ulong Mix(ulong z)
-    {
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EB;
-        return z ^ (z >> 31);
-    }
 
     private static unsafe void Fill(Span<byte> mask, ulong seed, uint threshold)
     {
@@ -59,13 +48,13 @@ internal static class BernoulliMask
         if (Vector256.IsHardwareAccelerated)
         {
             // 16 words, 32 elements per round: four vectors of 8 uint halves narrowed to one vector of 32 bytes.
-            var gamma = Vector256.Create(Gamma);
+            var gamma = Vector256.Create(SplitMix64.Gamma);
             var lanes = Vector256.Create(1UL, 2, 3, 4) * gamma;
             var limit = Vector256.Create(threshold);
             var one = Vector256.Create((byte)1);
             for (; element + 32 <= end; element += 32)
             {
-                var state = Vector256.Create(seed + (ulong)(element / 2) * Gamma) + lanes;
+                var state = Vector256.Create(seed + (ulong)(element / 2) * SplitMix64.Gamma) + lanes;
                 var step = gamma * 4;
                 var a = Vector256.LessThan(MixVector(state).AsUInt32(), limit);
                 var b = Vector256.LessThan(MixVector(state + step).AsUInt32(), limit);
@@ -77,7 +66,7 @@ internal static class BernoulliMask
         }
         for (; element < end; element += 2)
         {
-            var word = Word(seed, (ulong)(element / 2));
+            var word = SplitMix64.At(seed, (ulong)(element / 2));
             mask[element] = (uint)word < threshold ? (byte)1 : (byte)0;
             if (element + 1 < end) mask[element + 1] = (uint)(word >> 32) < threshold ? (byte)1 : (byte)0;
         }
@@ -85,8 +74,8 @@ internal static class BernoulliMask
 
     private static Vector256<ulong> MixVector(Vector256<ulong> z)
     {
-        z = (z ^ Vector256.ShiftRightLogical(z, 30)) * Vector256.Create(0xBF58476D1CE4E5B9);
-        z = (z ^ Vector256.ShiftRightLogical(z, 27)) * Vector256.Create(0x94D049BB133111EB);
+        z = (z ^ Vector256.ShiftRightLogical(z, 30)) * Vector256.Create(SplitMix64.Multiplier1);
+        z = (z ^ Vector256.ShiftRightLogical(z, 27)) * Vector256.Create(SplitMix64.Multiplier2);
         return z ^ Vector256.ShiftRightLogical(z, 31);
     }
 }

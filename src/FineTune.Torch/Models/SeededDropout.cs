@@ -1,3 +1,4 @@
+using FineTune.Core.Data;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -32,7 +33,7 @@ internal static class SeededDropout
     /// Starts the stream of masks for one micro-batch of a run: the trainer passes (seed, micro-batch index).
     /// </summary>
     public static void StartStream(long seed, long stream)
-        => MoveTo(new Position(Mix(Mix((ulong)seed) + (ulong)stream), 0));
+        => MoveTo(new Position(SplitMix64.At(SplitMix64.At((ulong)seed, 0) + (ulong)stream, 0), 0));
 
     /// <summary>
     /// nn.Dropout: in training, zeroes each element with probability p and scales the rest by 1/(1-p).
@@ -57,7 +58,7 @@ internal static class SeededDropout
     /// <summary>Where to drop: true with probability p, a function of (stream, draw index) alone.</summary>
     private static Tensor DrawMask(long[] shape, Device device, double p)
     {
-        var seed = Mix(t_stream + (ulong)t_draws++);
+        var seed = SplitMix64.At(t_stream + (ulong)t_draws++, 0);
         var count = shape.Aggregate(1L, (a, b) => a * b);
         if (device.type == DeviceType.CPU && !t_reseedDefaultGenerator && count <= int.MaxValue)
             return BernoulliMask.Draw(shape, seed, p);
@@ -67,14 +68,5 @@ internal static class SeededDropout
         random.manual_seed((long)seed).Dispose();
         using var uniform = rand(shape, device: device);
         return uniform.lt(p);
-    }
-
-    // SplitMix64's finaliser: nearby inputs (consecutive draws, micro-batches) give unrelated seeds.
-    private static ulong Mix(ulong z)
-    {
-        z += 0x9E3779B97F4A7C15;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EB;
-        return z ^ (z >> 31);
     }
 }
