@@ -15,10 +15,15 @@ internal static class ChildRun
 
     public static async Task<Result> Run(string folder, string? signalAt, params string[] args)
     {
-        var info = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
-        {
-            WorkingDirectory = folder, RedirectStandardOutput = true, RedirectStandardError = true,
-        };
+        var dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet";
+        // A test run started in the background by a non-interactive shell inherits SIGINT ignored (POSIX does so for
+        // asynchronous commands), and the child, like any program that respects it, would never see the Ctrl+C it
+        // sends itself; env(1) gives it the default disposition back.
+        var info = SigintIgnored() ? new ProcessStartInfo("env", ["--default-signal=INT", dotnet])
+            : new ProcessStartInfo(dotnet);
+        info.WorkingDirectory = folder;
+        info.RedirectStandardOutput = true;
+        info.RedirectStandardError = true;
         info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "dotnet-finetune.dll"));
         foreach (var arg in args) info.ArgumentList.Add(arg);
         info.Environment["FINETUNE_TEST_SIGNAL_AT"] = signalAt;
@@ -36,4 +41,10 @@ internal static class ChildRun
         }
         return new Result(process.ExitCode, await stdout, await stderr);
     }
+
+    /// <summary>Whether this process ignores SIGINT (bit 2 of SigIgn in /proc/self/status).</summary>
+    private static bool SigintIgnored() => File.Exists("/proc/self/status")
+        && File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("SigIgn:", StringComparison.Ordinal))
+            is { } line
+        && (Convert.ToUInt64(line["SigIgn:".Length..].Trim(), 16) & 2) != 0;
 }
