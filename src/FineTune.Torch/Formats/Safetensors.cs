@@ -16,13 +16,13 @@ internal sealed record SafetensorsEntry(string Name, string Dtype, long[] Shape,
     public long ByteSize => End - Begin;
 }
 
-/// <summary>What a safetensors file holds, without its data.</summary>
 /// <summary>What the header says of a tensor to be written: its name, dtype and shape.</summary>
 internal sealed record SafetensorsLayout(string Name, ScalarType Dtype, long[] Shape)
 {
     public long ByteSize => Shape.Aggregate((long)Safetensors.SizeOf(Dtype), (a, b) => a * b);
 }
 
+/// <summary>What a safetensors file holds, without its data.</summary>
 internal sealed record SafetensorsHeader(IReadOnlyList<SafetensorsEntry> Tensors,
     IReadOnlyDictionary<string, string> Metadata, long DataStart, long FileSize)
 {
@@ -200,23 +200,23 @@ internal static class Safetensors
 
     /// <summary>
     /// One tensor of <paramref name="header"/>'s file in slices of whole rows (its first dimension; elements for a
-    /// vector) of about
-    /// <paramref name="sliceBytes"/> each, read as the enumeration reaches them and disposed when it moves on: a
-    /// writer that converts slice by slice never holds the tensor whole, and converts from memory the cache still holds.
+    /// vector; a 0-dimensional tensor is one slice) of about <paramref name="sliceBytes"/> each, read as the
+    /// enumeration reaches them and disposed when it moves on: a writer that converts slice by slice never holds the
+    /// tensor whole, and converts from memory the cache still holds.
     /// </summary>
     public static IEnumerable<Tensor> ReadRowSlices(string path, SafetensorsHeader header, SafetensorsEntry entry,
         long sliceBytes)
     {
-        if (entry.Shape.Length == 0)
-            throw new ArgumentException($"tensor '{entry.Name}' is a scalar, with no rows to slice", nameof(entry));
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
-        var rows = entry.Shape[0];
+        var scalar = entry.Shape.Length == 0;
+        var rows = scalar ? 1 : entry.Shape[0];
         var rowBytes = Math.Max(1, entry.ByteSize / Math.Max(1, rows));
         var rowsPerSlice = Math.Max(1, sliceBytes / rowBytes);
         stream.Position = header.DataStart + entry.Begin;
         for (long first = 0; first < rows; first += rowsPerSlice)
         {
-            using var slice = empty([Math.Min(rowsPerSlice, rows - first), .. entry.Shape[1..]], entry.ScalarType);
+            long[] shape = scalar ? [] : [Math.Min(rowsPerSlice, rows - first), .. entry.Shape[1..]];
+            using var slice = empty(shape, entry.ScalarType);
             foreach (var chunk in Chunks(slice))
             {
                 try { stream.ReadExactly(chunk.bytes); }

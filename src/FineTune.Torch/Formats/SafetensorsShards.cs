@@ -61,13 +61,6 @@ internal static class SafetensorsShards
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 var (file, header, entry, _) = sources[tensor.Name];
-                if (entry.Shape.Length == 0)
-                {
-                    using var scalar = Safetensors.Load(file, n => n == entry.Name)[entry.Name];
-                    using var converted = scalar.to(tensor.Dtype);
-                    Safetensors.WriteData(stream, converted);
-                    return;
-                }
                 foreach (var slice in Safetensors.ReadRowSlices(file, header, entry, Safetensors.SliceBytes))
                 {
                     using var converted = slice.to(tensor.Dtype);
@@ -96,5 +89,4 @@ internal static class SafetensorsShards
     private static ScalarType TargetType(SafetensorsEntry entry, ScalarType dtype) =>
         entry.ScalarType is ScalarType.Float32 or ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Float64
             ? dtype : entry.ScalarType;
-
 }

@@ -9,16 +9,16 @@ namespace FineTune.Torch.Training;
 /// <summary>Resolves the device a torch stage runs on and describes it for stage keys and the lock file.</summary>
 internal static class ComputeEnvironmentProvider
 {
-    /// <summary>
-    /// auto: CUDA when libtorch sees a GPU, else the CPU. cuda: a GPU or an FT0501 error. cpu: the CPU.
-    /// <paramref name="threads"/> (when given) sets libtorch's intra-op thread count first.
-    /// </summary>
 #if TORCH_CUDA
     private const bool CudaBuild = true;
 #else
     private const bool CudaBuild = false;
 #endif
 
+    /// <summary>
+    /// auto: CUDA when libtorch sees a GPU, else the CPU. cuda: a GPU or an FT0501 error. cpu: the CPU.
+    /// <paramref name="threads"/> (when given) sets libtorch's intra-op thread count first.
+    /// </summary>
     public static ComputeEnvironment Resolve(string requestedDevice, int? threads = null)
     {
         if (threads is > 0) torch.set_num_threads(threads.Value);
@@ -51,7 +51,7 @@ internal static class ComputeEnvironmentProvider
         : recorded;
 
     public static Device TorchDevice(ComputeEnvironment environment) =>
-        environment.Device.StartsWith("cuda", StringComparison.Ordinal) ? CUDA : CPU;
+        RecordedDevice(environment.Device) == "cuda" ? CUDA : CPU;
 
     /// <summary>
     /// libtorch's own version string (torch.__version__), else the version TorchSharp was built against, read from

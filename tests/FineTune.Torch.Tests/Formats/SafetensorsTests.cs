@@ -66,6 +66,28 @@ public sealed class SafetensorsTests : IDisposable
     }
 
     [Fact]
+    public void Shards_convert_floats_slice_by_slice_and_copy_scalars_empty_and_integer_tensors()
+    {
+        var tensors = new Dictionary<string, Tensor>
+        {
+            ["big"] = randn(3000, 1000).to(ScalarType.BFloat16), // 6 MB: more than one 4 MB slice
+            ["scalar"] = tensor(3.25f, ScalarType.Float16),
+            ["empty"] = zeros(0, 3),
+            ["i64"] = tensor(new long[] { long.MinValue, 0, long.MaxValue }),
+        };
+        var source = Path.Combine(_dir, "source.safetensors");
+        Safetensors.Save(source, tensors);
+        var folder = Directory.CreateDirectory(Path.Combine(_dir, "shards")).FullName;
+
+        Assert.Equal(3_000_000 + 1 + 0 + 3, SafetensorsShards.Write([source], folder, ScalarType.Float32, long.MaxValue));
+
+        var written = Safetensors.Load(Path.Combine(folder, "model.safetensors"));
+        foreach (var name in new[] { "big", "scalar", "empty" })
+            Assert.True(Same(tensors[name].to(ScalarType.Float32), written[name]), $"{name} differs");
+        Assert.True(Same(tensors["i64"], written["i64"]));
+    }
+
+    [Fact]
     public void Writer_pads_the_header_to_8_bytes_and_puts_metadata_first()
     {
         var path = Path.Combine(_dir, "small.safetensors");

@@ -123,7 +123,7 @@ internal static partial class GgufModelExport
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 using var scope = NewDisposeScope();
-                if (permuteHeads == 0 && entry.Shape.Length > 0)
+                if (permuteHeads == 0)
                 {
                     // Row slices: each type writes rows independently, so the bytes are those of the whole tensor.
                     foreach (var slice in Safetensors.ReadRowSlices(file, header, entry, Safetensors.SliceBytes))
