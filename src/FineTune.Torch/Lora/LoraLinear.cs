@@ -87,16 +87,19 @@ internal sealed class LoraLinear : nn.Module<Tensor, Tensor>
         // beta 1, on rows: in-place work on a view would make autograd copy the gradient).
         long[] outputShape = [.. x.shape[..^1], OutFeatures];
         var rows = x.reshape(-1, InFeatures);
+        var dropping = training && dropout > 0;
+        var rankScale = dropping ? Scale / (1 - dropout) : Scale;
+        if (weight.dtype == ScalarType.Float32 && weight.device.type == DeviceType.CPU)
+        {
+            var seed = dropping ? SeededDropout.NextBernoulliMaskSeed(rows) : null;
+            if (!dropping || seed is not null)
+                return LoraProduct.Apply(rows, weight, bias, A, B, rankScale, dropout, seed).view(outputShape);
+        }
         var output = F.linear(rows, weight, bias);
         using (NewDisposeScope())
         {
             var adapterInput = rows.to(ScalarType.Float32);
-            var rankScale = Scale;
-            if (training && dropout > 0)
-            {
-                adapterInput = SeededDropout.ZeroDropped(adapterInput, dropout);
-                rankScale /= 1 - dropout;
-            }
+            if (dropping) adapterInput = SeededDropout.ZeroDropped(adapterInput, dropout);
             var rank = lora_A.forward(adapterInput) * rankScale;
             if (output.dtype == ScalarType.Float32) output.addmm_(rank, B.t());
             else output.add_(lora_B.forward(rank).to(output.dtype));

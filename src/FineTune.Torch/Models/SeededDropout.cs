@@ -55,12 +55,24 @@ internal static class SeededDropout
         return x.masked_fill(dropped, 0);
     }
 
+    /// <summary>
+    /// For a kernel that applies the mask itself (<see cref="BernoulliMask.Kept"/>): the seed of the next draw, which
+    /// it takes, when masks of <paramref name="x"/>'s size on its device come from <see cref="BernoulliMask"/>; null
+    /// (and nothing drawn) where the caller has to use <see cref="ZeroDropped"/>.
+    /// </summary>
+    public static ulong? NextBernoulliMaskSeed(Tensor x) =>
+        DrawsBernoulliMask(x.device, x.numel()) ? NextSeed() : null;
+
+    private static bool DrawsBernoulliMask(Device device, long count) =>
+        device.type == DeviceType.CPU && !t_reseedDefaultGenerator && count <= int.MaxValue;
+
+    private static ulong NextSeed() => SplitMix64.At(t_stream + (ulong)t_draws++, 0);
+
     /// <summary>Where to drop: true with probability p, a function of (stream, draw index) alone.</summary>
     private static Tensor DrawMask(long[] shape, Device device, double p)
     {
-        var seed = SplitMix64.At(t_stream + (ulong)t_draws++, 0);
-        var count = shape.Aggregate(1L, (a, b) => a * b);
-        if (device.type == DeviceType.CPU && !t_reseedDefaultGenerator && count <= int.MaxValue)
+        var seed = NextSeed();
+        if (DrawsBernoulliMask(device, shape.Aggregate(1L, (a, b) => a * b)))
             return BernoulliMask.Draw(shape, seed, p);
         // TorchSharp 0.107 creates CPU generators only (THSGenerator_new ignores the device), so other devices reseed
         // their default generator right before the draw: the draw still depends on the seed alone. Like Python's
