@@ -11,7 +11,7 @@ namespace FineTune.Torch.Lora;
 /// gradient. Autograd over the same operations kept a byte mask and the dropped input per projection and passed over
 /// [tokens, in] four times more (masked_fill's copy and fill in forward and in backward, then the sum of the input's
 /// two gradients); at dropout 0.1 a LoRA step on Qwen2.5-0.5B layers took about 7 % longer than without dropout.
-/// The matrix products are those autograd runs, so the results agree with it to rounding.
+/// The matrix products are those autograd runs, two of them in faster layouts, so the results agree with it to rounding.
 /// </summary>
 internal sealed class LoraProduct : autograd.SingleTensorFunction<LoraProduct>
 {
@@ -61,8 +61,10 @@ internal sealed class LoraProduct : autograd.SingleTensorFunction<LoraProduct>
             var (x, a, b) = (saved[0], saved[1], saved[2]);
             using var rank = (Tensor)ctx.get_data("rank");
             var g = gradOutput;
-            var rankGrad = g.mm(b).mul_(call.RankScale);
-            gradB = g.t().mm(rank).DetachFromDisposeScope();
+            // The thin products in the layouts that ran fastest here (out 4864, 1536 rows: 2.9 vs 4.3 ms for g B with B
+            // column-major, 3.2 vs 8.5 ms for the gradient of B as (rankᵀ g)ᵀ rather than autograd's gᵀ rank).
+            var rankGrad = g.mm(b.t().contiguous().t()).mul_(call.RankScale);
+            gradB = rank.t().mm(g).t().DetachFromDisposeScope();
             gradA = rankGrad.t().mm(AdapterInput(x, call)).DetachFromDisposeScope();
             if (call.InputNeedsGrad)
             {
