@@ -21,10 +21,6 @@ internal sealed class LoraProduct : autograd.SingleTensorFunction<LoraProduct>
     /// without dropout).</summary>
     private sealed record Call(Tensor Weight, Tensor? Bias, double RankScale, double Dropout, ulong? Seed, bool InputNeedsGrad);
 
-    // The gradients handed to autograd by the last backward on this thread: libtorch takes its own references on
-    // return, but the managed handles must outlive the return; they are released at this thread's next backward.
-    [ThreadStatic] private static Tensor[]? t_handedOn;
-
     /// <param name="rows">[tokens, in] float32.</param>
     /// <param name="seed">The dropout mask's seed, null without dropout.</param>
     public static Tensor Apply(Tensor rows, Tensor weight, Tensor? bias, Tensor a, Tensor b, double rankScale, double dropout, ulong? seed) =>
@@ -48,9 +44,7 @@ internal sealed class LoraProduct : autograd.SingleTensorFunction<LoraProduct>
 
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
     {
-        if (t_handedOn is not null)
-            foreach (var tensor in t_handedOn) tensor?.Dispose();
-        t_handedOn = null;
+        HandedOnGradients.ReleasePrevious();
         if (gradOutput is null || gradOutput.IsInvalid) return [null!, null!, null!, null!];
         var call = (Call)ctx.get_data("call");
         Tensor? gradX = null;
@@ -73,7 +67,9 @@ internal sealed class LoraProduct : autograd.SingleTensorFunction<LoraProduct>
                 else gradX.addmm_(rankGrad, a);
             }
         }
-        t_handedOn = gradX is null ? [gradA, gradB] : [gradX, gradA, gradB];
+        HandedOnGradients.Keep(gradX);
+        HandedOnGradients.Keep(gradA);
+        HandedOnGradients.Keep(gradB);
         // One per forward argument: x, A, B, the call.
         return [gradX!, gradA, gradB, null!];
     }

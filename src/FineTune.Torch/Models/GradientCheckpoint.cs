@@ -21,11 +21,6 @@ internal sealed class GradientCheckpoint : autograd.SingleTensorFunction<Gradien
     /// <summary>What backward needs beyond the saved tensors.</summary>
     private sealed record Call(Layer Layer, int ArgumentCount, bool InputNeedsGrad, SeededDropout.Position Dropout);
 
-    // The input gradient handed to autograd by the last backward on this thread. libtorch takes its own reference on
-    // return, but the managed handle must outlive the return; it is released at this thread's next call. Per thread:
-    // shared, one thread's backward could release another's gradient before libtorch took it, which then arrived as none.
-    [ThreadStatic] private static Tensor? t_handedOn;
-
     /// <summary>
     /// Layers recomputed by backward on this thread (CPU backward runs on the caller's thread); for tests.
     /// </summary>
@@ -91,8 +86,9 @@ internal sealed class GradientCheckpoint : autograd.SingleTensorFunction<Gradien
             if (call.InputNeedsGrad) inputGrad = input.grad?.DetachFromDisposeScope();
             gradOutput.Dispose();
         }
-        t_handedOn?.Dispose();
-        t_handedOn = inputGrad;
+        // After the recompute's own backward, whose functions hand on and release gradients of their own.
+        HandedOnGradients.ReleasePrevious();
+        HandedOnGradients.Keep(inputGrad);
         grads.Add(inputGrad!);
         for (var i = 1; i < call.ArgumentCount; i++) grads.Add(null!);
         return grads;
