@@ -36,7 +36,7 @@ internal sealed class EvaluateStage(Func<string, IChatTokenizer>? loadTokenizer 
     private readonly Func<string, IChatTokenizer> _loadTokenizer = loadTokenizer ?? TokenizerFolder.Load;
 
     public override string Name => "evaluate";
-    public override int ImplementationVersion => 3;
+    public override int ImplementationVersion => 4;
     public override IReadOnlyList<string> DependsOn { get; } = ["train", "tokenize"];
 
     /// <summary>The device the model was trained on, as the train stage's output records it.</summary>

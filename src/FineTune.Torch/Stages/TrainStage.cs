@@ -25,7 +25,7 @@ namespace FineTune.Torch.Stages;
 internal sealed class TrainStage : Stage<TrainSettings>
 {
     public override string Name => "train";
-    public override int ImplementationVersion => 9;
+    public override int ImplementationVersion => 10;
     public override IReadOnlyList<string> DependsOn => ["tokenize"];
 
     /// <summary>The launch this process belongs to (its launcher's variables); tests set their own.</summary>

@@ -99,4 +99,39 @@ public sealed class FusedAttentionTests
             AssertRoundedOnce(gradients[i], exactGradients[i], "d" + names[i]);
         }
     }
+
+    [Theory]
+    [InlineData(200, 2)] // three blocks of query rows, the last one short; grouped-query
+    [InlineData(40, 1)]  // one block; one key/value head per query head
+    public void Blocked_causal_attention_and_its_gradients_equal_exact_attention(long length, long groups)
+    {
+        // Against float64 attention written out with repeated keys and values: the blocked form computes only the
+        // scores on and below the diagonal (per block), and shares each key/value head among its query heads.
+        using var scope = NewDisposeScope();
+        var generator = new Generator(13);
+        long batch = 2, kvHeads = 2, headDim = 16;
+        var heads = kvHeads * groups;
+        var q = randn([batch, heads, length, headDim], generator: generator);
+        var k = randn([batch, kvHeads, length, headDim], generator: generator);
+        var v = randn([batch, kvHeads, length, headDim], generator: generator);
+        var upstream = randn([batch, heads, length, headDim], generator: generator);
+        var positions = arange(length);
+        var mask = positions.unsqueeze(0).le(positions.unsqueeze(1)).unsqueeze(0).unsqueeze(0);
+
+        var (blocked, blockedGradients) = WithGradients(FineTune.Torch.Models.LlamaAttention.BlockedCausal, q, k, v, upstream);
+        Tensor Exact(Tensor t) => t.to(ScalarType.Float64);
+        var (exact, exactGradients) = WithGradients((a, b, c) => Eager(a, b.repeat_interleave(groups, dim: 1),
+            c.repeat_interleave(groups, dim: 1), mask), Exact(q), Exact(k), Exact(v), Exact(upstream));
+
+        Assert.True(length > FineTune.Torch.Models.LlamaAttention.BlockedQueryRows || groups == 1);
+        Assert.True(blocked.to(ScalarType.Float64).allclose(exact, rtol: 1e-5, atol: 1e-5),
+            $"output differs by {(blocked.to(ScalarType.Float64) - exact).abs().max().item<double>()}");
+        string[] names = ["q", "k", "v"];
+        for (var i = 0; i < 3; i++)
+            Assert.True(blockedGradients[i].to(ScalarType.Float64).allclose(exactGradients[i], rtol: 1e-4, atol: 1e-5),
+                $"d{names[i]} differs by {(blockedGradients[i].to(ScalarType.Float64) - exactGradients[i]).abs().max().item<double>()}");
+        // Float32 causal attention with small scores takes this form, with grad and without.
+        using (no_grad())
+            Assert.True(FineTune.Torch.Models.LlamaAttention.Attend(q, k, v, null, causal: true).eq(blocked).all().item<bool>());
+    }
 }
