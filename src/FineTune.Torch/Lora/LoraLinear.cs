@@ -89,7 +89,9 @@ internal sealed class LoraLinear : nn.Module<Tensor, Tensor>
         var rows = x.reshape(-1, InFeatures);
         var dropping = training && dropout > 0;
         var rankScale = dropping ? Scale / (1 - dropout) : Scale;
-        if (weight.dtype == ScalarType.Float32 && weight.device.type == DeviceType.CPU)
+        // Where a graph is built: under no_grad (evaluation, generation, a checkpointed layer's first pass) the plain
+        // path below computes the same values without an autograd node holding the rank product.
+        if (weight.dtype == ScalarType.Float32 && weight.device.type == DeviceType.CPU && is_grad_enabled())
         {
             var seed = dropping ? SeededDropout.NextBernoulliMaskSeed(rows) : null;
             if (!dropping || seed is not null)
