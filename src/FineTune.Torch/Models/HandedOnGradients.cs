@@ -21,10 +21,8 @@ internal static class HandedOnGradients
     }
 
     /// <summary>Detaches <paramref name="gradient"/> from its dispose scope and keeps it until the next release.</summary>
-    public static Tensor? Keep(Tensor? gradient)
+    public static void Keep(Tensor? gradient)
     {
-        if (gradient is null) return null;
-        (t_kept ??= []).Add(gradient.DetachFromDisposeScope());
-        return gradient;
+        if (gradient is not null) (t_kept ??= []).Add(gradient.DetachFromDisposeScope());
     }
 }

@@ -82,6 +82,7 @@ internal static class ChunkedCrossEntropy
 
         public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor gradOutput)
         {
+            HandedOnGradients.ReleasePrevious();
             var gradients = (Gradients)ctx.get_data("gradients");
             Tensor? hidden = null, weight = null;
             if (gradOutput is not null && !gradOutput.IsInvalid)
@@ -91,6 +92,8 @@ internal static class ChunkedCrossEntropy
             }
             gradients.Hidden?.Dispose();
             gradients.Weight?.Dispose();
+            HandedOnGradients.Keep(hidden);
+            HandedOnGradients.Keep(weight);
             // One per forward argument: hidden, targets, weight, rows per chunk.
             return [hidden!, null!, weight!, null!];
         }
